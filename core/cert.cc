@@ -1,0 +1,242 @@
+#include "core/cert.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include <cstdio>
+
+#include "core/error.h"
+
+namespace ptrust {
+
+namespace {
+
+// Names of all PEM blocks in the input, in order ("CERTIFICATE", "PRIVATE KEY", ...).
+std::vector<std::string> pem_block_names(std::string_view in) {
+  std::vector<std::string> names;
+  constexpr std::string_view kBegin = "-----BEGIN ";
+  size_t pos = 0;
+  while ((pos = in.find(kBegin, pos)) != std::string_view::npos) {
+    size_t start = pos + kBegin.size();
+    size_t end = in.find("-----", start);
+    size_t eol = in.find('\n', start);
+    if (end == std::string_view::npos || (eol != std::string_view::npos && end > eol)) {
+      names.emplace_back("<malformed>");
+    } else {
+      names.emplace_back(in.substr(start, end - start));
+    }
+    pos = start;
+  }
+  return names;
+}
+
+bool is_key_block(std::string_view name) {
+  return name.find("PRIVATE KEY") != std::string_view::npos;
+}
+
+bool is_cert_block(std::string_view name) {
+  return name == "CERTIFICATE" || name == "X509 CERTIFICATE";
+}
+
+ossl::X509Ptr der_to_x509(const unsigned char* p, long len) {
+  const unsigned char* q = p;
+  ossl::X509Ptr x(d2i_X509(nullptr, &q, len));
+  if (!x || q != p + len) return nullptr;  // trailing bytes are not one certificate
+  return x;
+}
+
+bool der_is_private_key(std::string_view in) {
+  auto p = reinterpret_cast<const unsigned char*>(in.data());
+  long len = static_cast<long>(in.size());
+  {
+    const unsigned char* q = p;
+    if (ossl::PkeyPtr k{d2i_AutoPrivateKey(nullptr, &q, len)}) return true;
+  }
+  {
+    const unsigned char* q = p;
+    if (PKCS8_PRIV_KEY_INFO* k = d2i_PKCS8_PRIV_KEY_INFO(nullptr, &q, len)) {
+      PKCS8_PRIV_KEY_INFO_free(k);
+      return true;
+    }
+  }
+  {
+    const unsigned char* q = p;
+    if (X509_SIG* k = d2i_X509_SIG(nullptr, &q, len)) {  // encrypted PKCS#8
+      X509_SIG_free(k);
+      return true;
+    }
+  }
+  return false;
+}
+
+[[noreturn]] void invalid(const std::string& why) {
+  ERR_clear_error();
+  throw Error(Code::kTrustedCertificateInvalid, why);
+}
+
+std::int64_t asn1_time_to_unix(const ASN1_TIME* t) {
+  struct tm tm {};
+  if (!ASN1_TIME_to_tm(t, &tm)) return 0;
+  return static_cast<std::int64_t>(timegm(&tm));
+}
+
+std::string bio_to_string(BIO* b) {
+  char* data = nullptr;
+  long n = BIO_get_mem_data(b, &data);
+  return std::string(data, static_cast<size_t>(n));
+}
+
+std::string name_to_string(const X509_NAME* n) {
+  ossl::BioPtr b(BIO_new(BIO_s_mem()));
+  X509_NAME_print_ex(b.get(), n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+  return bio_to_string(b.get());
+}
+
+}  // namespace
+
+Certificate Certificate::parse(std::string_view in) {
+  if (in.empty()) invalid("input is empty; expected one PEM or DER certificate");
+  auto names = pem_block_names(in);
+  for (const auto& n : names)
+    if (is_key_block(n))
+      throw Error(Code::kPrivateKeyNotAllowed,
+                  "input holds a " + n + " block; trust stores are public, install the certificate only");
+  if (names.empty()) {
+    if (der_is_private_key(in))
+      throw Error(Code::kPrivateKeyNotAllowed, "input is a DER private key; install the certificate only");
+    auto x = der_to_x509(reinterpret_cast<const unsigned char*>(in.data()), static_cast<long>(in.size()));
+    if (!x) invalid("input is neither a PEM certificate nor exactly one DER certificate");
+    return Certificate(std::move(x));
+  }
+  size_t certs = 0;
+  for (const auto& n : names) {
+    if (is_cert_block(n)) {
+      ++certs;
+    } else {
+      invalid("input holds a '" + n + "' PEM block; expected exactly one CERTIFICATE");
+    }
+  }
+  if (certs != 1) invalid("input holds " + std::to_string(certs) + " certificates; expected exactly one");
+
+  ossl::BioPtr bio(BIO_new_mem_buf(in.data(), static_cast<int>(in.size())));
+  char* name = nullptr;
+  char* header = nullptr;
+  unsigned char* data = nullptr;
+  long len = 0;
+  if (!PEM_read_bio(bio.get(), &name, &header, &data, &len)) invalid("truncated or malformed PEM certificate");
+  ossl::OsslStr n(name), h(header), d(reinterpret_cast<char*>(data));
+  if (header && *header) invalid("PEM certificate has encryption headers");
+  auto x = der_to_x509(data, len);
+  if (!x) invalid("PEM block does not hold a valid DER certificate");
+  return Certificate(std::move(x));
+}
+
+Certificate Certificate::from_x509(X509* x) {
+  X509_up_ref(x);
+  return Certificate(ossl::X509Ptr(x));
+}
+
+std::string Certificate::der() const {
+  unsigned char* out = nullptr;
+  int n = i2d_X509(x_.get(), &out);
+  if (n <= 0) throw Error(Code::kTrustedCertificateInvalid, "cannot encode certificate");
+  ossl::OsslStr guard(reinterpret_cast<char*>(out));
+  return std::string(reinterpret_cast<char*>(out), static_cast<size_t>(n));
+}
+
+std::string Certificate::pem() const {
+  ossl::BioPtr b(BIO_new(BIO_s_mem()));
+  if (!PEM_write_bio_X509(b.get(), x_.get())) throw Error(Code::kTrustedCertificateInvalid, "cannot encode certificate");
+  return bio_to_string(b.get());
+}
+
+std::string fingerprint(X509* x, const EVP_MD* md) {
+  unsigned char buf[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  X509_digest(x, md, buf, &n);
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(n * 3);
+  for (unsigned i = 0; i < n; ++i) {
+    if (i) out += ':';
+    out += hex[buf[i] >> 4];
+    out += hex[buf[i] & 15];
+  }
+  return out;
+}
+
+std::string format_time(std::int64_t t) {
+  std::time_t tt = static_cast<std::time_t>(t);
+  struct tm tm {};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+CertInfo Certificate::info() const {
+  X509* x = x_.get();
+  CertInfo i;
+  i.sha256 = fingerprint(x, EVP_sha256());
+  i.sha1 = fingerprint(x, EVP_sha1());
+  i.subject = name_to_string(X509_get_subject_name(x));
+  i.issuer = name_to_string(X509_get_issuer_name(x));
+  if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), nullptr)) {
+    char* s = BN_bn2hex(bn);
+    i.serial = s ? s : "";
+    OPENSSL_free(s);
+    BN_free(bn);
+  }
+  i.not_before = asn1_time_to_unix(X509_get0_notBefore(x));
+  i.not_after = asn1_time_to_unix(X509_get0_notAfter(x));
+  if (EVP_PKEY* k = X509_get0_pubkey(x)) {
+    const char* tn = EVP_PKEY_get0_type_name(k);
+    i.key_type = tn ? tn : "unknown";
+    for (auto& c : i.key_type) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    i.key_bits = EVP_PKEY_get_bits(k);
+  }
+  uint32_t flags = X509_get_extension_flags(x);
+  bool ca = (flags & EXFLAG_CA) != 0;
+  if (ca && (flags & EXFLAG_KUSAGE)) ca = (X509_get_key_usage(x) & KU_KEY_CERT_SIGN) != 0;
+  i.is_ca = ca;
+  ERR_clear_error();
+  return i;
+}
+
+void Certificate::check_validity(std::time_t now) const {
+  if (X509_cmp_time(X509_get0_notBefore(x_.get()), &now) > 0)
+    throw Error(Code::kTrustedCertificateNotValidYet,
+                "certificate is not valid before " + format_time(asn1_time_to_unix(X509_get0_notBefore(x_.get()))));
+  if (X509_cmp_time(X509_get0_notAfter(x_.get()), &now) < 0)
+    throw Error(Code::kTrustedCertificateExpired,
+                "certificate expired on " + format_time(asn1_time_to_unix(X509_get0_notAfter(x_.get()))));
+}
+
+std::vector<ossl::X509Ptr> parse_bundle(std::string_view pem, const std::string& what) {
+  std::vector<ossl::X509Ptr> out;
+  auto names = pem_block_names(pem);
+  for (const auto& n : names)
+    if (!is_cert_block(n)) throw Error(Code::kStoreCorrupt, what + " holds a '" + n + "' block");
+  ossl::BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  for (size_t i = 0; i < names.size(); ++i) {
+    char* name = nullptr;
+    char* header = nullptr;
+    unsigned char* data = nullptr;
+    long len = 0;
+    if (!PEM_read_bio(bio.get(), &name, &header, &data, &len)) {
+      ERR_clear_error();
+      throw Error(Code::kStoreCorrupt, what + " holds a truncated or malformed certificate");
+    }
+    ossl::OsslStr n(name), h(header), d(reinterpret_cast<char*>(data));
+    auto x = der_to_x509(data, len);
+    if (!x) {
+      ERR_clear_error();
+      throw Error(Code::kStoreCorrupt, what + " holds an unparsable certificate");
+    }
+    out.push_back(std::move(x));
+  }
+  if (out.empty()) throw Error(Code::kStoreCorrupt, what + " holds no certificate");
+  return out;
+}
+
+}  // namespace ptrust

@@ -1,0 +1,62 @@
+// Certificate intake and description. Input is PEM or DER holding exactly one
+// certificate; what ptrust stores is always its re-encoding, never the input text.
+#pragma once
+
+#include <cstdint>
+#include <ctime>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/ossl.h"
+
+namespace ptrust {
+
+struct CertInfo {
+  std::string sha256;  // upper-case colon hex, as xapi shows fingerprints
+  std::string sha1;
+  std::string subject;  // RFC 2253
+  std::string issuer;
+  std::string serial;  // upper-case hex
+  std::int64_t not_before = 0;  // seconds since the epoch, UTC
+  std::int64_t not_after = 0;
+  std::string key_type;  // RSA, EC, ED25519, ...
+  int key_bits = 0;
+  bool is_ca = false;  // basicConstraints CA:TRUE and, if keyUsage is present, keyCertSign
+};
+
+class Certificate {
+ public:
+  // Parses input that must hold exactly one certificate (PEM or DER) and nothing secret.
+  // Refusals: TRUSTED_CERTIFICATE_INVALID (empty, garbage, truncated, none, several, other
+  // PEM blocks such as CSRs or CRLs), PRIVATE_KEY_NOT_ALLOWED (any key, PEM or DER).
+  static Certificate parse(std::string_view input);
+
+  // Wraps an already-parsed certificate (takes a reference).
+  static Certificate from_x509(X509* x);
+
+  X509* get() const noexcept { return x_.get(); }
+  std::string der() const;
+  std::string pem() const;  // exactly one re-encoded CERTIFICATE block
+  CertInfo info() const;
+
+  // TRUSTED_CERTIFICATE_EXPIRED / _NOT_VALID_YET relative to `now`.
+  void check_validity(std::time_t now) const;
+
+ private:
+  explicit Certificate(ossl::X509Ptr x) : x_(std::move(x)) {}
+  ossl::X509Ptr x_;
+};
+
+// Parses a bundle of CERTIFICATE blocks written by ptrust. Anything else in it (other
+// blocks, trailing garbage, zero certificates) is STORE_CORRUPT: a consumer must fail
+// closed rather than trust a partial bundle.
+std::vector<ossl::X509Ptr> parse_bundle(std::string_view pem, const std::string& what);
+
+// Upper-case colon-separated hex of a digest of the DER encoding.
+std::string fingerprint(X509* x, const EVP_MD* md);
+
+// "2026-11-22T19:08:14Z".
+std::string format_time(std::int64_t t);
+
+}  // namespace ptrust

@@ -1,0 +1,217 @@
+#include "core/config.h"
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "core/error.h"
+
+namespace ptrust {
+
+std::string_view to_string(CrlPolicy p) noexcept {
+  switch (p) {
+    case CrlPolicy::kOff: return "off";
+    case CrlPolicy::kIfPresent: return "if-present";
+    case CrlPolicy::kRequire: return "require";
+  }
+  return "?";
+}
+
+std::string_view to_string(CrlScope s) noexcept {
+  switch (s) {
+    case CrlScope::kLeaf: return "leaf";
+    case CrlScope::kChain: return "chain";
+  }
+  return "?";
+}
+
+std::string_view to_string(PinMatch m) noexcept {
+  switch (m) {
+    case PinMatch::kCertificate: return "certificate";
+    case PinMatch::kSpki: return "spki";
+  }
+  return "?";
+}
+
+std::optional<CrlPolicy> crl_policy_from(std::string_view s) noexcept {
+  for (auto p : {CrlPolicy::kOff, CrlPolicy::kIfPresent, CrlPolicy::kRequire})
+    if (to_string(p) == s) return p;
+  return std::nullopt;
+}
+
+std::optional<CrlScope> crl_scope_from(std::string_view s) noexcept {
+  for (auto p : {CrlScope::kLeaf, CrlScope::kChain})
+    if (to_string(p) == s) return p;
+  return std::nullopt;
+}
+
+bool valid_purpose_name(std::string_view n) noexcept {
+  if (n.empty() || n.size() > 32) return false;
+  auto ok_first = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!ok_first(n[0])) return false;
+  for (char c : n.substr(1))
+    if (!ok_first(c) && c != '_' && c != '-') return false;
+  return true;
+}
+
+Config default_config() {
+  Config c;
+  c.source = "<built-in>";
+  c.purposes["licensing"] = {};
+  c.purposes["ldaps"] = {};
+  return c;
+}
+
+namespace {
+
+[[noreturn]] void config_error(const std::string& source, const YAML::Mark& m, const std::string& what) {
+  std::ostringstream os;
+  os << source;
+  if (!m.is_null()) os << ":" << (m.line + 1) << ":" << (m.column + 1);
+  os << ": " << what;
+  throw Error(Code::kConfigInvalid, os.str());
+}
+
+std::string scalar(const YAML::Node& n, const std::string& src, const std::string& key) {
+  if (!n.IsScalar()) config_error(src, n.Mark(), "'" + key + "' must be a scalar");
+  return n.Scalar();
+}
+
+bool boolean(const YAML::Node& n, const std::string& src, const std::string& key) {
+  std::string v = scalar(n, src, key);
+  if (v == "true" || v == "yes") return true;
+  if (v == "false" || v == "no") return false;
+  config_error(src, n.Mark(), "'" + key + "' must be true or false, not '" + v + "'");
+}
+
+PurposePolicy parse_policy(const YAML::Node& n, const std::string& src) {
+  PurposePolicy p;
+  if (n.IsNull()) return p;
+  if (!n.IsMap()) config_error(src, n.Mark(), "a purpose must be a mapping of settings (or empty)");
+  for (const auto& kv : n) {
+    std::string key = kv.first.Scalar();
+    const YAML::Node& v = kv.second;
+    if (key == "crl-policy") {
+      auto s = scalar(v, src, key);
+      auto x = crl_policy_from(s);
+      if (!x) config_error(src, v.Mark(), "crl-policy must be off, if-present or require, not '" + s + "'");
+      p.crl_policy = *x;
+    } else if (key == "crl-scope") {
+      auto s = scalar(v, src, key);
+      auto x = crl_scope_from(s);
+      if (!x) config_error(src, v.Mark(), "crl-scope must be leaf or chain, not '" + s + "'");
+      p.crl_scope = *x;
+    } else if (key == "allow-expired-crl") {
+      p.allow_expired_crl = boolean(v, src, key);
+    } else if (key == "pin-match") {
+      auto s = scalar(v, src, key);
+      if (s == "certificate") p.pin_match = PinMatch::kCertificate;
+      else if (s == "spki") p.pin_match = PinMatch::kSpki;
+      else config_error(src, v.Mark(), "pin-match must be certificate or spki, not '" + s + "'");
+    } else if (key == "enforce-pin-validity") {
+      p.enforce_pin_validity = boolean(v, src, key);
+    } else if (key == "report-only") {
+      p.report_only = boolean(v, src, key);
+    } else {
+      config_error(src, kv.first.Mark(), "unknown purpose setting '" + key + "'");
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
+Config parse_config(const std::string& text, const std::string& src) {
+  YAML::Node doc;
+  try {
+    doc = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    config_error(src, e.mark, e.msg);
+  }
+  Config c;
+  c.source = src;
+  if (doc.IsNull()) config_error(src, doc.Mark(), "empty configuration: declare at least `purposes:`");
+  if (!doc.IsMap()) config_error(src, doc.Mark(), "the configuration must be a mapping");
+  bool saw_purposes = false;
+  for (const auto& kv : doc) {
+    std::string key = kv.first.Scalar();
+    if (key == "root") {
+      c.root = scalar(kv.second, src, key);
+      if (c.root->empty() || (*c.root)[0] != '/') config_error(src, kv.second.Mark(), "root must be an absolute path");
+    } else if (key == "purposes") {
+      saw_purposes = true;
+      const YAML::Node& ps = kv.second;
+      if (!ps.IsMap()) config_error(src, ps.Mark(), "purposes must be a mapping of purpose name to settings");
+      for (const auto& p : ps) {
+        std::string name = p.first.Scalar();
+        if (name == kGeneral) config_error(src, p.first.Mark(), "'general' is reserved and cannot be declared");
+        if (!valid_purpose_name(name))
+          config_error(src, p.first.Mark(), "purpose name '" + name + "' must match [a-z0-9][a-z0-9_-]{0,31}");
+        if (c.purposes.count(name)) config_error(src, p.first.Mark(), "purpose '" + name + "' declared twice");
+        c.purposes[name] = parse_policy(p.second, src);
+      }
+    } else {
+      config_error(src, kv.first.Mark(), "unknown setting '" + key + "'");
+    }
+  }
+  if (!saw_purposes) config_error(src, doc.Mark(), "missing `purposes:`");
+  return c;
+}
+
+Config load_config_file(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw Error(Code::kConfigInvalid, path + ": cannot read configuration file");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return parse_config(ss.str(), path);
+}
+
+std::vector<std::string> parse_purpose_list(std::string_view csv, const Config& cfg) {
+  std::vector<std::string> out;
+  if (csv.empty()) throw Error(Code::kUnknownPurpose, "empty purpose list; omit --purpose for the general store");
+  std::set<std::string> seen;
+  size_t pos = 0;
+  for (;;) {
+    size_t comma = csv.find(',', pos);
+    std::string name(csv.substr(pos, comma == csv.npos ? csv.npos : comma - pos));
+    if (name == kGeneral)
+      throw Error(Code::kUnknownPurpose, "'general' is reserved; omit --purpose to install a general CA");
+    if (!valid_purpose_name(name))
+      throw Error(Code::kUnknownPurpose, "malformed purpose '" + name + "' (expected [a-z0-9][a-z0-9_-]{0,31})");
+    if (!cfg.declares(name))
+      throw Error(Code::kUnknownPurpose, "purpose '" + name + "' is not declared in " + cfg.source);
+    if (!seen.insert(name).second) throw Error(Code::kUnknownPurpose, "purpose '" + name + "' listed twice");
+    out.push_back(name);
+    if (comma == csv.npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+Context open_context(const std::optional<std::string>& root_opt, const std::optional<std::string>& config_opt) {
+  std::optional<std::string> root = root_opt;
+  if (!root) {
+    if (const char* e = std::getenv("PTRUST_ROOT"); e && *e) root = e;
+  }
+  std::optional<std::string> cfg_path = config_opt;
+  if (!cfg_path) {
+    if (const char* e = std::getenv("PTRUST_CONFIG"); e && *e) cfg_path = e;
+  }
+  Context ctx;
+  if (cfg_path) {
+    ctx.config = load_config_file(*cfg_path);
+  } else {
+    std::string implicit = root.value_or("/") + "/etc/ptrust/ptrust.yaml";
+    struct stat st;
+    ctx.config = ::stat(implicit.c_str(), &st) == 0 ? load_config_file(implicit) : default_config();
+  }
+  ctx.root = root ? *root : ctx.config.root.value_or("/");
+  return ctx;
+}
+
+}  // namespace ptrust

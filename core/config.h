@@ -1,0 +1,68 @@
+// Configuration: the declared purposes and their verification policies (YAML).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ptrust {
+
+enum class CrlPolicy { kOff, kIfPresent, kRequire };
+enum class CrlScope { kLeaf, kChain };
+enum class PinMatch { kCertificate, kSpki };
+
+std::string_view to_string(CrlPolicy p) noexcept;
+std::string_view to_string(CrlScope s) noexcept;
+std::string_view to_string(PinMatch m) noexcept;
+std::optional<CrlPolicy> crl_policy_from(std::string_view s) noexcept;
+std::optional<CrlScope> crl_scope_from(std::string_view s) noexcept;
+
+// How one purpose is verified. Defaults are the strict ones.
+struct PurposePolicy {
+  CrlPolicy crl_policy = CrlPolicy::kIfPresent;
+  CrlScope crl_scope = CrlScope::kChain;
+  bool allow_expired_crl = false;
+  PinMatch pin_match = PinMatch::kCertificate;
+  bool enforce_pin_validity = true;
+  bool report_only = false;  // explicit opt-in: verdict reported, handshake proceeds
+};
+
+struct Config {
+  std::string source;               // file it came from, or "<built-in>"
+  std::optional<std::string> root;  // `root:` key
+  std::map<std::string, PurposePolicy> purposes;
+
+  bool declares(std::string_view purpose) const { return purposes.count(std::string(purpose)) != 0; }
+};
+
+// The purpose name grammar: [a-z0-9][a-z0-9_-]{0,31}. "general" is reserved.
+bool valid_purpose_name(std::string_view name) noexcept;
+inline constexpr std::string_view kGeneral = "general";
+
+// The configuration used when no file exists: purposes `licensing` and `ldaps`.
+Config default_config();
+
+// Parses YAML text. Errors are CONFIG_INVALID and name source, line and column.
+Config parse_config(const std::string& text, const std::string& source);
+Config load_config_file(const std::string& path);
+
+// Parses "a,b" for install: every name well-formed, declared, not `general`, not repeated.
+// UNKNOWN_PURPOSE otherwise. An empty string is refused (omit --purpose for general).
+std::vector<std::string> parse_purpose_list(std::string_view csv, const Config& cfg);
+
+// Where ptrust works: the root prefix and the configuration.
+struct Context {
+  std::string root;
+  Config config;
+};
+
+// Resolves root and config. Root: `root_opt`, else $PTRUST_ROOT, else the config's
+// `root:`, else "/". Config: `config_opt`, else $PTRUST_CONFIG, else
+// <root>/etc/ptrust/ptrust.yaml if it exists, else the built-in default. An explicitly
+// named config file that is missing is an error.
+Context open_context(const std::optional<std::string>& root_opt,
+                     const std::optional<std::string>& config_opt);
+
+}  // namespace ptrust

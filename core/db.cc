@@ -1,0 +1,138 @@
+#include "core/db.h"
+
+#include <openssl/rand.h>
+
+#include <boost/json.hpp>
+
+#include "core/error.h"
+#include "core/fs.h"
+
+namespace ptrust {
+
+namespace json = boost::json;
+
+std::vector<layout::StoreKey> CertRecord::stores() const {
+  std::vector<layout::StoreKey> out;
+  if (purposes.empty()) {
+    out.push_back({type, "general"});
+  } else {
+    for (const auto& p : purposes) out.push_back({type, p});
+  }
+  return out;
+}
+
+const CertRecord* Database::find(const std::string& uuid) const {
+  for (const auto& r : certs)
+    if (r.uuid == uuid) return &r;
+  return nullptr;
+}
+
+namespace {
+
+json::object to_json(const CertRecord& r) {
+  json::array ps;
+  for (const auto& p : r.purposes) ps.emplace_back(p);
+  return json::object{
+      {"uuid", r.uuid},
+      {"type", std::string(to_string(r.type))},
+      {"purposes", std::move(ps)},
+      {"sha256", r.sha256},
+      {"sha1", r.sha1},
+      {"subject", r.subject},
+      {"issuer", r.issuer},
+      {"serial", r.serial},
+      {"not_before", r.not_before},
+      {"not_after", r.not_after},
+      {"key_type", r.key_type},
+      {"key_bits", r.key_bits},
+      {"installed_at", r.installed_at},
+      {"pem", r.pem},
+  };
+}
+
+CertRecord cert_from_json(const json::value& v) {
+  const json::object& o = v.as_object();
+  CertRecord r;
+  r.uuid = json::value_to<std::string>(o.at("uuid"));
+  auto t = cert_type_from(o.at("type").as_string());
+  if (!t) throw std::invalid_argument("bad type");
+  r.type = *t;
+  for (const auto& p : o.at("purposes").as_array()) r.purposes.push_back(json::value_to<std::string>(p));
+  r.sha256 = json::value_to<std::string>(o.at("sha256"));
+  r.sha1 = json::value_to<std::string>(o.at("sha1"));
+  r.subject = json::value_to<std::string>(o.at("subject"));
+  r.issuer = json::value_to<std::string>(o.at("issuer"));
+  r.serial = json::value_to<std::string>(o.at("serial"));
+  r.not_before = o.at("not_before").to_number<std::int64_t>();
+  r.not_after = o.at("not_after").to_number<std::int64_t>();
+  r.key_type = json::value_to<std::string>(o.at("key_type"));
+  r.key_bits = o.at("key_bits").to_number<int>();
+  r.installed_at = o.at("installed_at").to_number<std::int64_t>();
+  r.pem = json::value_to<std::string>(o.at("pem"));
+  return r;
+}
+
+bool valid_uuid(const std::string& u) {
+  if (u.size() != 36) return false;
+  for (size_t i = 0; i < u.size(); ++i) {
+    char c = u[i];
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Database Database::parse(const std::string& text, const std::string& what) {
+  Database db;
+  try {
+    json::value v = json::parse(text);
+    const json::object& o = v.as_object();
+    if (o.at("format").as_string() != "ptrust-db") throw std::invalid_argument("not a ptrust database");
+    if (o.at("version").to_number<int>() != kVersion) throw std::invalid_argument("unsupported version");
+    for (const auto& c : o.at("certificates").as_array()) {
+      CertRecord r = cert_from_json(c);
+      if (!valid_uuid(r.uuid)) throw std::invalid_argument("malformed uuid '" + r.uuid + "'");
+      db.certs.push_back(std::move(r));
+    }
+  } catch (const std::exception& e) {
+    throw Error(Code::kDatabaseInvalid, what + " is not a valid ptrust database (" + e.what() + ")");
+  }
+  return db;
+}
+
+std::string Database::serialize() const {
+  json::array cs;
+  for (const auto& r : certs) cs.emplace_back(to_json(r));
+  json::object o{{"format", "ptrust-db"}, {"version", kVersion}, {"certificates", std::move(cs)}};
+  return json::serialize(o) + "\n";
+}
+
+Database load_database(int state_dirfd) {
+  auto text = fs::read_at(state_dirfd, std::string(layout::kDatabase), 256u << 20);
+  if (!text) return {};
+  return Database::parse(*text, std::string(layout::kStateDir) + "/" + std::string(layout::kDatabase));
+}
+
+void save_database(int state_dirfd, const Database& db) {
+  // The database holds only public material, but it is the helper's private state.
+  fs::write_atomic(state_dirfd, std::string(layout::kDatabase), db.serialize(), 0600);
+}
+
+std::string new_uuid() {
+  unsigned char b[16];
+  if (RAND_bytes(b, sizeof b) != 1) throw Error(Code::kIoError, "no randomness for a UUID");
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
+    out += hex[b[i] >> 4];
+    out += hex[b[i] & 15];
+  }
+  return out;
+}
+
+}  // namespace ptrust

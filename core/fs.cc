@@ -1,0 +1,208 @@
+#include "core/fs.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <openssl/rand.h>
+
+#include "core/error.h"
+
+namespace ptrust::fs {
+
+Fd& Fd::operator=(Fd&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.release();
+  }
+  return *this;
+}
+
+Fd::~Fd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Fd open_root(const std::string& root) {
+  int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw_errno(Code::kStoreUnreadable, "cannot open root " + root);
+  return Fd(fd);
+}
+
+namespace {
+
+[[noreturn]] void throw_unsafe_or(Code other, const std::string& what) {
+  if (errno == ELOOP || errno == ENOTDIR)
+    throw Error(Code::kStoreUnsafe, what + " is a symlink or not a directory; refusing to follow");
+  throw_errno(other, "cannot open " + what);
+}
+
+}  // namespace
+
+Fd open_dir(int base, std::string_view rel, bool create) {
+  Fd cur(::dup(base));
+  if (!cur) throw_errno(Code::kIoError, "dup");
+  size_t pos = 0;
+  while (pos < rel.size()) {
+    size_t slash = rel.find('/', pos);
+    std::string comp(rel.substr(pos, slash == std::string_view::npos ? rel.npos : slash - pos));
+    pos = slash == std::string_view::npos ? rel.size() : slash + 1;
+    if (comp.empty()) continue;
+    constexpr int kFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+    int fd = ::openat(cur.get(), comp.c_str(), kFlags);
+    if (fd < 0 && errno == ENOENT && create) {
+      if (::mkdirat(cur.get(), comp.c_str(), kDirMode) != 0 && errno != EEXIST)
+        throw_errno(Code::kIoError, "cannot create directory " + comp);
+      fd = ::openat(cur.get(), comp.c_str(), kFlags);
+      if (fd >= 0 && ::fchmod(fd, kDirMode) != 0) {
+        ::close(fd);
+        throw_errno(Code::kIoError, "cannot chmod directory " + comp);
+      }
+    }
+    if (fd < 0) {
+      if (errno == ENOENT) return Fd();
+      throw_unsafe_or(Code::kStoreUnreadable, std::string(rel.substr(0, pos)));
+    }
+    cur = Fd(fd);
+  }
+  return cur;
+}
+
+std::vector<Entry> list_dir(int dirfd) {
+  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw_errno(Code::kStoreUnreadable, "cannot open directory");
+  DIR* d = ::fdopendir(fd);
+  if (!d) {
+    ::close(fd);
+    throw_errno(Code::kStoreUnreadable, "cannot read directory");
+  }
+  std::vector<Entry> out;
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    struct stat st;
+    if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // raced away
+    out.push_back({name, static_cast<mode_t>(st.st_mode & S_IFMT),
+                   static_cast<mode_t>(st.st_mode & 07777), st.st_size});
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
+  return out;
+}
+
+std::optional<struct stat> stat_at(int dirfd, const std::string& name) {
+  struct stat st;
+  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return std::nullopt;
+    throw_errno(Code::kStoreUnreadable, "cannot stat " + name);
+  }
+  return st;
+}
+
+namespace {
+
+std::string read_fd(int fd, size_t max, Code too_big, const std::string& what) {
+  std::string data;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(too_big == Code::kInputUnreadable ? Code::kInputUnreadable : Code::kStoreUnreadable,
+                  "cannot read " + what);
+    }
+    if (n == 0) break;
+    if (data.size() + static_cast<size_t>(n) > max)
+      throw Error(too_big, what + " is larger than " + std::to_string(max) + " bytes");
+    data.append(buf, static_cast<size_t>(n));
+  }
+  return data;
+}
+
+}  // namespace
+
+std::optional<std::string> read_at(int dirfd, const std::string& name, size_t max) {
+  int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    if (errno == ELOOP) throw Error(Code::kStoreUnsafe, name + " is a symlink; refusing to follow");
+    throw_errno(Code::kStoreUnreadable, "cannot open " + name);
+  }
+  Fd guard(fd);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throw_errno(Code::kStoreUnreadable, "cannot stat " + name);
+  if (!S_ISREG(st.st_mode)) throw Error(Code::kStoreUnsafe, name + " is not a regular file");
+  return read_fd(fd, max, Code::kStoreCorrupt, name);
+}
+
+void write_atomic(int dirfd, const std::string& name, std::string_view data, mode_t mode) {
+  unsigned char rnd[8];
+  RAND_bytes(rnd, sizeof rnd);
+  std::string tmp(kTempPrefix);
+  static const char* hex = "0123456789abcdef";
+  for (unsigned char b : rnd) {
+    tmp += hex[b >> 4];
+    tmp += hex[b & 15];
+  }
+  int fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0) throw_errno(Code::kIoError, "cannot create temporary file for " + name);
+  Fd guard(fd);
+  auto fail = [&](const std::string& what) {
+    int e = errno;
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    errno = e;
+    throw_errno(Code::kIoError, what + " " + name);
+  };
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("cannot write");
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fchmod(fd, mode) != 0) fail("cannot chmod");
+  if (::fsync(fd) != 0) fail("cannot fsync");
+  if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) fail("cannot rename into place");
+  if (::fsync(dirfd) != 0) throw_errno(Code::kIoError, "cannot fsync directory of " + name);
+}
+
+bool remove_at(int dirfd, const std::string& name) {
+  if (::unlinkat(dirfd, name.c_str(), 0) != 0) {
+    if (errno == ENOENT) return false;
+    throw_errno(Code::kIoError, "cannot remove " + name);
+  }
+  if (::fsync(dirfd) != 0) throw_errno(Code::kIoError, "cannot fsync directory after removing " + name);
+  return true;
+}
+
+std::string read_input(const std::string& path, size_t max) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ELOOP) throw Error(Code::kInputUnreadable, path + " is a symlink; pass the file itself");
+    throw_errno(Code::kInputUnreadable, "cannot open " + path);
+  }
+  Fd guard(fd);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throw_errno(Code::kInputUnreadable, "cannot stat " + path);
+  if (!S_ISREG(st.st_mode)) throw Error(Code::kInputUnreadable, path + " is not a regular file");
+  if (static_cast<size_t>(st.st_size) > max)
+    throw Error(Code::kInputUnreadable, path + " is larger than " + std::to_string(max) + " bytes");
+  return read_fd(fd, max, Code::kInputUnreadable, path);
+}
+
+Lock::Lock(int dirfd, const std::string& name) {
+  int fd = ::openat(dirfd, name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) throw_errno(Code::kLockFailed, "cannot open lock file " + name);
+  fd_ = Fd(fd);
+  while (::flock(fd, LOCK_EX) != 0) {
+    if (errno != EINTR) throw_errno(Code::kLockFailed, "cannot lock " + name);
+  }
+}
+
+}  // namespace ptrust::fs

@@ -1,0 +1,87 @@
+// File-system primitives for the stores. Everything inside a store is reached through
+// directory file descriptors and *at() calls with O_NOFOLLOW: a symlink anywhere inside a
+// store is refused (STORE_UNSAFE), never followed. Only the root prefix itself, which the
+// administrator chose, is opened by path.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ptrust::fs {
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd();
+  int get() const noexcept { return fd_; }
+  int release() noexcept { int f = fd_; fd_ = -1; return f; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+inline constexpr mode_t kDirMode = 0755;
+inline constexpr mode_t kFileMode = 0644;
+
+// Opens the root prefix (a directory; symlinks in this path are the admin's business).
+Fd open_root(const std::string& root);
+
+// Walks `rel` ("a/b/c") below `base` one component at a time with O_NOFOLLOW.
+// Returns an empty Fd when a component is missing and `create` is false.
+// With `create`, missing directories are made with mode 0755 (umask-proof).
+Fd open_dir(int base, std::string_view rel, bool create);
+
+struct Entry {
+  std::string name;
+  mode_t type;  // S_IFREG, S_IFDIR, S_IFLNK, ...
+  mode_t perm;  // permission bits
+  off_t size;
+};
+
+// Entries of a directory (no "." or ".."), sorted by name. Uses lstat semantics.
+std::vector<Entry> list_dir(int dirfd);
+
+// lstat of one entry; nullopt when it does not exist.
+std::optional<struct stat> stat_at(int dirfd, const std::string& name);
+
+// Reads a regular file inside a store. nullopt when missing. A symlink or any
+// non-regular file is STORE_UNSAFE; a file over `max` bytes is STORE_CORRUPT.
+std::optional<std::string> read_at(int dirfd, const std::string& name, size_t max);
+
+// Replaces `name` atomically: temp file (hidden, not *.pem), write, fchmod, fsync,
+// renameat, fsync(dir). A crash at any instant leaves the old or the new content.
+void write_atomic(int dirfd, const std::string& name, std::string_view data, mode_t mode);
+
+// unlinkat + fsync(dir); a missing file is not an error. Returns whether it existed.
+bool remove_at(int dirfd, const std::string& name);
+
+// Temp files written by write_atomic start with this prefix (sync removes leftovers).
+inline constexpr std::string_view kTempPrefix = ".ptrust-tmp-";
+
+// Reads a user-supplied input file: must be a regular file (not a symlink, not a
+// directory), readable, at most `max` bytes. Errors are INPUT_UNREADABLE.
+std::string read_input(const std::string& path, size_t max);
+
+// Exclusive advisory lock held for the lifetime of the object (flock on a lock file).
+class Lock {
+ public:
+  Lock(int dirfd, const std::string& name);
+  Lock(Lock&&) = default;
+
+ private:
+  Fd fd_;
+};
+
+}  // namespace ptrust::fs

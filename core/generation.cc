@@ -1,0 +1,108 @@
+#include "core/generation.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/layout.h"
+
+namespace ptrust {
+
+namespace {
+
+constexpr char kMagic[8] = {'P', 'T', 'R', 'U', 'S', 'T', 'G', '1'};
+constexpr size_t kSize = 16;  // magic + counter; counter is 8-byte aligned at offset 8
+
+struct Mapping {
+  void* addr = MAP_FAILED;
+  ~Mapping() {
+    if (addr != MAP_FAILED) ::munmap(addr, kSize);
+  }
+};
+
+bool valid(const void* addr) { return std::memcmp(addr, kMagic, sizeof kMagic) == 0; }
+
+std::string initial_content() {
+  // Seeded from the clock so that a re-created file never repeats a value readers saw.
+  std::uint64_t seed = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  std::string s(kSize, '\0');
+  std::memcpy(s.data(), kMagic, sizeof kMagic);
+  std::memcpy(s.data() + 8, &seed, sizeof seed);
+  return s;
+}
+
+}  // namespace
+
+void bump_generation(int state_dirfd) {
+  const std::string name(layout::kGenerationFile);
+  int fd = ::openat(state_dirfd, name.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno != ENOENT) throw_errno(Code::kIoError, "cannot open generation file");
+    fs::write_atomic(state_dirfd, name, initial_content(), fs::kFileMode);
+    return;
+  }
+  fs::Fd guard(fd);
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != static_cast<off_t>(kSize)) {
+    // Malformed: rewrite in place so existing mappings of this inode keep working.
+    std::string init = initial_content();
+    if (::ftruncate(fd, kSize) != 0 || ::pwrite(fd, init.data(), kSize, 0) != static_cast<ssize_t>(kSize))
+      throw_errno(Code::kIoError, "cannot repair generation file");
+    return;
+  }
+  Mapping m;
+  m.addr = ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (m.addr == MAP_FAILED) throw_errno(Code::kIoError, "cannot map generation file");
+  if (!valid(m.addr)) {
+    std::string init = initial_content();
+    std::memcpy(m.addr, init.data(), kSize);
+    return;
+  }
+  auto* counter = reinterpret_cast<std::uint64_t*>(static_cast<char*>(m.addr) + 8);
+  __atomic_fetch_add(counter, 1, __ATOMIC_RELEASE);
+}
+
+std::uint64_t read_generation(int state_dirfd) {
+  auto data = fs::read_at(state_dirfd, std::string(layout::kGenerationFile), 4096);
+  if (!data || data->size() != kSize || !valid(data->data())) return 0;
+  std::uint64_t v;
+  std::memcpy(&v, data->data() + 8, sizeof v);
+  return v;
+}
+
+std::unique_ptr<GenerationView> GenerationView::open(const std::string& root) {
+  fs::Fd state;
+  try {
+    state = fs::open_dir(fs::open_root(root).get(), layout::kStateDir, false);
+  } catch (const Error&) {
+    return nullptr;
+  }
+  if (!state) return nullptr;
+  int fd = ::openat(state.get(), std::string(layout::kGenerationFile).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  fs::Fd guard(fd);
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != static_cast<off_t>(kSize)) return nullptr;
+  void* addr = ::mmap(nullptr, kSize, PROT_READ, MAP_SHARED, fd, 0);
+  if (addr == MAP_FAILED) return nullptr;
+  if (!valid(addr)) {
+    ::munmap(addr, kSize);
+    return nullptr;
+  }
+  return std::unique_ptr<GenerationView>(new GenerationView(addr, kSize));
+}
+
+GenerationView::GenerationView(void* map, size_t len)
+    : map_(map), len_(len), counter_(reinterpret_cast<const std::uint64_t*>(static_cast<char*>(map) + 8)) {}
+
+GenerationView::~GenerationView() { ::munmap(map_, len_); }
+
+}  // namespace ptrust

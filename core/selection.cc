@@ -1,0 +1,117 @@
+#include "core/selection.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/cert.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/layout.h"
+
+namespace ptrust {
+
+std::string_view to_string(Mode m) noexcept {
+  switch (m) {
+    case Mode::kPinned: return "pinned";
+    case Mode::kCa: return "ca";
+    case Mode::kGeneral: return "general";
+    case Mode::kNone: return "none";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr size_t kMaxBundle = 256u << 20;
+
+void check_purpose(const Context& ctx, std::string_view purpose) {
+  if (purpose == kGeneral) return;
+  if (!valid_purpose_name(purpose))
+    throw Error(Code::kUnknownPurpose, "malformed purpose '" + std::string(purpose) + "'");
+  if (!ctx.config.declares(purpose))
+    throw Error(Code::kUnknownPurpose,
+                "purpose '" + std::string(purpose) + "' is not declared in " + ctx.config.source);
+}
+
+struct Candidate {
+  Mode mode;
+  layout::StoreKey key;
+};
+
+std::vector<Candidate> candidates(std::string_view purpose) {
+  std::string p(purpose);
+  if (purpose == kGeneral) return {{Mode::kGeneral, {CertType::kCa, p}}};
+  return {{Mode::kPinned, {CertType::kPinned, p}},
+          {Mode::kCa, {CertType::kCa, p}},
+          {Mode::kGeneral, {CertType::kCa, std::string(kGeneral)}}};
+}
+
+Resolution resolve_in(int trusted_fd, const Context& ctx, std::string_view purpose) {
+  Resolution r;
+  r.purpose = std::string(purpose);
+  if (trusted_fd < 0) return r;
+  for (const auto& c : candidates(purpose)) {
+    std::string name = layout::bundle_file(c.key);
+    auto st = fs::stat_at(trusted_fd, name);
+    if (!st) continue;
+    if (!S_ISREG(st->st_mode))
+      throw Error(Code::kStoreUnsafe, std::string(layout::kTrustedDir) + "/" + name +
+                                          " is not a regular file; refusing it (no fallback)");
+    r.mode = c.mode;
+    r.bundle = name;
+    r.path = ctx.root + (ctx.root.ends_with('/') ? "" : "/") + std::string(layout::kTrustedDir) + "/" + name;
+    return r;
+  }
+  return r;
+}
+
+}  // namespace
+
+Resolution resolve(const Context& ctx, std::string_view purpose) {
+  check_purpose(ctx, purpose);
+  fs::Fd root = fs::open_root(ctx.root);
+  fs::Fd top = fs::open_dir(root.get(), layout::kTrustedDir, false);
+  return resolve_in(top ? top.get() : -1, ctx, purpose);
+}
+
+Material load_material(const Context& ctx, std::string_view purpose) {
+  check_purpose(ctx, purpose);
+  fs::Fd root = fs::open_root(ctx.root);
+  fs::Fd top = fs::open_dir(root.get(), layout::kTrustedDir, false);
+  // A writer may replace or remove the chosen bundle between the choice and the read:
+  // choose again (a few times) rather than read a file that is no longer chosen.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    Material m;
+    m.resolution = resolve_in(top ? top.get() : -1, ctx, purpose);
+    if (m.resolution.mode == Mode::kNone) return m;
+    int fd = ::openat(top.get(), m.resolution.bundle.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) continue;
+      if (errno == ELOOP) throw Error(Code::kStoreUnsafe, m.resolution.path + " is a symlink; refusing it");
+      throw_errno(Code::kStoreUnreadable, "cannot open " + m.resolution.path);
+    }
+    fs::Fd g(fd);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) throw_errno(Code::kStoreUnreadable, "cannot stat " + m.resolution.path);
+    if (!S_ISREG(st.st_mode)) throw Error(Code::kStoreUnsafe, m.resolution.path + " is not a regular file");
+    if (static_cast<size_t>(st.st_size) > kMaxBundle) throw Error(Code::kStoreCorrupt, m.resolution.path + " is too large");
+    std::string data(static_cast<size_t>(st.st_size), '\0');
+    size_t off = 0;
+    while (off < data.size()) {
+      ssize_t n = ::pread(fd, data.data() + off, data.size() - off, static_cast<off_t>(off));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw_errno(Code::kStoreUnreadable, "cannot read " + m.resolution.path);
+      if (n == 0) break;
+      off += static_cast<size_t>(n);
+    }
+    data.resize(off);
+    m.id = {st.st_dev, st.st_ino, static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+            st.st_size};
+    m.certs = parse_bundle(data, m.resolution.path);
+    return m;
+  }
+  throw Error(Code::kStoreUnreadable, "the store for '" + std::string(purpose) + "' kept changing while being read");
+}
+
+}  // namespace ptrust

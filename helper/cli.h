@@ -1,0 +1,45 @@
+// Shared plumbing of the `ptrust` command: option parsing, errors, output.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/json.hpp>
+#include <boost/program_options.hpp>
+
+#include "core/config.h"
+
+namespace ptrust::cli {
+
+namespace po = boost::program_options;
+
+// Options every command accepts, before or after the command name.
+struct Common {
+  std::optional<std::string> root;
+  std::optional<std::string> config;
+  bool json = false;
+
+  Context context() const { return open_context(root, config); }
+};
+
+struct Command {
+  const char* name;
+  const char* args;     // synopsis after the name
+  const char* summary;  // one line for `ptrust --help`
+  bool reads;           // read command: takes --json
+  // Adds the command's own options and positionals; returns the positional description.
+  std::function<void(po::options_description&, po::positional_options_description&)> describe;
+  std::function<int(const Common&, const po::variables_map&)> run;
+};
+
+const std::vector<Command>& commands();
+
+// Commands, grouped by file.
+void add_trust_commands(std::vector<Command>& out);
+
+// Prints a JSON value (pretty enough for humans: one document per line).
+void print_json(const boost::json::value& v);
+
+}  // namespace ptrust::cli

@@ -1,0 +1,124 @@
+// ptrust — per-purpose TLS trust stores for OpenSSL 3. See README.md.
+#include <cstdio>
+#include <iostream>
+
+#include <openssl/err.h>
+
+#include "core/error.h"
+#include "helper/cli.h"
+
+namespace ptrust::cli {
+
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+void print_usage(std::ostream& os) {
+  os << "usage: ptrust [--root DIR] [--config FILE] COMMAND [ARGS...]\n\n"
+        "Per-purpose TLS trust for OpenSSL 3: installs trusted certificates into the\n"
+        "on-disk stores, reconciles them with ptrust's database and reports on them.\n\n"
+        "commands:\n";
+  for (const auto& c : commands()) {
+    std::string head = std::string(c.name) + " " + c.args;
+    os << "  " << head;
+    for (size_t i = head.size(); i < 44; ++i) os << ' ';
+    os << " " << c.summary << "\n";
+  }
+  os << "\nglobal options (accepted before or after COMMAND):\n"
+        "  --root DIR      root prefix of the stores (default: $PTRUST_ROOT, config `root:`, /)\n"
+        "  --config FILE   purposes and policies (default: $PTRUST_CONFIG, <root>/etc/ptrust/ptrust.yaml,\n"
+        "                  else built-in: licensing, ldaps)\n"
+        "  --json          machine-readable output (read commands)\n"
+        "  -h, --help      this text; `ptrust COMMAND --help` for one command\n"
+        "  --version       print the version\n\n"
+        "exit status: 0 success, 1 refused or verification failed (stderr names an error code), 2 usage\n";
+}
+
+void add_common(po::options_description& d, Common& c, bool reads) {
+  d.add_options()
+      ("root", po::value<std::string>()->notifier([&c](const std::string& v) { c.root = v; }), "root prefix of the stores")
+      ("config", po::value<std::string>()->notifier([&c](const std::string& v) { c.config = v; }), "configuration file")
+      ("help,h", "show this help");
+  if (reads) d.add_options()("json", po::bool_switch(&c.json), "machine-readable JSON output");
+}
+
+[[noreturn]] void usage_error(const std::string& msg, const char* cmd) {
+  std::cerr << "ptrust: USAGE: " << msg << " (see `ptrust " << (cmd ? std::string(cmd) + " " : "") << "--help`)\n";
+  std::exit(2);
+}
+
+int run(int argc, char** argv) {
+  Common common;
+  // Global options may come before the command; everything from the command on is
+  // parsed again with the command's own description.
+  po::options_description global;
+  add_common(global, common, false);
+  global.add_options()("version", "print the version")("command", po::value<std::string>())(
+      "args", po::value<std::vector<std::string>>());
+  po::positional_options_description gpos;
+  gpos.add("command", 1).add("args", -1);
+  po::variables_map gvm;
+  po::parsed_options parsed = po::command_line_parser(argc, argv).options(global).positional(gpos).allow_unregistered().run();
+  po::store(parsed, gvm);
+  if (gvm.count("version")) {
+    std::cout << "ptrust " << kVersion << "\n";
+    return 0;
+  }
+  if (!gvm.count("command")) {
+    if (gvm.count("help")) {
+      print_usage(std::cout);
+      return 0;
+    }
+    for (const auto& o : parsed.options)
+      if (o.unregistered) usage_error("unknown option '" + o.string_key + "'", nullptr);
+    print_usage(std::cerr);
+    return 2;
+  }
+  po::notify(gvm);
+  std::string name = gvm["command"].as<std::string>();
+  const Command* cmd = nullptr;
+  for (const auto& c : commands())
+    if (name == c.name) cmd = &c;
+  if (!cmd) usage_error("unknown command '" + name + "'", nullptr);
+
+  std::vector<std::string> rest = po::collect_unrecognized(parsed.options, po::include_positional);
+  rest.erase(rest.begin());  // the command name itself
+
+  po::options_description desc(std::string("usage: ptrust ") + cmd->name + " " + cmd->args + "\n\n" + cmd->summary +
+                               "\n\noptions");
+  add_common(desc, common, cmd->reads);
+  po::positional_options_description pos;
+  cmd->describe(desc, pos);
+  po::variables_map vm;
+  po::store(po::command_line_parser(rest).options(desc).positional(pos).run(), vm);
+  if (vm.count("help") || gvm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  try {
+    po::notify(vm);
+  } catch (const po::error& e) {
+    usage_error(e.what(), cmd->name);
+  }
+  return cmd->run(common, vm);
+}
+
+}  // namespace
+
+}  // namespace ptrust::cli
+
+int main(int argc, char** argv) {
+  using namespace ptrust;
+  try {
+    return cli::run(argc, argv);
+  } catch (const boost::program_options::error& e) {
+    std::cerr << "ptrust: USAGE: " << e.what() << " (see `ptrust --help`)\n";
+    return 2;
+  } catch (const Error& e) {
+    std::cerr << "ptrust: " << code_name(e.code()) << ": " << e.what() << "\n";
+    return exit_status(e.code());
+  } catch (const std::exception& e) {
+    std::cerr << "ptrust: INTERNAL_ERROR: " << e.what() << "\n";
+    return 1;
+  }
+}

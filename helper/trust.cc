@@ -1,0 +1,171 @@
+// install / uninstall / list / resolve / sync.
+#include <ctime>
+#include <iostream>
+
+#include "core/cert.h"
+#include "core/error.h"
+#include "core/selection.h"
+#include "core/store.h"
+#include "helper/cli.h"
+
+namespace ptrust::cli {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr size_t kMaxInput = 1u << 20;  // 1 MiB: no certificate is bigger
+
+json::object record_json(const CertRecord& r) {
+  json::array ps;
+  for (const auto& p : r.purposes) ps.emplace_back(p);
+  return {{"uuid", r.uuid},
+          {"type", std::string(to_string(r.type))},
+          {"purposes", std::move(ps)},
+          {"sha256", r.sha256},
+          {"sha1", r.sha1},
+          {"subject", r.subject},
+          {"issuer", r.issuer},
+          {"serial", r.serial},
+          {"not_before", format_time(r.not_before)},
+          {"not_after", format_time(r.not_after)},
+          {"key", r.key_type + "-" + std::to_string(r.key_bits)},
+          {"installed_at", format_time(r.installed_at)}};
+}
+
+std::string purposes_text(const CertRecord& r) {
+  if (r.purposes.empty()) return "general";
+  std::string s;
+  for (const auto& p : r.purposes) s += (s.empty() ? "" : ",") + p;
+  return s;
+}
+
+int install(const Common& c, const po::variables_map& vm) {
+  bool ca = vm["ca"].as<bool>(), pinned = vm["pinned"].as<bool>();
+  if (ca == pinned) throw Error(Code::kUsage, "give exactly one of --ca or --pinned");
+  Context ctx = c.context();
+  InstallRequest req;
+  req.type = ca ? CertType::kCa : CertType::kPinned;
+  if (vm.count("purpose")) req.purposes = parse_purpose_list(vm["purpose"].as<std::string>(), ctx.config);
+  Certificate cert = Certificate::parse(fs::read_input(vm["file"].as<std::string>(), kMaxInput));
+  Store store(std::move(ctx));
+  CertRecord r = store.install(cert, req, std::time(nullptr));
+  std::cout << r.uuid << "\n";
+  return 0;
+}
+
+int uninstall(const Common& c, const po::variables_map& vm) {
+  Store store(c.context());
+  CertRecord r = store.uninstall(vm["uuid"].as<std::string>(), vm["force"].as<bool>());
+  std::cerr << "removed " << to_string(r.type) << " " << r.uuid << " (" << r.subject << ")\n";
+  return 0;
+}
+
+int list(const Common& c, const po::variables_map&) {
+  Store store(c.context());
+  Database db = store.database();
+  if (c.json) {
+    json::array a;
+    for (const auto& r : db.certs) a.emplace_back(record_json(r));
+    print_json(json::object{{"certificates", std::move(a)}});
+    return 0;
+  }
+  if (db.certs.empty()) {
+    std::cout << "no trusted certificates\n";
+    return 0;
+  }
+  for (const auto& r : db.certs) {
+    std::cout << r.uuid << "  " << to_string(r.type) << "  purposes=" << purposes_text(r)
+              << "  expires=" << format_time(r.not_after) << "\n"
+              << "    subject: " << r.subject << "\n"
+              << "    sha256:  " << r.sha256 << "\n";
+  }
+  return 0;
+}
+
+int resolve_cmd(const Common& c, const po::variables_map& vm) {
+  Context ctx = c.context();
+  Material m = load_material(ctx, vm["purpose"].as<std::string>());
+  const Resolution& r = m.resolution;
+  if (c.json) {
+    print_json(json::object{{"purpose", r.purpose},
+                            {"mode", std::string(to_string(r.mode))},
+                            {"bundle", r.path.empty() ? json::value(nullptr) : json::value(r.path)},
+                            {"certificates", m.certs.size()}});
+    return 0;
+  }
+  std::cout << "purpose: " << r.purpose << "\nmode:    " << to_string(r.mode) << "\n";
+  if (r.mode == Mode::kNone) {
+    std::cout << "bundle:  (none: every verification for this purpose fails)\n";
+  } else {
+    std::cout << "bundle:  " << r.path << " (" << m.certs.size() << " certificate" << (m.certs.size() == 1 ? "" : "s")
+              << ")\n";
+  }
+  return 0;
+}
+
+int sync_cmd(const Common& c, const po::variables_map& vm) {
+  bool check = vm["check"].as<bool>();
+  Store store(c.context());
+  auto drift = store.sync(!check);
+  if (c.json) {
+    json::array a;
+    for (const auto& d : drift)
+      a.emplace_back(json::object{{"kind", std::string(to_string(d.kind))}, {"path", d.path}, {"detail", d.detail}});
+    print_json(json::object{{"clean", drift.empty()}, {"repaired", !check && !drift.empty()}, {"drift", std::move(a)}});
+  } else {
+    for (const auto& d : drift)
+      std::cout << (check ? "" : "repaired ") << to_string(d.kind) << ": " << d.path
+                << (d.detail.empty() ? "" : " (" + d.detail + ")") << "\n";
+    if (drift.empty()) std::cout << "in sync\n";
+  }
+  return check && !drift.empty() ? 1 : 0;
+}
+
+}  // namespace
+
+void add_trust_commands(std::vector<Command>& out) {
+  out.push_back({"install", "FILE (--ca | --pinned) [--purpose a,b]",
+                 "install a trusted certificate (PEM or DER); prints its UUID", false,
+                 [](po::options_description& d, po::positional_options_description& p) {
+                   d.add_options()("file", po::value<std::string>()->required(), "certificate file (PEM or DER)")(
+                       "ca", po::bool_switch(), "a CA: peers must chain to it")(
+                       "pinned", po::bool_switch(), "a pinned peer: the peer's leaf must equal it")(
+                       "purpose", po::value<std::string>(), "comma-separated purposes (none: general CA)");
+                   p.add("file", 1);
+                 },
+                 install});
+  out.push_back({"uninstall", "UUID [--force]", "remove a trusted certificate", false,
+                 [](po::options_description& d, po::positional_options_description& p) {
+                   d.add_options()("uuid", po::value<std::string>()->required(), "UUID printed by install")(
+                       "force", po::bool_switch(), "also drop a record whose files are already gone");
+                   p.add("uuid", 1);
+                 },
+                 uninstall});
+  out.push_back({"list", "", "list trusted certificates", true,
+                 [](po::options_description&, po::positional_options_description&) {}, list});
+  out.push_back({"resolve", "PURPOSE", "show which store serves PURPOSE (pinned|ca|general|none)", true,
+                 [](po::options_description& d, po::positional_options_description& p) {
+                   d.add_options()("purpose", po::value<std::string>()->required(), "purpose, or general");
+                   p.add("purpose", 1);
+                 },
+                 resolve_cmd});
+  out.push_back({"sync", "[--check]", "reconcile the stores with the database", true,
+                 [](po::options_description& d, po::positional_options_description&) {
+                   d.add_options()("check", po::bool_switch(), "report drift only; exit 1 if any");
+                 },
+                 sync_cmd});
+}
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> all = [] {
+    std::vector<Command> v;
+    add_trust_commands(v);
+    return v;
+  }();
+  return all;
+}
+
+void print_json(const json::value& v) { std::cout << json::serialize(v) << "\n"; }
+
+}  // namespace ptrust::cli
