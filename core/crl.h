@@ -1,0 +1,37 @@
+// CRLs as consumers see them: <root>/etc/stunnel/crls/<name> (+ OpenSSL hash links), and a
+// public scope index saying which purposes a CRL is limited to (absent = every ca/general
+// purpose). Consumers (provider, verify hook) read only these public files.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/config.h"
+#include "core/ossl.h"
+
+namespace ptrust {
+
+namespace layout {
+inline constexpr std::string_view kCrlDir = "etc/stunnel/crls";
+// JSON object {"<crl name>": ["purpose", ...]} for CRLs installed with --purpose; 0644.
+inline constexpr std::string_view kCrlScopeFile = "crl-scope.json";  // in kStateDir
+}  // namespace layout
+
+// True for names OpenSSL's hash-dir lookup uses: 8 hex digits, ".r" or ".", a number.
+bool is_hash_link_name(std::string_view name) noexcept;
+
+// Parses exactly one CRL from PEM or DER; nullptr when it is not exactly one CRL.
+ossl::X509CrlPtr parse_crl(std::string_view data);
+
+struct NamedCrl {
+  std::string name;
+  ossl::X509CrlPtr crl;
+};
+
+// Every CRL that applies to `purpose` (a declared purpose or "general"), sorted by name.
+// A CRL file that does not parse is STORE_CORRUPT (fail closed); a symlink in place of a
+// CRL file is STORE_UNSAFE. A missing CRL directory means no CRLs.
+std::vector<NamedCrl> load_crls(const Context& ctx, std::string_view purpose);
+
+}  // namespace ptrust
