@@ -1,0 +1,141 @@
+// The selection rule: pinned > ca-<p> > ca-general > none, no fallback, fail closed.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/selection.h"
+#include "tests/core/fixture.h"
+
+namespace ptrust {
+namespace {
+
+using testing::certs;
+
+class Selection : public testing::StoreFixture {};
+
+TEST_F(Selection, NothingInstalledMeansNone) {
+  for (const char* p : {"licensing", "ldaps", "general"}) {
+    Material m = load_material(ctx, p);
+    EXPECT_EQ(m.resolution.mode, Mode::kNone) << p;
+    EXPECT_TRUE(m.certs.empty());
+    EXPECT_TRUE(m.resolution.path.empty());
+  }
+}
+
+struct PrecedenceCase {
+  const char* name;
+  bool general, ca_licensing, pinned_licensing;
+  Mode licensing, ldaps;
+};
+
+class Precedence : public testing::StoreFixture, public ::testing::WithParamInterface<PrecedenceCase> {};
+
+TEST_P(Precedence, FirstMatchWins) {
+  const auto& c = GetParam();
+  if (c.general) install(certs().general, CertType::kCa);
+  if (c.ca_licensing) install(certs().ca1, CertType::kCa, {"licensing"});
+  if (c.pinned_licensing) install(certs().peer, CertType::kPinned, {"licensing"});
+  EXPECT_EQ(to_string(load_material(ctx, "licensing").resolution.mode), to_string(c.licensing));
+  EXPECT_EQ(to_string(load_material(ctx, "ldaps").resolution.mode), to_string(c.ldaps));
+  EXPECT_EQ(to_string(load_material(ctx, "general").resolution.mode), to_string(c.general ? Mode::kGeneral : Mode::kNone));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, Precedence,
+    ::testing::Values(PrecedenceCase{"general_only", true, false, false, Mode::kGeneral, Mode::kGeneral},
+                      PrecedenceCase{"ca_over_general", true, true, false, Mode::kCa, Mode::kGeneral},
+                      PrecedenceCase{"ca_without_general", false, true, false, Mode::kCa, Mode::kNone},
+                      PrecedenceCase{"pinned_over_all", true, true, true, Mode::kPinned, Mode::kGeneral},
+                      PrecedenceCase{"pinned_alone", false, false, true, Mode::kPinned, Mode::kNone}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_F(Selection, ServesExactlyTheChosenBundle) {
+  install(certs().general, CertType::kCa);
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  install(certs().ca2, CertType::kCa, {"licensing"});
+  Material m = load_material(ctx, "licensing");
+  ASSERT_EQ(m.certs.size(), 2u);
+  EXPECT_EQ(m.resolution.path, path("etc/trusted-certs/ca-bundle-licensing.pem"));
+  for (const auto& x : m.certs)
+    EXPECT_NE(X509_cmp(x.get(), certs().general.cert.get()), 0) << "general CA leaked into a ca-mode purpose";
+}
+
+struct BrokenCase {
+  const char* name;
+  std::function<void(const std::string& bundle)> breakit;
+  Code code;
+};
+
+class NoFallback : public testing::StoreFixture, public ::testing::WithParamInterface<BrokenCase> {};
+
+TEST_P(NoFallback, BrokenChosenBundleIsAnErrorNotTheNextBundle) {
+  install(certs().general, CertType::kCa);
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  std::string bundle = path("etc/trusted-certs/ca-bundle-licensing.pem");
+  GetParam().breakit(bundle);
+  try {
+    Material m = load_material(ctx, "licensing");
+    FAIL() << "served mode " << to_string(m.resolution.mode);
+  } catch (const Error& e) {
+    EXPECT_EQ(code_name(e.code()), code_name(GetParam().code)) << e.what();
+  }
+  EXPECT_EQ(load_material(ctx, "ldaps").resolution.mode, Mode::kGeneral) << "other purposes unaffected";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, NoFallback,
+    ::testing::Values(
+        BrokenCase{"garbage", [](const std::string& b) { testing::write_file(b, "garbage\n"); }, Code::kStoreCorrupt},
+        BrokenCase{"empty", [](const std::string& b) { testing::write_file(b, ""); }, Code::kStoreCorrupt},
+        BrokenCase{"truncated",
+                   [](const std::string& b) {
+                     auto s = testing::read_file(b);
+                     testing::write_file(b, s.substr(0, s.size() - 40));
+                   },
+                   Code::kStoreCorrupt},
+        BrokenCase{"key_appended",
+                   [](const std::string& b) {
+                     testing::write_file(b, testing::read_file(b) + certs().leaf.key_pem());
+                   },
+                   Code::kStoreCorrupt},
+        BrokenCase{"symlink",
+                   [](const std::string& b) {
+                     ::unlink(b.c_str());
+                     ASSERT_EQ(::symlink("/etc/ssl/certs/ca-certificates.crt", b.c_str()), 0);
+                   },
+                   Code::kStoreUnsafe},
+        BrokenCase{"directory",
+                   [](const std::string& b) {
+                     ::unlink(b.c_str());
+                     ASSERT_EQ(::mkdir(b.c_str(), 0755), 0);
+                   },
+                   Code::kStoreUnsafe}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_F(Selection, SymlinkedStoreDirectoryIsRefused) {
+  install(certs().general, CertType::kCa);
+  std::filesystem::rename(path("etc/trusted-certs"), path("elsewhere"));
+  ASSERT_EQ(::symlink(path("elsewhere").c_str(), path("etc/trusted-certs").c_str()), 0);
+  try {
+    load_material(ctx, "licensing");
+    FAIL() << "followed a symlinked store";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kStoreUnsafe);
+  }
+}
+
+TEST_F(Selection, UnknownAndMalformedPurposesAreRefused) {
+  install(certs().general, CertType::kCa);
+  for (const char* p : {"wlb", "LICENSING", "../general", "", "ca-bundle-general"}) {
+    try {
+      load_material(ctx, p);
+      ADD_FAILURE() << "resolved '" << p << "'";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Code::kUnknownPurpose) << p;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ptrust

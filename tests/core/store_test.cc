@@ -1,0 +1,206 @@
+// The store writer: layout, modes, bundles, duplicates, generation, reconcile.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/generation.h"
+#include "core/selection.h"
+#include "tests/core/fixture.h"
+#include "tests/support/tree.h"
+
+namespace ptrust {
+namespace {
+
+using testing::certs;
+
+class StoreTest : public testing::StoreFixture {
+ protected:
+  std::uint64_t generation() {
+    auto v = GenerationView::open(root);
+    return v ? v->load() : 0;
+  }
+  unsigned mode(const std::string& rel) {
+    struct stat st;
+    EXPECT_EQ(::lstat(path(rel).c_str(), &st), 0) << rel;
+    return st.st_mode & 07777;
+  }
+  template <typename F>
+  void expect_refused(Code code, F f) {
+    auto before = testing::snapshot(root);
+    try {
+      f();
+      ADD_FAILURE() << "not refused, expected " << code_name(code);
+    } catch (const Error& e) {
+      EXPECT_EQ(code_name(e.code()), code_name(code)) << e.what();
+    }
+    EXPECT_EQ(testing::diff(before, testing::snapshot(root)), "");
+  }
+};
+
+TEST_F(StoreTest, InstallWritesPerUuidFileAndBundleWithPublicModes) {
+  CertRecord r = install(certs().ca1, CertType::kCa, {"licensing", "ldaps"});
+  for (const char* p : {"licensing", "ldaps"}) {
+    std::string file = std::string("etc/trusted-certs/ca-") + p + "/" + r.uuid + ".pem";
+    std::string bundle = std::string("etc/trusted-certs/ca-bundle-") + p + ".pem";
+    EXPECT_EQ(testing::read_file(path(file)), certs().ca1.pem());
+    EXPECT_EQ(testing::read_file(path(bundle)), certs().ca1.pem());
+    EXPECT_EQ(mode(file), 0644u);
+    EXPECT_EQ(mode(bundle), 0644u);
+    EXPECT_EQ(mode(std::string("etc/trusted-certs/ca-") + p), 0755u);
+  }
+  EXPECT_FALSE(exists("etc/trusted-certs/ca-bundle-general.pem"));
+  EXPECT_EQ(mode("etc/trusted-certs"), 0755u);
+  EXPECT_EQ(mode("var/lib/ptrust/db.json"), 0600u);
+  EXPECT_EQ(mode("var/lib/ptrust/generation"), 0644u);
+}
+
+TEST_F(StoreTest, RecordDescribesTheCertificate) {
+  CertRecord r = install(certs().ca1, CertType::kCa);
+  EXPECT_EQ(r.uuid.size(), 36u);
+  EXPECT_EQ(r.type, CertType::kCa);
+  EXPECT_TRUE(r.purposes.empty());
+  EXPECT_EQ(r.subject, "CN=Root One");
+  EXPECT_EQ(r.sha256, fingerprint(certs().ca1.cert.get(), EVP_sha256()));
+  Database db = store.database();
+  ASSERT_EQ(db.certs.size(), 1u);
+  EXPECT_EQ(db.certs[0].uuid, r.uuid);
+  EXPECT_EQ(db.certs[0].pem, certs().ca1.pem());
+  EXPECT_TRUE(exists("etc/trusted-certs/ca-general/" + r.uuid + ".pem"));
+}
+
+TEST_F(StoreTest, BundleOrderIsStableByUuid) {
+  auto a = install(certs().ca1, CertType::kCa);
+  auto b = install(certs().ca2, CertType::kCa);
+  auto c = install(certs().general, CertType::kCa);
+  std::vector<std::pair<std::string, std::string>> v{{a.uuid, a.pem}, {b.uuid, b.pem}, {c.uuid, c.pem}};
+  std::sort(v.begin(), v.end());
+  EXPECT_EQ(testing::read_file(path("etc/trusted-certs/ca-bundle-general.pem")), v[0].second + v[1].second + v[2].second);
+}
+
+TEST_F(StoreTest, UninstallRemovesFilesAndTheBundleOfAnEmptyStore) {
+  auto a = install(certs().ca1, CertType::kCa, {"licensing"});
+  auto b = install(certs().ca2, CertType::kCa, {"licensing"});
+  store.uninstall(a.uuid, false);
+  EXPECT_FALSE(exists("etc/trusted-certs/ca-licensing/" + a.uuid + ".pem"));
+  EXPECT_EQ(testing::read_file(path("etc/trusted-certs/ca-bundle-licensing.pem")), certs().ca2.pem());
+  store.uninstall(b.uuid, false);
+  EXPECT_FALSE(exists("etc/trusted-certs/ca-bundle-licensing.pem")) << "a bundle exists iff it is non-empty";
+  EXPECT_EQ(load_material(ctx, "licensing").resolution.mode, Mode::kNone);
+  EXPECT_TRUE(store.database().certs.empty());
+}
+
+TEST_F(StoreTest, DuplicateRules) {
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  expect_refused(Code::kTrustedCertificateAlreadyExists, [&] { install(certs().ca1, CertType::kCa, {"licensing"}); });
+  expect_refused(Code::kTrustedCertificateAlreadyExists,
+                 [&] { install(certs().ca1, CertType::kCa, {"ldaps", "licensing"}); });
+  EXPECT_NO_THROW(install(certs().ca1, CertType::kCa, {"ldaps"})) << "disjoint purposes are another record";
+  EXPECT_NO_THROW(install(certs().ca1, CertType::kCa)) << "general is its own purpose set";
+  expect_refused(Code::kTrustedCertificateAlreadyExists, [&] { install(certs().ca1, CertType::kCa); });
+  install(certs().peer, CertType::kPinned, {"licensing"});
+  EXPECT_NO_THROW(install(certs().ca1, CertType::kPinned, {"licensing"})) << "another type is another record";
+}
+
+TEST_F(StoreTest, RefusalsWriteNothing) {
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  expect_refused(Code::kNotACaCertificate, [&] { install(certs().leaf, CertType::kCa, {"licensing"}); });
+  expect_refused(Code::kCertificateLacksPurpose, [&] { install(certs().peer, CertType::kPinned); });
+  expect_refused(Code::kUnknownPurpose, [&] { install(certs().ca2, CertType::kCa, {"wlb"}); });
+  expect_refused(Code::kTrustedCertificateNotFound, [&] { store.uninstall("00000000-0000-4000-8000-000000000000", false); });
+  auto expired = testing::self_signed({.cn = "old", .ca = true, .not_before = -7200, .not_after = -3600});
+  expect_refused(Code::kTrustedCertificateExpired, [&] { install(expired, CertType::kCa); });
+  auto future = testing::self_signed({.cn = "new", .ca = true, .not_before = 3600, .not_after = 7200});
+  expect_refused(Code::kTrustedCertificateNotValidYet, [&] { install(future, CertType::kCa); });
+}
+
+TEST_F(StoreTest, RefusalOnAFreshRootCreatesNothing) {
+  auto before = testing::snapshot(root);
+  EXPECT_THROW(install(certs().leaf, CertType::kCa), Error);
+  EXPECT_THROW(store.uninstall("00000000-0000-4000-8000-000000000000", false), Error);
+  EXPECT_EQ(testing::diff(before, testing::snapshot(root)), "");
+}
+
+TEST_F(StoreTest, UninstallOfARecordWhoseFilesAreGoneNeedsForce) {
+  auto a = install(certs().ca1, CertType::kCa, {"licensing"});
+  ASSERT_EQ(::unlink(path("etc/trusted-certs/ca-licensing/" + a.uuid + ".pem").c_str()), 0);
+  expect_refused(Code::kTrustedCertificateFileMissing, [&] { store.uninstall(a.uuid, false); });
+  EXPECT_NO_THROW(store.uninstall(a.uuid, true));
+  EXPECT_TRUE(store.database().certs.empty());
+  EXPECT_FALSE(exists("etc/trusted-certs/ca-bundle-licensing.pem"));
+}
+
+TEST_F(StoreTest, GenerationMovesOnEveryChange) {
+  EXPECT_EQ(generation(), 0u);
+  auto a = install(certs().ca1, CertType::kCa, {"licensing"});
+  auto g1 = generation();
+  EXPECT_NE(g1, 0u);
+  auto v = GenerationView::open(root);
+  ASSERT_TRUE(v);
+  install(certs().ca2, CertType::kCa, {"licensing"});
+  auto g2 = v->load();
+  EXPECT_NE(g2, g1) << "an open view sees the bump without reopening";
+  store.uninstall(a.uuid, false);
+  EXPECT_NE(v->load(), g2);
+  auto g3 = v->load();
+  EXPECT_TRUE(store.sync(true).empty());
+  EXPECT_EQ(v->load(), g3) << "a sync that changes nothing does not invalidate readers";
+  ASSERT_EQ(::unlink(path("etc/trusted-certs/ca-bundle-licensing.pem").c_str()), 0);
+  EXPECT_FALSE(store.sync(true).empty());
+  EXPECT_NE(v->load(), g3);
+}
+
+TEST_F(StoreTest, SyncFindsAndRepairsEveryKindOfDrift) {
+  auto a = install(certs().ca1, CertType::kCa, {"licensing"});
+  install(certs().peer, CertType::kPinned, {"ldaps"});
+  auto clean = testing::snapshot(root);
+  ASSERT_TRUE(store.sync(false).empty());
+
+  // missing file, remnant file, stale bundle, wrong mode, a symlink, a stray bundle.
+  ASSERT_EQ(::unlink(path("etc/trusted-certs/ca-licensing/" + a.uuid + ".pem").c_str()), 0);
+  testing::write_file(path("etc/trusted-certs/pinned-ldaps/stray.pem"), certs().ca2.pem());
+  testing::write_file(path("etc/trusted-certs/pinned-bundle-ldaps.pem"), certs().ca2.pem());
+  ASSERT_EQ(::chmod(path("etc/trusted-certs/ca-bundle-licensing.pem").c_str(), 0600), 0);
+  ASSERT_EQ(::symlink("/etc/passwd", path("etc/trusted-certs/ca-licensing/link.pem").c_str()), 0);
+  testing::write_file(path("etc/trusted-certs/ca-bundle-general.pem"), certs().ca2.pem());
+  testing::write_file(path("etc/trusted-certs/.ptrust-tmp-0123"), "half");
+
+  auto before = testing::snapshot(root);
+  auto drift = store.sync(false);
+  EXPECT_EQ(testing::diff(before, testing::snapshot(root)), "") << "--check changes nothing";
+  std::set<std::string> seen;
+  for (const auto& d : drift) seen.insert(std::string(to_string(d.kind)) + " " + d.path);
+  EXPECT_TRUE(seen.count("missing etc/trusted-certs/ca-licensing/" + a.uuid + ".pem"));
+  EXPECT_TRUE(seen.count("remnant etc/trusted-certs/pinned-ldaps/stray.pem"));
+  EXPECT_TRUE(seen.count("stale etc/trusted-certs/pinned-bundle-ldaps.pem"));
+  EXPECT_TRUE(seen.count("mode etc/trusted-certs/ca-bundle-licensing.pem"));
+  EXPECT_TRUE(seen.count("remnant etc/trusted-certs/ca-licensing/link.pem"));
+  EXPECT_TRUE(seen.count("remnant etc/trusted-certs/ca-bundle-general.pem"));
+  EXPECT_TRUE(seen.count("remnant etc/trusted-certs/.ptrust-tmp-0123"));
+  EXPECT_EQ(drift.size(), 7u);
+
+  EXPECT_EQ(store.sync(true).size(), 7u);
+  EXPECT_TRUE(store.sync(false).empty());
+  auto after = testing::snapshot(root);
+  after.erase("var/lib/ptrust/generation");
+  clean.erase("var/lib/ptrust/generation");
+  EXPECT_EQ(testing::diff(clean, after), "") << "sync restores exactly the database's state";
+  EXPECT_TRUE(std::filesystem::exists("/etc/passwd")) << "the symlink was removed, not followed";
+}
+
+TEST_F(StoreTest, SyncRestoresFromTheDatabaseAlone) {
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  install(certs().general, CertType::kCa);
+  auto clean = testing::snapshot(root);
+  std::filesystem::remove_all(path("etc/trusted-certs"));
+  EXPECT_FALSE(store.sync(false).empty());
+  store.sync(true);
+  auto after = testing::snapshot(root);
+  after.erase("var/lib/ptrust/generation");
+  clean.erase("var/lib/ptrust/generation");
+  EXPECT_EQ(testing::diff(clean, after), "");
+}
+
+}  // namespace
+}  // namespace ptrust
