@@ -105,7 +105,15 @@ Certificate Certificate::parse(std::string_view in) {
     if (der_is_private_key(in))
       throw Error(Code::kPrivateKeyNotAllowed, "input is a DER private key; install the certificate only");
     auto x = der_to_x509(reinterpret_cast<const unsigned char*>(in.data()), static_cast<long>(in.size()));
-    if (!x) invalid("input is neither a PEM certificate nor exactly one DER certificate");
+    if (!x) {
+      // A key concatenated after a DER certificate is still a key in the input.
+      const unsigned char* p = reinterpret_cast<const unsigned char*>(in.data());
+      const unsigned char* q = p;
+      ossl::X509Ptr prefix(d2i_X509(nullptr, &q, static_cast<long>(in.size())));
+      if (prefix && q < p + in.size() && der_is_private_key(in.substr(static_cast<size_t>(q - p))))
+        throw Error(Code::kPrivateKeyNotAllowed, "input holds a DER private key after the certificate");
+      invalid("input is neither a PEM certificate nor exactly one DER certificate");
+    }
     return Certificate(std::move(x));
   }
   size_t certs = 0;
