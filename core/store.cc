@@ -318,6 +318,15 @@ std::vector<Drift> Store::sync(bool apply) {
     out.push_back({Drift::Kind::kMissing, std::string(layout::kStateDir) + "/" + std::string(layout::kGenerationFile),
                    "store generation"});
 
+  // Temp files a killed writer left in the state directory (never visible as state).
+  if (l.state) {
+    for (const auto& e : fs::list_dir(l.state.get())) {
+      if (e.name.rfind(fs::kTempPrefix, 0) != 0) continue;
+      out.push_back({Drift::Kind::kRemnant, std::string(layout::kStateDir) + "/" + e.name, "temporary file"});
+      if (apply) fs::remove_at(l.state.get(), e.name);
+    }
+  }
+
   // Every store the database wants plus every store-shaped name on disk.
   std::set<StoreKey> keys;
   for (const auto& [k, v] : want) keys.insert(k);

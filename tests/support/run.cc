@@ -1,6 +1,7 @@
 #include "tests/support/run.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -60,6 +61,38 @@ RunResult ptrust(const std::string& root, const std::vector<std::string>& args) 
   std::vector<std::string> argv{PTRUST_BIN, "--root", root};
   argv.insert(argv.end(), args.begin(), args.end());
   return run(argv);
+}
+
+}  // namespace ptrust::testing
+
+namespace ptrust::testing {
+
+RunResult run_and_kill(const std::vector<std::string>& argv, long kill_after_us) {
+  int out[2];
+  if (pipe2(out, O_CLOEXEC)) throw std::runtime_error("pipe");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(out[1]);
+  if (rc != 0) throw std::runtime_error("spawn " + argv[0]);
+  ::usleep(static_cast<useconds_t>(kill_after_us));
+  ::kill(pid, SIGKILL);  // a no-op on a child that already exited (still a zombie)
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  RunResult r;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(out[0], buf, sizeof buf)) > 0) r.out.append(buf, static_cast<size_t>(n));
+  ::close(out[0]);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
 }
 
 }  // namespace ptrust::testing

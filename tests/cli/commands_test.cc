@@ -1,0 +1,154 @@
+// The `ptrust` command as a user drives it: output, JSON, exit codes, options.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <boost/json.hpp>
+
+#include "tests/support/run.h"
+#include "tests/support/testpki.h"
+
+namespace ptrust::testing {
+namespace {
+
+namespace json = boost::json;
+
+class Commands : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write_file(in / "ca.pem", ca.pem());
+    write_file(in / "peer.pem", peer.pem());
+  }
+  RunResult pt(std::vector<std::string> args) { return ptrust(root.path(), std::move(args)); }
+  std::string install(std::vector<std::string> args) {
+    RunResult r = pt(std::move(args));
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out.size(), 37u) << r.out;
+    return r.out.substr(0, 36);
+  }
+
+  TempDir root, in;
+  Issued ca = self_signed({.cn = "Cmd Root", .ca = true});
+  Issued peer = self_signed({.cn = "peer.example"});
+};
+
+TEST_F(Commands, InstallPrintsTheUuidThatListAndResolveShow) {
+  std::string ca_uuid = install({"install", in / "ca.pem", "--ca", "--purpose", "licensing"});
+  std::string pin_uuid = install({"install", in / "peer.pem", "--pinned", "--purpose", "ldaps"});
+  RunResult l = pt({"list", "--json"});
+  ASSERT_EQ(l.status, 0);
+  json::value doc = json::parse(l.out);
+  const auto& certs = doc.at("certificates").as_array();
+  ASSERT_EQ(certs.size(), 2u);
+  std::map<std::string, json::object> by_uuid;
+  for (const auto& c : certs) by_uuid[std::string(c.at("uuid").as_string())] = c.as_object();
+  EXPECT_EQ(by_uuid.at(ca_uuid).at("type").as_string(), "ca");
+  EXPECT_EQ(by_uuid.at(pin_uuid).at("type").as_string(), "pinned");
+  EXPECT_EQ(by_uuid.at(ca_uuid).at("subject").as_string(), "CN=Cmd Root");
+  EXPECT_EQ(by_uuid.at(ca_uuid).at("purposes").as_array().size(), 1u);
+
+  RunResult text = pt({"list"});
+  EXPECT_NE(text.out.find(ca_uuid), std::string::npos);
+  EXPECT_NE(text.out.find("purposes=licensing"), std::string::npos);
+
+  json::value rl = json::parse(pt({"resolve", "licensing", "--json"}).out);
+  EXPECT_EQ(rl.at("mode").as_string(), "ca");
+  EXPECT_EQ(rl.at("bundle").as_string(), root / "etc/trusted-certs/ca-bundle-licensing.pem");
+  json::value rp = json::parse(pt({"resolve", "ldaps", "--json"}).out);
+  EXPECT_EQ(rp.at("mode").as_string(), "pinned");
+  json::value rg = json::parse(pt({"resolve", "general", "--json"}).out);
+  EXPECT_EQ(rg.at("mode").as_string(), "none");
+  EXPECT_TRUE(rg.at("bundle").is_null());
+}
+
+TEST_F(Commands, UsageErrorsExitTwo) {
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {},
+           {"frobnicate"},
+           {"install"},
+           {"install", in / "ca.pem"},
+           {"install", in / "ca.pem", "--ca", "--pinned", "--purpose", "licensing"},
+           {"install", in / "ca.pem", "--ca", "--bogus"},
+           {"uninstall"},
+           {"resolve"},
+           {"list", "extra"},
+       }) {
+    RunResult r = pt(args);
+    EXPECT_EQ(r.status, 2) << "args: " << (args.empty() ? "" : args[0]) << " " << r.err;
+    EXPECT_TRUE(r.err.find("USAGE") != std::string::npos || r.err.find("usage:") != std::string::npos) << r.err;
+  }
+}
+
+TEST_F(Commands, HelpExplainsEveryCommand) {
+  RunResult r = run({PTRUST_BIN, "--help"});
+  EXPECT_EQ(r.status, 0);
+  for (const char* c : {"install", "uninstall", "list", "resolve", "sync", "--root", "--config", "exit status"})
+    EXPECT_NE(r.out.find(c), std::string::npos) << c;
+  RunResult i = run({PTRUST_BIN, "install", "--help"});
+  EXPECT_EQ(i.status, 0);
+  EXPECT_NE(i.out.find("--pinned"), std::string::npos);
+  EXPECT_NE(i.out.find("--purpose"), std::string::npos);
+}
+
+TEST_F(Commands, SyncCheckReportsDriftAndExitsOne) {
+  std::string uuid = install({"install", in / "ca.pem", "--ca", "--purpose", "licensing"});
+  EXPECT_EQ(pt({"sync", "--check"}).status, 0);
+  ASSERT_EQ(::unlink((root / "etc/trusted-certs/ca-bundle-licensing.pem").c_str()), 0);
+  RunResult c = pt({"sync", "--check", "--json"});
+  EXPECT_EQ(c.status, 1);
+  json::value doc = json::parse(c.out);
+  EXPECT_FALSE(doc.at("clean").as_bool());
+  ASSERT_EQ(doc.at("drift").as_array().size(), 1u);
+  EXPECT_EQ(doc.at("drift").as_array()[0].at("kind").as_string(), "missing");
+  EXPECT_EQ(doc.at("drift").as_array()[0].at("path").as_string(), "etc/trusted-certs/ca-bundle-licensing.pem");
+  RunResult s = pt({"sync"});
+  EXPECT_EQ(s.status, 0);
+  EXPECT_NE(s.out.find("repaired missing: etc/trusted-certs/ca-bundle-licensing.pem"), std::string::npos) << s.out;
+  EXPECT_EQ(pt({"sync", "--check"}).status, 0);
+}
+
+TEST_F(Commands, UninstallForceDropsARecordWhoseFilesAreGone) {
+  std::string uuid = install({"install", in / "peer.pem", "--pinned", "--purpose", "ldaps"});
+  ASSERT_EQ(::unlink((root / ("etc/trusted-certs/pinned-ldaps/" + uuid + ".pem")).c_str()), 0);
+  RunResult r = pt({"uninstall", uuid});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err.rfind("ptrust: TRUSTED_CERTIFICATE_FILE_MISSING: ", 0), 0u) << r.err;
+  EXPECT_EQ(pt({"uninstall", uuid, "--force"}).status, 0);
+  EXPECT_EQ(json::parse(pt({"list", "--json"}).out).at("certificates").as_array().size(), 0u);
+  EXPECT_EQ(json::parse(pt({"resolve", "ldaps", "--json"}).out).at("mode").as_string(), "none");
+}
+
+TEST_F(Commands, ConfigDeclaresPurposesAndErrorsNameTheLine) {
+  write_file(in / "ptrust.yaml", "purposes:\n  wlb:\n    crl-policy: require\n");
+  EXPECT_EQ(pt({"--config", in / "ptrust.yaml", "install", in / "ca.pem", "--ca", "--purpose", "wlb"}).status, 0);
+  RunResult undeclared = pt({"--config", in / "ptrust.yaml", "resolve", "licensing"});
+  EXPECT_EQ(undeclared.status, 1);
+  EXPECT_EQ(undeclared.err.rfind("ptrust: UNKNOWN_PURPOSE: ", 0), 0u) << undeclared.err;
+
+  write_file(in / "bad.yaml", "purposes:\n  wlb:\n    crl-policy: sometimes\n");
+  RunResult bad = pt({"resolve", "wlb", "--config", in / "bad.yaml"});
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_EQ(bad.err.rfind("ptrust: CONFIG_INVALID: " + (in / "bad.yaml") + ":3:17: ", 0), 0u) << bad.err;
+  RunResult missing = pt({"--config", in / "nope.yaml", "list"});
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_NE(missing.err.find("CONFIG_INVALID"), std::string::npos);
+}
+
+TEST_F(Commands, ConfigUnderTheRootIsPickedUp) {
+  ASSERT_EQ(::mkdir((root / "etc").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((root / "etc/ptrust").c_str(), 0755), 0);
+  write_file(root / "etc/ptrust/ptrust.yaml", "purposes:\n  appliance: {}\n");
+  EXPECT_EQ(pt({"resolve", "appliance"}).status, 0);
+  EXPECT_EQ(pt({"resolve", "licensing"}).status, 1) << "the file replaces the built-in purposes";
+}
+
+TEST_F(Commands, RootFromTheEnvironment) {
+  ASSERT_EQ(::setenv("PTRUST_ROOT", root.path().c_str(), 1), 0);
+  RunResult r = run({PTRUST_BIN, "install", in / "ca.pem", "--ca"});
+  ::unsetenv("PTRUST_ROOT");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(read_file(root / "etc/trusted-certs/ca-bundle-general.pem"), ca.pem());
+}
+
+}  // namespace
+}  // namespace ptrust::testing

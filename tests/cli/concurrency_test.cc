@@ -1,0 +1,64 @@
+// Four processes installing and uninstalling at once lose no update.
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+#include <boost/json.hpp>
+
+#include "tests/support/run.h"
+#include "tests/support/testpki.h"
+
+namespace ptrust::testing {
+namespace {
+
+TEST(Concurrency, FourWritersLoseNoUpdate) {
+  TempDir root, in;
+  constexpr int kWriters = 4, kEach = 12;
+  std::vector<std::vector<std::string>> files(kWriters);
+  for (int w = 0; w < kWriters; ++w)
+    for (int i = 0; i < kEach; ++i) {
+      Issued ca = self_signed({.cn = "W" + std::to_string(w) + " CA " + std::to_string(i), .ca = true});
+      files[w].push_back(in / ("w" + std::to_string(w) + "-" + std::to_string(i) + ".pem"));
+      write_file(files[w].back(), ca.pem());
+    }
+  std::vector<std::set<std::string>> kept(kWriters), removed(kWriters);
+  std::vector<std::string> errors(kWriters);
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w)
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < kEach; ++i) {
+        // Every writer touches the same bundles: licensing and the shared general store.
+        RunResult r = ptrust(root.path(), {"install", files[w][i], "--ca", "--purpose", i % 2 ? "licensing" : "licensing,ldaps"});
+        if (r.status != 0) { errors[w] += r.err; continue; }
+        std::string uuid = r.out.substr(0, 36);
+        if (i % 3 == 0) {
+          RunResult u = ptrust(root.path(), {"uninstall", uuid});
+          if (u.status != 0) errors[w] += u.err;
+          removed[w].insert(uuid);
+        } else {
+          kept[w].insert(uuid);
+        }
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int w = 0; w < kWriters; ++w) EXPECT_EQ(errors[w], "") << "writer " << w;
+
+  RunResult l = ptrust(root.path(), {"list", "--json"});
+  ASSERT_EQ(l.status, 0);
+  std::set<std::string> listed;
+  boost::json::value doc = boost::json::parse(l.out);
+  for (const auto& c : doc.at("certificates").as_array())
+    listed.insert(std::string(c.at("uuid").as_string()));
+  std::set<std::string> want;
+  for (int w = 0; w < kWriters; ++w) want.insert(kept[w].begin(), kept[w].end());
+  EXPECT_EQ(listed, want);
+  EXPECT_EQ(want.size(), static_cast<size_t>(kWriters * (kEach - 4)));
+  RunResult check = ptrust(root.path(), {"sync", "--check"});
+  EXPECT_EQ(check.status, 0) << check.out << "bundles must match the database after concurrent writers";
+  RunResult res = ptrust(root.path(), {"resolve", "licensing", "--json"});
+  EXPECT_EQ(boost::json::parse(res.out).at("certificates").as_int64(), static_cast<int64_t>(want.size()));
+}
+
+}  // namespace
+}  // namespace ptrust::testing
