@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Quick start, command one: installs dependencies, builds, and runs the end-to-end demo
+# in a temporary root (nothing outside it is touched).
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+"$top/scripts/deps.sh"
+build=${PTRUST_BUILD_DIR:-$top/build}
+cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j "$(nproc)" >/dev/null
+ptrust="$build/helper/ptrust"
+
+work=$(mktemp -d /tmp/ptrust-demo-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+root="$work/root"; pki="$work/pki"; mkdir -p "$root" "$pki"
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '$ %s\n' "$*" | sed "s|$work|\$DEMO|g; s|$ptrust|ptrust|g"; "$@" 2>&1 | sed "s|$work|\$DEMO|g"; }
+
+say "A small PKI made with OpenSSL (in $work)"
+"$top/scripts/mkpki.sh" "$pki" >/dev/null
+ls "$pki" | sed 's/^/  /'
+
+say "Trust a CA for purpose 'licensing' and pin a self-signed peer for 'ldaps'"
+show "$ptrust" --root "$root" install "$pki/root-ca.pem" --ca --purpose licensing
+show "$ptrust" --root "$root" install "$pki/appliance.pem" --pinned --purpose ldaps
+
+say "Refusals are one line with a stable code, and change nothing"
+show "$ptrust" --root "$root" install "$pki/server.key" --ca --purpose licensing || true
+show "$ptrust" --root "$root" install "$pki/server.pem" --ca --purpose licensing || true
+show "$ptrust" --root "$root" install "$pki/appliance.pem" --pinned || true
+
+say "What is trusted"
+show "$ptrust" --root "$root" list
+
+say "Which store serves each purpose (pinned > ca-<purpose> > ca-general > none)"
+for p in licensing ldaps general; do show "$ptrust" --root "$root" resolve "$p"; done
+
+say "The stores on disk"
+(cd "$root" && find etc var -printf '%M %p\n' | sort -k2)
+
+say "Reconcile: a deleted bundle is drift; sync repairs it"
+rm "$root/etc/trusted-certs/ca-bundle-licensing.pem"
+show "$ptrust" --root "$root" sync --check || true
+show "$ptrust" --root "$root" sync
+show "$ptrust" --root "$root" sync --check
+
+if [[ -x "$top/examples/demo-tls.sh" ]]; then
+  "$top/examples/demo-tls.sh" "$root" "$ptrust" "$build" "$pki"
+fi
+say "Done"
