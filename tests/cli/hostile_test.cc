@@ -80,6 +80,8 @@ struct Case {
   const char* code;
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 const std::vector<std::string> kCa{"--ca", "--purpose", "licensing"};
 
 std::vector<Case> cases() {

@@ -40,6 +40,8 @@ struct BadConfig {
   const char* where;  // "file:line:col" prefix expected in the message
 };
 
+void PrintTo(const BadConfig& c, std::ostream* os) { *os << c.name; }
+
 class ConfigErrors : public ::testing::TestWithParam<BadConfig> {};
 
 TEST_P(ConfigErrors, NameFileLineAndColumn) {

@@ -31,6 +31,8 @@ struct RefusalCase {
   Code code;
 };
 
+void PrintTo(const RefusalCase& c, std::ostream* os) { *os << c.name; }
+
 class IntakeRefusal : public ::testing::TestWithParam<RefusalCase> {};
 
 TEST_P(IntakeRefusal, RefusesWithStableCode) {
@@ -131,6 +133,8 @@ struct ValidityCase {
   long not_before, not_after;
   std::optional<Code> code;
 };
+
+void PrintTo(const ValidityCase& c, std::ostream* os) { *os << c.name; }
 
 class IntakeValidity : public ::testing::TestWithParam<ValidityCase> {};
 

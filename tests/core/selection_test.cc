@@ -29,6 +29,8 @@ struct PrecedenceCase {
   Mode licensing, ldaps;
 };
 
+void PrintTo(const PrecedenceCase& c, std::ostream* os) { *os << c.name; }
+
 class Precedence : public testing::StoreFixture, public ::testing::WithParamInterface<PrecedenceCase> {};
 
 TEST_P(Precedence, FirstMatchWins) {
@@ -66,6 +68,8 @@ struct BrokenCase {
   std::function<void(const std::string& bundle)> breakit;
   Code code;
 };
+
+void PrintTo(const BrokenCase& c, std::ostream* os) { *os << c.name; }
 
 class NoFallback : public testing::StoreFixture, public ::testing::WithParamInterface<BrokenCase> {};
 
