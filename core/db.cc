@@ -2,6 +2,8 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
+
 #include <boost/json.hpp>
 
 #include "core/error.h"
@@ -72,7 +74,9 @@ CertRecord cert_from_json(const json::value& v) {
   return r;
 }
 
-bool valid_uuid(const std::string& u) {
+}  // namespace
+
+bool valid_uuid(std::string_view u) noexcept {
   if (u.size() != 36) return false;
   for (size_t i = 0; i < u.size(); ++i) {
     char c = u[i];
@@ -82,7 +86,62 @@ bool valid_uuid(const std::string& u) {
   return true;
 }
 
+namespace {
+
+std::string str(const json::object& o, const char* k) { return json::value_to<std::string>(o.at(k)); }
+std::int64_t num(const json::object& o, const char* k) { return o.at(k).to_number<std::int64_t>(); }
+
+json::array strings(const std::vector<std::string>& v) {
+  json::array a;
+  for (const auto& s : v) a.emplace_back(s);
+  return a;
+}
+
+std::vector<std::string> strings_from(const json::value& v) {
+  std::vector<std::string> out;
+  for (const auto& s : v.as_array()) out.push_back(json::value_to<std::string>(s));
+  return out;
+}
+
+json::object to_json(const CrlRecord& r) {
+  return {{"name", r.name},         {"purposes", strings(r.purposes)}, {"issuer", r.issuer},
+          {"sha256", r.sha256},     {"last_update", r.last_update},    {"next_update", r.next_update},
+          {"installed_at", r.installed_at}, {"pem", r.pem}};
+}
+
+CrlRecord crl_from_json(const json::object& o) {
+  return {str(o, "name"),        strings_from(o.at("purposes")), str(o, "issuer"),      str(o, "sha256"),
+          num(o, "last_update"), num(o, "next_update"),          num(o, "installed_at"), str(o, "pem")};
+}
+
+json::object to_json(const LegacyRecord& r) {
+  return {{"name", r.name}, {"sha256", r.sha256}, {"subject", r.subject}, {"not_after", r.not_after},
+          {"installed_at", r.installed_at}, {"pem", r.pem}};
+}
+
+LegacyRecord legacy_from_json(const json::object& o) {
+  return {str(o, "name"), str(o, "sha256"), str(o, "subject"), num(o, "not_after"), num(o, "installed_at"),
+          str(o, "pem")};
+}
+
+json::object to_json(const PoolRecord& r) {
+  return {{"host", r.host}, {"staged", r.staged}, {"sha256", r.sha256}, {"subject", r.subject},
+          {"not_after", r.not_after}, {"installed_at", r.installed_at}, {"pem", r.pem}};
+}
+
+PoolRecord pool_from_json(const json::object& o) {
+  return {str(o, "host"), o.at("staged").as_bool(), str(o, "sha256"), str(o, "subject"), num(o, "not_after"),
+          num(o, "installed_at"), str(o, "pem")};
+}
+
 }  // namespace
+
+void Database::canonicalize() {
+  std::sort(certs.begin(), certs.end(), [](const auto& a, const auto& b) { return a.uuid < b.uuid; });
+  std::sort(crls.begin(), crls.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::sort(legacy.begin(), legacy.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::sort(pool.begin(), pool.end(), [](const auto& a, const auto& b) { return a.file() < b.file(); });
+}
 
 Database Database::parse(const std::string& text, const std::string& what) {
   Database db;
@@ -96,6 +155,12 @@ Database Database::parse(const std::string& text, const std::string& what) {
       if (!valid_uuid(r.uuid)) throw std::invalid_argument("malformed uuid '" + r.uuid + "'");
       db.certs.push_back(std::move(r));
     }
+    if (auto* a = o.if_contains("crls"))
+      for (const auto& c : a->as_array()) db.crls.push_back(crl_from_json(c.as_object()));
+    if (auto* a = o.if_contains("legacy"))
+      for (const auto& c : a->as_array()) db.legacy.push_back(legacy_from_json(c.as_object()));
+    if (auto* a = o.if_contains("pool"))
+      for (const auto& c : a->as_array()) db.pool.push_back(pool_from_json(c.as_object()));
   } catch (const std::exception& e) {
     throw Error(Code::kDatabaseInvalid, what + " is not a valid ptrust database (" + e.what() + ")");
   }
@@ -103,9 +168,15 @@ Database Database::parse(const std::string& text, const std::string& what) {
 }
 
 std::string Database::serialize() const {
-  json::array cs;
-  for (const auto& r : certs) cs.emplace_back(to_json(r));
-  json::object o{{"format", "ptrust-db"}, {"version", kVersion}, {"certificates", std::move(cs)}};
+  Database c = *this;
+  c.canonicalize();
+  json::array cs, crl, leg, pl;
+  for (const auto& r : c.certs) cs.emplace_back(to_json(r));
+  for (const auto& r : c.crls) crl.emplace_back(to_json(r));
+  for (const auto& r : c.legacy) leg.emplace_back(to_json(r));
+  for (const auto& r : c.pool) pl.emplace_back(to_json(r));
+  json::object o{{"format", "ptrust-db"}, {"version", kVersion}, {"certificates", std::move(cs)},
+                 {"crls", std::move(crl)}, {"legacy", std::move(leg)}, {"pool", std::move(pl)}};
   return json::serialize(o) + "\n";
 }
 

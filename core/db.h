@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -28,11 +29,51 @@ struct CertRecord {
   std::vector<layout::StoreKey> stores() const;
 };
 
+// A CRL installed with `ptrust crl install`, served from etc/stunnel/crls/<name>.
+struct CrlRecord {
+  std::string name;
+  std::vector<std::string> purposes;  // empty = every ca/general purpose
+  std::string issuer;
+  std::string sha256;                 // of the DER
+  std::int64_t last_update = 0, next_update = 0;  // next_update 0 = none
+  std::int64_t installed_at = 0;
+  std::string pem;  // re-encoded X509 CRL block
+};
+
+// A CA installed through the deprecated xapi API: etc/stunnel/certs/<name>.
+struct LegacyRecord {
+  std::string name;  // [A-Za-z0-9._-], no leading '.', ends in .pem
+  std::string sha256, subject;
+  std::int64_t not_after = 0;
+  std::int64_t installed_at = 0;
+  std::string pem;
+};
+
+// A pool member's certificate: etc/stunnel/certs-pool/<host uuid>.pem, and
+// <host uuid>.new.pem while a rotation is staged.
+struct PoolRecord {
+  std::string host;  // host UUID
+  bool staged = false;  // true: the .new.pem of a rotation
+  std::string sha256, subject;
+  std::int64_t not_after = 0;
+  std::int64_t installed_at = 0;
+  std::string pem;
+
+  std::string file() const { return host + (staged ? ".new.pem" : ".pem"); }
+};
+
 struct Database {
   static constexpr int kVersion = 1;
   std::vector<CertRecord> certs;
+  std::vector<CrlRecord> crls;
+  std::vector<LegacyRecord> legacy;
+  std::vector<PoolRecord> pool;
 
   const CertRecord* find(const std::string& uuid) const;
+
+  // Records are kept in a canonical order (certs by UUID, the others by name), so the same
+  // content always serializes to the same bytes on every host.
+  void canonicalize();
 
   // nullopt-free: a missing database is an empty one. A malformed one is DATABASE_INVALID.
   static Database parse(const std::string& json, const std::string& what);
@@ -44,5 +85,6 @@ Database load_database(int state_dirfd);
 void save_database(int state_dirfd, const Database& db);
 
 std::string new_uuid();
+bool valid_uuid(std::string_view u) noexcept;
 
 }  // namespace ptrust

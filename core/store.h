@@ -1,33 +1,31 @@
-// The store writer: every change goes lock → database → generation bump → files →
-// generation bump. The database is the source of truth; the files are derived from it by
-// one function (reconcile), which `sync` also uses. A crash at any instant leaves each
-// file old or new (atomic replace), and `sync` brings disk back to the database.
+// The store writer. Every change: lock → database written (the commit point) → generation
+// bumped → the touched areas reconciled from the database → generation bumped. A crash at
+// any instant leaves each file old or new (atomic replace), and `sync` brings disk back to
+// the database, which is the source of truth.
 #pragma once
 
 #include <ctime>
 #include <optional>
-#include <set>
 #include <string>
 #include <vector>
 
 #include "core/cert.h"
 #include "core/config.h"
 #include "core/db.h"
+#include "core/exchange.h"
 #include "core/fs.h"
+#include "core/reconcile.h"
 
 namespace ptrust {
-
-struct Drift {
-  enum class Kind { kMissing, kRemnant, kStale, kMode, kUnsafe };
-  Kind kind;
-  std::string path;  // relative to the root
-  std::string detail;
-};
-std::string_view to_string(Drift::Kind k) noexcept;
 
 struct InstallRequest {
   CertType type;
   std::vector<std::string> purposes;  // validated names; empty = general (CA only)
+};
+
+struct CrlInstallResult {
+  CrlRecord record;
+  std::vector<std::string> warnings;  // e.g. past its nextUpdate
 };
 
 class Store {
@@ -35,25 +33,51 @@ class Store {
   explicit Store(Context ctx);
 
   const Context& context() const noexcept { return ctx_; }
+  Database database() const;
 
-  // Validates and installs; returns the new record. Refusals: NOT_A_CA_CERTIFICATE,
-  // CERTIFICATE_LACKS_PURPOSE, TRUSTED_CERTIFICATE_EXPIRED / _NOT_VALID_YET,
+  // Trusted certificates. Refusals: NOT_A_CA_CERTIFICATE, CERTIFICATE_LACKS_PURPOSE,
+  // UNKNOWN_PURPOSE, TRUSTED_CERTIFICATE_EXPIRED / _NOT_VALID_YET,
   // TRUSTED_CERTIFICATE_ALREADY_EXISTS. Nothing is written when it refuses.
   CertRecord install(const Certificate& cert, const InstallRequest& req, std::time_t now);
-
   // TRUSTED_CERTIFICATE_NOT_FOUND, or TRUSTED_CERTIFICATE_FILE_MISSING unless `force`.
   CertRecord uninstall(const std::string& uuid, bool force);
+
+  // CRLs: CRL_INVALID, CRL_NAME_INVALID, CRL_ALREADY_EXISTS, CRL_SIGNATURE_INVALID.
+  // An empty `name` derives one from the issuer.
+  CrlInstallResult crl_install(std::string_view data, const std::string& name, const std::vector<std::string>& purposes,
+                               std::time_t now);
+  CrlRecord crl_uninstall(const std::string& name);
+
+  // Legacy CAs (deprecated xapi API): CERTIFICATE_NAME_INVALID, CA_CERTIFICATE_ALREADY_EXISTS,
+  // CERTIFICATE_DOES_NOT_EXIST (TRUSTED_CERTIFICATE_FILE_MISSING unless `force`).
+  LegacyRecord legacy_install(const std::string& name, const Certificate& cert, std::time_t now);
+  LegacyRecord legacy_uninstall(const std::string& name, bool force);
+
+  // Pool members' certificates; `staged` is the <uuid>.new.pem of a rotation.
+  PoolRecord pool_add(const std::string& host, const Certificate& cert, bool staged, std::time_t now);
+  std::vector<PoolRecord> pool_remove(const std::string& host, bool staged_only);
+
+  // Pool exchange: the document is JSON (see exchange.h). All or nothing.
+  std::string export_document() const;
+  ImportPlan import_document(const std::string& doc, bool dry_run);
+  // Empties the trusted, legacy and CRL stores and their records (pool kept).
+  Database eject();
 
   // Compares disk with the database; with `apply`, repairs every difference.
   // Returns what differed (before repair).
   std::vector<Drift> sync(bool apply);
 
-  Database database() const;
-
  private:
   struct Locked;
+  // Commits `db` (already validated) and reconciles `areas`, under the held lock.
+  void commit(Locked& l, const std::vector<Area>& areas);
+
   Context ctx_;
   fs::Fd root_;
 };
+
+// Name rule for CRLs and legacy CAs (as xapi): [A-Za-z0-9._-], no leading '.', at most 255
+// bytes; and never a name OpenSSL's hash-dir lookup would take for a hash entry.
+bool valid_file_name(std::string_view name) noexcept;
 
 }  // namespace ptrust

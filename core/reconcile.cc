@@ -1,0 +1,337 @@
+#include "core/reconcile.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <set>
+
+#include <boost/json.hpp>
+#include <openssl/pem.h>
+
+#include "core/crl.h"
+#include "core/error.h"
+#include "core/fs.h"
+
+namespace ptrust {
+
+std::string_view to_string(Drift::Kind k) noexcept {
+  switch (k) {
+    case Drift::Kind::kMissing: return "missing";
+    case Drift::Kind::kRemnant: return "remnant";
+    case Drift::Kind::kStale: return "stale";
+    case Drift::Kind::kMode: return "mode";
+    case Drift::Kind::kUnsafe: return "unsafe";
+  }
+  return "?";
+}
+
+namespace {
+
+using layout::StoreKey;
+constexpr size_t kMaxStoreFile = 256u << 20;
+
+std::string join(std::string_view a, std::string_view b) { return std::string(a) + "/" + std::string(b); }
+
+// ---- What an area must hold ------------------------------------------------------------
+
+struct ManagedFile {
+  std::string parent;  // relative directory
+  std::string name;
+  std::optional<std::string> content;  // nullopt: must not exist
+};
+
+struct Plan {
+  std::string parent;  // relative directory holding the owned directory
+  std::string dir;     // owned directory name ("" for none): holds exactly `files`
+  std::map<std::string, std::string> files;
+  std::vector<ManagedFile> managed;
+  std::vector<std::string> top_allowed;  // kTrustedTop: names that belong to some store
+};
+
+// OpenSSL hash-directory entries (<hash>.<n> for certificates, <hash>.r<n> for CRLs), so
+// CApath / CRLpath consumers find them. They are copies, not symlinks: nothing in a store
+// is ever a symlink.
+template <typename Hash>
+void add_hash_entries(std::map<std::string, std::string>& files, const char* sep, Hash hash) {
+  std::map<unsigned long, int> seen;
+  std::vector<std::pair<std::string, std::string>> extra;
+  for (const auto& [name, content] : files) {
+    unsigned long h = hash(content);
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%08lx%s%d", h, sep, seen[h]++);
+    extra.emplace_back(buf, content);
+  }
+  for (auto& e : extra) files.insert(std::move(e));
+}
+
+unsigned long cert_hash(const std::string& pem) {
+  ossl::BioPtr b(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  ossl::X509Ptr x(PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr));
+  if (!x) throw Error(Code::kDatabaseInvalid, "a certificate in the database does not parse");
+  return X509_subject_name_hash(x.get());
+}
+
+unsigned long crl_hash(const std::string& pem) {
+  auto crl = parse_crl(pem);
+  if (!crl) throw Error(Code::kDatabaseInvalid, "a CRL in the database does not parse");
+  return X509_NAME_hash_ex(X509_CRL_get_issuer(crl.get()), nullptr, nullptr, nullptr);
+}
+
+Plan trusted_plan(const Database& db, const StoreKey& k) {
+  std::vector<const CertRecord*> recs;
+  for (const auto& r : db.certs)
+    for (const auto& s : r.stores())
+      if (s == k) recs.push_back(&r);
+  std::sort(recs.begin(), recs.end(), [](auto* a, auto* b) { return a->uuid < b->uuid; });
+  Plan p;
+  p.parent = std::string(layout::kTrustedDir);
+  p.dir = layout::store_dir(k);
+  std::string bundle;
+  for (const auto* r : recs) {
+    p.files[layout::cert_file(r->uuid)] = r->pem;
+    bundle += r->pem;
+  }
+  add_hash_entries(p.files, ".", cert_hash);
+  p.managed.push_back({p.parent, layout::bundle_file(k), recs.empty() ? std::nullopt : std::optional(bundle)});
+  return p;
+}
+
+Plan crl_plan(const Database& db) {
+  Plan p;
+  p.parent = std::string(layout::kStunnelDir);
+  p.dir = "crls";
+  boost::json::object scope;
+  for (const auto& c : db.crls) {
+    p.files[c.name] = c.pem;
+    if (!c.purposes.empty()) {
+      boost::json::array a;
+      for (const auto& x : c.purposes) a.emplace_back(x);
+      scope[c.name] = std::move(a);
+    }
+  }
+  add_hash_entries(p.files, ".r", crl_hash);
+  // The scope index is public: consumers that drop privileges read it.
+  p.managed.push_back({std::string(layout::kStateDir), std::string(layout::kCrlScopeFile),
+                       scope.empty() ? std::nullopt : std::optional(boost::json::serialize(scope) + "\n")});
+  return p;
+}
+
+template <typename Rec>
+Plan bundle_dir_plan(const std::vector<Rec>& recs, std::string_view dir, std::string_view bundle_name,
+                     bool staged_first) {
+  Plan p;
+  p.parent = std::string(layout::kStunnelDir);
+  p.dir = std::string(dir);
+  std::vector<std::pair<std::string, const std::string*>> order;
+  for (const auto& r : recs) {
+    std::string file;
+    bool first = false;
+    if constexpr (std::is_same_v<Rec, PoolRecord>) {
+      file = r.file();
+      first = staged_first && r.staged;
+    } else {
+      file = r.name;
+    }
+    p.files[file] = r.pem;
+    order.emplace_back((first ? "0" : "1") + file, &r.pem);
+  }
+  std::sort(order.begin(), order.end());
+  std::string bundle;
+  for (const auto& [key, pem] : order) bundle += *pem;
+  add_hash_entries(p.files, ".", cert_hash);
+  p.managed.push_back({p.parent, std::string(bundle_name), recs.empty() ? std::nullopt : std::optional(bundle)});
+  return p;
+}
+
+Plan top_plan() {
+  Plan p;
+  p.parent = std::string(layout::kTrustedDir);
+  return p;
+}
+
+Plan plan_for(const Database& db, const Area& a) {
+  switch (a.kind) {
+    case Area::Kind::kTrustedStore: return trusted_plan(db, a.key);
+    case Area::Kind::kTrustedTop: return top_plan();
+    case Area::Kind::kCrl: return crl_plan(db);
+    case Area::Kind::kLegacy: return bundle_dir_plan(db.legacy, layout::kLegacyDir, layout::kLegacyBundle, false);
+    case Area::Kind::kPool: return bundle_dir_plan(db.pool, layout::kPoolDir, layout::kPoolBundle, true);
+  }
+  return {};
+}
+
+// ---- Making disk match a plan ----------------------------------------------------------
+
+void remove_tree(int dirfd, const std::string& name) {
+  auto st = fs::stat_at(dirfd, name);
+  if (!st) return;
+  if (S_ISDIR(st->st_mode)) {
+    fs::Fd sub = fs::open_dir(dirfd, name, false);
+    for (const auto& e : fs::list_dir(sub.get())) remove_tree(sub.get(), e.name);
+    if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+      throw_errno(Code::kIoError, "cannot remove directory " + name);
+  } else {
+    fs::remove_at(dirfd, name);
+  }
+}
+
+void set_mode(int dirfd, const std::string& name, mode_t mode) {
+  int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw_errno(Code::kIoError, "cannot open " + name);
+  fs::Fd g(fd);
+  if (::fchmod(fd, mode) != 0) throw_errno(Code::kIoError, "cannot chmod " + name);
+}
+
+std::string mode_detail(mode_t have, mode_t want) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "mode %04o, expected %04o", have & 07777, want);
+  return buf;
+}
+
+class Reconciler {
+ public:
+  Reconciler(int root, bool apply, std::vector<Drift>& out) : root_(root), apply_(apply), out_(out) {}
+
+  void run(const Plan& p, const std::set<std::string>& top_known) {
+    bool needed = !p.files.empty();
+    for (const auto& m : p.managed) needed |= m.content.has_value();
+    fs::Fd parent = fs::open_dir(root_, p.parent, apply_ && needed);
+    if (!parent && needed) {  // checking only: the whole parent directory is gone
+      if (!p.dir.empty() && !p.files.empty()) report(Drift::Kind::kMissing, join(p.parent, p.dir), "directory");
+      for (const auto& m : p.managed)
+        if (m.content && m.parent == p.parent) report(Drift::Kind::kMissing, join(m.parent, m.name), "");
+    }
+    if (parent && !p.dir.empty()) owned_dir(parent.get(), p, !p.files.empty());
+    if (parent && p.dir.empty() && p.managed.empty()) top(parent.get(), p.parent, top_known);
+    for (const auto& m : p.managed) {
+      fs::Fd mp;
+      if (m.parent == p.parent) {
+        if (!parent) continue;
+        mp = fs::Fd(::dup(parent.get()));
+      } else {
+        mp = fs::open_dir(root_, m.parent, apply_ && m.content.has_value());
+      }
+      if (!mp) continue;
+      if (m.content) regular(mp.get(), m.name, join(m.parent, m.name), *m.content);
+      else absent(mp.get(), m.name, join(m.parent, m.name));
+    }
+  }
+
+ private:
+  void report(Drift::Kind k, std::string path, std::string detail) {
+    out_.push_back({k, std::move(path), std::move(detail)});
+  }
+
+  void owned_dir(int parent, const Plan& p, bool needed) {
+    const std::string path = join(p.parent, p.dir);
+    auto st = fs::stat_at(parent, p.dir);
+    if (st && !S_ISDIR(st->st_mode)) {
+      report(Drift::Kind::kUnsafe, path, "expected a directory");
+      if (!apply_) return;
+      remove_tree(parent, p.dir);
+      st.reset();
+    }
+    if (!st) {
+      if (!needed) return;
+      report(Drift::Kind::kMissing, path, "directory");
+      if (!apply_) return;
+    } else if ((st->st_mode & 07777) != fs::kDirMode) {
+      report(Drift::Kind::kMode, path, mode_detail(st->st_mode, fs::kDirMode));
+      if (apply_) set_mode(parent, p.dir, fs::kDirMode);
+    }
+    fs::Fd dir = fs::open_dir(parent, p.dir, apply_);
+    std::vector<std::string> remnants;
+    for (const auto& e : fs::list_dir(dir.get()))
+      if (!p.files.count(e.name)) remnants.push_back(e.name);
+    // Wanted files first, remnants after: a reader never sees a store emptier than either state.
+    for (const auto& [name, content] : p.files) regular(dir.get(), name, join(path, name), content);
+    for (const auto& name : remnants) {
+      report(Drift::Kind::kRemnant, join(path, name), "no record owns it");
+      if (apply_) remove_tree(dir.get(), name);
+    }
+  }
+
+  void top(int dirfd, const std::string& path, const std::set<std::string>& known) {
+    for (const auto& e : fs::list_dir(dirfd)) {
+      if (known.count(e.name)) continue;
+      report(Drift::Kind::kRemnant, join(path, e.name), "not part of any store");
+      if (apply_) remove_tree(dirfd, e.name);
+    }
+  }
+
+  void absent(int dirfd, const std::string& name, const std::string& path) {
+    if (!fs::stat_at(dirfd, name)) return;
+    report(Drift::Kind::kRemnant, path, "must not exist while its store is empty");
+    if (apply_) remove_tree(dirfd, name);
+  }
+
+  void regular(int dirfd, const std::string& name, const std::string& path, const std::string& content) {
+    auto st = fs::stat_at(dirfd, name);
+    if (st && !S_ISREG(st->st_mode)) {
+      report(Drift::Kind::kUnsafe, path, "not a regular file");
+      if (apply_) remove_tree(dirfd, name);
+      st.reset();
+    }
+    if (!st) {
+      report(Drift::Kind::kMissing, path, "");
+      if (apply_) fs::write_atomic(dirfd, name, content, fs::kFileMode);
+      return;
+    }
+    auto have = fs::read_at(dirfd, name, kMaxStoreFile);
+    if (!have || *have != content) {
+      report(Drift::Kind::kStale, path, "content differs from the database");
+      if (apply_) fs::write_atomic(dirfd, name, content, fs::kFileMode);
+      return;
+    }
+    if ((st->st_mode & 07777) != fs::kFileMode) {
+      report(Drift::Kind::kMode, path, mode_detail(st->st_mode, fs::kFileMode));
+      if (apply_) set_mode(dirfd, name, fs::kFileMode);
+    }
+  }
+
+  int root_;
+  bool apply_;
+  std::vector<Drift>& out_;
+};
+
+}  // namespace
+
+std::vector<Area> areas_of(const CertRecord& r) {
+  std::vector<Area> out;
+  for (const auto& k : r.stores()) out.push_back(Area::trusted(k));
+  return out;
+}
+
+std::vector<Area> all_areas(int root, const Database& db) {
+  std::set<Area> areas{{Area::Kind::kTrustedTop}, {Area::Kind::kCrl}, {Area::Kind::kLegacy}, {Area::Kind::kPool}};
+  for (const auto& r : db.certs)
+    for (const auto& a : areas_of(r)) areas.insert(a);
+  if (fs::Fd top = fs::open_dir(root, layout::kTrustedDir, false)) {
+    for (const auto& e : fs::list_dir(top.get())) {
+      std::optional<StoreKey> k =
+          e.type == S_IFDIR ? layout::parse_store_dir(e.name) : layout::parse_bundle_file(e.name);
+      if (k) areas.insert(Area::trusted(*k));
+    }
+  }
+  return {areas.begin(), areas.end()};
+}
+
+void reconcile(int root, const Database& db, const Area& area, bool apply, std::vector<Drift>& out) {
+  std::set<std::string> top_known;
+  if (area.kind == Area::Kind::kTrustedTop) {
+    // Names at the top of etc/trusted-certs that some store accounts for.
+    for (const auto& a : all_areas(root, db)) {
+      if (a.kind != Area::Kind::kTrustedStore) continue;
+      top_known.insert(layout::store_dir(a.key));
+      top_known.insert(layout::bundle_file(a.key));
+    }
+  }
+  Reconciler(root, apply, out).run(plan_for(db, area), top_known);
+}
+
+}  // namespace ptrust

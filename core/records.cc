@@ -1,0 +1,145 @@
+#include "core/records.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "core/crl.h"
+#include "core/error.h"
+
+namespace ptrust {
+
+namespace {
+
+std::int64_t asn1_unix(const ASN1_TIME* t) {
+  if (!t) return 0;
+  struct tm tm {};
+  if (!ASN1_TIME_to_tm(t, &tm)) return 0;
+  return static_cast<std::int64_t>(timegm(&tm));
+}
+
+std::string hex_digest(const unsigned char* p, size_t n) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (size_t i = 0; i < n; ++i) {
+    if (i) out += ':';
+    out += hex[p[i] >> 4];
+    out += hex[p[i] & 15];
+  }
+  return out;
+}
+
+std::string name_text(const X509_NAME* n) {
+  ossl::BioPtr b(BIO_new(BIO_s_mem()));
+  X509_NAME_print_ex(b.get(), n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+  char* p = nullptr;
+  long len = BIO_get_mem_data(b.get(), &p);
+  return std::string(p, static_cast<size_t>(len));
+}
+
+// "Demo Root CA" → "Demo_Root_CA.crl"
+std::string name_from_issuer(const X509_NAME* issuer) {
+  std::string base;
+  int idx = X509_NAME_get_index_by_NID(issuer, NID_commonName, -1);
+  if (idx >= 0) {
+    const ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(issuer, idx));
+    base.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<size_t>(ASN1_STRING_length(s)));
+  } else {
+    base = name_text(issuer);
+  }
+  std::string out;
+  for (char c : base) {
+    bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+    if (!ok && !out.empty() && out.back() == '_') continue;
+    out += ok ? c : '_';
+  }
+  if (out.size() > 64) out.resize(64);
+  if (out.empty() || out[0] == '.') out = "crl" + out;
+  return out + ".crl";
+}
+
+}  // namespace
+
+CertRecord make_cert_record(const Certificate& cert, CertType type, std::vector<std::string> purposes,
+                            std::int64_t installed_at) {
+  CertInfo info = cert.info();
+  CertRecord r;
+  r.type = type;
+  r.purposes = std::move(purposes);
+  std::sort(r.purposes.begin(), r.purposes.end());
+  r.sha256 = info.sha256;
+  r.sha1 = info.sha1;
+  r.subject = info.subject;
+  r.issuer = info.issuer;
+  r.serial = info.serial;
+  r.not_before = info.not_before;
+  r.not_after = info.not_after;
+  r.key_type = info.key_type;
+  r.key_bits = info.key_bits;
+  r.installed_at = installed_at;
+  r.pem = cert.pem();
+  return r;
+}
+
+CrlRecord make_crl_record(std::string_view data, std::string name, std::vector<std::string> purposes,
+                          std::int64_t installed_at) {
+  if (data.find("PRIVATE KEY-----") != std::string_view::npos)
+    throw Error(Code::kPrivateKeyNotAllowed, "input holds a private key; install the CRL only");
+  auto crl = parse_crl(data);
+  if (!crl) throw Error(Code::kCrlInvalid, "input is not exactly one CRL (PEM or DER)");
+  CrlRecord r;
+  r.name = name.empty() ? name_from_issuer(X509_CRL_get_issuer(crl.get())) : std::move(name);
+  r.purposes = std::move(purposes);
+  std::sort(r.purposes.begin(), r.purposes.end());
+  r.issuer = name_text(X509_CRL_get_issuer(crl.get()));
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  X509_CRL_digest(crl.get(), EVP_sha256(), md, &n);
+  r.sha256 = hex_digest(md, n);
+  r.last_update = asn1_unix(X509_CRL_get0_lastUpdate(crl.get()));
+  r.next_update = asn1_unix(X509_CRL_get0_nextUpdate(crl.get()));
+  r.installed_at = installed_at;
+  ossl::BioPtr b(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509_CRL(b.get(), crl.get());
+  char* p = nullptr;
+  long len = BIO_get_mem_data(b.get(), &p);
+  r.pem.assign(p, static_cast<size_t>(len));
+  return r;
+}
+
+LegacyRecord make_legacy_record(const std::string& name, const Certificate& cert, std::int64_t installed_at) {
+  CertInfo i = cert.info();
+  return {name, i.sha256, i.subject, i.not_after, installed_at, cert.pem()};
+}
+
+PoolRecord make_pool_record(const std::string& host, bool staged, const Certificate& cert, std::int64_t installed_at) {
+  CertInfo i = cert.info();
+  return {host, staged, i.sha256, i.subject, i.not_after, installed_at, cert.pem()};
+}
+
+void check_crl_signature(const Database& db, const CrlRecord& r) {
+  auto crl = parse_crl(r.pem);
+  std::vector<const std::string*> pems;
+  for (const auto& c : db.certs)
+    if (c.type == CertType::kCa) pems.push_back(&c.pem);
+  for (const auto& c : db.legacy) pems.push_back(&c.pem);
+  bool issuer_known = false;
+  for (const auto* pem : pems) {
+    ossl::BioPtr b(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
+    ossl::X509Ptr ca(PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr));
+    if (!ca || X509_NAME_cmp(X509_get_subject_name(ca.get()), X509_CRL_get_issuer(crl.get())) != 0) continue;
+    issuer_known = true;
+    if (X509_CRL_verify(crl.get(), X509_get0_pubkey(ca.get())) == 1) {
+      ERR_clear_error();
+      return;
+    }
+  }
+  ERR_clear_error();
+  if (issuer_known)
+    throw Error(Code::kCrlSignatureInvalid,
+                "the CRL names '" + r.issuer + "' as issuer but no installed CA of that name signed it");
+}
+
+}  // namespace ptrust

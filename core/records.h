@@ -1,0 +1,30 @@
+// Building database records from validated input. Metadata is always recomputed from the
+// parsed object, never taken from the caller.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/cert.h"
+#include "core/db.h"
+
+namespace ptrust {
+
+CertRecord make_cert_record(const Certificate& cert, CertType type, std::vector<std::string> purposes,
+                            std::int64_t installed_at);
+
+// Parses exactly one CRL (PEM or DER). CRL_INVALID otherwise; PRIVATE_KEY_NOT_ALLOWED when
+// the input holds a key. An empty `name` is derived from the issuer's CN.
+CrlRecord make_crl_record(std::string_view data, std::string name, std::vector<std::string> purposes,
+                          std::int64_t installed_at);
+
+LegacyRecord make_legacy_record(const std::string& name, const Certificate& cert, std::int64_t installed_at);
+PoolRecord make_pool_record(const std::string& host, bool staged, const Certificate& cert, std::int64_t installed_at);
+
+// When a CA with the CRL's issuer name is installed (trusted or legacy), the CRL's signature
+// must verify with one of them: CRL_SIGNATURE_INVALID otherwise.
+void check_crl_signature(const Database& db, const CrlRecord& crl);
+
+}  // namespace ptrust
