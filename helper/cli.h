@@ -10,6 +10,7 @@
 #include <boost/program_options.hpp>
 
 #include "core/config.h"
+#include "core/db.h"
 
 namespace ptrust::cli {
 
@@ -38,6 +39,12 @@ const std::vector<Command>& commands();
 
 // Commands, grouped by file.
 void add_trust_commands(std::vector<Command>& out);
+void add_store_commands(std::vector<Command>& out);  // crl, legacy, pool, export, import, eject
+
+// Reads a user-supplied input file (regular file, no symlink, at most 1 MiB).
+std::string read_input_file(const std::string& path);
+
+boost::json::object crl_json(const CrlRecord& r);
 
 // Prints a JSON value (pretty enough for humans: one document per line).
 void print_json(const boost::json::value& v);

@@ -76,13 +76,26 @@ int run(int argc, char** argv) {
   }
   po::notify(gvm);
   std::string name = gvm["command"].as<std::string>();
+  std::vector<std::string> rest = po::collect_unrecognized(parsed.options, po::include_positional);
+  rest.erase(rest.begin());  // the command name itself
+  // Groups ("crl install", "legacy list", ...): the action follows the group name.
+  bool group = false;
+  for (const auto& c : commands()) group |= std::string(c.name).rfind(name + " ", 0) == 0;
+  if (group) {
+    if (rest.empty() || rest[0].empty() || rest[0][0] == '-') {
+      if (gvm.count("help") || (!rest.empty() && (rest[0] == "--help" || rest[0] == "-h"))) {
+        print_usage(std::cout);
+        return 0;
+      }
+      usage_error("'" + name + "' needs an action", nullptr);
+    }
+    name += " " + rest[0];
+    rest.erase(rest.begin());
+  }
   const Command* cmd = nullptr;
   for (const auto& c : commands())
     if (name == c.name) cmd = &c;
   if (!cmd) usage_error("unknown command '" + name + "'", nullptr);
-
-  std::vector<std::string> rest = po::collect_unrecognized(parsed.options, po::include_positional);
-  rest.erase(rest.begin());  // the command name itself
 
   po::options_description desc(std::string("usage: ptrust ") + cmd->name + " " + cmd->args + "\n\n" + cmd->summary +
                                "\n\noptions");

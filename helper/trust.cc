@@ -33,6 +33,22 @@ json::object record_json(const CertRecord& r) {
           {"installed_at", format_time(r.installed_at)}};
 }
 
+}  // namespace
+
+json::object crl_json(const CrlRecord& r) {
+  json::array ps;
+  for (const auto& p : r.purposes) ps.emplace_back(p);
+  return {{"name", r.name},
+          {"purposes", std::move(ps)},
+          {"issuer", r.issuer},
+          {"sha256", r.sha256},
+          {"last_update", format_time(r.last_update)},
+          {"next_update", r.next_update ? json::value(format_time(r.next_update)) : json::value(nullptr)},
+          {"installed_at", format_time(r.installed_at)}};
+}
+
+namespace {
+
 std::string purposes_text(const CertRecord& r) {
   if (r.purposes.empty()) return "general";
   std::string s;
@@ -47,7 +63,7 @@ int install(const Common& c, const po::variables_map& vm) {
   InstallRequest req;
   req.type = ca ? CertType::kCa : CertType::kPinned;
   if (vm.count("purpose")) req.purposes = parse_purpose_list(vm["purpose"].as<std::string>(), ctx.config);
-  Certificate cert = Certificate::parse(fs::read_input(vm["file"].as<std::string>(), kMaxInput));
+  Certificate cert = Certificate::parse(read_input_file(vm["file"].as<std::string>()));
   Store store(std::move(ctx));
   CertRecord r = store.install(cert, req, std::time(nullptr));
   std::cout << r.uuid << "\n";
@@ -65,13 +81,21 @@ int list(const Common& c, const po::variables_map&) {
   Store store(c.context());
   Database db = store.database();
   if (c.json) {
-    json::array a;
+    json::array a, crls, legacy, pool;
     for (const auto& r : db.certs) a.emplace_back(record_json(r));
-    print_json(json::object{{"certificates", std::move(a)}});
+    for (const auto& r : db.crls) crls.emplace_back(crl_json(r));
+    for (const auto& r : db.legacy)
+      legacy.emplace_back(json::object{{"name", r.name}, {"subject", r.subject}, {"sha256", r.sha256},
+                                       {"not_after", format_time(r.not_after)}});
+    for (const auto& r : db.pool)
+      pool.emplace_back(json::object{{"host", r.host}, {"staged", r.staged}, {"subject", r.subject},
+                                     {"sha256", r.sha256}, {"not_after", format_time(r.not_after)}});
+    print_json(json::object{{"certificates", std::move(a)}, {"crls", std::move(crls)}, {"legacy", std::move(legacy)},
+                            {"pool", std::move(pool)}});
     return 0;
   }
-  if (db.certs.empty()) {
-    std::cout << "no trusted certificates\n";
+  if (db.certs.empty() && db.crls.empty() && db.legacy.empty() && db.pool.empty()) {
+    std::cout << "nothing installed\n";
     return 0;
   }
   for (const auto& r : db.certs) {
@@ -80,6 +104,13 @@ int list(const Common& c, const po::variables_map&) {
               << "    subject: " << r.subject << "\n"
               << "    sha256:  " << r.sha256 << "\n";
   }
+  for (const auto& r : db.crls)
+    std::cout << "crl " << r.name << "  issuer=" << r.issuer
+              << "  next-update=" << (r.next_update ? format_time(r.next_update) : "none") << "\n";
+  for (const auto& r : db.legacy)
+    std::cout << "legacy " << r.name << "  subject=" << r.subject << "  expires=" << format_time(r.not_after) << "\n";
+  for (const auto& r : db.pool)
+    std::cout << "pool " << r.file() << "  subject=" << r.subject << "  expires=" << format_time(r.not_after) << "\n";
   return 0;
 }
 
@@ -142,7 +173,7 @@ void add_trust_commands(std::vector<Command>& out) {
                    p.add("uuid", 1);
                  },
                  uninstall});
-  out.push_back({"list", "", "list trusted certificates", true,
+  out.push_back({"list", "", "list trusted certificates, CRLs, legacy and pool certificates", true,
                  [](po::options_description&, po::positional_options_description&) {}, list});
   out.push_back({"resolve", "PURPOSE", "show which store serves PURPOSE (pinned|ca|general|none)", true,
                  [](po::options_description& d, po::positional_options_description& p) {
@@ -161,10 +192,13 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> all = [] {
     std::vector<Command> v;
     add_trust_commands(v);
+    add_store_commands(v);
     return v;
   }();
   return all;
 }
+
+std::string read_input_file(const std::string& path) { return fs::read_input(path, kMaxInput); }
 
 void print_json(const json::value& v) { std::cout << json::serialize(v) << "\n"; }
 

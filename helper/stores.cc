@@ -1,0 +1,244 @@
+// crl / legacy / pool / export / import / eject.
+#include <fcntl.h>
+
+#include <ctime>
+#include <iostream>
+
+#include "core/error.h"
+#include "core/store.h"
+#include "helper/cli.h"
+
+namespace ptrust::cli {
+
+namespace json = boost::json;
+
+namespace {
+
+using Describe = std::function<void(po::options_description&, po::positional_options_description&)>;
+
+std::vector<std::string> purposes_opt(const po::variables_map& vm, const Config& cfg) {
+  if (!vm.count("purpose")) return {};
+  return parse_purpose_list(vm["purpose"].as<std::string>(), cfg);
+}
+
+int crl_install(const Common& c, const po::variables_map& vm) {
+  Context ctx = c.context();
+  auto purposes = purposes_opt(vm, ctx.config);
+  std::string name = vm.count("name") ? vm["name"].as<std::string>() : "";
+  if (vm.count("name") && name.empty()) throw Error(Code::kCrlNameInvalid, "empty CRL name");
+  std::string data = read_input_file(vm["file"].as<std::string>());
+  Store store(std::move(ctx));
+  CrlInstallResult r = store.crl_install(data, name, purposes, std::time(nullptr));
+  for (const auto& w : r.warnings) std::cerr << "ptrust: warning: " << w << "\n";
+  std::cout << r.record.name << "\n";
+  return 0;
+}
+
+int crl_uninstall(const Common& c, const po::variables_map& vm) {
+  Store store(c.context());
+  CrlRecord r = store.crl_uninstall(vm["name"].as<std::string>());
+  std::cerr << "removed CRL " << r.name << "\n";
+  return 0;
+}
+
+int crl_list(const Common& c, const po::variables_map&) {
+  Store store(c.context());
+  Database db = store.database();
+  std::time_t now = std::time(nullptr);
+  if (c.json) {
+    json::array a;
+    for (const auto& r : db.crls) {
+      json::object o = crl_json(r);
+      o["expired"] = r.next_update != 0 && r.next_update < now;
+      a.emplace_back(std::move(o));
+    }
+    print_json(json::object{{"crls", std::move(a)}});
+    return 0;
+  }
+  if (db.crls.empty()) std::cout << "no CRLs\n";
+  for (const auto& r : db.crls) {
+    std::string scope;
+    for (const auto& p : r.purposes) scope += (scope.empty() ? "" : ",") + p;
+    std::cout << r.name << "  issuer=" << r.issuer << "  purposes=" << (scope.empty() ? "all" : scope)
+              << "  next-update=" << (r.next_update ? format_time(r.next_update) : "none")
+              << (r.next_update != 0 && r.next_update < now ? "  (EXPIRED)" : "") << "\n";
+  }
+  return 0;
+}
+
+int legacy_install(const Common& c, const po::variables_map& vm) {
+  Store store(c.context());
+  Certificate cert = Certificate::parse(read_input_file(vm["file"].as<std::string>()));
+  LegacyRecord r = store.legacy_install(vm["name"].as<std::string>(), cert, std::time(nullptr));
+  std::cout << r.name << "\n";
+  return 0;
+}
+
+int legacy_uninstall(const Common& c, const po::variables_map& vm) {
+  Store store(c.context());
+  LegacyRecord r = store.legacy_uninstall(vm["name"].as<std::string>(), vm["force"].as<bool>());
+  std::cerr << "removed legacy CA " << r.name << "\n";
+  return 0;
+}
+
+int legacy_list(const Common& c, const po::variables_map&) {
+  Store store(c.context());
+  Database db = store.database();
+  if (c.json) {
+    json::array a;
+    for (const auto& r : db.legacy)
+      a.emplace_back(json::object{{"name", r.name}, {"subject", r.subject}, {"sha256", r.sha256},
+                                  {"not_after", format_time(r.not_after)}});
+    print_json(json::object{{"legacy", std::move(a)}});
+    return 0;
+  }
+  if (db.legacy.empty()) std::cout << "no legacy CAs\n";
+  for (const auto& r : db.legacy)
+    std::cout << r.name << "  subject=" << r.subject << "  expires=" << format_time(r.not_after) << "\n";
+  return 0;
+}
+
+int pool_add(const Common& c, const po::variables_map& vm) {
+  Store store(c.context());
+  Certificate cert = Certificate::parse(read_input_file(vm["file"].as<std::string>()));
+  PoolRecord r = store.pool_add(vm["host"].as<std::string>(), cert, vm["new"].as<bool>(), std::time(nullptr));
+  std::cout << r.file() << "\n";
+  return 0;
+}
+
+int pool_remove(const Common& c, const po::variables_map& vm) {
+  Store store(c.context());
+  for (const auto& r : store.pool_remove(vm["host"].as<std::string>(), vm["new"].as<bool>()))
+    std::cerr << "removed pool certificate " << r.file() << "\n";
+  return 0;
+}
+
+int pool_list(const Common& c, const po::variables_map&) {
+  Store store(c.context());
+  Database db = store.database();
+  if (c.json) {
+    json::array a;
+    for (const auto& r : db.pool)
+      a.emplace_back(json::object{{"host", r.host}, {"staged", r.staged}, {"file", r.file()}, {"subject", r.subject},
+                                  {"sha256", r.sha256}, {"not_after", format_time(r.not_after)}});
+    print_json(json::object{{"pool", std::move(a)}});
+    return 0;
+  }
+  if (db.pool.empty()) std::cout << "no pool certificates\n";
+  for (const auto& r : db.pool)
+    std::cout << r.file() << "  subject=" << r.subject << "  expires=" << format_time(r.not_after) << "\n";
+  return 0;
+}
+
+int export_cmd(const Common& c, const po::variables_map& vm) {
+  Store store(c.context());
+  std::string doc = store.export_document();
+  std::string path = vm["file"].as<std::string>();
+  if (path == "-") {
+    std::cout << doc;
+    return 0;
+  }
+  fs::Fd cwd(::open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  auto slash = path.rfind('/');
+  fs::Fd dir = slash == std::string::npos ? std::move(cwd) : fs::Fd(::open(path.substr(0, slash + 1).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) throw_errno(Code::kIoError, "cannot open the directory of " + path);
+  fs::write_atomic(dir.get(), slash == std::string::npos ? path : path.substr(slash + 1), doc, 0644);
+  return 0;
+}
+
+int import_cmd(const Common& c, const po::variables_map& vm) {
+  Store store(c.context());
+  std::string path = vm["file"].as<std::string>();
+  std::string doc = fs::read_input(path, 256u << 20);
+  bool dry = vm["dry-run"].as<bool>();
+  ImportPlan plan = store.import_document(doc, dry);
+  if (c.json) {
+    json::array added, same;
+    for (const auto& a : plan.added) added.emplace_back(a);
+    for (const auto& a : plan.unchanged) same.emplace_back(a);
+    print_json(json::object{{"dry_run", dry}, {"added", std::move(added)}, {"unchanged", std::move(same)}});
+    return 0;
+  }
+  for (const auto& a : plan.added) std::cout << (dry ? "would add " : "added ") << a << "\n";
+  for (const auto& a : plan.unchanged) std::cout << "already present " << a << "\n";
+  if (plan.added.empty()) std::cout << "nothing to import\n";
+  return 0;
+}
+
+int eject_cmd(const Common& c, const po::variables_map&) {
+  Store store(c.context());
+  Database removed = store.eject();
+  std::cout << "removed " << removed.certs.size() << " trusted certificates, " << removed.legacy.size()
+            << " legacy CAs, " << removed.crls.size() << " CRLs (pool certificates kept)\n";
+  return 0;
+}
+
+Describe positional(std::vector<std::pair<const char*, const char*>> names) {
+  return [names](po::options_description& d, po::positional_options_description& p) {
+    for (const auto& [n, help] : names) {
+      d.add_options()(n, po::value<std::string>()->required(), help);
+      p.add(n, 1);
+    }
+  };
+}
+
+Describe none() {
+  return [](po::options_description&, po::positional_options_description&) {};
+}
+
+}  // namespace
+
+void add_store_commands(std::vector<Command>& out) {
+  out.push_back({"crl install", "FILE [--name NAME] [--purpose a,b]",
+                 "install a CRL (PEM or DER); prints its name. Without --purpose it applies to every purpose", false,
+                 [](po::options_description& d, po::positional_options_description& p) {
+                   d.add_options()("file", po::value<std::string>()->required(), "CRL file")(
+                       "name", po::value<std::string>(), "file name in etc/stunnel/crls ([A-Za-z0-9._-]; default from the issuer)")(
+                       "purpose", po::value<std::string>(), "limit the CRL to these purposes");
+                   p.add("file", 1);
+                 },
+                 crl_install});
+  out.push_back({"crl uninstall", "NAME", "remove a CRL", false, positional({{"name", "CRL name"}}), crl_uninstall});
+  out.push_back({"crl list", "", "list CRLs (expired ones flagged)", true, none(), crl_list});
+  out.push_back({"legacy install", "NAME FILE", "install a CA into etc/stunnel/certs (deprecated xapi store)", false,
+                 positional({{"name", "file name, ending in .pem"}, {"file", "certificate file"}}), legacy_install});
+  out.push_back({"legacy uninstall", "NAME [--force]", "remove a legacy CA", false,
+                 [](po::options_description& d, po::positional_options_description& p) {
+                   d.add_options()("name", po::value<std::string>()->required(), "legacy CA name")(
+                       "force", po::bool_switch(), "also drop a record whose file is already gone");
+                   p.add("name", 1);
+                 },
+                 legacy_uninstall});
+  out.push_back({"legacy list", "", "list legacy CAs", true, none(), legacy_list});
+  out.push_back({"pool add", "HOST_UUID FILE [--new]",
+                 "set a pool member's certificate (--new: stage a rotation as <uuid>.new.pem)", false,
+                 [](po::options_description& d, po::positional_options_description& p) {
+                   d.add_options()("host", po::value<std::string>()->required(), "host UUID")(
+                       "file", po::value<std::string>()->required(), "certificate file")(
+                       "new", po::bool_switch(), "stage the next certificate of a rotation");
+                   p.add("host", 1).add("file", 1);
+                 },
+                 pool_add});
+  out.push_back({"pool remove", "HOST_UUID [--new]", "remove a pool member's certificates (--new: only the staged one)",
+                 false,
+                 [](po::options_description& d, po::positional_options_description& p) {
+                   d.add_options()("host", po::value<std::string>()->required(), "host UUID")(
+                       "new", po::bool_switch(), "remove only the staged certificate");
+                   p.add("host", 1);
+                 },
+                 pool_remove});
+  out.push_back({"pool list", "", "list pool members' certificates", true, none(), pool_list});
+  out.push_back({"export", "FILE", "write everything this host trusts to FILE (- for stdout), for a pool exchange",
+                 false, positional({{"file", "output file, or -"}}), export_cmd});
+  out.push_back({"import", "FILE [--dry-run]", "merge an export document; all or nothing", true,
+                 [](po::options_description& d, po::positional_options_description& p) {
+                   d.add_options()("file", po::value<std::string>()->required(), "export document")(
+                       "dry-run", po::bool_switch(), "report what would change; change nothing");
+                   p.add("file", 1);
+                 },
+                 import_cmd});
+  out.push_back({"eject", "", "empty the trusted, legacy and CRL stores (a host leaving its pool; pool store kept)",
+                 false, none(), eject_cmd});
+}
+
+}  // namespace ptrust::cli

@@ -1,0 +1,367 @@
+// CRLs, legacy stores, pool certificates, reconcile of every store, and the pool exchange.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <boost/json.hpp>
+#include <openssl/x509_vfy.h>
+
+#include "core/crl.h"
+#include "tests/support/run.h"
+#include "tests/support/testpki.h"
+#include "tests/support/tree.h"
+
+namespace ptrust::testing {
+namespace {
+
+namespace json = boost::json;
+const std::string kHost1 = "1c111a1f-412e-47c0-9003-60789b839bc3";
+const std::string kHost2 = "960abfff-6017-4d97-bd56-0a8f1a43e51a";
+
+struct Pki {
+  Issued root = self_signed({.cn = "Stores Root", .ca = true});
+  Issued leaf = issue({.cn = "srv.example", .dns = {"srv.example"}}, root);
+  Issued revoked = issue({.cn = "revoked.example"}, root);
+  Issued other = self_signed({.cn = "Other Root", .ca = true});
+  Issued legacy_ca = self_signed({.cn = "Legacy CA", .ca = true});
+  Issued host1 = self_signed({.cn = "host1"});
+  Issued host1_next = self_signed({.cn = "host1 next"});
+  // Same issuer name as `root`, different key: its CRLs must not verify.
+  Issued forger = self_signed({.cn = "Stores Root", .ca = true});
+};
+
+const Pki& pki() {
+  static Pki p;
+  return p;
+}
+
+class Stores : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write_file(in / "root.pem", pki().root.pem());
+    write_file(in / "other.pem", pki().other.pem());
+    write_file(in / "legacy.pem", pki().legacy_ca.pem());
+    write_file(in / "host1.pem", pki().host1.pem());
+    write_file(in / "host1-next.pem", pki().host1_next.pem());
+    auto crl = make_crl(pki().root, {pki().revoked.cert.get()});
+    write_file(in / "root.crl", crl_pem(crl.get()));
+    write_file(in / "root.der.crl", crl_der(crl.get()));
+  }
+  RunResult pt(std::vector<std::string> args, const TempDir* r = nullptr) {
+    return ptrust((r ? *r : root).path(), std::move(args));
+  }
+  void ok(std::vector<std::string> args, const TempDir* r = nullptr) {
+    RunResult res = pt(args, r);
+    ASSERT_EQ(res.status, 0) << args[0] << ": " << res.err;
+  }
+  void refused(std::vector<std::string> args, const std::string& code) {
+    Tree before = snapshot(root.path());
+    RunResult r = pt(args);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(r.err.rfind("ptrust: " + code + ": ", 0), 0u) << "for " << args[0] << " " << args[1] << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(diff(before, snapshot(root.path())), "");
+  }
+  std::string file(const std::string& rel) { return read_file(root / rel); }
+
+  TempDir root, in;
+};
+
+TEST_F(Stores, CrlRefusals) {
+  ok({"install", in / "root.pem", "--ca", "--purpose", "licensing"});
+  ok({"crl", "install", in / "root.crl", "--name", "root.crl"});
+  auto forged = make_crl(pki().forger, {pki().leaf.cert.get()});
+  write_file(in / "forged.crl", crl_pem(forged.get()));
+  auto c1 = make_crl(pki().other, {});
+  auto c2 = make_crl(pki().legacy_ca, {});
+  write_file(in / "two.crl", crl_pem(c1.get()) + crl_pem(c2.get()));
+  write_file(in / "keyed.crl", crl_pem(c1.get()) + pki().other.key_pem());
+  write_file(in / "garbage.crl", "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n");
+  write_file(in / "other.crl", crl_pem(c1.get()));
+
+  refused({"crl", "install", in / "root.pem"}, "CRL_INVALID");
+  refused({"crl", "install", in / "garbage.crl"}, "CRL_INVALID");
+  refused({"crl", "install", in / "two.crl"}, "CRL_INVALID");
+  refused({"crl", "install", in / "keyed.crl"}, "PRIVATE_KEY_NOT_ALLOWED");
+  refused({"crl", "install", in / "forged.crl", "--name", "forged.crl"}, "CRL_SIGNATURE_INVALID");
+  refused({"crl", "install", in / "root.der.crl", "--name", "root.crl"}, "CRL_ALREADY_EXISTS");
+  for (std::string bad : {".hidden", "a/b", "../x", "8fbbd419.r0", "8fbbd419.0", "sp ace", ""})
+    refused({"crl", "install", in / "other.crl", "--name", bad}, "CRL_NAME_INVALID");
+  refused({"crl", "install", in / "other.crl", "--purpose", "wlb"}, "UNKNOWN_PURPOSE");
+  refused({"crl", "uninstall", "nope.crl"}, "CRL_DOES_NOT_EXIST");
+  refused({"crl", "uninstall", "../db.json"}, "CRL_DOES_NOT_EXIST");
+}
+
+TEST_F(Stores, CrlInstallDefaultsItsNameAndWarnsWhenExpired) {
+  RunResult r = pt({"crl", "install", in / "root.der.crl"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "Stores_Root.crl\n");
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(file("etc/stunnel/crls/Stores_Root.crl").rfind("-----BEGIN X509 CRL-----", 0), 0u) << "re-encoded PEM";
+  auto old = make_crl(pki().other, {}, -7200, -3600);
+  write_file(in / "old.crl", crl_pem(old.get()));
+  RunResult w = pt({"crl", "install", in / "old.crl"});
+  EXPECT_EQ(w.status, 0);
+  EXPECT_NE(w.err.find("warning"), std::string::npos) << w.err;
+  json::value l = json::parse(pt({"crl", "list", "--json"}).out);
+  ASSERT_EQ(l.at("crls").as_array().size(), 2u);
+  EXPECT_TRUE(l.at("crls").as_array()[0].at("expired").as_bool());   // Other_Root.crl
+  EXPECT_FALSE(l.at("crls").as_array()[1].at("expired").as_bool());  // Stores_Root.crl
+  EXPECT_EQ(json::parse(pt({"list", "--json"}).out).at("crls").as_array().size(), 2u) << "list shows CRLs";
+}
+
+TEST_F(Stores, HashEntriesLetOpensslFindCasAndCrlsByDirectory) {
+  ok({"install", in / "root.pem", "--ca", "--purpose", "licensing"});
+  ok({"crl", "install", in / "root.crl"});
+  auto verify = [&](X509* leaf) {
+    ossl::X509StorePtr store(X509_STORE_new());
+    X509_LOOKUP* dir = X509_STORE_add_lookup(store.get(), X509_LOOKUP_hash_dir());
+    X509_LOOKUP_add_dir(dir, (root / "etc/trusted-certs/ca-licensing").c_str(), X509_FILETYPE_PEM);
+    X509_LOOKUP_add_dir(dir, (root / "etc/stunnel/crls").c_str(), X509_FILETYPE_PEM);
+    X509_STORE_set_flags(store.get(), X509_V_FLAG_CRL_CHECK);
+    ossl::X509StoreCtxPtr ctx(X509_STORE_CTX_new());
+    X509_STORE_CTX_init(ctx.get(), store.get(), leaf, nullptr);
+    X509_verify_cert(ctx.get());
+    return X509_STORE_CTX_get_error(ctx.get());
+  };
+  EXPECT_EQ(verify(pki().leaf.cert.get()), X509_V_OK);
+  EXPECT_EQ(verify(pki().revoked.cert.get()), X509_V_ERR_CERT_REVOKED);
+  for (const auto& e : std::filesystem::recursive_directory_iterator(root.path()))
+    EXPECT_FALSE(e.is_symlink()) << e.path() << ": hash entries are copies, never symlinks";
+}
+
+TEST_F(Stores, CrlScopeLimitsWhichPurposesSeeACrl) {
+  ok({"crl", "install", in / "root.crl", "--name", "all.crl"});
+  auto c = make_crl(pki().other, {});
+  write_file(in / "o.crl", crl_pem(c.get()));
+  ok({"crl", "install", in / "o.crl", "--name", "ldaps-only.crl", "--purpose", "ldaps"});
+  Context ctx{root.path(), default_config()};
+  auto names = [&](const char* p) {
+    std::vector<std::string> v;
+    for (const auto& n : load_crls(ctx, p)) v.push_back(n.name);
+    return v;
+  };
+  EXPECT_EQ(names("licensing"), (std::vector<std::string>{"all.crl"}));
+  EXPECT_EQ(names("ldaps"), (std::vector<std::string>{"all.crl", "ldaps-only.crl"}));
+  EXPECT_EQ(names("general"), (std::vector<std::string>{"all.crl"}));
+  ok({"crl", "uninstall", "ldaps-only.crl"});
+  EXPECT_FALSE(std::filesystem::exists(root / "var/lib/ptrust/crl-scope.json")) << "no scoped CRL, no index";
+}
+
+TEST_F(Stores, LegacyStore) {
+  ok({"legacy", "install", "wlb.pem", in / "legacy.pem"});
+  EXPECT_EQ(file("etc/stunnel/certs/wlb.pem"), pki().legacy_ca.pem());
+  EXPECT_EQ(file("etc/stunnel/xapi-stunnel-ca-bundle.pem"), pki().legacy_ca.pem());
+  ok({"legacy", "install", "a-other.pem", in / "other.pem"});
+  EXPECT_EQ(file("etc/stunnel/xapi-stunnel-ca-bundle.pem"), pki().other.pem() + pki().legacy_ca.pem()) << "by name";
+  for (std::string bad : {"wlb", ".wlb.pem", "a/b.pem", "../x.pem", ".pem", "x y.pem"})
+    refused({"legacy", "install", bad, in / "legacy.pem"}, "CERTIFICATE_NAME_INVALID");
+  refused({"legacy", "install", "wlb.pem", in / "other.pem"}, "CA_CERTIFICATE_ALREADY_EXISTS");
+  write_file(in / "keyed.pem", pki().other.pem() + pki().other.key_pem());
+  refused({"legacy", "install", "k.pem", in / "keyed.pem"}, "PRIVATE_KEY_NOT_ALLOWED");
+  refused({"legacy", "uninstall", "nope.pem"}, "CERTIFICATE_DOES_NOT_EXIST");
+  ASSERT_EQ(::unlink((root / "etc/stunnel/certs/wlb.pem").c_str()), 0);
+  refused({"legacy", "uninstall", "wlb.pem"}, "TRUSTED_CERTIFICATE_FILE_MISSING");
+  ok({"legacy", "uninstall", "wlb.pem", "--force"});
+  ok({"legacy", "uninstall", "a-other.pem"});
+  EXPECT_FALSE(std::filesystem::exists(root / "etc/stunnel/xapi-stunnel-ca-bundle.pem"));
+  EXPECT_EQ(json::parse(pt({"legacy", "list", "--json"}).out).at("legacy").as_array().size(), 0u);
+}
+
+TEST_F(Stores, PoolBundlePutsTheStagedRotationFirst) {
+  ok({"pool", "add", kHost1, in / "host1.pem"});
+  ok({"pool", "add", kHost2, in / "other.pem"});
+  ok({"pool", "add", kHost1, in / "host1-next.pem", "--new"});
+  EXPECT_EQ(file("etc/stunnel/certs-pool/" + kHost1 + ".new.pem"), pki().host1_next.pem());
+  EXPECT_EQ(file("etc/stunnel/xapi-pool-ca-bundle.pem"),
+            pki().host1_next.pem() + pki().host1.pem() + pki().other.pem());
+  refused({"pool", "add", "not-a-uuid", in / "host1.pem"}, "HOST_UUID_INVALID");
+  refused({"pool", "add", "../" + kHost1.substr(3), in / "host1.pem"}, "HOST_UUID_INVALID");
+  ok({"pool", "remove", kHost1, "--new"});
+  EXPECT_EQ(file("etc/stunnel/xapi-pool-ca-bundle.pem"), pki().host1.pem() + pki().other.pem());
+  ok({"pool", "remove", kHost1});
+  refused({"pool", "remove", kHost1}, "CERTIFICATE_DOES_NOT_EXIST");
+}
+
+TEST_F(Stores, SyncNamesAndRepairsDriftInEveryStore) {
+  std::string uuid = pt({"install", in / "root.pem", "--ca", "--purpose", "licensing"}).out.substr(0, 36);
+  ok({"crl", "install", in / "root.crl", "--name", "root.crl"});
+  ok({"legacy", "install", "wlb.pem", in / "legacy.pem"});
+  ok({"pool", "add", kHost1, in / "host1.pem"});
+  Tree clean = snapshot(root.path());
+  clean.erase("var/lib/ptrust/generation");
+  ASSERT_EQ(pt({"sync", "--check"}).status, 0);
+
+  std::string hash_link;
+  for (const auto& e : std::filesystem::directory_iterator(root / "etc/stunnel/crls"))
+    if (e.path().filename().string().find(".r") == 8) hash_link = e.path().filename();
+  ASSERT_FALSE(hash_link.empty());
+  ASSERT_EQ(::unlink((root / "etc/stunnel/certs/wlb.pem").c_str()), 0);                 // delete a file
+  write_file(root / "etc/stunnel/crls/stray.crl", "x");                                  // stray file
+  write_file(root / "etc/stunnel/xapi-pool-ca-bundle.pem", "corrupt\n");                 // corrupt a bundle
+  ASSERT_EQ(::chmod((root / ("etc/trusted-certs/ca-licensing/" + uuid + ".pem")).c_str(), 0600), 0);  // chmod
+  ASSERT_EQ(::unlink((root / ("etc/stunnel/crls/" + hash_link)).c_str()), 0);          // delete a hash link
+
+  RunResult check = pt({"sync", "--check", "--json"});
+  EXPECT_EQ(check.status, 1);
+  json::value doc = json::parse(check.out);
+  std::set<std::string> seen;
+  for (const auto& d : doc.at("drift").as_array())
+    seen.insert(std::string(d.at("kind").as_string()) + " " + std::string(d.at("path").as_string()));
+  std::set<std::string> want{"missing etc/stunnel/certs/wlb.pem", "remnant etc/stunnel/crls/stray.crl",
+                             "stale etc/stunnel/xapi-pool-ca-bundle.pem",
+                             "mode etc/trusted-certs/ca-licensing/" + uuid + ".pem",
+                             "missing etc/stunnel/crls/" + hash_link};
+  EXPECT_EQ(seen, want);
+  ok({"sync"});
+  RunResult again = pt({"sync", "--check"});
+  EXPECT_EQ(again.status, 0) << again.out;
+  Tree after = snapshot(root.path());
+  after.erase("var/lib/ptrust/generation");
+  EXPECT_EQ(diff(clean, after), "");
+}
+
+TEST_F(Stores, EjectEmptiesEverythingButThePool) {
+  ok({"install", in / "root.pem", "--ca", "--purpose", "licensing"});
+  ok({"install", in / "other.pem", "--ca"});
+  ok({"crl", "install", in / "root.crl"});
+  ok({"legacy", "install", "wlb.pem", in / "legacy.pem"});
+  ok({"pool", "add", kHost1, in / "host1.pem"});
+  ok({"eject"});
+  json::value l = json::parse(pt({"list", "--json"}).out);
+  EXPECT_EQ(l.at("certificates").as_array().size(), 0u);
+  EXPECT_EQ(l.at("crls").as_array().size(), 0u);
+  EXPECT_EQ(l.at("legacy").as_array().size(), 0u);
+  EXPECT_EQ(l.at("pool").as_array().size(), 1u);
+  for (const char* gone : {"etc/trusted-certs/ca-bundle-licensing.pem", "etc/trusted-certs/ca-bundle-general.pem",
+                           "etc/stunnel/xapi-stunnel-ca-bundle.pem", "etc/stunnel/crls/Stores_Root.crl"})
+    EXPECT_FALSE(std::filesystem::exists(root / gone)) << gone;
+  EXPECT_TRUE(std::filesystem::exists(root / "etc/stunnel/xapi-pool-ca-bundle.pem"));
+  EXPECT_EQ(pt({"sync", "--check"}).status, 0);
+}
+
+// Three hosts with different contents exchange documents and converge.
+TEST(Exchange, ThreeHostsConvergeToByteIdenticalStoresAndDatabases) {
+  TempDir a, b, c, in;
+  std::vector<Issued> cas;
+  for (int i = 0; i < 4; ++i) cas.push_back(self_signed({.cn = "X CA " + std::to_string(i), .ca = true}));
+  Issued peer = self_signed({.cn = "peer"});
+  for (int i = 0; i < 4; ++i) write_file(in / ("ca" + std::to_string(i) + ".pem"), cas[i].pem());
+  write_file(in / "peer.pem", peer.pem());
+  auto crl = make_crl(cas[0], {});
+  write_file(in / "c.crl", crl_pem(crl.get()));
+  auto must = [](const RunResult& r) { ASSERT_EQ(r.status, 0) << r.err; };
+  must(ptrust(a.path(), {"install", in / "ca0.pem", "--ca", "--purpose", "licensing"}));
+  must(ptrust(a.path(), {"crl", "install", in / "c.crl", "--purpose", "licensing"}));
+  must(ptrust(b.path(), {"install", in / "ca1.pem", "--ca"}));
+  must(ptrust(b.path(), {"install", in / "peer.pem", "--pinned", "--purpose", "ldaps"}));
+  must(ptrust(b.path(), {"legacy", "install", "wlb.pem", in / "ca2.pem"}));
+  must(ptrust(c.path(), {"install", in / "ca3.pem", "--ca", "--purpose", "ldaps,licensing"}));
+  must(ptrust(c.path(), {"legacy", "install", "wlb.pem", in / "ca2.pem"}));  // same on both sides: fine
+
+  auto exchange = [&](const TempDir& from, const TempDir& to) {
+    must(ptrust(from.path(), {"export", in / "doc.json"}));
+    must(ptrust(to.path(), {"import", in / "doc.json"}));
+  };
+  exchange(a, b);
+  exchange(b, c);  // c now has a's, b's and its own
+  exchange(c, a);
+  exchange(c, b);
+  auto state = [](const TempDir& d) {
+    Tree t = snapshot(d.path());
+    t.erase("var/lib/ptrust/generation");
+    return t;
+  };
+  Tree ta = state(a), tb = state(b), tc = state(c);
+  EXPECT_EQ(diff(ta, tb), "");
+  EXPECT_EQ(diff(ta, tc), "");
+  EXPECT_EQ(read_file(a / "var/lib/ptrust/db.json"), read_file(c / "var/lib/ptrust/db.json"));
+  EXPECT_EQ(json::parse(ptrust(a.path(), {"list", "--json"}).out).at("certificates").as_array().size(), 4u);
+  EXPECT_EQ(ptrust(a.path(), {"sync", "--check"}).status, 0);
+
+  // Import again: nothing changes.
+  must(ptrust(a.path(), {"export", in / "again.json"}));
+  Tree before = snapshot(b.path());
+  RunResult r = ptrust(b.path(), {"import", in / "again.json"});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("nothing to import"), std::string::npos) << r.out;
+  EXPECT_EQ(diff(before, snapshot(b.path())), "") << "a no-op import touches nothing, not even the generation";
+}
+
+TEST(Exchange, ConflictingImportChangesNothingOnEitherSide) {
+  TempDir a, b, in;
+  Issued ca = self_signed({.cn = "Shared", .ca = true});
+  Issued x = self_signed({.cn = "X", .ca = true});
+  Issued y = self_signed({.cn = "Y", .ca = true});
+  write_file(in / "ca.pem", ca.pem());
+  write_file(in / "x.pem", x.pem());
+  write_file(in / "y.pem", y.pem());
+  ASSERT_EQ(ptrust(a.path(), {"install", in / "y.pem", "--ca"}).status, 0);
+  ASSERT_EQ(ptrust(a.path(), {"install", in / "ca.pem", "--ca", "--purpose", "licensing"}).status, 0);
+  ASSERT_EQ(ptrust(b.path(), {"install", in / "ca.pem", "--ca", "--purpose", "licensing,ldaps"}).status, 0);
+  ASSERT_EQ(ptrust(b.path(), {"legacy", "install", "n.pem", in / "x.pem"}).status, 0);
+  ASSERT_EQ(ptrust(a.path(), {"export", in / "a.json"}).status, 0);
+  ASSERT_EQ(ptrust(b.path(), {"export", in / "b.json"}).status, 0);
+  Tree ta = snapshot(a.path()), tb = snapshot(b.path());
+  RunResult r = ptrust(b.path(), {"import", in / "a.json"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err.rfind("ptrust: POOL_JOINING_HOST_TRUSTED_CERTIFICATES_CONFLICT: ", 0), 0u) << r.err;
+  RunResult dry = ptrust(a.path(), {"import", in / "b.json", "--dry-run"});
+  EXPECT_EQ(dry.status, 1);
+  EXPECT_EQ(diff(ta, snapshot(a.path())), "");
+  EXPECT_EQ(diff(tb, snapshot(b.path())), "");
+
+  // Legacy name conflict, and a CRL name conflict.
+  TempDir c;
+  ASSERT_EQ(ptrust(c.path(), {"legacy", "install", "n.pem", in / "y.pem"}).status, 0);
+  Tree tc = snapshot(c.path());
+  RunResult l = ptrust(c.path(), {"import", in / "b.json"});
+  EXPECT_EQ(l.err.rfind("ptrust: POOL_JOINING_HOST_CA_CERTIFICATES_CONFLICT: ", 0), 0u) << l.err;
+  EXPECT_EQ(diff(tc, snapshot(c.path())), "");
+  TempDir d, e;
+  auto c1 = make_crl(x, {});
+  auto c2 = make_crl(y, {});
+  write_file(in / "1.crl", crl_pem(c1.get()));
+  write_file(in / "2.crl", crl_pem(c2.get()));
+  ASSERT_EQ(ptrust(d.path(), {"crl", "install", in / "1.crl", "--name", "n.crl"}).status, 0);
+  ASSERT_EQ(ptrust(e.path(), {"crl", "install", in / "2.crl", "--name", "n.crl"}).status, 0);
+  ASSERT_EQ(ptrust(d.path(), {"export", in / "d.json"}).status, 0);
+  Tree te = snapshot(e.path());
+  RunResult cr = ptrust(e.path(), {"import", in / "d.json"});
+  EXPECT_EQ(cr.err.rfind("ptrust: POOL_JOINING_HOST_CRLS_CONFLICT: ", 0), 0u) << cr.err;
+  EXPECT_EQ(diff(te, snapshot(e.path())), "");
+}
+
+TEST(Exchange, DryRunAndMalformedDocumentsChangeNothing) {
+  TempDir a, b, in;
+  Issued ca = self_signed({.cn = "D", .ca = true});
+  write_file(in / "ca.pem", ca.pem());
+  ASSERT_EQ(ptrust(a.path(), {"install", in / "ca.pem", "--ca"}).status, 0);
+  ASSERT_EQ(ptrust(a.path(), {"export", in / "a.json"}).status, 0);
+  Tree tb = snapshot(b.path());
+  RunResult dry = ptrust(b.path(), {"import", in / "a.json", "--dry-run", "--json"});
+  EXPECT_EQ(dry.status, 0) << dry.err;
+  EXPECT_EQ(json::parse(dry.out).at("added").as_array().size(), 1u);
+  EXPECT_EQ(diff(tb, snapshot(b.path())), "");
+  std::string doc = read_file(in / "a.json");
+  std::string with_key = doc;
+  with_key.insert(with_key.find("-----END CERTIFICATE-----") + 25, "\\n" + std::string("-----BEGIN PRIVATE KEY-----\\nAA\\n-----END PRIVATE KEY-----"));
+  for (auto [name, text, code] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"notjson", "{", "IMPORT_INVALID"},
+           {"wrongformat", "{\"format\":\"x\",\"version\":1}", "IMPORT_INVALID"},
+           {"version", std::string(doc).replace(doc.find("\"version\":1"), 11, "\"version\":9"), "IMPORT_INVALID"},
+           {"key", with_key, "PRIVATE_KEY_NOT_ALLOWED"},
+       }) {
+    write_file(in / name, text);
+    RunResult r = ptrust(b.path(), {"import", in / name});
+    EXPECT_EQ(r.status, 1) << name;
+    EXPECT_EQ(r.err.rfind("ptrust: " + code + ": ", 0), 0u) << name << ": " << r.err;
+    EXPECT_EQ(diff(tb, snapshot(b.path())), "") << name;
+  }
+}
+
+}  // namespace
+}  // namespace ptrust::testing
