@@ -28,6 +28,9 @@ show "$ptrust" --root "$root" install "$pki/server.key" --ca --purpose licensing
 show "$ptrust" --root "$root" install "$pki/server.pem" --ca --purpose licensing || true
 show "$ptrust" --root "$root" install "$pki/appliance.pem" --pinned || true
 
+say "A CRL from the root (it revokes revoked.pem); OpenSSL hash entries are kept beside it"
+show "$ptrust" --root "$root" crl install "$pki/root-ca.crl"
+
 say "What is trusted"
 show "$ptrust" --root "$root" list
 
