@@ -21,6 +21,8 @@ OSSL_FUNC_provider_query_operation_fn prov_query_operation;
 OSSL_FUNC_provider_get_reason_strings_fn prov_get_reason_strings;
 
 constexpr const char* kName = "ptrust";
+// Diagnostic: how many times a snapshot was (re)built from disk since the provider loaded.
+constexpr const char* kParamSnapshotLoads = "ptrust-snapshot-loads";
 constexpr const char* kBuildInfo = "ptrust " PTRUST_VERSION " built with " OPENSSL_VERSION_TEXT;
 
 const OSSL_ALGORITHM kStores[] = {
@@ -36,12 +38,13 @@ const OSSL_PARAM* prov_gettable_params(void*) {
       OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_VERSION, nullptr, 0),
       OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_BUILDINFO, nullptr, 0),
       OSSL_PARAM_int(OSSL_PROV_PARAM_STATUS, nullptr),
+      OSSL_PARAM_uint64(kParamSnapshotLoads, nullptr),
       OSSL_PARAM_END,
   };
   return kGettable;
 }
 
-int prov_get_params(void*, OSSL_PARAM params[]) {
+int prov_get_params(void* provctx, OSSL_PARAM params[]) {
   OSSL_PARAM* p;
   if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_NAME)) && !OSSL_PARAM_set_utf8_ptr(p, kName)) return 0;
   if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_VERSION)) && !OSSL_PARAM_set_utf8_ptr(p, PTRUST_VERSION))
@@ -49,6 +52,9 @@ int prov_get_params(void*, OSSL_PARAM params[]) {
   if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_BUILDINFO)) && !OSSL_PARAM_set_utf8_ptr(p, kBuildInfo))
     return 0;
   if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS)) && !OSSL_PARAM_set_int(p, 1)) return 0;
+  if ((p = OSSL_PARAM_locate(params, kParamSnapshotLoads)) &&
+      !OSSL_PARAM_set_uint64(p, static_cast<ProvCtx*>(provctx)->cache.loads()))
+    return 0;
   return 1;
 }
 
