@@ -1,0 +1,202 @@
+#include "tests/provider/fixture.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace ptrust::testing {
+
+namespace {
+
+CertSpec spec(const char* cn, bool ca) {
+  CertSpec s;
+  s.cn = cn;
+  s.ca = ca;
+  if (!ca) s.dns = {"localhost"}, s.ips = {"127.0.0.1"};
+  return s;
+}
+
+Pki make_pki() {
+  Pki p;
+  p.root = self_signed(spec("ptrust test root", true));
+  p.inter = issue(spec("ptrust test intermediate", true), p.root);
+  p.leaf = issue(spec("leaf.test", false), p.inter);
+  p.revoked = issue(spec("revoked.test", false), p.inter);
+  p.other_ca = self_signed(spec("ptrust other root", true));
+  p.other_leaf = issue(spec("leaf.test", false), p.other_ca);
+  p.general_ca = self_signed(spec("ptrust general root", true));
+  p.general_leaf = issue(spec("general.test", false), p.general_ca);
+  p.pinned = self_signed(spec("peer.test", false));
+  p.impostor = self_signed(spec("peer.test", false));
+  p.crl = make_crl(p.inter, {p.revoked.cert.get()});
+  return p;
+}
+
+std::string der_of(X509* x) {
+  unsigned char* buf = nullptr;
+  int n = i2d_X509(x, &buf);
+  std::string s(reinterpret_cast<char*>(buf), static_cast<size_t>(n));
+  OPENSSL_free(buf);
+  return s;
+}
+
+}  // namespace
+
+const Pki& Pki::get() {
+  static const Pki pki = make_pki();
+  return pki;
+}
+
+Obj cert_obj(const Issued& c) { return {'C', der_of(c.cert.get())}; }
+Obj crl_obj(X509_CRL* c) { return {'R', crl_der(c)}; }
+
+StoreRoot::StoreRoot() : root_(dir_.path() + "/root") {
+  std::filesystem::create_directories(root_ + "/etc/ptrust");
+  std::filesystem::create_directories(dir_.path() + "/pki");
+  write_file(root_ + "/etc/ptrust/ptrust.yaml", "purposes:\n  licensing: {}\n  ldaps: {}\n  peer: {}\n");
+  const Pki& p = Pki::get();
+  const std::pair<const char*, const Issued*> files[] = {
+      {"root", &p.root},         {"inter", &p.inter},           {"leaf", &p.leaf},
+      {"revoked", &p.revoked},   {"other_ca", &p.other_ca},     {"other_leaf", &p.other_leaf},
+      {"general_ca", &p.general_ca}, {"general_leaf", &p.general_leaf}, {"pinned", &p.pinned},
+      {"impostor", &p.impostor},
+  };
+  for (const auto& [name, c] : files) {
+    write_file(pki(std::string(name) + ".pem"), c->pem());
+    write_file(pki(std::string(name) + ".key"), c->key_pem());
+  }
+}
+
+std::string StoreRoot::install(const std::string& pem_name, const std::string& type, const std::string& purposes) {
+  std::vector<std::string> args{"install", pki(pem_name + ".pem"), "--" + type};
+  if (!purposes.empty()) args.insert(args.end(), {"--purpose", purposes});
+  RunResult r = ptrust(root_, args);
+  if (r.status != 0) throw std::runtime_error("ptrust install " + pem_name + ": " + r.err);
+  return r.out.substr(0, r.out.find('\n'));
+}
+
+void StoreRoot::uninstall(const std::string& uuid) {
+  RunResult r = ptrust(root_, {"uninstall", uuid});
+  if (r.status != 0) throw std::runtime_error("ptrust uninstall " + uuid + ": " + r.err);
+}
+
+void StoreRoot::add_crl(const std::string& name, X509_CRL* crl) {
+  std::filesystem::create_directories(crl_dir());
+  write_file(crl_dir() + "/" + name, crl_pem(crl));
+}
+
+void StoreRoot::populate() {
+  root_uuid = install("root", "ca", "licensing");
+  general_uuid = install("general_ca", "ca");
+  pinned_uuid = install("pinned", "pinned", "peer");
+  peer_ca_uuid = install("root", "ca", "peer");
+  add_crl("inter.crl", Pki::get().crl.get());
+}
+
+std::vector<std::string> provider_args() {
+  return {"-provider-path", PTRUST_PROVIDER_DIR, "-provider", "ptrust", "-provider", "default"};
+}
+
+RunResult openssl(const std::vector<std::string>& args, const std::vector<std::string>& env, const std::string& cwd) {
+  std::vector<std::string> argv{"env", "-u", "PTRUST_ROOT", "-u", "PTRUST_CONFIG", "-u", "OPENSSL_CONF",
+                                "-u", "OPENSSL_MODULES"};
+  if (!cwd.empty()) argv.insert(argv.end(), {"-C", cwd});
+  argv.insert(argv.end(), env.begin(), env.end());
+  argv.push_back("openssl");
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv);
+}
+
+std::vector<Obj> parse_storeutl(const std::string& out) {
+  std::vector<Obj> objs;
+  ossl::BioPtr bio(BIO_new_mem_buf(out.data(), static_cast<int>(out.size())));
+  for (;;) {
+    char* name = nullptr;
+    char* header = nullptr;
+    unsigned char* data = nullptr;
+    long len = 0;
+    if (PEM_read_bio(bio.get(), &name, &header, &data, &len) != 1) break;
+    std::string n(name);
+    char type = n == "CERTIFICATE" ? 'C' : n == "X509 CRL" ? 'R' : '?';
+    objs.emplace_back(type, std::string(reinterpret_cast<char*>(data), static_cast<size_t>(len)));
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    OPENSSL_free(data);
+  }
+  ERR_clear_error();
+  return objs;
+}
+
+namespace {
+
+int free_port() {
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(s);
+    throw std::runtime_error("no free port");
+  }
+  ::close(s);
+  return ntohs(a.sin_port);
+}
+
+}  // namespace
+
+Server::Server(const std::string& cert, const std::string& key, const std::string& chain)
+    : port_(free_port()), log_(std::filesystem::temp_directory_path().string() + "/ptrust-s_server-" +
+                              std::to_string(::getpid()) + "-" + std::to_string(port_) + ".log") {
+  // Output goes to a file, not a pipe: a pipe closed early would kill s_server mid-handshake.
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  std::string accept = "127.0.0.1:" + std::to_string(port_);
+  std::vector<std::string> argv{"openssl", "s_server", "-accept", accept, "-cert", cert, "-key", key};
+  if (!chain.empty()) argv.insert(argv.end(), {"-cert_chain", chain});
+  argv.insert(argv.end(), {"-naccept", "1", "-www"});  // -www: never reads stdin
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  int rc = posix_spawnp(&pid_, "openssl", &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) throw std::runtime_error("cannot start openssl s_server");
+  // s_server prints ACCEPT once it listens; wait for it, at most 10 s.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::string seen;
+  while (std::chrono::steady_clock::now() < deadline) {
+    seen = read_file(log_);
+    if (seen.find("ACCEPT") != std::string::npos) return;
+    ::usleep(20000);
+  }
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  ::unlink(log_.c_str());
+  throw std::runtime_error("openssl s_server did not start: " + seen);
+}
+
+Server::~Server() {
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  ::unlink(log_.c_str());
+}
+
+}  // namespace ptrust::testing
