@@ -220,11 +220,15 @@ void Certificate::check_validity(std::time_t now) const {
                 "certificate expired on " + format_time(asn1_time_to_unix(X509_get0_notAfter(x_.get()))));
 }
 
-std::vector<ossl::X509Ptr> parse_bundle(std::string_view pem, const std::string& what) {
-  std::vector<ossl::X509Ptr> out;
+namespace {
+
+// Calls `f(der, len)` for each CERTIFICATE block of a bundle; STORE_CORRUPT on anything else.
+template <typename F>
+void for_each_bundle_block(std::string_view pem, const std::string& what, F f) {
   auto names = pem_block_names(pem);
   for (const auto& n : names)
     if (!is_cert_block(n)) throw Error(Code::kStoreCorrupt, what + " holds a '" + n + "' block");
+  if (names.empty()) throw Error(Code::kStoreCorrupt, what + " holds no certificate");
   ossl::BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   for (size_t i = 0; i < names.size(); ++i) {
     char* name = nullptr;
@@ -236,14 +240,84 @@ std::vector<ossl::X509Ptr> parse_bundle(std::string_view pem, const std::string&
       throw Error(Code::kStoreCorrupt, what + " holds a truncated or malformed certificate");
     }
     ossl::OsslStr n(name), h(header), d(reinterpret_cast<char*>(data));
-    auto x = der_to_x509(data, len);
-    if (!x) {
+    if (!f(static_cast<const unsigned char*>(data), len)) {
       ERR_clear_error();
       throw Error(Code::kStoreCorrupt, what + " holds an unparsable certificate");
     }
-    out.push_back(std::move(x));
   }
-  if (out.empty()) throw Error(Code::kStoreCorrupt, what + " holds no certificate");
+}
+
+// One DER element: advances `p` past it; returns false on malformed or indefinite lengths.
+struct Tlv {
+  const unsigned char* start;   // header
+  const unsigned char* content;
+  long length;
+  int tag, cls;
+};
+
+bool next_tlv(const unsigned char*& p, const unsigned char* end, Tlv& t) {
+  t.start = p;
+  const unsigned char* q = p;
+  int r = ASN1_get_object(&q, &t.length, &t.tag, &t.cls, end - p);
+  if ((r & 0x80) || r == (V_ASN1_CONSTRUCTED | 1)) return false;  // error, or indefinite length
+  if (t.length > end - q) return false;
+  t.content = q;
+  p = q + t.length;
+  return true;
+}
+
+// Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber,
+//   signature, issuer, validity, subject, ... }, signatureAlgorithm, signatureValue }
+X509_NAME* certificate_subject(const unsigned char* der, long len) {
+  const unsigned char* p = der;
+  const unsigned char* end = der + len;
+  Tlv cert, tbs, e, alg, sig;
+  if (!next_tlv(p, end, cert) || cert.tag != V_ASN1_SEQUENCE || p != end) return nullptr;
+  p = cert.content;
+  const unsigned char* cert_end = cert.content + cert.length;
+  if (!next_tlv(p, cert_end, tbs) || tbs.tag != V_ASN1_SEQUENCE) return nullptr;
+  if (!next_tlv(p, cert_end, alg) || alg.tag != V_ASN1_SEQUENCE) return nullptr;
+  if (!next_tlv(p, cert_end, sig) || sig.tag != V_ASN1_BIT_STRING || p != cert_end) return nullptr;
+  p = tbs.content;
+  const unsigned char* tbs_end = tbs.content + tbs.length;
+  if (!next_tlv(p, tbs_end, e)) return nullptr;
+  if (e.cls == V_ASN1_CONTEXT_SPECIFIC && e.tag == 0 && !next_tlv(p, tbs_end, e)) return nullptr;  // version
+  if (e.tag != V_ASN1_INTEGER) return nullptr;                                                  // serial
+  static constexpr int kShape[] = {V_ASN1_SEQUENCE, V_ASN1_SEQUENCE, V_ASN1_SEQUENCE};          // sig, issuer, validity
+  for (int tag : kShape)
+    if (!next_tlv(p, tbs_end, e) || e.tag != tag) return nullptr;
+  if (!next_tlv(p, tbs_end, e) || e.tag != V_ASN1_SEQUENCE) return nullptr;  // subject
+  const unsigned char* q = e.start;
+  X509_NAME* name = d2i_X509_NAME(nullptr, &q, p - e.start);
+  if (name && q != p) {
+    X509_NAME_free(name);
+    return nullptr;
+  }
+  return name;
+}
+
+}  // namespace
+
+std::vector<ossl::X509Ptr> parse_bundle(std::string_view pem, const std::string& what) {
+  std::vector<ossl::X509Ptr> out;
+  for_each_bundle_block(pem, what, [&](const unsigned char* der, long len) {
+    auto x = der_to_x509(der, len);
+    if (!x) return false;
+    out.push_back(std::move(x));
+    return true;
+  });
+  return out;
+}
+
+std::vector<DerCert> scan_bundle(std::string_view pem, const std::string& what) {
+  std::vector<DerCert> out;
+  for_each_bundle_block(pem, what, [&](const unsigned char* der, long len) {
+    X509_NAME* subject = certificate_subject(der, len);
+    if (!subject) return false;
+    out.push_back({std::string(reinterpret_cast<const char*>(der), static_cast<size_t>(len)),
+                   ossl::Ptr<X509_NAME, X509_NAME_free>(subject)});
+    return true;
+  });
   return out;
 }
 

@@ -53,6 +53,18 @@ class Certificate {
 // closed rather than trust a partial bundle.
 std::vector<ossl::X509Ptr> parse_bundle(std::string_view pem, const std::string& what);
 
+// A certificate of a bundle as DER plus its subject, without decoding the rest. OpenSSL
+// 3.0's d2i_X509 also decodes the public key through the provider decoders (tens of µs per
+// certificate); consumers that hand DER to libcrypto anyway (the provider) need only this.
+struct DerCert {
+  std::string der;
+  ossl::Ptr<X509_NAME, X509_NAME_free> subject;
+};
+
+// As parse_bundle (same refusals, STORE_CORRUPT), checking each block's DER structure
+// (one Certificate SEQUENCE, nothing trailing) and decoding only the subject name.
+std::vector<DerCert> scan_bundle(std::string_view pem, const std::string& what);
+
 // Upper-case colon-separated hex of a digest of the DER encoding.
 std::string fingerprint(X509* x, const EVP_MD* md);
 

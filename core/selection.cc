@@ -75,14 +75,22 @@ Resolution resolve(const Context& ctx, std::string_view purpose) {
   return resolve_in(top ? top.get() : -1, ctx, purpose);
 }
 
-Material load_material(const Context& ctx, std::string_view purpose) {
+namespace {
+
+struct BundleRead {
+  Resolution resolution;
+  FileId id;
+  std::string data;
+};
+
+BundleRead read_chosen(const Context& ctx, std::string_view purpose) {
   check_purpose(ctx, purpose);
   fs::Fd root = fs::open_root(ctx.root);
   fs::Fd top = fs::open_dir(root.get(), layout::kTrustedDir, false);
   // A writer may replace or remove the chosen bundle between the choice and the read:
   // choose again (a few times) rather than read a file that is no longer chosen.
   for (int attempt = 0; attempt < 5; ++attempt) {
-    Material m;
+    BundleRead m;
     m.resolution = resolve_in(top ? top.get() : -1, ctx, purpose);
     if (m.resolution.mode == Mode::kNone) return m;
     int fd = ::openat(top.get(), m.resolution.bundle.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -96,22 +104,37 @@ Material load_material(const Context& ctx, std::string_view purpose) {
     if (::fstat(fd, &st) != 0) throw_errno(Code::kStoreUnreadable, "cannot stat " + m.resolution.path);
     if (!S_ISREG(st.st_mode)) throw Error(Code::kStoreUnsafe, m.resolution.path + " is not a regular file");
     if (static_cast<size_t>(st.st_size) > kMaxBundle) throw Error(Code::kStoreCorrupt, m.resolution.path + " is too large");
-    std::string data(static_cast<size_t>(st.st_size), '\0');
+    m.data.resize(static_cast<size_t>(st.st_size));
     size_t off = 0;
-    while (off < data.size()) {
-      ssize_t n = ::pread(fd, data.data() + off, data.size() - off, static_cast<off_t>(off));
+    while (off < m.data.size()) {
+      ssize_t n = ::pread(fd, m.data.data() + off, m.data.size() - off, static_cast<off_t>(off));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) throw_errno(Code::kStoreUnreadable, "cannot read " + m.resolution.path);
       if (n == 0) break;
       off += static_cast<size_t>(n);
     }
-    data.resize(off);
+    m.data.resize(off);
     m.id = {st.st_dev, st.st_ino, static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
             st.st_size};
-    m.certs = parse_bundle(data, m.resolution.path);
     return m;
   }
   throw Error(Code::kStoreUnreadable, "the store for '" + std::string(purpose) + "' kept changing while being read");
+}
+
+}  // namespace
+
+Material load_material(const Context& ctx, std::string_view purpose) {
+  BundleRead b = read_chosen(ctx, purpose);
+  Material m{b.resolution, b.id, {}};
+  if (b.resolution.mode != Mode::kNone) m.certs = parse_bundle(b.data, b.resolution.path);
+  return m;
+}
+
+DerMaterial load_material_der(const Context& ctx, std::string_view purpose) {
+  BundleRead b = read_chosen(ctx, purpose);
+  DerMaterial m{b.resolution, b.id, {}};
+  if (b.resolution.mode != Mode::kNone) m.certs = scan_bundle(b.data, b.resolution.path);
+  return m;
 }
 
 }  // namespace ptrust

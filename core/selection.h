@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/cert.h"
 #include "core/config.h"
 #include "core/ossl.h"
 
@@ -43,6 +44,15 @@ struct Material {
   FileId id;                            // of the bundle read (zero for none)
   std::vector<ossl::X509Ptr> certs;     // empty only for Mode::kNone
 };
+
+// The chosen bundle's certificates as DER + subject only (see scan_bundle): for consumers
+// that give DER to libcrypto anyway. Same errors as load_material.
+struct DerMaterial {
+  Resolution resolution;
+  FileId id;
+  std::vector<DerCert> certs;
+};
+DerMaterial load_material_der(const Context& ctx, std::string_view purpose);
 
 // resolve() + read + parse of the chosen bundle. STORE_UNREADABLE / STORE_CORRUPT /
 // STORE_UNSAFE on any problem with the chosen bundle: there is no fallback.

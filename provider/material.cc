@@ -30,12 +30,12 @@ bool name_less(const X509_NAME* a, const X509_NAME* b) { return X509_NAME_cmp(a,
 
 }  // namespace
 
-Snapshot::Snapshot(Mode mode, std::vector<ossl::X509Ptr> certs, std::vector<ossl::X509CrlPtr> crls)
+Snapshot::Snapshot(Mode mode, std::vector<DerCert> certs, std::vector<ossl::X509CrlPtr> crls)
     : mode_(mode), certs_(std::move(certs)) {
   if (mode_ != Mode::kPinned) crls_ = std::move(crls);
   objects_.reserve(certs_.size() + crls_.size());
-  for (const auto& c : certs_)
-    objects_.push_back({OSSL_OBJECT_CERT, X509_get_subject_name(c.get()), to_der<X509, i2d_X509>(c.get())});
+  // Certificates stay DER (libcrypto decodes what it is given); only subjects are parsed.
+  for (const auto& c : certs_) objects_.push_back({OSSL_OBJECT_CERT, c.subject.get(), c.der});
   for (const auto& c : crls_)
     objects_.push_back({OSSL_OBJECT_CRL, X509_CRL_get_issuer(c.get()), to_der<X509_CRL, i2d_X509_CRL>(c.get())});
   index();
@@ -119,7 +119,7 @@ std::shared_ptr<const Snapshot> MaterialCache::get(const Context& ctx, const std
     std::lock_guard lock(mu_);
     if (auto it = entries_.find(key); it != entries_.end() && it->second.stamp == stamp) return it->second.snapshot;
   }
-  Material m = load_material(ctx, purpose);
+  DerMaterial m = load_material_der(ctx, purpose);
   std::vector<ossl::X509CrlPtr> crls;
   if (uses_crls(m.resolution.mode))
     for (auto& c : load_crls(ctx, purpose)) crls.push_back(std::move(c.crl));

@@ -35,7 +35,7 @@ class Snapshot {
  public:
   // Takes the certificates of the chosen bundle and the CRLs that apply (CRLs are dropped
   // in pinned mode: a pin is not a chain).
-  Snapshot(Mode mode, std::vector<ossl::X509Ptr> certs, std::vector<ossl::X509CrlPtr> crls);
+  Snapshot(Mode mode, std::vector<DerCert> certs, std::vector<ossl::X509CrlPtr> crls);
 
   Mode mode() const noexcept { return mode_; }
   size_t size() const noexcept { return objects_.size(); }
@@ -49,7 +49,7 @@ class Snapshot {
   void index();
 
   Mode mode_;
-  std::vector<ossl::X509Ptr> certs_;
+  std::vector<DerCert> certs_;
   std::vector<ossl::X509CrlPtr> crls_;
   std::vector<Object> objects_;
   std::vector<std::uint32_t> cert_order_, crl_order_;  // indices into objects_, sorted by name

@@ -1,6 +1,7 @@
 // The selection rule: pinned > ca-<p> > ca-general > none, no fallback, fail closed.
 #include <gtest/gtest.h>
 
+#include <openssl/pem.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -84,6 +85,12 @@ TEST_P(NoFallback, BrokenChosenBundleIsAnErrorNotTheNextBundle) {
   } catch (const Error& e) {
     EXPECT_EQ(code_name(e.code()), code_name(GetParam().code)) << e.what();
   }
+  try {
+    DerMaterial m = load_material_der(ctx, "licensing");
+    ADD_FAILURE() << "the DER loader served mode " << to_string(m.resolution.mode);
+  } catch (const Error& e) {
+    EXPECT_EQ(code_name(e.code()), code_name(GetParam().code)) << e.what();
+  }
   EXPECT_EQ(load_material(ctx, "ldaps").resolution.mode, Mode::kGeneral) << "other purposes unaffected";
 }
 
@@ -116,6 +123,41 @@ INSTANTIATE_TEST_SUITE_P(
                    },
                    Code::kStoreUnsafe}),
     [](const auto& info) { return std::string(info.param.name); });
+
+TEST_F(Selection, DerLoaderServesTheSameCertificatesAndSubjects) {
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  install(certs().ca2, CertType::kCa, {"licensing"});
+  Material full = load_material(ctx, "licensing");
+  DerMaterial der = load_material_der(ctx, "licensing");
+  ASSERT_EQ(full.certs.size(), der.certs.size());
+  EXPECT_EQ(full.id, der.id);
+  for (size_t i = 0; i < full.certs.size(); ++i) {
+    EXPECT_EQ(Certificate::from_x509(full.certs[i].get()).der(), der.certs[i].der);
+    EXPECT_EQ(X509_NAME_cmp(X509_get_subject_name(full.certs[i].get()), der.certs[i].subject.get()), 0);
+  }
+}
+
+TEST(ScanBundle, RefusesStructurallyBrokenDer) {
+  std::string good = certs().ca1.der();
+  auto pem_of = [](const std::string& der) {
+    ossl::BioPtr b(BIO_new(BIO_s_mem()));
+    PEM_write_bio(b.get(), "CERTIFICATE", "", reinterpret_cast<const unsigned char*>(der.data()),
+                  static_cast<long>(der.size()));
+    char* p = nullptr;
+    long n = BIO_get_mem_data(b.get(), &p);
+    return std::string(p, static_cast<size_t>(n));
+  };
+  EXPECT_EQ(scan_bundle(pem_of(good), "b").size(), 1u);
+  for (std::string bad : {good.substr(0, good.size() - 1), good + "x", std::string("\x30\x03\x02\x01\x01", 5),
+                          good.substr(0, 40), std::string(64, '\0')}) {
+    try {
+      scan_bundle(pem_of(bad), "b");
+      ADD_FAILURE() << "accepted " << bad.size() << " bytes";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Code::kStoreCorrupt);
+    }
+  }
+}
 
 TEST_F(Selection, SymlinkedStoreDirectoryIsRefused) {
   install(certs().general, CertType::kCa);
