@@ -46,6 +46,17 @@ show "$ptrust" --root "$root" sync --check || true
 show "$ptrust" --root "$root" sync
 show "$ptrust" --root "$root" sync --check
 
+say "Unmodified openssl verifies by purpose through the provider (ptrust://PURPOSE)"
+prov=(-provider-path "$build/provider" -provider ptrust -provider default)
+export PTRUST_ROOT="$root"
+show openssl storeutl "${prov[@]}" -noout ptrust://licensing
+show openssl verify "${prov[@]}" -CAstore ptrust://licensing -no-CAfile -no-CApath "$pki/server.pem"
+show openssl verify "${prov[@]}" -CAstore ptrust://licensing -no-CAfile -no-CApath "$pki/wrong-server.pem" || true
+show openssl verify "${prov[@]}" -CAstore ptrust://licensing -no-CAfile -no-CApath -crl_check "$pki/revoked.pem" || true
+show openssl verify "${prov[@]}" -CAstore ptrust://ldaps -no-CAfile -no-CApath "$pki/appliance.pem"
+show openssl verify "${prov[@]}" -CAstore ptrust://wlb -no-CAfile -no-CApath "$pki/server.pem" || true
+unset PTRUST_ROOT
+
 if [[ -x "$top/examples/demo-tls.sh" ]]; then
   "$top/examples/demo-tls.sh" "$root" "$ptrust" "$build" "$pki"
 fi
