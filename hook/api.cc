@@ -111,7 +111,7 @@ int verify_callback(X509_STORE_CTX* outer, void* arg) {
   auto* a = static_cast<Attachment*>(arg);
   try {
     PurposeState& st = *a->state;
-    std::shared_ptr<const Snapshot> snap = st.current();
+    const Snapshot* snap = st.current();
     Verdict v;
     if (snap) {
       v = decide(*snap, st.policy(), st.crl_rule(), X509_STORE_CTX_get0_cert(outer),
@@ -121,7 +121,7 @@ int verify_callback(X509_STORE_CTX* outer, void* arg) {
       v.x509_error = X509_V_ERR_OUT_OF_MEM;
     }
     st.count(v.reason);
-    PTRUST_RESULT r = make_result(st, snap.get(), v);
+    PTRUST_RESULT r = make_result(st, snap, v);
     if (auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(outer, SSL_get_ex_data_X509_STORE_CTX_idx())))
       record(ssl, r, snap ? snap->serial : 0);
     if (r.verified) {
@@ -147,7 +147,7 @@ void info_callback(const SSL* ssl, int where, int ret) {
     SSL_SESSION* sess = SSL_get_session(ssl);
     if (sess && SSL_SESSION_is_resumable(sess)) {
       auto* stamp = static_cast<Stamp*>(SSL_SESSION_get_ex_data(sess, indices().session));
-      std::shared_ptr<const Snapshot> snap = a->state->current();
+      const Snapshot* snap = a->state->current();
       if (!stamp || !snap || stamp->snapshot_serial != snap->serial ||
           std::strcmp(stamp->result.purpose, a->state->purpose().c_str()) != 0)
         SSL_set_session(const_cast<SSL*>(ssl), nullptr);
@@ -289,7 +289,7 @@ int ptrust_verify_chain(PTRUST_CTX* ctx, const char* purpose, STACK_OF(X509) * c
         default: return 0;
       }
     }
-    std::shared_ptr<const Snapshot> snap = st->current();
+    const Snapshot* snap = st->current();
     Verdict v;
     if (snap) {
       v = decide(*snap, st->policy(), rule, sk_X509_value(chain, 0), chain, param.get());
@@ -298,7 +298,7 @@ int ptrust_verify_chain(PTRUST_CTX* ctx, const char* purpose, STACK_OF(X509) * c
       v.x509_error = X509_V_ERR_OUT_OF_MEM;
     }
     st->count(v.reason);
-    *out = make_result(*st, snap.get(), v);
+    *out = make_result(*st, snap, v);
     ERR_clear_error();
     return 1;
   } catch (...) {

@@ -10,10 +10,34 @@ std::int64_t steady_ns() noexcept {
       .count();
 }
 
+std::atomic<std::uint64_t> g_next_id{1};
+
+// Each thread's references to the snapshots it verifies with, per PurposeState id. Tiny
+// (one entry per purpose the thread uses); an entry of a destroyed PurposeState holds its
+// last snapshot until evicted or the thread exits.
+struct LocalEntry {
+  std::uint64_t id;
+  std::shared_ptr<const Snapshot> snap;
+};
+constexpr size_t kLocalEntries = 8;
+thread_local std::vector<LocalEntry> t_cache;
+
+std::shared_ptr<const Snapshot>* local_slot(std::uint64_t id) noexcept {
+  for (auto& e : t_cache)
+    if (e.id == id) return &e.snap;
+  try {
+    if (t_cache.size() >= kLocalEntries) t_cache.erase(t_cache.begin());
+    t_cache.push_back({id, nullptr});
+    return &t_cache.back().snap;
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+
 }  // namespace
 
 PurposeState::PurposeState(Context ctx, std::string purpose, PurposePolicy policy)
-    : ctx_(std::move(ctx)), purpose_(std::move(purpose)), policy_(policy) {}
+    : ctx_(std::move(ctx)), purpose_(std::move(purpose)), policy_(policy), id_(g_next_id.fetch_add(1)) {}
 
 const GenerationView* PurposeState::view() noexcept {
   if (const GenerationView* v = view_.load(std::memory_order_acquire)) return v;
@@ -43,20 +67,24 @@ bool PurposeState::stale(const Snapshot& s, std::uint64_t gen, const GenerationV
   return v == nullptr && std::chrono::steady_clock::now() - s.built_at >= kFallbackRefresh;
 }
 
-std::shared_ptr<const Snapshot> PurposeState::current() noexcept {
+const Snapshot* PurposeState::current() noexcept {
   const GenerationView* v = view();
   std::uint64_t gen = v ? v->load() : 0;
-  std::shared_ptr<const Snapshot> s = snap_.load(std::memory_order_acquire);
-  if (s && !stale(*s, gen, v)) return s;
-  // Slow path, once per change: one thread rebuilds, the others wait for its result
-  // rather than each re-reading the bundle.
-  std::lock_guard lk(mu_);
-  s = snap_.load(std::memory_order_acquire);
-  if (s && !stale(*s, gen, v)) return s;
-  std::shared_ptr<const Snapshot> fresh = build_snapshot(ctx_, purpose_, policy_, gen);
-  if (!fresh) return s;  // out of memory: keep the previous snapshot (may be null)
-  snap_.store(fresh, std::memory_order_release);
-  return fresh;
+  std::shared_ptr<const Snapshot>* slot = local_slot(id_);
+  if (slot && *slot && !stale(**slot, gen, v)) return slot->get();
+  // Slow path, once per thread per change: the first thread rebuilds, the others take its
+  // result rather than each re-reading the bundle.
+  try {
+    std::lock_guard lk(mu_);
+    if (!snap_ || stale(*snap_, gen, v)) {
+      if (auto fresh = build_snapshot(ctx_, purpose_, policy_, gen)) snap_ = std::move(fresh);
+    }
+    if (!slot) return nullptr;  // out of memory for the thread cache
+    *slot = snap_;
+    return slot->get();
+  } catch (const std::exception&) {
+    return slot ? slot->get() : nullptr;
+  }
 }
 
 }  // namespace ptrust::hook

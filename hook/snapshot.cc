@@ -71,6 +71,12 @@ void add_ca_store(Snapshot& s, const Context& ctx, const std::string& purpose, s
   }
 }
 
+// Computes OpenSSL's lazily cached extension data now, while the snapshot is private to
+// the builder: once published, verifications on many threads only read these objects.
+void warm(std::vector<ossl::X509Ptr>& certs) {
+  for (auto& c : certs) X509_check_purpose(c.get(), -1, 0);
+}
+
 }  // namespace
 
 bool pin_digest(X509* cert, PinMatch match, Digest& out) noexcept {
@@ -92,6 +98,7 @@ std::shared_ptr<const Snapshot> build_snapshot(const Context& ctx, const std::st
     s->built_at = std::chrono::steady_clock::now();
     try {
       Material m = load_material(ctx, purpose);
+      warm(m.certs);
       s->mode = m.resolution.mode;
       switch (s->mode) {
         case Mode::kPinned:

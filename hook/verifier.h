@@ -73,8 +73,10 @@ bool pin_digest(X509* cert, PinMatch match, Digest& out) noexcept;
 ptrust_mode to_c(Mode m) noexcept;
 ptrust_reason reason_for_x509_error(int err) noexcept;
 
-// One purpose of one PTRUST_CTX: its current snapshot and its counters. Thread-safe; the hot
-// path is one atomic load of the generation counter plus one atomic shared_ptr load.
+// One purpose of one PTRUST_CTX: its current snapshot and its counters. Thread-safe. The hot
+// path takes no lock and writes no shared memory: one atomic load of the generation counter
+// and a lookup in a small thread-local cache of snapshot references. Only the first
+// handshake of each thread after a change takes the mutex (one thread rebuilds).
 class PurposeState {
  public:
   PurposeState(Context ctx, std::string purpose, PurposePolicy policy);
@@ -83,9 +85,10 @@ class PurposeState {
   const PurposePolicy& policy() const noexcept { return policy_; }
   CrlRule crl_rule() const noexcept { return {policy_.crl_policy, policy_.crl_scope, policy_.allow_expired_crl}; }
 
-  // The snapshot for the current store generation (rebuilt if it moved). Null only when
-  // memory ran out before any snapshot was built.
-  std::shared_ptr<const Snapshot> current() noexcept;
+  // The snapshot for the current store generation (rebuilt if it moved). It stays valid
+  // until this thread's next current() call on this object. Null only when memory ran out
+  // before any snapshot was built.
+  const Snapshot* current() noexcept;
   // The current generation, as current() sees it (no rebuild).
   std::uint64_t generation() noexcept;
 
@@ -106,8 +109,9 @@ class PurposeState {
   std::atomic<const GenerationView*> view_{nullptr};
   std::unique_ptr<GenerationView> view_owner_;  // guarded by mu_
   std::atomic<std::int64_t> next_view_try_ns_{0};
-  std::atomic<std::shared_ptr<const Snapshot>> snap_;
-  std::mutex mu_;  // rebuilders only; never taken when nothing changed
+  const std::uint64_t id_;              // keys the thread-local caches; never reused
+  std::mutex mu_;                       // never taken when nothing changed
+  std::shared_ptr<const Snapshot> snap_;  // guarded by mu_: the latest snapshot
   std::array<std::atomic<std::uint64_t>, PTRUST_REASON_COUNT> counters_{};
 };
 

@@ -169,7 +169,13 @@ Outcome handshake(SSL_CTX* client, SSL_CTX* server, const std::string& host, con
   o.have_result = ptrust_SSL_get_result(c.get(), &o.result) == 1;
   o.reused = SSL_session_reused(c.get()) == 1;
   o.verify_result = SSL_get_verify_result(c.get());
-  if (o.ok) o.session.reset(SSL_get1_session(c.get()));
+  if (o.ok) {
+    o.session.reset(SSL_get1_session(c.get()));
+    // A connection freed without close_notify marks its session not resumable.
+    SSL_shutdown(c.get());
+    SSL_shutdown(s.get());
+    ERR_clear_error();
+  }
   return o;
 }
 
