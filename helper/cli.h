@@ -38,6 +38,7 @@ const std::vector<Command>& commands();
 
 // Commands, grouped by file.
 void add_trust_commands(std::vector<Command>& out);
+void add_verify_commands(std::vector<Command>& out);  // verify, probe (helper/verify.cc)
 
 // Prints a JSON value (pretty enough for humans: one document per line).
 void print_json(const boost::json::value& v);

@@ -161,6 +161,7 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> all = [] {
     std::vector<Command> v;
     add_trust_commands(v);
+    add_verify_commands(v);
     return v;
   }();
   return all;

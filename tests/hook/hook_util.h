@@ -65,4 +65,20 @@ Outcome handshake(SSL_CTX* client, SSL_CTX* server, const std::string& host = ""
 
 std::string pem_of(const std::vector<const Issued*>& certs);
 
+// `openssl s_server -www` on 127.0.0.1 (a free port), serving `leaf` + `extra` with the
+// given TLS version (TLS1_2_VERSION / TLS1_3_VERSION). Killed on destruction.
+class SServer {
+ public:
+  SServer(const TempDir& dir, const Issued& leaf, const std::vector<const Issued*>& extra, int version);
+  ~SServer();
+  SServer(const SServer&) = delete;
+  SServer& operator=(const SServer&) = delete;
+  int port() const { return port_; }
+  std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int pid_ = -1;
+  int port_ = 0;
+};
+
 }  // namespace ptrust::testing
