@@ -86,7 +86,7 @@ int validity_error(X509* cert, time_t t) noexcept {
 // the pinned certificates, without its chain-building cost, and it also serves SPKI pins.
 Verdict decide_pinned(const Snapshot& snap, const PurposePolicy& policy, X509* leaf,
                       const X509_VERIFY_PARAM* param) {
-  Snapshot::Pin key{{}, nullptr};
+  Snapshot::Pin key{{}, nullptr, 0, 0};
   if (!pin_digest(leaf, policy.pin_match, key.digest)) return fail(PTRUST_REASON_INTERNAL_ERROR, X509_V_ERR_UNSPECIFIED);
   auto it = std::lower_bound(snap.pins.begin(), snap.pins.end(), key,
                              [](const auto& a, const auto& b) { return a.digest < b.digest; });
@@ -94,8 +94,13 @@ Verdict decide_pinned(const Snapshot& snap, const PurposePolicy& policy, X509* l
     return fail(PTRUST_REASON_PIN_MISMATCH, X509_V_ERR_CERT_UNTRUSTED);
   if (policy.enforce_pin_validity) {
     time_t t = check_time(param);
-    int err = validity_error(it->cert, t);  // the pinned certificate's own validity
-    if (err == X509_V_OK && it->cert != leaf) err = validity_error(leaf, t);
+    // The pinned certificate's own validity (notBefore <= t <= notAfter, as X509_cmp_time).
+    int err = t < it->not_before ? X509_V_ERR_CERT_NOT_YET_VALID
+              : t > it->not_after ? X509_V_ERR_CERT_HAS_EXPIRED
+                                  : X509_V_OK;
+    // An SPKI match lets another certificate through: check the presented one too. (A
+    // certificate match means the leaf is the pinned certificate, byte for byte.)
+    if (err == X509_V_OK && policy.pin_match == PinMatch::kSpki) err = validity_error(leaf, t);
     if (err != X509_V_OK) return fail(reason_for_x509_error(err), err);
   }
   Verdict v;

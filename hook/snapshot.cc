@@ -3,6 +3,8 @@
 #include <openssl/err.h>
 
 #include <algorithm>
+#include <ctime>
+#include <vector>
 
 #include "core/crl.h"
 #include "core/error.h"
@@ -45,10 +47,19 @@ const EVP_MD* sha256() noexcept {
   return md;
 }
 
+bool epoch(const ASN1_TIME* t, std::int64_t& out) {
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(t, &tm) != 1) return false;
+  out = timegm(&tm);
+  return true;
+}
+
 bool add_pins(Snapshot& s, const PurposePolicy& policy) {
   for (auto& c : s.pinned) {
-    Snapshot::Pin pin{{}, c.get()};
-    if (!pin_digest(c.get(), policy.pin_match, pin.digest)) return false;
+    Snapshot::Pin pin{{}, c.get(), 0, 0};
+    if (!pin_digest(c.get(), policy.pin_match, pin.digest) || !epoch(X509_get0_notBefore(c.get()), pin.not_before) ||
+        !epoch(X509_get0_notAfter(c.get()), pin.not_after))
+      return false;
     s.pins.push_back(pin);
   }
   std::sort(s.pins.begin(), s.pins.end(), [](const auto& a, const auto& b) { return a.digest < b.digest; });
@@ -79,14 +90,40 @@ void warm(std::vector<ossl::X509Ptr>& certs) {
 
 }  // namespace
 
+namespace {
+
+// SHA-256 with a per-thread digest context and DER buffer: X509_digest would allocate
+// both (and re-initialise the provider) on every call, tripling a pinned check's cost.
+bool sha256_der(X509* cert, Digest& out) noexcept {
+  struct Local {
+    EVP_MD_CTX* md = EVP_MD_CTX_new();
+    std::vector<unsigned char> der;
+    ~Local() { EVP_MD_CTX_free(md); }
+  };
+  thread_local Local t;
+  int len = i2d_X509(cert, nullptr);  // the cached encoding of a parsed certificate
+  if (!t.md || len <= 0) return false;
+  try {
+    if (t.der.size() < static_cast<size_t>(len)) t.der.resize(static_cast<size_t>(len));
+  } catch (const std::exception&) {
+    return false;
+  }
+  unsigned char* p = t.der.data();
+  if (i2d_X509(cert, &p) != len) return false;
+  unsigned int n = 0;
+  return EVP_DigestInit_ex(t.md, sha256(), nullptr) == 1 && EVP_DigestUpdate(t.md, t.der.data(), static_cast<size_t>(len)) == 1 &&
+         EVP_DigestFinal_ex(t.md, out.data(), &n) == 1 && n == out.size();
+}
+
+}  // namespace
+
 bool pin_digest(X509* cert, PinMatch match, Digest& out) noexcept {
   unsigned int len = 0;
-  int ok = 0;
   switch (match) {
-    case PinMatch::kCertificate: ok = X509_digest(cert, sha256(), out.data(), &len); break;
-    case PinMatch::kSpki: ok = X509_pubkey_digest(cert, sha256(), out.data(), &len); break;
+    case PinMatch::kCertificate: return sha256_der(cert, out);
+    case PinMatch::kSpki: return X509_pubkey_digest(cert, sha256(), out.data(), &len) == 1 && len == out.size();
   }
-  return ok == 1 && len == out.size();
+  return false;
 }
 
 std::shared_ptr<const Snapshot> build_snapshot(const Context& ctx, const std::string& purpose,

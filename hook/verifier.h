@@ -36,6 +36,7 @@ struct Snapshot {
   struct Pin {
     Digest digest;
     X509* cert;  // owned by `pinned`
+    std::int64_t not_before, not_after;  // parsed once: ASN1 time parsing per call costs microseconds
   };
   std::vector<Pin> pins;  // sorted by digest
   std::vector<ossl::X509Ptr> pinned;
