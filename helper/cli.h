@@ -45,6 +45,7 @@ void add_store_commands(std::vector<Command>& out);  // crl, legacy, pool, expor
 std::string read_input_file(const std::string& path);
 
 boost::json::object crl_json(const CrlRecord& r);
+void add_verify_commands(std::vector<Command>& out);  // verify, probe (helper/verify.cc)
 
 // Prints a JSON value (pretty enough for humans: one document per line).
 void print_json(const boost::json::value& v);

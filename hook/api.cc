@@ -1,0 +1,356 @@
+// The C entry points and the glue to OpenSSL's SSL objects. Nothing here throws into the
+// caller or into OpenSSL: every entry point and callback catches at its boundary.
+#include <openssl/err.h>
+
+#include <cstring>
+#include <map>
+
+#include "core/error.h"
+#include "hook/verifier.h"
+#include "ptrust/ptrust.h"
+
+struct ptrust_ctx_st {
+  std::atomic<int> refs{1};
+  ptrust::Context ctx;
+  std::mutex mu;  // guards `purposes` (attach time and offline verify only)
+  std::map<std::string, std::shared_ptr<ptrust::hook::PurposeState>, std::less<>> purposes;
+};
+
+namespace ptrust::hook {
+
+namespace {
+
+// What ptrust_SSL_CTX_set1_purpose leaves on an SSL_CTX (its ex_data).
+struct Attachment {
+  PTRUST_CTX* owner;  // one reference
+  std::shared_ptr<PurposeState> state;
+  void (*prev_info_cb)(const SSL*, int, int);
+  ~Attachment() { ptrust_ctx_free(owner); }
+};
+
+// What a verification leaves on an SSL_SESSION, to refuse resuming it under another
+// snapshot and to report the original verdict when it is resumed.
+struct Stamp {
+  std::uint64_t snapshot_serial;
+  PTRUST_RESULT result;
+};
+
+void free_attachment(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<Attachment*>(ptr); }
+void free_result(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<PTRUST_RESULT*>(ptr); }
+void free_stamp(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<Stamp*>(ptr); }
+// TLS 1.3 tickets duplicate the session: give each copy its own stamp.
+int dup_stamp(CRYPTO_EX_DATA*, const CRYPTO_EX_DATA*, void** from_d, int, long, void*) {
+  auto** p = reinterpret_cast<Stamp**>(from_d);
+  if (*p == nullptr) return 1;
+  *p = new (std::nothrow) Stamp(**p);
+  return *p != nullptr;
+}
+
+struct Indices {
+  int ssl_ctx, ssl, session;
+};
+
+const Indices& indices() {
+  static const Indices idx = {
+      SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, free_attachment),
+      SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, free_result),
+      SSL_SESSION_get_ex_new_index(0, nullptr, nullptr, dup_stamp, free_stamp),
+  };
+  return idx;
+}
+
+Attachment* attachment_of(const SSL_CTX* c) {
+  return static_cast<Attachment*>(SSL_CTX_get_ex_data(c, indices().ssl_ctx));
+}
+
+void copy_purpose(PTRUST_RESULT& r, const std::string& purpose) {
+  std::memset(r.purpose, 0, sizeof r.purpose);
+  std::memcpy(r.purpose, purpose.data(), std::min(purpose.size(), sizeof r.purpose - 1));
+}
+
+PTRUST_RESULT make_result(const PurposeState& st, const Snapshot* snap, const Verdict& v) {
+  PTRUST_RESULT r{};
+  r.verified = v.reason == PTRUST_REASON_OK;
+  r.enforced = !st.policy().report_only;
+  r.reason = v.reason;
+  r.x509_error = v.x509_error;
+  r.error_depth = r.verified ? -1 : v.depth;
+  r.mode = snap ? to_c(snap->mode) : PTRUST_MODE_NONE;
+  r.generation = snap ? snap->generation : 0;
+  copy_purpose(r, st.purpose());
+  return r;
+}
+
+// Keeps the verdict on the SSL (for ptrust_SSL_get_result) and stamps the session being
+// established with the snapshot it was verified under.
+void record(SSL* ssl, const PTRUST_RESULT& r, std::uint64_t serial) {
+  auto* held = static_cast<PTRUST_RESULT*>(SSL_get_ex_data(ssl, indices().ssl));
+  if (!held) {
+    held = new (std::nothrow) PTRUST_RESULT;
+    if (held && !SSL_set_ex_data(ssl, indices().ssl, held)) {
+      delete held;
+      held = nullptr;
+    }
+  }
+  if (held) *held = r;
+  if (SSL_SESSION* sess = SSL_get_session(ssl)) {
+    auto* stamp = static_cast<Stamp*>(SSL_SESSION_get_ex_data(sess, indices().session));
+    if (!stamp) {
+      stamp = new (std::nothrow) Stamp;
+      if (stamp && !SSL_SESSION_set_ex_data(sess, indices().session, stamp)) {
+        delete stamp;
+        stamp = nullptr;
+      }
+    }
+    if (stamp) *stamp = {serial, r};
+  }
+}
+
+// SSL_CTX_set_cert_verify_callback: the whole verification of a handshake.
+int verify_callback(X509_STORE_CTX* outer, void* arg) {
+  auto* a = static_cast<Attachment*>(arg);
+  try {
+    PurposeState& st = *a->state;
+    const Snapshot* snap = st.current();
+    Verdict v;
+    if (snap) {
+      v = decide(*snap, st.policy(), st.crl_rule(), X509_STORE_CTX_get0_cert(outer),
+                 X509_STORE_CTX_get0_untrusted(outer), X509_STORE_CTX_get0_param(outer));
+    } else {
+      v.reason = PTRUST_REASON_INTERNAL_ERROR;
+      v.x509_error = X509_V_ERR_OUT_OF_MEM;
+    }
+    st.count(v.reason);
+    PTRUST_RESULT r = make_result(st, snap, v);
+    if (auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(outer, SSL_get_ex_data_X509_STORE_CTX_idx())))
+      record(ssl, r, snap ? snap->serial : 0);
+    if (r.verified) {
+      X509_STORE_CTX_set0_verified_chain(outer, v.chain.release());
+      X509_STORE_CTX_set_error(outer, X509_V_OK);
+      return 1;
+    }
+    X509_STORE_CTX_set_error(outer, v.x509_error);
+    X509_STORE_CTX_set_error_depth(outer, v.depth < 0 ? 0 : v.depth);
+    return r.enforced ? 0 : 1;  // report-only: the failure is reported, the handshake goes on
+  } catch (...) {
+    X509_STORE_CTX_set_error(outer, X509_V_ERR_UNSPECIFIED);
+    return 0;
+  }
+}
+
+// At the start of a client handshake, drops an offered session that was not verified
+// under the purpose's current snapshot: a resumption never skips a trust change.
+void info_callback(const SSL* ssl, int where, int ret) {
+  Attachment* a = attachment_of(SSL_get_SSL_CTX(ssl));
+  if (!a) return;
+  if ((where & SSL_CB_HANDSHAKE_START) && !SSL_is_server(ssl)) {
+    SSL_SESSION* sess = SSL_get_session(ssl);
+    if (sess && SSL_SESSION_is_resumable(sess)) {
+      auto* stamp = static_cast<Stamp*>(SSL_SESSION_get_ex_data(sess, indices().session));
+      const Snapshot* snap = a->state->current();
+      if (!stamp || !snap || stamp->snapshot_serial != snap->serial ||
+          std::strcmp(stamp->result.purpose, a->state->purpose().c_str()) != 0)
+        SSL_set_session(const_cast<SSL*>(ssl), nullptr);
+    }
+  }
+  if (a->prev_info_cb) a->prev_info_cb(ssl, where, ret);
+}
+
+void write_err(char* err, size_t len, const std::string& msg) {
+  if (!err || len == 0) return;
+  size_t n = std::min(msg.size(), len - 1);
+  std::memcpy(err, msg.data(), n);
+  err[n] = '\0';
+}
+
+// The purpose's shared state, created on first use. nullptr when the purpose is unknown.
+std::shared_ptr<PurposeState> purpose_state(PTRUST_CTX* ctx, const char* purpose) {
+  std::string_view name(purpose);
+  if (name != kGeneral && !ctx->ctx.config.declares(name)) return nullptr;
+  std::lock_guard lk(ctx->mu);
+  auto it = ctx->purposes.find(name);
+  if (it != ctx->purposes.end()) return it->second;
+  PurposePolicy policy;
+  if (auto p = ctx->ctx.config.purposes.find(std::string(name)); p != ctx->ctx.config.purposes.end())
+    policy = p->second;
+  auto st = std::make_shared<PurposeState>(ctx->ctx, std::string(name), policy);
+  ctx->purposes.emplace(std::string(name), st);
+  return st;
+}
+
+}  // namespace
+
+}  // namespace ptrust::hook
+
+using namespace ptrust::hook;
+
+extern "C" {
+
+PTRUST_CTX* ptrust_ctx_new(const char* root, const char* config_file, char* err, size_t err_len) {
+  try {
+    std::optional<std::string> r, c;
+    if (root) r = root;
+    if (config_file) c = config_file;
+    auto* ctx = new ptrust_ctx_st;
+    try {
+      ctx->ctx = ptrust::open_context(r, c);
+    } catch (...) {
+      delete ctx;
+      throw;
+    }
+    write_err(err, err_len, "");
+    return ctx;
+  } catch (const ptrust::Error& e) {
+    write_err(err, err_len, std::string(ptrust::code_name(e.code())) + ": " + e.what());
+  } catch (const std::exception& e) {
+    write_err(err, err_len, std::string("INTERNAL_ERROR: ") + e.what());
+  }
+  return nullptr;
+}
+
+int ptrust_ctx_up_ref(PTRUST_CTX* ctx) {
+  if (!ctx) return 0;
+  ctx->refs.fetch_add(1, std::memory_order_relaxed);
+  return 1;
+}
+
+void ptrust_ctx_free(PTRUST_CTX* ctx) {
+  if (ctx && ctx->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete ctx;
+}
+
+int ptrust_SSL_CTX_set1_purpose(SSL_CTX* ssl_ctx, PTRUST_CTX* ctx, const char* purpose) {
+  if (!ssl_ctx || !ctx || !purpose) return 0;
+  try {
+    std::shared_ptr<PurposeState> st = purpose_state(ctx, purpose);
+    if (!st) return 0;
+    const Indices& idx = indices();
+    if (idx.ssl_ctx < 0 || idx.ssl < 0 || idx.session < 0) return 0;
+    Attachment* old = attachment_of(ssl_ctx);
+    std::unique_ptr<Attachment> a(new Attachment{ctx, std::move(st), nullptr});
+    ptrust_ctx_up_ref(ctx);
+    // Re-attaching keeps the application's info callback, not our own.
+    a->prev_info_cb = old ? old->prev_info_cb : SSL_CTX_get_info_callback(ssl_ctx);
+    if (!SSL_CTX_set_ex_data(ssl_ctx, idx.ssl_ctx, a.get())) return 0;  // `a` releases the reference
+    delete old;
+    Attachment* raw = a.release();
+    SSL_CTX_set_cert_verify_callback(ssl_ctx, verify_callback, raw);
+    SSL_CTX_set_info_callback(ssl_ctx, info_callback);
+    SSL_CTX_set_verify(ssl_ctx, SSL_CTX_get_verify_mode(ssl_ctx) | SSL_VERIFY_PEER, SSL_CTX_get_verify_callback(ssl_ctx));
+    return 1;
+  } catch (...) {
+    return 0;
+  }
+}
+
+int ptrust_SSL_get_result(const SSL* ssl, PTRUST_RESULT* out) {
+  if (!ssl || !out) return 0;
+  const Indices& idx = indices();
+  if (SSL_session_reused(ssl)) {
+    SSL_SESSION* sess = SSL_get_session(ssl);
+    auto* stamp = sess ? static_cast<Stamp*>(SSL_SESSION_get_ex_data(sess, idx.session)) : nullptr;
+    if (!stamp) return 0;
+    *out = stamp->result;
+    out->resumed = 1;
+    return 1;
+  }
+  auto* r = static_cast<PTRUST_RESULT*>(SSL_get_ex_data(ssl, idx.ssl));
+  if (!r) return 0;
+  *out = *r;
+  return 1;
+}
+
+int ptrust_verify_chain(PTRUST_CTX* ctx, const char* purpose, STACK_OF(X509) * chain,
+                        const PTRUST_VERIFY_OPTIONS* opts, PTRUST_RESULT* out) {
+  if (!ctx || !purpose || !chain || !out || sk_X509_num(chain) < 1) return 0;
+  try {
+    std::shared_ptr<PurposeState> st = purpose_state(ctx, purpose);
+    if (!st) return 0;
+    using Param = ptrust::ossl::Ptr<X509_VERIFY_PARAM, X509_VERIFY_PARAM_free>;
+    Param param(X509_VERIFY_PARAM_new());
+    if (!param) return 0;
+    // The same parameters a TLS client's verification starts from.
+    if (const X509_VERIFY_PARAM* tls = X509_VERIFY_PARAM_lookup("ssl_server")) X509_VERIFY_PARAM_set1(param.get(), tls);
+    CrlRule rule = st->crl_rule();
+    if (opts) {
+      if (opts->host && X509_VERIFY_PARAM_set1_host(param.get(), opts->host, 0) != 1) return 0;
+      if (opts->ip && X509_VERIFY_PARAM_set1_ip_asc(param.get(), opts->ip) != 1) return 0;
+      if (opts->at != 0) X509_VERIFY_PARAM_set_time(param.get(), static_cast<time_t>(opts->at));
+      switch (opts->crl_policy) {
+        case PTRUST_CRL_POLICY_DEFAULT: break;
+        case PTRUST_CRL_POLICY_OFF: rule.policy = ptrust::CrlPolicy::kOff; break;
+        case PTRUST_CRL_POLICY_IF_PRESENT: rule.policy = ptrust::CrlPolicy::kIfPresent; break;
+        case PTRUST_CRL_POLICY_REQUIRE: rule.policy = ptrust::CrlPolicy::kRequire; break;
+        default: return 0;
+      }
+      switch (opts->crl_scope) {
+        case PTRUST_CRL_SCOPE_DEFAULT: break;
+        case PTRUST_CRL_SCOPE_LEAF: rule.scope = ptrust::CrlScope::kLeaf; break;
+        case PTRUST_CRL_SCOPE_CHAIN: rule.scope = ptrust::CrlScope::kChain; break;
+        default: return 0;
+      }
+    }
+    const Snapshot* snap = st->current();
+    Verdict v;
+    if (snap) {
+      v = decide(*snap, st->policy(), rule, sk_X509_value(chain, 0), chain, param.get());
+    } else {
+      v.reason = PTRUST_REASON_INTERNAL_ERROR;
+      v.x509_error = X509_V_ERR_OUT_OF_MEM;
+    }
+    st->count(v.reason);
+    *out = make_result(*st, snap, v);
+    ERR_clear_error();
+    return 1;
+  } catch (...) {
+    ERR_clear_error();
+    return 0;
+  }
+}
+
+int ptrust_ctx_get_counters(PTRUST_CTX* ctx, const char* purpose, uint64_t* out, size_t n) {
+  if (!ctx || !purpose || !out) return 0;
+  try {
+    std::shared_ptr<PurposeState> st = purpose_state(ctx, purpose);
+    if (!st) return 0;
+    for (size_t i = 0; i < n && i < PTRUST_REASON_COUNT; ++i) out[i] = st->counter(static_cast<ptrust_reason>(i));
+    return 1;
+  } catch (...) {
+    return 0;
+  }
+}
+
+const char* ptrust_reason_string(ptrust_reason reason) {
+  switch (reason) {
+    case PTRUST_REASON_OK: return "OK";
+    case PTRUST_REASON_PIN_MISMATCH: return "PIN_MISMATCH";
+    case PTRUST_REASON_NO_TRUST_FOR_PURPOSE: return "NO_TRUST_FOR_PURPOSE";
+    case PTRUST_REASON_STORE_UNREADABLE: return "STORE_UNREADABLE";
+    case PTRUST_REASON_STORE_CORRUPT: return "STORE_CORRUPT";
+    case PTRUST_REASON_CHAIN_UNTRUSTED: return "CHAIN_UNTRUSTED";
+    case PTRUST_REASON_CHAIN_INVALID: return "CHAIN_INVALID";
+    case PTRUST_REASON_HOSTNAME_MISMATCH: return "HOSTNAME_MISMATCH";
+    case PTRUST_REASON_IP_MISMATCH: return "IP_MISMATCH";
+    case PTRUST_REASON_CERT_EXPIRED: return "CERT_EXPIRED";
+    case PTRUST_REASON_CERT_NOT_YET_VALID: return "CERT_NOT_YET_VALID";
+    case PTRUST_REASON_CERT_REVOKED: return "CERT_REVOKED";
+    case PTRUST_REASON_CRL_MISSING: return "CRL_MISSING";
+    case PTRUST_REASON_CRL_EXPIRED: return "CRL_EXPIRED";
+    case PTRUST_REASON_CRL_INVALID: return "CRL_INVALID";
+    case PTRUST_REASON_NO_PEER_CERTIFICATE: return "NO_PEER_CERTIFICATE";
+    case PTRUST_REASON_INTERNAL_ERROR: return "INTERNAL_ERROR";
+    case PTRUST_REASON_COUNT: break;
+  }
+  return "UNKNOWN";
+}
+
+const char* ptrust_mode_string(ptrust_mode mode) {
+  switch (mode) {
+    case PTRUST_MODE_NONE: return "none";
+    case PTRUST_MODE_PINNED: return "pinned";
+    case PTRUST_MODE_CA: return "ca";
+    case PTRUST_MODE_GENERAL: return "general";
+  }
+  return "unknown";
+}
+
+}  // extern "C"

@@ -1,0 +1,70 @@
+// The examples, built and run against openssl s_server on 127.0.0.1.
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+
+#include "tests/hook/hook_util.h"
+#include "tests/support/run.h"
+
+namespace ptrust::testing {
+namespace {
+
+const Chain& chain() {
+  static Chain c = make_chain(KeyKind::kP256, "Ex");
+  return c;
+}
+
+// The leaf carries IP SAN 127.0.0.1; SSL_set1_host on an IP literal checks the IP SAN.
+TEST(Examples, CustomClientVerifiesAndRefuses) {
+  Root root;
+  TempDir tmp;
+  SServer server(tmp, chain().leaf, {&chain().inter}, TLS1_3_VERSION);
+  std::string port = std::to_string(server.port());
+  RunResult none = run({CUSTOM_CLIENT, "127.0.0.1", port, "licensing", root.path(), root.config()});
+  EXPECT_EQ(1, none.status) << none.out << none.err;
+  EXPECT_NE(std::string::npos, none.out.find("reason=NO_TRUST_FOR_PURPOSE")) << none.out;
+  EXPECT_NE(std::string::npos, none.out.find("handshake refused"));
+
+  root.install(chain().root.cert.get(), CertType::kCa, {"licensing"});
+  RunResult ok = run({CUSTOM_CLIENT, "127.0.0.1", port, "licensing", root.path(), root.config()});
+  EXPECT_EQ(0, ok.status) << ok.out << ok.err;
+  EXPECT_NE(std::string::npos, ok.out.find("verdict: verified reason=OK mode=ca")) << ok.out;
+  EXPECT_NE(std::string::npos, ok.out.find("response: HTTP/1.0 200 ok")) << ok.out;
+
+  RunResult bad_purpose = run({CUSTOM_CLIENT, "127.0.0.1", port, "nope", root.path(), root.config()});
+  EXPECT_EQ(1, bad_purpose.status);
+  EXPECT_EQ(2, run({CUSTOM_CLIENT, "127.0.0.1"}).status);
+}
+
+TEST(Examples, LicensingAgentFollowsTrustChangesWithoutRestart) {
+  Root root;
+  TempDir tmp;
+  std::string uuid = root.install(chain().root.cert.get(), CertType::kCa, {"licensing"});
+  SServer server(tmp, chain().leaf, {&chain().inter}, TLS1_2_VERSION);
+  auto agent = std::async(std::launch::async, [&] {
+    return run({LICENSING_AGENT, "127.0.0.1", std::to_string(server.port()), "1500", "3", root.path(), root.config()});
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  root.uninstall(uuid);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  root.install(chain().leaf.cert.get(), CertType::kPinned, {"licensing"});  // pinned takes over
+  RunResult r = agent.get();
+  EXPECT_EQ(0, r.status) << r.out << r.err;
+  EXPECT_NE(std::string::npos, r.out.find("check-in 1: verified reason=OK mode=ca")) << r.out;
+  EXPECT_NE(std::string::npos, r.out.find("check-in 2: FAILED reason=NO_TRUST_FOR_PURPOSE")) << r.out;
+  EXPECT_NE(std::string::npos, r.out.find("check-in 3: verified reason=OK mode=pinned")) << r.out;
+}
+
+TEST(Examples, DemoScriptRuns) {
+  TempDir root;
+  RunResult r = run({"bash", DEMO_SCRIPT, root.path(), PTRUST_BIN, BUILD_DIR});
+  EXPECT_EQ(0, r.status) << r.out << r.err;
+  for (const char* want : {"FAILED reason=NO_TRUST_FOR_PURPOSE", "verdict: verified reason=OK",
+                           "check-in 2: FAILED reason=NO_TRUST_FOR_PURPOSE", "check-in 3: verified",
+                           "FAILED reason=CERT_EXPIRED"})
+    EXPECT_NE(std::string::npos, r.out.find(want)) << want << "\n" << r.out;
+}
+
+}  // namespace
+}  // namespace ptrust::testing
