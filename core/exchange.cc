@@ -124,6 +124,9 @@ Database merge_import(const Database& local, const Incoming& in, ImportPlan& pla
       out.legacy.push_back(r);
       plan.added.push_back("legacy " + r.name);
     } else if (it->sha256 == r.sha256) {
+      // The same CA installed on both sides: keep the earlier install time, so that both
+      // sides converge on the same record.
+      it->installed_at = std::min(it->installed_at, r.installed_at);
       plan.unchanged.push_back("legacy " + r.name);
     } else {
       throw Error(Code::kPoolJoiningHostCaCertificatesConflict,
@@ -134,6 +137,7 @@ Database merge_import(const Database& local, const Incoming& in, ImportPlan& pla
     auto same_uuid = std::find_if(out.certs.begin(), out.certs.end(), [&](const auto& o) { return o.uuid == r.uuid; });
     if (same_uuid != out.certs.end()) {
       if (same_uuid->type == r.type && same_uuid->sha256 == r.sha256 && same_uuid->purposes == r.purposes) {
+        same_uuid->installed_at = std::min(same_uuid->installed_at, r.installed_at);
         plan.unchanged.push_back("trusted " + r.uuid);
         continue;
       }
@@ -165,6 +169,7 @@ Database merge_import(const Database& local, const Incoming& in, ImportPlan& pla
       out.crls.push_back(r);
       plan.added.push_back("crl " + r.name);
     } else if (it->sha256 == r.sha256 && it->purposes == r.purposes) {
+      it->installed_at = std::min(it->installed_at, r.installed_at);
       plan.unchanged.push_back("crl " + r.name);
     } else {
       throw Error(Code::kPoolJoiningHostCrlsConflict, "CRL '" + r.name + "' exists on both sides with different content");

@@ -244,12 +244,13 @@ ImportPlan Store::import_document(const std::string& doc, bool dry_run) {
   ImportPlan plan;
   {
     Locked peek(root_.get(), false);
-    merge_import(peek.db, in, plan);  // throws on any conflict
+    Database merged = merge_import(peek.db, in, plan);  // throws on any conflict
+    if (dry_run || merged.serialize() == peek.db.serialize()) return plan;
   }
-  if (dry_run || plan.added.empty()) return plan;
   Locked l(root_.get(), true);
   plan = {};
   Database merged = merge_import(l.db, in, plan);
+  if (merged.serialize() == l.db.serialize()) return plan;
   l.db = std::move(merged);
   commit(l, all_areas(root_.get(), l.db));
   return plan;
