@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Builds the hook's thread test with ThreadSanitizer in its own build dir and runs it.
+# Builds the multi-threaded tests with ThreadSanitizer in their own build dir and runs them:
+# the verify hook's shared SSL_CTX under store changes, and the provider's concurrent opens.
 # Usage: scripts/tsan.sh [BUILD_DIR]   (default: build-tsan)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-tsan}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPTRUST_TSAN=ON -DPTRUST_WERROR=ON >/dev/null
-cmake --build "$build" -j "$(nproc)" --target threads_test
+cmake --build "$build" -j "$(nproc)" --target threads_test provider_tests ptrust_provider ptrust
 # Fail on the first report; OpenSSL itself is not instrumented, its own locks are seen.
-TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" "$build/tests/hook/threads_test"
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
+"$build/tests/hook/threads_test"
+"$build/tests/provider/provider_tests" --gtest_filter='ProviderInProcess.*'
