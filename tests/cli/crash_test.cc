@@ -65,7 +65,8 @@ TEST(CrashSafety, KillAtRandomInstantsNeverLosesAcknowledgedState) {
   std::set<std::string> uncertain;           // killed uninstalls
   int kills = 0, installs = 0, uninstalls = 0;
   for (int i = 0; i < 300; ++i) {
-    long delay = std::uniform_int_distribution<long>(0, span_us * 3 / 2)(rng);
+    // Kill within the time a command currently takes (tracked below: machine load varies).
+    long delay = std::uniform_int_distribution<long>(0, span_us)(rng);
     std::vector<std::string> live;
     for (const auto& [u, present] : acknowledged)
       if (present && !uncertain.count(u)) live.push_back(u);
@@ -84,7 +85,15 @@ TEST(CrashSafety, KillAtRandomInstantsNeverLosesAcknowledgedState) {
     }
     // Every third command runs to completion, so acknowledged state keeps accumulating
     // however slow the machine is; the others are killed at a random instant.
-    RunResult r = i % 3 == 0 ? run(argv) : run_and_kill(argv, delay);
+    RunResult r;
+    if (i % 3 == 0) {
+      auto start = std::chrono::steady_clock::now();
+      r = run(argv);
+      long took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+      span_us = (span_us + took) / 2;
+    } else {
+      r = run_and_kill(argv, delay);
+    }
     if (r.status == 137) ++kills;
     if (do_uninstall) {
       if (r.status == 0) acknowledged[target] = false;
