@@ -193,6 +193,7 @@ const std::vector<Command>& commands() {
     std::vector<Command> v;
     add_trust_commands(v);
     add_store_commands(v);
+    add_stunnel_commands(v);
     return v;
   }();
   return all;
