@@ -140,7 +140,8 @@ void reload(const StunnelInstance& in, InstanceReport& rep) {
     rep.reload_detail = "stale pid file " + in.pidfile + " (no process " + std::to_string(pid) + ")";
     return;
   }
-  if (comm->rfind("stunnel", 0) != 0) {
+  while (!comm->empty() && comm->back() == '\n') comm->pop_back();
+  if (*comm != "stunnel" && *comm != "stunnel4") {
     rep.reload = "failed";
     rep.reload_detail = "process " + std::to_string(pid) + " is not stunnel; not signalled";
     return;
