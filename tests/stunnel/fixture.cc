@@ -50,7 +50,10 @@ StunnelPki make_pki() {
   p.general_leaf = issue(leaf_spec("general.test"), p.general_ca);
   p.pinned = self_signed(leaf_spec("peer.test"));
   p.impostor = self_signed(leaf_spec("peer.test"));
-  p.crl = make_crl(p.root, {p.revoked.cert.get()});
+  p.inter = issue(ca_spec("ptrust stunnel intermediate"), p.root);
+  p.inter_leaf = issue(leaf_spec("leaf.test"), p.inter);
+  p.crl = make_crl(p.root, {p.revoked.cert.get(), p.inter.cert.get()});
+  p.inter_crl = make_crl(p.inter, {});
   return p;
 }
 
@@ -135,12 +138,14 @@ Env::Env() : root_(dir_.path() + "/root") {
       {"root", &p.root},         {"leaf", &p.leaf},         {"revoked", &p.revoked},
       {"other_ca", &p.other_ca}, {"other_leaf", &p.other_leaf}, {"general_ca", &p.general_ca},
       {"general_leaf", &p.general_leaf}, {"pinned", &p.pinned}, {"impostor", &p.impostor},
+      {"inter", &p.inter},       {"inter_leaf", &p.inter_leaf},
   };
   for (const auto& [name, c] : files) {
     write_file(pem(name), c->pem());
     write_file(key(name), c->key_pem());
   }
   write_file(path("pki/root.crl"), crl_pem(p.crl.get()));
+  write_file(path("pki/inter.crl"), crl_pem(p.inter_crl.get()));
 }
 
 void Env::write_config(const std::string& extra) const {
@@ -162,16 +167,18 @@ void Env::uninstall(const std::string& uuid) const {
   if (r.status != 0) throw std::runtime_error("ptrust uninstall: " + r.err);
 }
 
-void Env::install_crl() const {
-  RunResult r = ptrust({"crl", "install", path("pki/root.crl"), "--name", "root.crl"});
+void Env::install_crl(const std::string& name) const {
+  RunResult r = ptrust({"crl", "install", path("pki/" + name + ".crl"), "--name", name + ".crl"});
   if (r.status != 0) throw std::runtime_error("ptrust crl install: " + r.err);
 }
 
-TlsServer::TlsServer(const Env& env, const std::string& name)
+TlsServer::TlsServer(const Env& env, const std::string& name, const std::string& chain)
     : port_(free_port()), log_(env.path("s_server-" + std::to_string(port_) + ".log")) {
   // -www answers "HTTP/1.0 200 ok" and never reads stdin; output to a file, not a pipe.
-  pid_ = spawn({"openssl", "s_server", "-accept", address(), "-cert", env.pem(name), "-key", env.key(name), "-www"},
-               clean_env({}), log_);
+  std::vector<std::string> argv{"openssl", "s_server", "-accept", address(), "-cert", env.pem(name),
+                                "-key",    env.key(name), "-www"};
+  if (!chain.empty()) argv.insert(argv.end(), {"-cert_chain", env.pem(chain)});
+  pid_ = spawn(argv, clean_env({}), log_);
   auto deadline = Clock::now() + std::chrono::seconds(10);
   while (Clock::now() < deadline) {
     if (slurp(log_).find("ACCEPT") != std::string::npos) return;

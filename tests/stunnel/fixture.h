@@ -19,7 +19,9 @@ struct StunnelPki {
   Issued other_ca, other_leaf;       // trusted nowhere; other_leaf has leaf's names
   Issued general_ca, general_leaf;   // the general store
   Issued pinned, impostor;           // self-signed peer.test; impostor: same subject, other key
-  ossl::X509CrlPtr crl;              // root's CRL revoking `revoked`
+  Issued inter, inter_leaf;          // root -> inter (revoked by root) -> inter_leaf (leaf.test)
+  ossl::X509CrlPtr crl;              // root's CRL revoking `revoked` and `inter`
+  ossl::X509CrlPtr inter_crl;        // inter's CRL, revoking nothing
   static const StunnelPki& get();
 };
 
@@ -39,7 +41,7 @@ class Env {
 
   std::string install(const std::string& name, const std::string& type, const std::string& purposes = "") const;
   void uninstall(const std::string& uuid) const;
-  void install_crl() const;  // root's CRL through `ptrust crl install`
+  void install_crl(const std::string& name = "root") const;  // pki/<name>.crl via `ptrust crl install`
   RunResult ptrust(const std::vector<std::string>& args) const;
 
  private:
@@ -50,7 +52,8 @@ class Env {
 // `openssl s_server -www` on a free port with the named cert/key, killed on destruction.
 class TlsServer {
  public:
-  TlsServer(const Env& env, const std::string& name);
+  // Serves pki/<name>.pem (+ pki/<chain>.pem as its chain when given).
+  TlsServer(const Env& env, const std::string& name, const std::string& chain = "");
   ~TlsServer();
   TlsServer(const TlsServer&) = delete;
   TlsServer& operator=(const TlsServer&) = delete;

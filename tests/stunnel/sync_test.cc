@@ -110,6 +110,26 @@ TEST_F(SyncTest, PinInstalledThenSyncSwitchesRunningStunnelToVerifyPeer) {
   EXPECT_EQ(through("pinned"), Outcome::kEstablished);
 }
 
+// crl-policy if-present: no CRL yet, no CRLpath; a CRL installed later reaches the
+// running stunnel through sync (new CRLpath line and CRL digest -> SIGHUP).
+TEST_F(SyncTest, CrlInstalledThenSyncMakesRunningStunnelRefuseRevokedServer) {
+  env.install("root", "ca", "licensing");
+  TlsServer good(env, "leaf"), revoked(env, "revoked");
+  declare("files", {{"good", "licensing", good.address(), "check-host: leaf.test"},
+                    {"revoked", "licensing", revoked.address(), "check-host: leaf.test"}});
+  sync();
+  start();
+  EXPECT_EQ(through("revoked"), Outcome::kEstablished);  // nothing says it is revoked yet
+
+  env.install_crl();
+  json::object after = sync();
+  EXPECT_TRUE(service(after, "revoked").at("changed").as_bool());
+  EXPECT_EQ(after.at("instances").as_array()[0].at("reload").as_string(), "sighup");
+  ASSERT_TRUE(st_->wait_configured(2, 2)) << st_->log();
+  EXPECT_EQ(through("revoked"), Outcome::kRefused);
+  EXPECT_EQ(through("good"), Outcome::kEstablished);
+}
+
 TEST_F(SyncTest, CorruptChosenBundleFailsClosedAndExitsOne) {
   env.install("general_ca", "ca");
   env.install("root", "ca", "licensing");

@@ -112,6 +112,23 @@ TEST(TunnelCrlTest, FilesFormRefusesRevokedServerAndAcceptsGoodOne) {
   EXPECT_EQ(t.through("revoked"), Outcome::kRefused);
 }
 
+// A documented 5.68 limit: CRLpath sets X509_V_FLAG_CRL_CHECK (leaf only), never
+// CRL_CHECK_ALL, so a revoked intermediate passes while the leaf's own CRL is present.
+// render warns for crl-scope chain; this test fails the day stunnel checks the chain.
+TEST(TunnelCrlTest, FilesFormChecksTheLeafCrlOnlyOn568AndRenderSaysSo) {
+  Env env;
+  env.install("root", "ca", "licensing");
+  env.install_crl("root");   // revokes inter
+  env.install_crl("inter");  // inter's CRL: inter_leaf not revoked
+  RunResult r = env.ptrust({"stunnel", "render", "--purpose", "licensing", "--name", "x", "--accept", "1",
+                            "--connect", "h:1", "--check-host", "leaf.test"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("checks the leaf's CRL only"), std::string::npos) << r.err;
+  TlsServer behind_revoked_inter(env, "inter_leaf", "inter");
+  Tunnels t(env, "files", {{"x", "licensing", "s", {"--check-host", "leaf.test"}}}, {{"s", &behind_revoked_inter}});
+  EXPECT_EQ(t.through("x"), Outcome::kEstablished);
+}
+
 // The documented 5.68 limit that --via files exists for: this test fails (and the docs and
 // the render warning must change) the day stunnel enforces CRLs served by the store.
 TEST(TunnelCrlTest, ProviderFormDoesNotEnforceCrlsOn568AndRenderSaysSo) {
