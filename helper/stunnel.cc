@@ -228,7 +228,8 @@ void print_text(const InstanceReport& r) {
     else
       std::cout << ", mode " << to_string(s.mode);
     std::cout << "\n";
-    for (const auto& w : s.warnings) std::cerr << "ptrust: warning: " << r.name << "/" << s.name << ": " << w << "\n";
+    if (s.changed)
+      for (const auto& w : s.warnings) std::cerr << "ptrust: warning: " << r.name << "/" << s.name << ": " << w << "\n";
   }
   if (r.openssl_conf_written) std::cout << r.name << ": wrote openssl.cnf (takes effect when stunnel restarts)\n";
   if (!r.written) {
