@@ -31,12 +31,12 @@ probe() {
   local got; got=$(timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1; printf 'GET / HTTP/1.0\r\n\r\n' >&3; head -c 15 <&3" 2>/dev/null || true)
   [[ $got == "HTTP/1.0 200 ok" ]] && echo "  $2: established" || echo "  $2: refused"
 }
-server() { # name -> port of an `openssl s_server -www` serving pki/<name>
+server() { # VAR NAME: starts `openssl s_server -www` serving pki/NAME; its port goes to VAR
   local p; p=$(port)
-  openssl s_server -accept "127.0.0.1:$p" -cert "$pki/$1.pem" -key "$pki/$1.key" -www >"$work/$1.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 100); do grep -q ACCEPT "$work/$1.log" && break; sleep 0.05; done
-  echo "$p"
+  openssl s_server -accept "127.0.0.1:$p" -cert "$pki/$2.pem" -key "$pki/$2.key" -www >"$work/$2.log" 2>&1 &
+  pids+=($!)  # not in a subshell: the EXIT trap kills it
+  for _ in $(seq 100); do grep -q ACCEPT "$work/$2.log" && break; sleep 0.05; done
+  printf -v "$1" %s "$p"
 }
 # Waits for configuration number $2 (1 = start) of the stunnel logging to $1.
 wait_conf() {
@@ -51,7 +51,7 @@ wait_conf() {
 
 say "A demo PKI (scripts/mkpki.sh) and three TLS servers"
 "$top/scripts/mkpki.sh" "$pki" >/dev/null
-good=$(server server); wrong=$(server wrong-server); revoked=$(server revoked); app=$(server appliance)
+server good server; server wrong wrong-server; server revoked revoked; server app appliance
 echo "  server.pem (root-ca, licensing.example) on $good, wrong-server.pem (other-ca) on $wrong,"
 echo "  revoked.pem (root-ca, revoked) on $revoked, appliance.pem (self-signed) on $app"
 
