@@ -64,6 +64,16 @@ std::optional<StunnelVia> stunnel_via_from(std::string_view s) noexcept {
   return std::nullopt;
 }
 
+// Stanza names: a safe subset of what stunnel accepts between brackets.
+bool valid_stunnel_name(std::string_view n) noexcept {
+  if (n.empty() || n.size() > 64) return false;
+  for (char c : n)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+          c == '.'))
+      return false;
+  return true;
+}
+
 bool valid_purpose_name(std::string_view n) noexcept {
   if (n.empty() || n.size() > 32) return false;
   auto ok_first = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
@@ -153,16 +163,6 @@ std::string abs_path(const YAML::Node& n, const std::string& src, const std::str
   return v;
 }
 
-// Stanza names: what stunnel accepts between brackets, kept simple.
-bool valid_service_name(std::string_view n) noexcept {
-  if (n.empty() || n.size() > 64) return false;
-  for (char c : n)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-          c == '.'))
-      return false;
-  return true;
-}
-
 StunnelService parse_stunnel_service(const YAML::Node& n, const std::string& src) {
   if (!n.IsMap()) config_error(src, n.Mark(), "a stunnel service must be a mapping");
   StunnelService s;
@@ -171,7 +171,7 @@ StunnelService parse_stunnel_service(const YAML::Node& n, const std::string& src
     const YAML::Node& v = kv.second;
     if (key == "name") {
       s.name = one_line(v, src, key);
-      if (!valid_service_name(s.name)) config_error(src, v.Mark(), "service name must match [A-Za-z0-9._-]{1,64}");
+      if (!valid_stunnel_name(s.name)) config_error(src, v.Mark(), "service name must match [A-Za-z0-9._-]{1,64}");
     } else if (key == "purpose") {
       s.purpose = one_line(v, src, key);
     } else if (key == "accept") {
@@ -208,7 +208,7 @@ StunnelInstance parse_stunnel_instance(const YAML::Node& n, const std::string& s
     const YAML::Node& v = kv.second;
     if (key == "name") {
       in.name = one_line(v, src, key);
-      if (!valid_service_name(in.name)) config_error(src, v.Mark(), "instance name must match [A-Za-z0-9._-]{1,64}");
+      if (!valid_stunnel_name(in.name)) config_error(src, v.Mark(), "instance name must match [A-Za-z0-9._-]{1,64}");
     } else if (key == "config") {
       in.config = abs_path(v, src, key);
     } else if (key == "pidfile") {

@@ -34,6 +34,9 @@ enum class StunnelVia { kFiles, kProvider };
 std::string_view to_string(StunnelVia v) noexcept;
 std::optional<StunnelVia> stunnel_via_from(std::string_view s) noexcept;
 
+// Names of stunnel instances and services: [A-Za-z0-9._-]{1,64}.
+bool valid_stunnel_name(std::string_view name) noexcept;
+
 // One client service of a stunnel instance managed by `ptrust stunnel sync`.
 struct StunnelService {
   std::string name;     // [name] of the stanza

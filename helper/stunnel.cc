@@ -1,42 +1,17 @@
 // stunnel render / stunnel sync: stunnel 5.68 configurations that follow the purposes'
 // current trust (see docs/stunnel.md).
-#include <fcntl.h>
-#include <signal.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <map>
-#include <sstream>
 
 #include "core/error.h"
-#include "core/fs.h"
 #include "helper/cli.h"
 #include "helper/stunnel_render.h"
+#include "helper/stunnel_sync.h"
 
 namespace ptrust::cli {
 
 namespace json = boost::json;
 
 namespace {
-
-// Replaces a file named by the administrator (outside the stores) atomically, 0644.
-void write_file_atomic(const std::string& path, const std::string& data) {
-  std::filesystem::path p(path);
-  fs::Fd dir = fs::open_root(p.parent_path().empty() ? "." : p.parent_path().string());
-  fs::write_atomic(dir.get(), p.filename().string(), data, fs::kFileMode);
-}
-
-std::optional<std::string> read_text(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return std::nullopt;
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 StunnelVia via_option(const po::variables_map& vm) {
   auto s = vm["via"].as<std::string>();
@@ -58,7 +33,7 @@ int render_cmd(const Common& c, const po::variables_map& vm) {
     throw Error(Code::kUsage, "give at most one of --check-host, --check-ip, --no-subject-check");
   for (auto [what, v] : {std::pair{"--name", &svc.name}, {"--accept", &svc.accept}, {"--connect", &svc.connect}})
     stunnel::check_line_value(what, *v);
-  if (svc.name.find_first_of("[]") != std::string::npos) throw Error(Code::kUsage, "--name must not contain [ or ]");
+  if (!valid_stunnel_name(svc.name)) throw Error(Code::kUsage, "--name must match [A-Za-z0-9._-]{1,64}");
   if (svc.check_host) stunnel::check_line_value("--check-host", *svc.check_host);
   if (svc.check_ip) stunnel::check_line_value("--check-ip", *svc.check_ip);
   StunnelVia via = via_option(vm);
@@ -71,7 +46,7 @@ int render_cmd(const Common& c, const po::variables_map& vm) {
   stunnel::Rendered r = stunnel::render_service(ctx, svc, via);
   if (vm.count("openssl-conf")) {
     const std::string& path = vm["openssl-conf"].as<std::string>();
-    write_file_atomic(path, stunnel::render_openssl_cnf(ctx, module));
+    stunnel::write_file_atomic(path, stunnel::render_openssl_cnf(ctx, module));
     std::cerr << "ptrust: wrote " << path << " (start stunnel with OPENSSL_CONF=" << path << ")\n";
   } else if (via == StunnelVia::kProvider) {
     std::cerr << "ptrust: warning: stunnel needs OPENSSL_CONF naming an openssl.cnf that loads ptrust.so "
@@ -82,119 +57,7 @@ int render_cmd(const Common& c, const po::variables_map& vm) {
   return 0;
 }
 
-// ---- sync -------------------------------------------------------------------------
-
-// The lines of each "[name]" section of a stunnel configuration, blank lines dropped.
-std::map<std::string, std::string> sections(const std::string& text) {
-  std::map<std::string, std::string> out;
-  std::string* cur = nullptr;
-  std::istringstream is(text);
-  for (std::string line; std::getline(is, line);) {
-    if (!line.empty() && line[0] == '[') {
-      auto end = line.find(']');
-      cur = &out[line.substr(1, end == std::string::npos ? std::string::npos : end - 1)];
-    }
-    if (cur && !line.empty()) *cur += line + "\n";
-  }
-  return out;
-}
-
-struct ServiceReport {
-  std::string name, purpose;
-  Mode mode = Mode::kNone;
-  bool changed = false, fail_closed = false;
-  std::string reason;  // why it fails closed
-  bool error = false;  // the material was unusable (not merely mode none)
-  std::vector<std::string> warnings;
-};
-
-struct InstanceReport {
-  std::string name, config;
-  bool written = false, openssl_conf_written = false;
-  std::string reload = "none";  // none | sighup | not-running | failed
-  long pid = 0;
-  std::string reload_detail;
-  std::vector<ServiceReport> services;
-};
-
-// SIGHUP makes stunnel re-read its configuration and re-create every SSL_CTX (found CAs
-// and CRLs are cached per SSL_CTX). Only a live process whose name says stunnel is signalled.
-void reload(const StunnelInstance& in, InstanceReport& rep) {
-  auto text = read_text(in.pidfile);
-  if (!text) {
-    rep.reload = "not-running";
-    rep.reload_detail = "no pid file " + in.pidfile + "; the configuration applies when stunnel starts";
-    return;
-  }
-  char* end = nullptr;
-  long pid = std::strtol(text->c_str(), &end, 10);
-  if (pid <= 1 || end == text->c_str()) {
-    rep.reload = "failed";
-    rep.reload_detail = "pid file " + in.pidfile + " holds no pid";
-    return;
-  }
-  rep.pid = pid;
-  auto comm = read_text("/proc/" + std::to_string(pid) + "/comm");
-  if (!comm) {
-    rep.reload = "not-running";
-    rep.reload_detail = "stale pid file " + in.pidfile + " (no process " + std::to_string(pid) + ")";
-    return;
-  }
-  while (!comm->empty() && comm->back() == '\n') comm->pop_back();
-  if (*comm != "stunnel" && *comm != "stunnel4") {
-    rep.reload = "failed";
-    rep.reload_detail = "process " + std::to_string(pid) + " is not stunnel; not signalled";
-    return;
-  }
-  if (::kill(static_cast<pid_t>(pid), SIGHUP) != 0) {
-    rep.reload = "failed";
-    rep.reload_detail = "SIGHUP to " + std::to_string(pid) + ": " + std::strerror(errno);
-    return;
-  }
-  rep.reload = "sighup";
-}
-
-InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in) {
-  InstanceReport rep{.name = in.name, .config = in.config};
-  std::ostringstream file;
-  file << "; Written by `ptrust stunnel sync` (instance " << in.name << "). Do not edit: sync rewrites it.\n"
-       << "pid = " << in.pidfile << "\n";
-  for (const auto& g : in.global) file << g << "\n";
-  auto old = read_text(in.config);
-  auto old_sections = sections(old.value_or(""));
-  for (const auto& svc : in.services) {
-    ServiceReport s{.name = svc.name, .purpose = svc.purpose};
-    stunnel::Rendered r;
-    try {
-      r = stunnel::render_service(ctx, svc, in.via);
-    } catch (const Error& e) {
-      // Never keep the old stanza: it may still trust what was removed.
-      s.reason = std::string(code_name(e.code())) + ": " + e.what();
-      s.error = e.code() != Code::kNoTrustForPurpose;
-      r = stunnel::render_fail_closed(ctx, svc, s.reason);
-    }
-    s.mode = r.mode;
-    s.fail_closed = r.fail_closed;
-    s.warnings = r.warnings;
-    auto it = old_sections.find(svc.name);
-    s.changed = it == old_sections.end() || it->second != r.text;
-    file << "\n" << r.text;
-    rep.services.push_back(std::move(s));
-  }
-  if (in.via == StunnelVia::kProvider) {
-    std::string cnf = stunnel::render_openssl_cnf(ctx, in.module.value_or("ptrust.so"));
-    if (read_text(*in.openssl_conf) != cnf) {
-      write_file_atomic(*in.openssl_conf, cnf);
-      rep.openssl_conf_written = true;
-    }
-  }
-  if (old != file.str()) {
-    write_file_atomic(in.config, file.str());
-    rep.written = true;
-    reload(in, rep);
-  }
-  return rep;
-}
+using stunnel::InstanceReport;
 
 json::object report_json(const InstanceReport& r) {
   json::array svcs;
@@ -252,7 +115,7 @@ int sync_cmd(const Common& c, const po::variables_map& vm) {
   for (const auto& in : ctx.config.stunnel) {
     if (only && in.name != *only) continue;
     found = true;
-    InstanceReport r = sync_instance(ctx, in);
+    InstanceReport r = stunnel::sync_instance(ctx, in);
     for (const auto& s : r.services) ok &= !s.error;
     ok &= r.reload != "failed";
     if (c.json)
