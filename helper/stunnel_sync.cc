@@ -3,10 +3,12 @@
 #include <signal.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "core/error.h"
@@ -126,6 +128,5 @@ InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in) {
   }
   return rep;
 }
-
 
 }  // namespace ptrust::stunnel
