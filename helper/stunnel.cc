@@ -116,8 +116,12 @@ int sync_cmd(const Common& c, const po::variables_map& vm) {
     if (only && in.name != *only) continue;
     found = true;
     InstanceReport r = stunnel::sync_instance(ctx, in);
-    for (const auto& s : r.services) ok &= !s.error;
-    ok &= r.reload != "failed";
+    // One line per failure, naming its code, as every ptrust refusal does.
+    for (const auto& s : r.services)
+      if (s.error) ok = false, std::cerr << "ptrust: " << r.name << "/" << s.name << ": " << s.reason << "\n";
+    if (r.reload == "failed")
+      ok = false, std::cerr << "ptrust: " << code_name(Code::kStunnelSignalFailed) << ": " << r.name << ": "
+                            << r.reload_detail << "\n";
     if (c.json)
       out.emplace_back(report_json(r));
     else
@@ -125,7 +129,6 @@ int sync_cmd(const Common& c, const po::variables_map& vm) {
   }
   if (!found) throw Error(Code::kConfigInvalid, "no stunnel instance named '" + *only + "' in " + ctx.config.source);
   if (c.json) print_json(json::object{{"ok", ok}, {"instances", std::move(out)}});
-  if (!ok) std::cerr << "ptrust: " << code_name(Code::kStunnelSignalFailed) << " or unusable material: see above\n";
   return ok ? 0 : 1;
 }
 

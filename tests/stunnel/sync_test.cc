@@ -137,6 +137,7 @@ TEST_F(SyncTest, CorruptChosenBundleFailsClosedAndExitsOne) {
   write_file(env.root() + "/etc/trusted-certs/ca-bundle-licensing.pem", "garbage\n");
   RunResult r = env.ptrust({"stunnel", "sync", "--json"});
   EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("STORE_CORRUPT"), std::string::npos) << r.err;
   json::object rep = json::parse(r.out).as_object();
   json::object lic = service(rep, "lic");
   EXPECT_TRUE(lic.at("fail_closed").as_bool());
@@ -152,6 +153,7 @@ TEST_F(SyncTest, PidFileOfAnotherProcessIsNotSignalled) {
   write_file(pid_, std::to_string(::getpid()) + "\n");  // this test binary, not stunnel
   RunResult r = env.ptrust({"stunnel", "sync", "--json"});
   EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("STUNNEL_SIGNAL_FAILED"), std::string::npos) << r.err;
   EXPECT_EQ(json::parse(r.out).at("instances").as_array()[0].at("reload").as_string(), "failed");
 }
 
