@@ -50,6 +50,30 @@ std::optional<CrlScope> crl_scope_from(std::string_view s) noexcept {
   return std::nullopt;
 }
 
+std::string_view to_string(StunnelVia v) noexcept {
+  switch (v) {
+    case StunnelVia::kFiles: return "files";
+    case StunnelVia::kProvider: return "provider";
+  }
+  return "?";
+}
+
+std::optional<StunnelVia> stunnel_via_from(std::string_view s) noexcept {
+  for (auto v : {StunnelVia::kFiles, StunnelVia::kProvider})
+    if (to_string(v) == s) return v;
+  return std::nullopt;
+}
+
+// Stanza names: a safe subset of what stunnel accepts between brackets.
+bool valid_stunnel_name(std::string_view n) noexcept {
+  if (n.empty() || n.size() > 64) return false;
+  for (char c : n)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+          c == '.'))
+      return false;
+  return true;
+}
+
 bool valid_purpose_name(std::string_view n) noexcept {
   if (n.empty() || n.size() > 32) return false;
   auto ok_first = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
@@ -124,6 +148,125 @@ PurposePolicy parse_policy(const YAML::Node& n, const std::string& src) {
   return p;
 }
 
+// A value that ends up on one line of a stunnel or OpenSSL configuration file.
+std::string one_line(const YAML::Node& n, const std::string& src, const std::string& key) {
+  std::string v = scalar(n, src, key);
+  if (v.empty()) config_error(src, n.Mark(), "'" + key + "' must not be empty");
+  for (char ch : v)
+    if (ch == '\n' || ch == '\r' || ch == '\0') config_error(src, n.Mark(), "'" + key + "' must be a single line");
+  return v;
+}
+
+std::string abs_path(const YAML::Node& n, const std::string& src, const std::string& key) {
+  std::string v = one_line(n, src, key);
+  if (v[0] != '/') config_error(src, n.Mark(), "'" + key + "' must be an absolute path");
+  return v;
+}
+
+StunnelService parse_stunnel_service(const YAML::Node& n, const std::string& src) {
+  if (!n.IsMap()) config_error(src, n.Mark(), "a stunnel service must be a mapping");
+  StunnelService s;
+  for (const auto& kv : n) {
+    std::string key = kv.first.Scalar();
+    const YAML::Node& v = kv.second;
+    if (key == "name") {
+      s.name = one_line(v, src, key);
+      if (!valid_stunnel_name(s.name)) config_error(src, v.Mark(), "service name must match [A-Za-z0-9._-]{1,64}");
+    } else if (key == "purpose") {
+      s.purpose = one_line(v, src, key);
+    } else if (key == "accept") {
+      s.accept = one_line(v, src, key);
+    } else if (key == "connect") {
+      s.connect = one_line(v, src, key);
+    } else if (key == "check-host") {
+      s.check_host = one_line(v, src, key);
+    } else if (key == "check-ip") {
+      s.check_ip = one_line(v, src, key);
+    } else if (key == "no-subject-check") {
+      s.no_subject_check = boolean(v, src, key);
+    } else {
+      config_error(src, kv.first.Mark(), "unknown stunnel service setting '" + key + "'");
+    }
+  }
+  for (auto [field, key] : {std::pair{&s.name, "name"}, {&s.purpose, "purpose"}, {&s.accept, "accept"},
+                            {&s.connect, "connect"}})
+    if (field->empty()) config_error(src, n.Mark(), std::string("stunnel service lacks '") + key + "'");
+  // The mode can become ca/general at any time, so every service declares its subject check.
+  int checks = (s.check_host ? 1 : 0) + (s.check_ip ? 1 : 0) + (s.no_subject_check ? 1 : 0);
+  if (checks != 1)
+    config_error(src, n.Mark(),
+                 "stunnel service '" + s.name + "' needs exactly one of check-host, check-ip or no-subject-check: true");
+  return s;
+}
+
+StunnelInstance parse_stunnel_instance(const YAML::Node& n, const std::string& src) {
+  if (!n.IsMap()) config_error(src, n.Mark(), "a stunnel instance must be a mapping");
+  StunnelInstance in;
+  bool saw_services = false;
+  for (const auto& kv : n) {
+    std::string key = kv.first.Scalar();
+    const YAML::Node& v = kv.second;
+    if (key == "name") {
+      in.name = one_line(v, src, key);
+      if (!valid_stunnel_name(in.name)) config_error(src, v.Mark(), "instance name must match [A-Za-z0-9._-]{1,64}");
+    } else if (key == "config") {
+      in.config = abs_path(v, src, key);
+    } else if (key == "pidfile") {
+      in.pidfile = abs_path(v, src, key);
+    } else if (key == "via") {
+      auto s = scalar(v, src, key);
+      auto x = stunnel_via_from(s);
+      if (!x) config_error(src, v.Mark(), "via must be files or provider, not '" + s + "'");
+      in.via = *x;
+    } else if (key == "openssl-conf") {
+      in.openssl_conf = abs_path(v, src, key);
+    } else if (key == "module") {
+      in.module = one_line(v, src, key);
+    } else if (key == "global") {
+      if (!v.IsSequence()) config_error(src, v.Mark(), "global must be a list of stunnel lines");
+      for (const auto& line : v) in.global.push_back(one_line(line, src, key));
+    } else if (key == "services") {
+      saw_services = true;
+      if (!v.IsSequence()) config_error(src, v.Mark(), "services must be a list");
+      std::set<std::string> names;
+      for (const auto& sv : v) {
+        in.services.push_back(parse_stunnel_service(sv, src));
+        if (!names.insert(in.services.back().name).second)
+          config_error(src, sv.Mark(), "service '" + in.services.back().name + "' declared twice");
+      }
+    } else {
+      config_error(src, kv.first.Mark(), "unknown stunnel instance setting '" + key + "'");
+    }
+  }
+  if (in.name.empty()) config_error(src, n.Mark(), "stunnel instance lacks 'name'");
+  if (in.config.empty()) config_error(src, n.Mark(), "stunnel instance '" + in.name + "' lacks 'config'");
+  if (in.pidfile.empty()) config_error(src, n.Mark(), "stunnel instance '" + in.name + "' lacks 'pidfile'");
+  if (!saw_services || in.services.empty())
+    config_error(src, n.Mark(), "stunnel instance '" + in.name + "' declares no services");
+  if (in.via == StunnelVia::kProvider && !in.openssl_conf)
+    config_error(src, n.Mark(), "stunnel instance '" + in.name + "' uses via: provider and needs 'openssl-conf'");
+  if (in.via == StunnelVia::kFiles && (in.openssl_conf || in.module))
+    config_error(src, n.Mark(), "openssl-conf and module apply to via: provider only");
+  return in;
+}
+
+void parse_stunnel(const YAML::Node& n, Config& c) {
+  const std::string& src = c.source;
+  if (!n.IsSequence()) config_error(src, n.Mark(), "stunnel must be a list of instances");
+  std::set<std::string> names, files;
+  for (const auto& i : n) {
+    StunnelInstance in = parse_stunnel_instance(i, src);
+    if (!names.insert(in.name).second) config_error(src, i.Mark(), "stunnel instance '" + in.name + "' declared twice");
+    if (!files.insert(in.config).second) config_error(src, i.Mark(), "two stunnel instances write " + in.config);
+    for (size_t k = 0; k < in.services.size(); ++k) {
+      const std::string& p = in.services[k].purpose;
+      if (p != kGeneral && !c.declares(p))
+        config_error(src, i["services"][k]["purpose"].Mark(), "purpose '" + p + "' is not declared in purposes");
+    }
+    c.stunnel.push_back(std::move(in));
+  }
+}
+
 }  // namespace
 
 Config parse_config(const std::string& text, const std::string& src) {
@@ -138,6 +281,7 @@ Config parse_config(const std::string& text, const std::string& src) {
   if (doc.IsNull()) config_error(src, doc.Mark(), "empty configuration: declare at least `purposes:`");
   if (!doc.IsMap()) config_error(src, doc.Mark(), "the configuration must be a mapping");
   bool saw_purposes = false;
+  std::optional<YAML::Node> stunnel_node;  // parsed after `purposes:`, whose names it refers to
   for (const auto& kv : doc) {
     std::string key = kv.first.Scalar();
     if (key == "root") {
@@ -155,11 +299,14 @@ Config parse_config(const std::string& text, const std::string& src) {
         if (c.purposes.count(name)) config_error(src, p.first.Mark(), "purpose '" + name + "' declared twice");
         c.purposes[name] = parse_policy(p.second, src);
       }
+    } else if (key == "stunnel") {
+      stunnel_node.emplace(kv.second);
     } else {
       config_error(src, kv.first.Mark(), "unknown setting '" + key + "'");
     }
   }
   if (!saw_purposes) config_error(src, doc.Mark(), "missing `purposes:`");
+  if (stunnel_node) parse_stunnel(*stunnel_node, c);
   return c;
 }
 

@@ -39,6 +39,9 @@ std::string_view code_name(Code c) noexcept {
     case Code::kDatabaseInvalid: return "DATABASE_INVALID";
     case Code::kLockFailed: return "LOCK_FAILED";
     case Code::kIoError: return "IO_ERROR";
+    case Code::kNoTrustForPurpose: return "NO_TRUST_FOR_PURPOSE";
+    case Code::kSubjectCheckMissing: return "SUBJECT_CHECK_MISSING";
+    case Code::kStunnelSignalFailed: return "STUNNEL_SIGNAL_FAILED";
   }
   return "UNKNOWN";
 }

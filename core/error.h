@@ -41,6 +41,10 @@ enum class Code {
   kDatabaseInvalid,
   kLockFailed,
   kIoError,
+  // stunnel integration (additive).
+  kNoTrustForPurpose,
+  kSubjectCheckMissing,
+  kStunnelSignalFailed,
 };
 
 std::string_view code_name(Code c) noexcept;

@@ -40,6 +40,7 @@ const std::vector<Command>& commands();
 // Commands, grouped by file.
 void add_trust_commands(std::vector<Command>& out);
 void add_store_commands(std::vector<Command>& out);  // crl, legacy, pool, export, import, eject
+void add_stunnel_commands(std::vector<Command>& out);  // stunnel render, stunnel sync
 
 // Reads a user-supplied input file (regular file, no symlink, at most 1 MiB).
 std::string read_input_file(const std::string& path);

@@ -194,6 +194,7 @@ const std::vector<Command>& commands() {
     add_trust_commands(v);
     add_store_commands(v);
     add_verify_commands(v);
+    add_stunnel_commands(v);
     return v;
   }();
   return all;

@@ -47,6 +47,9 @@ ptrust_reason reason_for_code(Code c) noexcept {
     case Code::kPoolJoiningHostTrustedCertificatesConflict:
     case Code::kPoolJoiningHostCrlsConflict:
     case Code::kImportInvalid:
+    case Code::kNoTrustForPurpose:
+    case Code::kSubjectCheckMissing:
+    case Code::kStunnelSignalFailed:
     case Code::kConfigInvalid:
     case Code::kDatabaseInvalid:
     case Code::kLockFailed: return PTRUST_REASON_INTERNAL_ERROR;

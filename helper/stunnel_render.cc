@@ -1,0 +1,311 @@
+#include "helper/stunnel_render.h"
+
+#include <arpa/inet.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "core/crl.h"
+#include "core/error.h"
+#include "core/fs.h"
+
+namespace ptrust::stunnel {
+
+namespace {
+
+constexpr std::string_view kPlaceholderDir = "etc/ptrust";
+constexpr std::string_view kPlaceholderName = "stunnel-placeholder.pem";
+// Matches nothing a real peer can present: `.invalid` is reserved (RFC 2606).
+constexpr std::string_view kFailClosedHost = "fail-closed.ptrust.invalid";
+
+std::string under_root(const std::string& root, std::string_view rel) {
+  std::string r = root;
+  while (r.size() > 1 && r.back() == '/') r.pop_back();
+  return (r == "/" ? "" : r) + "/" + std::string(rel);
+}
+
+std::string hex(const unsigned char* p, size_t n) {
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; ++i) s += d[p[i] >> 4], s += d[p[i] & 15];
+  return s;
+}
+
+class Digest {
+ public:
+  Digest() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
+  ~Digest() { EVP_MD_CTX_free(ctx_); }
+  Digest(const Digest&) = delete;
+  Digest& operator=(const Digest&) = delete;
+  // Length-prefixed, so that ("ab","c") and ("a","bc") differ.
+  void add(std::string_view s) {
+    std::string len = std::to_string(s.size()) + ":";
+    EVP_DigestUpdate(ctx_, len.data(), len.size());
+    EVP_DigestUpdate(ctx_, s.data(), s.size());
+  }
+  std::string hex_value() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    EVP_DigestFinal_ex(ctx_, md, &n);
+    return hex(md, n);
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+std::string der(X509* x) {
+  unsigned char* buf = nullptr;
+  int n = i2d_X509(x, &buf);
+  if (n <= 0) throw Error(Code::kStoreCorrupt, "cannot encode a certificate");
+  std::string s(reinterpret_cast<char*>(buf), static_cast<size_t>(n));
+  OPENSSL_free(buf);
+  return s;
+}
+
+std::string material_digest(const Material& m) {
+  Digest d;
+  for (const auto& c : m.certs) d.add(der(c.get()));
+  return d.hex_value();
+}
+
+// What stunnel's CRLpath lookup can see: every hash entry of the CRL directory.
+std::string crl_dir_digest(const Context& ctx) {
+  Digest d;
+  fs::Fd root = fs::open_root(ctx.root);
+  fs::Fd dir = fs::open_dir(root.get(), layout::kCrlDir, false);
+  if (!dir) return d.hex_value();
+  for (const auto& e : fs::list_dir(dir.get())) {
+    if (!is_hash_link_name(e.name)) continue;
+    auto data = fs::read_at(dir.get(), e.name, 64u << 20);
+    if (!data) continue;
+    d.add(e.name);
+    d.add(*data);
+  }
+  return d.hex_value();
+}
+
+const PurposePolicy& policy_of(const Context& ctx, const std::string& purpose) {
+  static const PurposePolicy kDefault{};
+  auto it = ctx.config.purposes.find(purpose);
+  return it == ctx.config.purposes.end() ? kDefault : it->second;
+}
+
+struct Stanza {
+  std::ostringstream os;
+  Rendered out;
+  void line(std::string_view k, std::string_view v) { os << k << " = " << v << "\n"; }
+  void note(const std::string& s) { os << "; " << s << "\n"; }
+  void warn(const std::string& s) {
+    note("warning: " + s);
+    out.warnings.push_back(s);
+  }
+};
+
+void head(Stanza& s, const StunnelService& svc, std::string_view summary) {
+  s.os << "[" << svc.name << "]\n";
+  s.note("ptrust: " + std::string(summary));
+  s.line("client", "yes");
+  s.line("accept", svc.accept);
+  s.line("connect", svc.connect);
+  // A resumed session skips verification: every connection must verify afresh.
+  s.line("sessionResume", "no");
+}
+
+void subject_check(Stanza& s, const StunnelService& svc) {
+  if (svc.check_host) s.line("checkHost", *svc.check_host);
+  if (svc.check_ip) s.line("checkIP", *svc.check_ip);
+  if (!svc.check_host && !svc.check_ip) {
+    if (!svc.no_subject_check)
+      throw Error(Code::kSubjectCheckMissing,
+                  "service '" + svc.name + "': chain mode needs --check-host or --check-ip (or --no-subject-check)");
+    s.warn("no subject check (no-subject-check): any certificate chaining to a trusted CA is accepted");
+  }
+}
+
+// CRLs with --via files: stunnel 5.68 sets X509_V_FLAG_CRL_CHECK (leaf only, CRL required)
+// on the CAfile store when CRLpath is given; nothing else can be expressed.
+void crls_files(Stanza& s, const Context& ctx, const std::string& purpose) {
+  const PurposePolicy& p = policy_of(ctx, purpose);
+  switch (p.crl_policy) {
+    case CrlPolicy::kOff:
+      s.note("crl-policy off: revocation is not checked");
+      return;
+    case CrlPolicy::kIfPresent:
+      if (load_crls(ctx, purpose).empty()) {
+        s.note("crl-policy if-present: no CRL applies yet (sync adds CRLpath once one is installed)");
+        return;
+      }
+      s.warn("crl-policy if-present: stunnel 5.68 requires a CRL from the leaf's issuer once CRLpath is set");
+      break;
+    case CrlPolicy::kRequire:
+      break;
+  }
+  switch (p.crl_scope) {
+    case CrlScope::kLeaf:
+      break;
+    case CrlScope::kChain:
+      s.warn("crl-scope chain: stunnel 5.68 checks the leaf's CRL only, not the intermediates'");
+      break;
+  }
+  if (p.allow_expired_crl) s.warn("allow-expired-crl: stunnel 5.68 refuses a peer whose CRL has expired");
+  s.line("CRLpath", under_root(ctx.root, layout::kCrlDir));
+  s.note("crls sha256 " + crl_dir_digest(ctx));
+}
+
+void crls_provider(Stanza& s, const Context& ctx, const std::string& purpose) {
+  if (policy_of(ctx, purpose).crl_policy == CrlPolicy::kOff) {
+    s.note("crl-policy off: revocation is not checked");
+    return;
+  }
+  s.warn("stunnel 5.68 does not enforce CRLs served through VerifyCAStore: revoked peers are accepted "
+         "(use --via files to enforce CRLs)");
+}
+
+}  // namespace
+
+void check_line_value(std::string_view what, std::string_view value) {
+  if (value.empty()) throw Error(Code::kUsage, std::string(what) + " must not be empty");
+  for (char c : value)
+    if (c == '\n' || c == '\r' || c == '\0') throw Error(Code::kUsage, std::string(what) + " must be a single line");
+}
+
+Rendered render_service(const Context& ctx, const StunnelService& svc, StunnelVia via) {
+  if (svc.check_ip) {
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, svc.check_ip->c_str(), buf) != 1 && inet_pton(AF_INET6, svc.check_ip->c_str(), buf) != 1)
+      throw Error(Code::kUsage, "check-ip '" + *svc.check_ip + "' is not an IP address");
+  }
+  Material m = load_material(ctx, svc.purpose);
+  const Resolution& r = m.resolution;
+  Stanza s;
+  s.out.mode = r.mode;
+  std::string summary = "purpose " + svc.purpose + ", mode " + std::string(to_string(r.mode)) + ", via " +
+                        std::string(to_string(via)) + ", material sha256 ";
+  switch (r.mode) {
+    case Mode::kNone:
+      throw Error(Code::kNoTrustForPurpose, "purpose '" + svc.purpose +
+                                                "' has no trusted certificates (mode none): refusing to render an "
+                                                "unverified tunnel");
+    case Mode::kPinned:
+      head(s, svc, summary + material_digest(m));
+      // verifyPeer: the leaf must be in the store (stunnel compares subject and public key).
+      s.line("verifyPeer", "yes");
+      if (policy_of(ctx, svc.purpose).pin_match == PinMatch::kCertificate)
+        s.note("pinned: stunnel 5.68 matches the leaf by subject + public key, not the whole certificate");
+      if (svc.check_host || svc.check_ip) s.note("pinned: the pin identifies the peer; no host/IP check");
+      break;
+    case Mode::kCa:
+    case Mode::kGeneral:
+      head(s, svc, summary + material_digest(m));
+      s.line("verifyChain", "yes");
+      subject_check(s, svc);
+      break;
+  }
+  switch (via) {
+    case StunnelVia::kFiles:
+      s.line("CAfile", r.path);
+      if (r.mode != Mode::kPinned) crls_files(s, ctx, svc.purpose);
+      break;
+    case StunnelVia::kProvider:
+      // 5.68 refuses to start without a CAfile; trust comes from VerifyCAStore only.
+      s.line("CAfile", ensure_placeholder(ctx));
+      s.line("config", "VerifyCAStore:ptrust://" + svc.purpose);
+      if (r.mode != Mode::kPinned) crls_provider(s, ctx, svc.purpose);
+      break;
+  }
+  s.out.text = s.os.str();
+  return std::move(s.out);
+}
+
+Rendered render_fail_closed(const Context& ctx, const StunnelService& svc, std::string_view reason) {
+  Stanza s;
+  s.out.fail_closed = true;
+  std::string why(reason);
+  for (char& c : why)
+    if (c == '\n' || c == '\r') c = ' ';
+  head(s, svc, "purpose " + svc.purpose + ", FAIL CLOSED: " + why);
+  s.line("verifyChain", "yes");
+  s.line("checkHost", kFailClosedHost);
+  s.line("CAfile", ensure_placeholder(ctx));
+  s.out.text = s.os.str();
+  return std::move(s.out);
+}
+
+namespace {
+
+// A self-signed end-entity certificate whose key exists only inside this function.
+std::string make_placeholder_pem() {
+  ossl::PkeyPtr key(EVP_EC_gen("P-256"));
+  ossl::X509Ptr x(X509_new());
+  if (!key || !x) throw Error(Code::kIoError, "cannot generate the stunnel placeholder certificate");
+  unsigned char serial[16];
+  RAND_bytes(serial, sizeof serial);
+  serial[0] &= 0x7f;
+  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
+  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x.get()));
+  BN_free(bn);
+  X509_set_version(x.get(), X509_VERSION_3);
+  X509_NAME* name = X509_get_subject_name(x.get());
+  std::string cn = "ptrust stunnel placeholder (trusts nothing) " + hex(serial, 8);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
+                             0);
+  X509_set_issuer_name(x.get(), name);
+  X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
+  X509_time_adj_ex(X509_getm_notAfter(x.get()), 365 * 100, 0, nullptr);
+  X509_set_pubkey(x.get(), key.get());
+  X509V3_CTX v3;
+  X509V3_set_ctx(&v3, x.get(), x.get(), nullptr, nullptr, 0);
+  // Not a CA and no keyCertSign: nothing can chain to it even if its key were known.
+  for (auto [n, v] : {std::pair{NID_basic_constraints, "critical,CA:FALSE"},
+                      {NID_key_usage, "critical,digitalSignature"}}) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, n, v);
+    if (!ext || !X509_add_ext(x.get(), ext, -1)) throw Error(Code::kIoError, "cannot build the placeholder");
+    X509_EXTENSION_free(ext);
+  }
+  if (X509_sign(x.get(), key.get(), EVP_sha256()) <= 0) throw Error(Code::kIoError, "cannot sign the placeholder");
+  ossl::BioPtr bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509(bio.get(), x.get());
+  char* p = nullptr;
+  long n = BIO_get_mem_data(bio.get(), &p);
+  return std::string(p, static_cast<size_t>(n));
+}
+
+bool is_single_cert(const std::string& pem) {
+  if (pem.find("-----BEGIN ") != pem.rfind("-----BEGIN ")) return false;
+  ossl::BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  ossl::X509Ptr x(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  return x != nullptr;
+}
+
+}  // namespace
+
+std::string ensure_placeholder(const Context& ctx) {
+  fs::Fd root = fs::open_root(ctx.root);
+  fs::Fd dir = fs::open_dir(root.get(), kPlaceholderDir, true);
+  std::string name(kPlaceholderName);
+  auto existing = fs::read_at(dir.get(), name, 64u << 10);
+  if (!existing || !is_single_cert(*existing)) fs::write_atomic(dir.get(), name, make_placeholder_pem(), fs::kFileMode);
+  return under_root(ctx.root, std::string(kPlaceholderDir) + "/" + name);
+}
+
+std::string render_openssl_cnf(const Context& ctx, const std::string& module) {
+  std::ostringstream os;
+  os << "# Written by `ptrust stunnel`: start stunnel with OPENSSL_CONF pointing here.\n"
+        "# `default` is activated explicitly: loading any provider disables the implicit one.\n"
+        "openssl_conf = openssl_init\n\n[openssl_init]\nproviders = provider_sect\n\n"
+        "[provider_sect]\ndefault = default_sect\nptrust = ptrust_sect\n\n"
+        "[default_sect]\nactivate = 1\n\n[ptrust_sect]\n";
+  os << "module = " << module << "\n";
+  os << "root = " << ctx.root << "\n";
+  if (ctx.config.source != "<built-in>")
+    os << "config = " << std::filesystem::absolute(ctx.config.source).lexically_normal().string() << "\n";
+  os << "activate = 1\n";
+  return os.str();
+}
+
+}  // namespace ptrust::stunnel

@@ -1,0 +1,49 @@
+// stunnel 5.68 service stanzas for a purpose's current mode (see docs/stunnel.md).
+//
+// The mode comes from core load_material(), the one selection rule: a corrupt chosen
+// bundle is an error, never a fallback, and mode none is never rendered as a working
+// tunnel. Every stanza has `client = yes` and `sessionResume = no` (a resumed session
+// skips verification, so a trust change must not be bypassed by an old session).
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/config.h"
+#include "core/selection.h"
+
+namespace ptrust::stunnel {
+
+struct Rendered {
+  std::string text;  // the stanza, "[name]" first, each line ending in '\n'
+  Mode mode = Mode::kNone;
+  bool fail_closed = false;           // refuses every connection
+  std::vector<std::string> warnings;  // where 5.68 cannot express the purpose's policy
+};
+
+// The stanza for the purpose's current mode. NO_TRUST_FOR_PURPOSE for mode none,
+// SUBJECT_CHECK_MISSING for a chain mode without check-host/check-ip/no-subject-check,
+// STORE_* when the chosen bundle or a CRL is unusable. The stanza carries a comment with
+// a digest of the material stunnel loads, so any change of it changes the text.
+Rendered render_service(const Context& ctx, const StunnelService& svc, StunnelVia via);
+
+// A stanza that refuses every connection: verifyChain against the placeholder (nothing
+// chains to it) plus an unmatchable checkHost. Used by sync when the mode became none or
+// the material is unusable, instead of keeping a configuration that trusts old material.
+Rendered render_fail_closed(const Context& ctx, const StunnelService& svc, std::string_view reason);
+
+// <root>/etc/ptrust/stunnel-placeholder.pem, created (atomically, 0644) when missing or
+// not a single certificate: a self-signed non-CA certificate whose private key was never
+// stored. stunnel 5.68 demands a CAfile even when trust comes from VerifyCAStore; this
+// one grants nothing. Returns its absolute path.
+std::string ensure_placeholder(const Context& ctx);
+
+// openssl.cnf loading `default` and the ptrust provider (`module`, the store root, and
+// the ptrust configuration file when one was named) for `OPENSSL_CONF=... stunnel`.
+std::string render_openssl_cnf(const Context& ctx, const std::string& module);
+
+// Validates one value that goes on a stanza line (no newline, not empty); USAGE otherwise.
+void check_line_value(std::string_view what, std::string_view value);
+
+}  // namespace ptrust::stunnel

@@ -1,0 +1,39 @@
+// `ptrust stunnel sync` as a library call, for the CLI and for the daemon: re-render each
+// declared stunnel instance, write it atomically when it changed, SIGHUP its stunnel.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/selection.h"
+
+namespace ptrust::stunnel {
+
+struct ServiceReport {
+  std::string name, purpose;
+  Mode mode = Mode::kNone;
+  bool changed = false;      // its stanza differs from the one in the old file
+  bool fail_closed = false;  // rendered to refuse every connection
+  std::string reason;        // why it fails closed ("CODE: message")
+  bool error = false;        // the material was unusable (mode none alone is not an error)
+  std::vector<std::string> warnings;
+};
+
+struct InstanceReport {
+  std::string name, config;
+  bool written = false, openssl_conf_written = false;
+  std::string reload = "none";  // none | sighup | not-running | failed
+  long pid = 0;
+  std::string reload_detail;
+  std::vector<ServiceReport> services;
+};
+
+// Never keeps an old stanza: a purpose whose material is gone or unusable gets the
+// fail-closed stanza. Only a live process named stunnel/stunnel4 is signalled.
+InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in);
+
+// Replaces a file named by the administrator (outside the stores) atomically, 0644.
+void write_file_atomic(const std::string& path, const std::string& data);
+
+}  // namespace ptrust::stunnel

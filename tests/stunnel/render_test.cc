@@ -1,0 +1,199 @@
+// `ptrust stunnel render` refusals and stanza shape, and the `stunnel:` config section
+// (no stunnel process needed).
+#include <gtest/gtest.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "tests/stunnel/fixture.h"
+
+namespace ptrust::testing {
+namespace {
+
+RunResult render(const Env& env, const std::string& purpose, std::vector<std::string> extra) {
+  std::vector<std::string> args{"stunnel", "render", "--purpose", purpose, "--name", "svc",
+                                "--accept", "127.0.0.1:1", "--connect", "127.0.0.1:2"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return env.ptrust(args);
+}
+
+bool has_line(const std::string& text, const std::string& line) {
+  return ("\n" + text).find("\n" + line + "\n") != std::string::npos;
+}
+
+TEST(StunnelRenderTest, ModeNoneIsRefusedNeverAnUnverifiedTunnel) {
+  Env env;
+  for (const char* via : {"files", "provider"}) {
+    RunResult r = render(env, "licensing", {"--check-host", "leaf.test", "--via", via});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("NO_TRUST_FOR_PURPOSE"), std::string::npos) << r.err;
+    EXPECT_EQ(r.out, "");
+  }
+  env.install("root", "ca", "licensing");
+  EXPECT_EQ(render(env, "licensing", {"--check-host", "leaf.test"}).status, 0);
+}
+
+TEST(StunnelRenderTest, ChainModeNeedsASubjectCheckUnlessExplicitlyWaived) {
+  Env env;
+  env.install("root", "ca", "licensing");
+  RunResult r = render(env, "licensing", {});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("SUBJECT_CHECK_MISSING"), std::string::npos) << r.err;
+  r = render(env, "licensing", {"--no-subject-check"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has_line(r.out, "verifyChain = yes"));
+  EXPECT_EQ(r.out.find("checkHost"), std::string::npos);
+  EXPECT_EQ(render(env, "licensing", {"--check-host", "a", "--check-ip", "127.0.0.1"}).status, 2);
+  EXPECT_EQ(render(env, "licensing", {"--check-ip", "not-an-ip"}).status, 2);
+}
+
+TEST(StunnelRenderTest, CaModeFilesStanzaUsesChosenBundleAndCrlDir) {
+  Env env;
+  env.install("root", "ca", "licensing");
+  env.install("general_ca", "ca");
+  env.install_crl();
+  RunResult r = render(env, "licensing", {"--check-host", "leaf.test"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* l : {"[svc]", "client = yes", "sessionResume = no", "verifyChain = yes", "checkHost = leaf.test"})
+    EXPECT_TRUE(has_line(r.out, l)) << l << "\n" << r.out;
+  EXPECT_TRUE(has_line(r.out, "CAfile = " + env.root() + "/etc/trusted-certs/ca-bundle-licensing.pem")) << r.out;
+  EXPECT_TRUE(has_line(r.out, "CRLpath = " + env.root() + "/etc/stunnel/crls")) << r.out;
+  EXPECT_EQ(r.out.find("verifyPeer"), std::string::npos);
+  // ldaps has no CA of its own: the general bundle.
+  r = render(env, "ldaps", {"--check-host", "general.test"});
+  EXPECT_TRUE(has_line(r.out, "CAfile = " + env.root() + "/etc/trusted-certs/ca-bundle-general.pem")) << r.out;
+}
+
+TEST(StunnelRenderTest, CrlPolicyOffRendersNoCrlPath) {
+  Env env;
+  write_file(env.config_file(), "purposes:\n  licensing: {crl-policy: off}\n");
+  env.install("root", "ca", "licensing");
+  env.install_crl();
+  RunResult r = render(env, "licensing", {"--check-host", "leaf.test"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.find("CRLpath"), std::string::npos) << r.out;
+}
+
+TEST(StunnelRenderTest, PinnedModeStanzaIsVerifyPeerWithoutHostCheck) {
+  Env env;
+  env.install("root", "ca", "peer");
+  env.install("pinned", "pinned", "peer");
+  for (const char* via : {"files", "provider"}) {
+    RunResult r = render(env, "peer", {"--check-host", "peer.test", "--via", via});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(has_line(r.out, "verifyPeer = yes")) << r.out;
+    EXPECT_EQ(r.out.find("verifyChain"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("checkHost"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("CRLpath"), std::string::npos) << r.out;
+  }
+}
+
+TEST(StunnelRenderTest, CorruptChosenBundleIsAnErrorNotAFallback) {
+  Env env;
+  env.install("root", "ca", "licensing");
+  env.install("general_ca", "ca");
+  write_file(env.root() + "/etc/trusted-certs/ca-bundle-licensing.pem", "not a certificate\n");
+  RunResult r = render(env, "licensing", {"--check-host", "leaf.test"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("STORE_CORRUPT"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(StunnelRenderTest, ProviderFormUsesPlaceholderThatGrantsNothing) {
+  Env env;
+  env.install("root", "ca", "licensing");
+  std::string cnf = env.path("o.cnf");
+  RunResult r = render(env, "licensing",
+                       {"--check-host", "leaf.test", "--via", "provider", "--openssl-conf", cnf, "--module", "/m.so"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string ph = env.root() + "/etc/ptrust/stunnel-placeholder.pem";
+  EXPECT_TRUE(has_line(r.out, "CAfile = " + ph)) << r.out;
+  EXPECT_TRUE(has_line(r.out, "config = VerifyCAStore:ptrust://licensing")) << r.out;
+  std::string text = read_file(cnf);
+  EXPECT_TRUE(has_line(text, "module = /m.so")) << text;
+  EXPECT_TRUE(has_line(text, "root = " + env.root())) << text;
+  EXPECT_TRUE(has_line(text, "activate = 1")) << text;
+
+  struct stat st{};
+  ASSERT_EQ(::stat(ph.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644u);
+  std::string pem = read_file(ph);
+  EXPECT_EQ(pem.find("PRIVATE KEY"), std::string::npos);
+  EXPECT_EQ(pem.find("-----BEGIN"), pem.rfind("-----BEGIN"));  // exactly one block
+  ossl::BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  ossl::X509Ptr x(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  ASSERT_TRUE(x);
+  EXPECT_EQ(X509_check_ca(x.get()), 0);                         // cannot be an issuer
+  EXPECT_EQ(X509_get_key_usage(x.get()) & KU_KEY_CERT_SIGN, 0u);
+  // Stable: rendering again reuses it (the stanza text does not change).
+  EXPECT_EQ(render(env, "licensing", {"--check-host", "leaf.test", "--via", "provider"}).out, r.out);
+  EXPECT_EQ(read_file(ph), pem);
+}
+
+// ---- the stunnel: section of ptrust.yaml ----
+
+constexpr const char* kPurposes = "purposes:\n  licensing: {}\n";
+
+std::string instance(const std::string& extra_instance, const std::string& service) {
+  return std::string(kPurposes) +
+         "stunnel:\n  - name: t\n    config: /x/stunnel.conf\n    pidfile: /x/stunnel.pid\n" + extra_instance +
+         "    services:\n      - name: s\n        purpose: licensing\n        accept: 127.0.0.1:1\n"
+         "        connect: h:2\n" +
+         service;
+}
+
+std::string config_error(const std::string& text) {
+  try {
+    parse_config(text, "t.yaml");
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kConfigInvalid);
+    return e.what();
+  }
+  return "";
+}
+
+TEST(StunnelConfigTest, ParsesInstancesAndServices) {
+  Config c = parse_config(instance("    via: provider\n    openssl-conf: /x/o.cnf\n    global:\n      - debug = 5\n",
+                                   "        check-host: leaf.test\n"),
+                          "t.yaml");
+  ASSERT_EQ(c.stunnel.size(), 1u);
+  EXPECT_EQ(c.stunnel[0].via, StunnelVia::kProvider);
+  EXPECT_EQ(c.stunnel[0].global, std::vector<std::string>{"debug = 5"});
+  ASSERT_EQ(c.stunnel[0].services.size(), 1u);
+  EXPECT_EQ(c.stunnel[0].services[0].check_host, "leaf.test");
+  EXPECT_EQ(c.stunnel[0].services[0].purpose, "licensing");
+}
+
+TEST(StunnelConfigTest, RefusesUnknownKeysWithFileLineColumn) {
+  EXPECT_NE(config_error(instance("", "        check-host: a\n        chek-ip: 1.2.3.4\n"))
+                .find("t.yaml:13:9: unknown stunnel service setting 'chek-ip'"),
+            std::string::npos);
+  EXPECT_NE(config_error(instance("    colour: blue\n", "        check-host: a\n")).find("t.yaml:7:5: unknown stunnel instance setting"),
+            std::string::npos);
+}
+
+TEST(StunnelConfigTest, RefusesServicesWithoutExactlyOneSubjectCheck) {
+  EXPECT_NE(config_error(instance("", "")).find("needs exactly one of check-host"), std::string::npos);
+  EXPECT_NE(config_error(instance("", "        check-host: a\n        check-ip: 1.2.3.4\n")).find("exactly one"),
+            std::string::npos);
+  EXPECT_EQ(config_error(instance("", "        no-subject-check: true\n")), "");
+}
+
+TEST(StunnelConfigTest, RefusesUndeclaredPurposeRelativePathsAndProviderWithoutOpensslConf) {
+  std::string t = instance("", "        check-host: a\n");
+  std::string undeclared = t;
+  undeclared.replace(undeclared.find("purpose: licensing"), 18, "purpose: nosuch");
+  EXPECT_NE(config_error(undeclared).find("not declared"), std::string::npos);
+  std::string rel = t;
+  rel.replace(rel.find("/x/stunnel.conf"), 15, "stunnel.conf");
+  EXPECT_NE(config_error(rel).find("absolute path"), std::string::npos);
+  EXPECT_NE(config_error(instance("    via: provider\n", "        check-host: a\n")).find("openssl-conf"),
+            std::string::npos);
+  EXPECT_NE(config_error(instance("    global: [\"a\\nb\"]\n", "        check-host: a\n")).find("single line"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace ptrust::testing

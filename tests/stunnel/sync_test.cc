@@ -1,0 +1,161 @@
+// `ptrust stunnel sync` against a running stunnel: trust changes take effect through a
+// rewritten configuration and SIGHUP, without restarting stunnel by hand.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include "tests/stunnel/fixture.h"
+
+namespace ptrust::testing {
+namespace {
+
+namespace json = boost::json;
+
+struct Service {
+  std::string name, purpose, connect, check;  // check: YAML line, e.g. "check-host: leaf.test"
+  int port = free_port();
+};
+
+class SyncTest : public ::testing::Test {
+ protected:
+  // Declares one instance with `services` and writes ptrust.yaml.
+  void declare(const std::string& via, const std::vector<Service>& services) {
+    services_ = services;
+    std::string y = "stunnel:\n  - name: tunnels\n    config: " + conf_ + "\n    pidfile: " + pid_ +
+                    "\n    via: " + via + "\n";
+    if (via == "provider")
+      y += "    openssl-conf: " + cnf_ + "\n    module: " + std::string(PTRUST_PROVIDER_MODULE) + "\n";
+    y += "    global:\n      - foreground = yes\n      - debug = 7\n      - output = " + log_ + "\n    services:\n";
+    for (const auto& s : services)
+      y += "      - name: " + s.name + "\n        purpose: " + s.purpose + "\n        accept: 127.0.0.1:" +
+           std::to_string(s.port) + "\n        connect: " + s.connect + "\n        " + s.check + "\n";
+    env.write_config(y);
+  }
+  json::object sync() {
+    RunResult r = env.ptrust({"stunnel", "sync", "--json"});
+    EXPECT_EQ(r.status, 0) << r.err << r.out;
+    return json::parse(r.out).as_object();
+  }
+  json::object service(const json::object& report, const std::string& name) {
+    for (const auto& s : report.at("instances").as_array()[0].as_object().at("services").as_array())
+      if (s.as_object().at("name").as_string() == name) return s.as_object();
+    ADD_FAILURE() << "no service " << name << " in " << json::serialize(report);
+    return {};
+  }
+  void start() {
+    std::vector<std::string> e;
+    if (!cnf_.empty()) e.push_back("OPENSSL_CONF=" + cnf_);
+    st_ = std::make_unique<Stunnel>(conf_, log_, e);
+    ASSERT_TRUE(st_->wait_configured()) << st_->log();
+  }
+  Outcome through(const std::string& name) {
+    for (const auto& s : services_)
+      if (s.name == name) return testing::through(s.port, *st_);
+    throw std::runtime_error("no service " + name);
+  }
+
+  Env env;
+  std::string conf_ = env.path("stunnel.conf"), pid_ = env.path("stunnel.pid"), log_ = env.path("stunnel.log");
+  std::string cnf_;
+  std::vector<Service> services_;
+  std::unique_ptr<Stunnel> st_;
+};
+
+TEST_F(SyncTest, CaRemovedThenSyncMakesRunningStunnelRefuse) {
+  std::string uuid = env.install("root", "ca", "licensing");
+  env.install_crl();
+  TlsServer good(env, "leaf");
+  declare("files", {{"lic", "licensing", good.address(), "check-host: leaf.test"}});
+  json::object first = sync();
+  EXPECT_EQ(first.at("instances").as_array()[0].at("reload").as_string(), "not-running");
+  EXPECT_TRUE(service(first, "lic").at("changed").as_bool());
+  start();
+  EXPECT_EQ(through("lic"), Outcome::kEstablished);
+
+  // Nothing changed: nothing written, no signal.
+  json::object again = sync();
+  EXPECT_FALSE(again.at("instances").as_array()[0].at("written").as_bool());
+  EXPECT_FALSE(service(again, "lic").at("changed").as_bool());
+
+  env.uninstall(uuid);
+  json::object after = sync();
+  json::object lic = service(after, "lic");
+  EXPECT_TRUE(lic.at("changed").as_bool());
+  EXPECT_TRUE(lic.at("fail_closed").as_bool());
+  EXPECT_FALSE(lic.at("error").as_bool());  // mode none is a state, not an error
+  EXPECT_EQ(after.at("instances").as_array()[0].at("reload").as_string(), "sighup");
+  ASSERT_TRUE(st_->wait_configured(2, 1)) << st_->log();
+  EXPECT_EQ(through("lic"), Outcome::kRefused);
+  EXPECT_EQ(read_file(conf_).find("ca-bundle-licensing"), std::string::npos) << read_file(conf_);
+}
+
+TEST_F(SyncTest, PinInstalledThenSyncSwitchesRunningStunnelToVerifyPeer) {
+  cnf_ = env.path("openssl.cnf");
+  env.install("root", "ca", "peer");
+  TlsServer ca_valid(env, "leaf"), pinned(env, "pinned");
+  declare("provider", {{"ca-valid", "peer", ca_valid.address(), "check-host: leaf.test"},
+                       {"pinned", "peer", pinned.address(), "check-host: peer.test"}});
+  sync();
+  start();
+  EXPECT_EQ(through("ca-valid"), Outcome::kEstablished);
+  EXPECT_EQ(through("pinned"), Outcome::kRefused);  // self-signed: no chain to the CA
+
+  env.install("pinned", "pinned", "peer");
+  json::object after = sync();
+  EXPECT_EQ(service(after, "pinned").at("mode").as_string(), "pinned");
+  EXPECT_TRUE(service(after, "ca-valid").at("changed").as_bool());
+  ASSERT_TRUE(st_->wait_configured(2, 2)) << st_->log();
+  EXPECT_NE(read_file(conf_).find("verifyPeer = yes"), std::string::npos);
+  EXPECT_EQ(through("ca-valid"), Outcome::kRefused);
+  EXPECT_EQ(through("pinned"), Outcome::kEstablished);
+}
+
+// crl-policy if-present: no CRL yet, no CRLpath; a CRL installed later reaches the
+// running stunnel through sync (new CRLpath line and CRL digest -> SIGHUP).
+TEST_F(SyncTest, CrlInstalledThenSyncMakesRunningStunnelRefuseRevokedServer) {
+  env.install("root", "ca", "licensing");
+  TlsServer good(env, "leaf"), revoked(env, "revoked");
+  declare("files", {{"good", "licensing", good.address(), "check-host: leaf.test"},
+                    {"revoked", "licensing", revoked.address(), "check-host: leaf.test"}});
+  sync();
+  start();
+  EXPECT_EQ(through("revoked"), Outcome::kEstablished);  // nothing says it is revoked yet
+
+  env.install_crl();
+  json::object after = sync();
+  EXPECT_TRUE(service(after, "revoked").at("changed").as_bool());
+  EXPECT_EQ(after.at("instances").as_array()[0].at("reload").as_string(), "sighup");
+  ASSERT_TRUE(st_->wait_configured(2, 2)) << st_->log();
+  EXPECT_EQ(through("revoked"), Outcome::kRefused);
+  EXPECT_EQ(through("good"), Outcome::kEstablished);
+}
+
+TEST_F(SyncTest, CorruptChosenBundleFailsClosedAndExitsOne) {
+  env.install("general_ca", "ca");
+  env.install("root", "ca", "licensing");
+  declare("files", {{"lic", "licensing", "127.0.0.1:9", "check-host: leaf.test"}});
+  write_file(env.root() + "/etc/trusted-certs/ca-bundle-licensing.pem", "garbage\n");
+  RunResult r = env.ptrust({"stunnel", "sync", "--json"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("STORE_CORRUPT"), std::string::npos) << r.err;
+  json::object rep = json::parse(r.out).as_object();
+  json::object lic = service(rep, "lic");
+  EXPECT_TRUE(lic.at("fail_closed").as_bool());
+  EXPECT_TRUE(lic.at("error").as_bool());
+  EXPECT_NE(std::string(lic.at("reason").as_string()).find("STORE_CORRUPT"), std::string::npos);
+  // No fallback to the general bundle.
+  EXPECT_EQ(read_file(conf_).find("ca-bundle-general"), std::string::npos) << read_file(conf_);
+}
+
+TEST_F(SyncTest, PidFileOfAnotherProcessIsNotSignalled) {
+  env.install("root", "ca", "licensing");
+  declare("files", {{"lic", "licensing", "127.0.0.1:9", "check-host: leaf.test"}});
+  write_file(pid_, std::to_string(::getpid()) + "\n");  // this test binary, not stunnel
+  RunResult r = env.ptrust({"stunnel", "sync", "--json"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("STUNNEL_SIGNAL_FAILED"), std::string::npos) << r.err;
+  EXPECT_EQ(json::parse(r.out).at("instances").as_array()[0].at("reload").as_string(), "failed");
+}
+
+}  // namespace
+}  // namespace ptrust::testing
