@@ -60,4 +60,7 @@ unset PTRUST_ROOT
 say "The verify hook (libptrust) in real TLS clients, in a fresh root"
 mkdir -p "$work/tls-root"
 "$top/examples/demo-tls.sh" "$work/tls-root" "$ptrust" "$build"
+say "stunnel 5.68 tunnels rendered by ptrust and kept in step with trust changes"
+PTRUST_BUILD_DIR="$build" "$top/examples/stunnel/walkthrough.sh"
+
 say "Done"
