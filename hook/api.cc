@@ -1,6 +1,9 @@
 // The C entry points and the glue to OpenSSL's SSL objects. Nothing here throws into the
 // caller or into OpenSSL: every entry point and callback catches at its boundary.
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include <cstring>
 #include <map>
@@ -138,11 +141,42 @@ int verify_callback(X509_STORE_CTX* outer, void* arg) {
   }
 }
 
-// At the start of a client handshake, drops an offered session that was not verified
-// under the purpose's current snapshot: a resumption never skips a trust change.
+// A server resumes a session only when the session's id context equals the SSL's (otherwise
+// it is a cache miss and the client is verified again). Keying the id context to purpose +
+// snapshot makes every session from an older store generation a miss.
+void key_server_sessions(SSL* ssl, const Attachment& a) {
+  const Snapshot* snap = a.state->current();
+  std::uint64_t serial = snap ? snap->serial : 0;
+  const std::string& purpose = a.state->purpose();
+  unsigned char sid_ctx[SHA256_DIGEST_LENGTH];
+  ossl::Ptr<EVP_MD_CTX, EVP_MD_CTX_free> md(EVP_MD_CTX_new());
+  unsigned int len = 0;
+  if (!md || !EVP_DigestInit_ex(md.get(), EVP_sha256(), nullptr) ||
+      !EVP_DigestUpdate(md.get(), "ptrust-sid-ctx", 14) ||
+      !EVP_DigestUpdate(md.get(), purpose.data(), purpose.size() + 1) ||  // with the NUL
+      !EVP_DigestUpdate(md.get(), &serial, sizeof serial) || !EVP_DigestFinal_ex(md.get(), sid_ctx, &len)) {
+    RAND_bytes(sid_ctx, sizeof sid_ctx);  // a context no session has: nothing resumes
+    len = sizeof sid_ctx;
+  }
+  static_assert(SHA256_DIGEST_LENGTH <= SSL_MAX_SID_CTX_LENGTH);
+  SSL_set_session_id_context(ssl, sid_ctx, len);
+}
+
+// At the start of a handshake: a client drops an offered session that was not verified
+// under the purpose's current snapshot; a server keys the sessions it may resume to it.
+// Either way a resumption never skips a trust change.
 void info_callback(const SSL* ssl, int where, int ret) {
   Attachment* a = attachment_of(SSL_get_SSL_CTX(ssl));
   if (!a) return;
+  if ((where & SSL_CB_HANDSHAKE_START) && SSL_is_server(ssl)) {
+    try {
+      key_server_sessions(const_cast<SSL*>(ssl), *a);
+    } catch (...) {
+      unsigned char none[SSL_MAX_SID_CTX_LENGTH];
+      RAND_bytes(none, sizeof none);
+      SSL_set_session_id_context(const_cast<SSL*>(ssl), none, sizeof none);
+    }
+  }
   if ((where & SSL_CB_HANDSHAKE_START) && !SSL_is_server(ssl)) {
     SSL_SESSION* sess = SSL_get_session(ssl);
     if (sess && SSL_SESSION_is_resumable(sess)) {

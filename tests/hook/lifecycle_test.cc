@@ -124,6 +124,41 @@ TEST_P(Lifecycle, SessionResumesOnlyWithinOneGeneration) {
   EXPECT_EQ(PTRUST_REASON_CHAIN_UNTRUSTED, refused.result.reason);
 }
 
+// A server verifying client certificates with the hook: sessions are keyed to the purpose
+// and the store generation, so a client's session from before a change is not resumed.
+TEST_P(Lifecycle, ServerSessionsAreKeyedToTheGeneration) {
+  auto server = server_ctx(b().leaf, {&b().inter}, GetParam());
+  // What an application does: a fixed session id context, client certificates required.
+  const unsigned char app_sid[] = "app";
+  ASSERT_EQ(1, SSL_CTX_set_session_id_context(server.get(), app_sid, 3));
+  SSL_CTX_set_verify(server.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  ASSERT_EQ(1, ptrust_SSL_CTX_set1_purpose(server.get(), pt_, "licensing"));
+  ossl::SslCtxPtr client(SSL_CTX_new(TLS_client_method()));
+  SSL_CTX_set_min_proto_version(client.get(), GetParam());
+  SSL_CTX_set_max_proto_version(client.get(), GetParam());
+  ASSERT_EQ(1, SSL_CTX_use_certificate(client.get(), a().leaf.cert.get()));
+  ASSERT_EQ(1, SSL_CTX_use_PrivateKey(client.get(), a().leaf.key.get()));
+  X509_up_ref(a().inter.cert.get());
+  ASSERT_EQ(1, SSL_CTX_add_extra_chain_cert(client.get(), a().inter.cert.get()));
+
+  std::string uuid = root_.install(a().root.cert.get(), CertType::kCa, {"licensing"});
+  Outcome first = handshake(client.get(), server.get());
+  ASSERT_TRUE(first.ok);
+  Outcome resumed = handshake(client.get(), server.get(), "", "", first.session.get());
+  ASSERT_TRUE(resumed.ok);
+  EXPECT_TRUE(resumed.reused) << "control: within one generation the server resumes";
+
+  root_.install(b().root.cert.get(), CertType::kCa, {"licensing"});  // a change that keeps trust
+  Outcome again = handshake(client.get(), server.get(), "", "", resumed.session.get());
+  ASSERT_TRUE(again.ok);
+  EXPECT_FALSE(again.reused) << "a session from the previous generation was resumed";
+
+  root_.uninstall(uuid);  // the client's CA is gone: its old session must not get it in
+  Outcome refused = handshake(client.get(), server.get(), "", "", again.session.get());
+  EXPECT_FALSE(refused.ok);
+  EXPECT_FALSE(refused.reused);
+}
+
 // Control for the test above: plain OpenSSL resumes across the same change.
 TEST_P(Lifecycle, ControlPlainOpenSslResumesAcrossChanges) {
   auto plain = client_ctx(GetParam());
