@@ -20,9 +20,14 @@ void print_usage(std::ostream& os) {
         "commands:\n";
   for (const auto& c : commands()) {
     std::string head = std::string(c.name) + " " + c.args;
+    constexpr size_t kColumn = 34;
     os << "  " << head;
-    for (size_t i = head.size(); i < 44; ++i) os << ' ';
-    os << " " << c.summary << "\n";
+    if (head.size() > kColumn) {
+      os << "\n" << std::string(kColumn + 3, ' ');
+    } else {
+      os << std::string(kColumn + 1 - head.size(), ' ');
+    }
+    os << c.summary << "\n";
   }
   os << "\nglobal options (accepted before or after COMMAND):\n"
         "  --root DIR      root prefix of the stores (default: $PTRUST_ROOT, config `root:`, /)\n"
