@@ -192,55 +192,30 @@ std::string pem_of(const std::vector<const Issued*>& certs) {
   return s;
 }
 
-SServer::SServer(const TempDir& dir, const Issued& leaf, const std::vector<const Issued*>& extra, int version) {
+namespace {
+
+std::vector<std::string> sserver_args(const TempDir& dir, const Issued& leaf, const std::vector<const Issued*>& extra,
+                                      int version, std::string& log) {
   static int seq = 0;
   std::string tag = "sserver" + std::to_string(++seq);
   std::string cert = dir / (tag + "-cert.pem"), key = dir / (tag + "-key.pem"), chain = dir / (tag + "-chain.pem");
   write_file(cert, leaf.pem());
   write_file(key, leaf.key_pem());
   write_file(chain, pem_of(extra));
-  std::vector<std::string> args = {"openssl", "s_server", "-accept", "127.0.0.1:0", "-www", "-cert", cert, "-key", key,
+  log = dir / (tag + ".log");
+  std::vector<std::string> args = {"-www", "-cert", cert, "-key", key,
                                    version == TLS1_3_VERSION ? "-tls1_3" : "-tls1_2"};
   if (!extra.empty()) args.insert(args.end(), {"-cert_chain", chain});
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  // stdout goes to a file, not a pipe: s_server keeps writing to it after startup.
-  std::string log = dir / (tag + ".log");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  pid_t pid;
-  int rc = posix_spawnp(&pid, "openssl", &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  check(rc == 0, "spawn openssl s_server");
-  pid_ = pid;
-  // Wait (bounded: 10 s) for "ACCEPT 127.0.0.1:PORT".
-  std::string text;
-  for (int i = 0; i < 200; ++i) {
-    text = std::filesystem::exists(log) ? read_file(log) : "";
-    size_t a = text.find("ACCEPT");
-    if (a != std::string::npos && text.find('\n', a) != std::string::npos) break;
-    usleep(50 * 1000);
-  }
-  size_t at = text.find("ACCEPT");
-  size_t colon = at == std::string::npos ? std::string::npos : text.find(':', at);
-  if (colon != std::string::npos) {
-    // The last ':' of the address line precedes the port.
-    size_t eol = text.find('\n', at);
-    colon = text.rfind(':', eol);
-    port_ = std::atoi(text.c_str() + colon + 1);
-  }
-  check(port_ > 0, "s_server did not report its port: " + text);
+  return args;
 }
 
-SServer::~SServer() {
-  if (pid_ > 0) {
-    kill(pid_, SIGTERM);
-    int st;
-    waitpid(pid_, &st, 0);
-  }
-}
+}  // namespace
+
+SServer::SServer(const TempDir& dir, const Issued& leaf, const std::vector<const Issued*>& extra, int version)
+    : server_([&] {
+        std::string log;
+        auto args = sserver_args(dir, leaf, extra, version, log);
+        return OpensslServer(args, log);
+      }()) {}
 
 }  // namespace ptrust::testing

@@ -8,6 +8,7 @@
 #include "core/layout.h"
 #include "core/ossl.h"
 #include "ptrust/ptrust.h"
+#include "tests/support/sserver.h"
 #include "tests/support/testpki.h"
 
 namespace ptrust::testing {
@@ -70,15 +71,11 @@ std::string pem_of(const std::vector<const Issued*>& certs);
 class SServer {
  public:
   SServer(const TempDir& dir, const Issued& leaf, const std::vector<const Issued*>& extra, int version);
-  ~SServer();
-  SServer(const SServer&) = delete;
-  SServer& operator=(const SServer&) = delete;
-  int port() const { return port_; }
-  std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
+  int port() const { return server_.port(); }
+  std::string target() const { return server_.address(); }
 
  private:
-  int pid_ = -1;
-  int port_ = 0;
+  OpensslServer server_;
 };
 
 }  // namespace ptrust::testing

@@ -143,60 +143,24 @@ std::vector<Obj> parse_storeutl(const std::string& out) {
 
 namespace {
 
-int free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(s);
-    throw std::runtime_error("no free port");
-  }
-  ::close(s);
-  return ntohs(a.sin_port);
+std::vector<std::string> server_args(const std::string& cert, const std::string& key, const std::string& chain) {
+  std::vector<std::string> args{"-cert", cert, "-key", key};
+  if (!chain.empty()) args.insert(args.end(), {"-cert_chain", chain});
+  args.insert(args.end(), {"-naccept", "1", "-www"});  // -www: never reads stdin
+  return args;
+}
+
+std::string log_path() {
+  static int seq = 0;
+  return std::filesystem::temp_directory_path().string() + "/ptrust-s_server-" + std::to_string(::getpid()) + "-" +
+         std::to_string(++seq) + ".log";
 }
 
 }  // namespace
 
 Server::Server(const std::string& cert, const std::string& key, const std::string& chain)
-    : port_(free_port()), log_(std::filesystem::temp_directory_path().string() + "/ptrust-s_server-" +
-                              std::to_string(::getpid()) + "-" + std::to_string(port_) + ".log") {
-  // Output goes to a file, not a pipe: a pipe closed early would kill s_server mid-handshake.
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  std::string accept = "127.0.0.1:" + std::to_string(port_);
-  std::vector<std::string> argv{"openssl", "s_server", "-accept", accept, "-cert", cert, "-key", key};
-  if (!chain.empty()) argv.insert(argv.end(), {"-cert_chain", chain});
-  argv.insert(argv.end(), {"-naccept", "1", "-www"});  // -www: never reads stdin
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  int rc = posix_spawnp(&pid_, "openssl", &fa, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::runtime_error("cannot start openssl s_server");
-  // s_server prints ACCEPT once it listens; wait for it, at most 10 s.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  std::string seen;
-  while (std::chrono::steady_clock::now() < deadline) {
-    seen = read_file(log_);
-    if (seen.find("ACCEPT") != std::string::npos) return;
-    ::usleep(20000);
-  }
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, nullptr, 0);
-  ::unlink(log_.c_str());
-  throw std::runtime_error("openssl s_server did not start: " + seen);
-}
+    : log_(log_path()), server_(server_args(cert, key, chain), log_) {}
 
-Server::~Server() {
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, nullptr, 0);
-  ::unlink(log_.c_str());
-}
+Server::~Server() { ::unlink(log_.c_str()); }
 
 }  // namespace ptrust::testing

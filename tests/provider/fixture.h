@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tests/support/run.h"
+#include "tests/support/sserver.h"
 #include "tests/support/testpki.h"
 
 namespace ptrust::testing {
@@ -64,19 +65,16 @@ RunResult openssl(const std::vector<std::string>& args, const std::vector<std::s
 // Objects in `openssl storeutl` output (PEM blocks), in order.
 std::vector<Obj> parse_storeutl(const std::string& out);
 
-// `openssl s_server` on 127.0.0.1 with a free port, killed on destruction.
+// `openssl s_server -www -naccept 1` on 127.0.0.1, killed on destruction.
 class Server {
  public:
   Server(const std::string& cert, const std::string& key, const std::string& chain);
   ~Server();
-  Server(const Server&) = delete;
-  Server& operator=(const Server&) = delete;
-  int port() const { return port_; }
+  int port() const { return server_.port(); }
 
  private:
-  pid_t pid_ = -1;
-  int port_ = 0;
   std::string log_;
+  OpensslServer server_;
 };
 
 }  // namespace ptrust::testing

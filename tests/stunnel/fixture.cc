@@ -114,21 +114,6 @@ const StunnelPki& StunnelPki::get() {
   return pki;
 }
 
-int free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(s);
-    throw std::runtime_error("no free port");
-  }
-  ::close(s);
-  return ntohs(a.sin_port);
-}
-
 Env::Env() : root_(dir_.path() + "/root") {
   std::filesystem::create_directories(root_ + "/etc/ptrust");
   std::filesystem::create_directories(dir_.path() + "/pki");
@@ -172,23 +157,24 @@ void Env::install_crl(const std::string& name) const {
   if (r.status != 0) throw std::runtime_error("ptrust crl install: " + r.err);
 }
 
-TlsServer::TlsServer(const Env& env, const std::string& name, const std::string& chain)
-    : port_(free_port()), log_(env.path("s_server-" + std::to_string(port_) + ".log")) {
-  // -www answers "HTTP/1.0 200 ok" and never reads stdin; output to a file, not a pipe.
-  std::vector<std::string> argv{"openssl", "s_server", "-accept", address(), "-cert", env.pem(name),
-                                "-key",    env.key(name), "-www"};
-  if (!chain.empty()) argv.insert(argv.end(), {"-cert_chain", env.pem(chain)});
-  pid_ = spawn(argv, clean_env({}), log_);
-  auto deadline = Clock::now() + std::chrono::seconds(10);
-  while (Clock::now() < deadline) {
-    if (slurp(log_).find("ACCEPT") != std::string::npos) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  kill_and_reap(pid_);
-  throw std::runtime_error("openssl s_server did not start: " + slurp(log_));
+namespace {
+
+std::vector<std::string> tls_server_args(const Env& env, const std::string& name, const std::string& chain) {
+  // -www answers "HTTP/1.0 200 ok" and never reads stdin.
+  std::vector<std::string> args{"-cert", env.pem(name), "-key", env.key(name), "-www"};
+  if (!chain.empty()) args.insert(args.end(), {"-cert_chain", env.pem(chain)});
+  return args;
 }
 
-TlsServer::~TlsServer() { kill_and_reap(pid_); }
+std::string tls_server_log(const Env& env, const std::string& name) {
+  static int seq = 0;
+  return env.path("s_server-" + name + "-" + std::to_string(++seq) + ".log");
+}
+
+}  // namespace
+
+TlsServer::TlsServer(const Env& env, const std::string& name, const std::string& chain)
+    : server_(tls_server_args(env, name, chain), tls_server_log(env, name)) {}
 
 std::string stunnel_globals(const std::string& log, const std::string& pidfile) {
   return "foreground = yes\ndebug = 7\noutput = " + log + "\npid = " + pidfile + "\n";

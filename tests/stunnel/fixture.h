@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tests/support/run.h"
+#include "tests/support/sserver.h"
 #include "tests/support/testpki.h"
 
 namespace ptrust::testing {
@@ -25,7 +26,6 @@ struct StunnelPki {
   static const StunnelPki& get();
 };
 
-int free_port();
 
 // A temporary root declaring licensing, ldaps and peer, with the PKI as PEM files.
 class Env {
@@ -54,16 +54,11 @@ class TlsServer {
  public:
   // Serves pki/<name>.pem (+ pki/<chain>.pem as its chain when given).
   TlsServer(const Env& env, const std::string& name, const std::string& chain = "");
-  ~TlsServer();
-  TlsServer(const TlsServer&) = delete;
-  TlsServer& operator=(const TlsServer&) = delete;
-  int port() const { return port_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int port() const { return server_.port(); }
+  std::string address() const { return server_.address(); }
 
  private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-  std::string log_;
+  OpensslServer server_;
 };
 
 // stunnel CONF in the foreground, output to `log`, killed on destruction. `env` adds
