@@ -6,6 +6,7 @@
 
 #include <boost/json.hpp>
 
+#include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
 
@@ -161,6 +162,19 @@ Database Database::parse(const std::string& text, const std::string& what) {
       for (const auto& c : a->as_array()) db.legacy.push_back(legacy_from_json(c.as_object()));
     if (auto* a = o.if_contains("pool"))
       for (const auto& c : a->as_array()) db.pool.push_back(pool_from_json(c.as_object()));
+    // Every name that becomes a path is checked again: the database is input too.
+    for (const auto& r : db.certs)
+      for (const auto& p : r.purposes)
+        if (!valid_purpose_name(p)) throw std::invalid_argument("invalid purpose '" + p + "'");
+    for (const auto& r : db.crls) {
+      if (!layout::valid_file_name(r.name)) throw std::invalid_argument("invalid CRL name '" + r.name + "'");
+      for (const auto& p : r.purposes)
+        if (!valid_purpose_name(p)) throw std::invalid_argument("invalid purpose '" + p + "'");
+    }
+    for (const auto& r : db.legacy)
+      if (!layout::valid_legacy_name(r.name)) throw std::invalid_argument("invalid legacy name '" + r.name + "'");
+    for (const auto& r : db.pool)
+      if (!valid_uuid(r.host)) throw std::invalid_argument("invalid pool host '" + r.host + "'");
   } catch (const std::exception& e) {
     throw Error(Code::kDatabaseInvalid, what + " is not a valid ptrust database (" + e.what() + ")");
   }
@@ -187,8 +201,11 @@ Database load_database(int state_dirfd) {
 }
 
 void save_database(int state_dirfd, const Database& db) {
+  std::string text = db.serialize();
+  // Never commit what could not be loaded again (names that are not file names, ...).
+  Database::parse(text, "the database about to be written");
   // The database holds only public material, but it is the helper's private state.
-  fs::write_atomic(state_dirfd, std::string(layout::kDatabase), db.serialize(), 0600);
+  fs::write_atomic(state_dirfd, std::string(layout::kDatabase), text, 0600);
 }
 
 std::string new_uuid() {

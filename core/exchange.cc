@@ -92,6 +92,7 @@ Incoming parse_export(const std::string& text, const Config& cfg) {
     for (const auto& v : o.at("legacy").as_array()) {
       const json::object& t = v.as_object();
       std::string name(t.at("name").as_string());
+      if (!layout::valid_legacy_name(name)) throw std::invalid_argument("invalid legacy CA name '" + name + "'");
       if (!legacy_names.insert(name).second) throw std::invalid_argument("repeated legacy name " + name);
       Certificate cert = Certificate::parse(std::string(t.at("pem").as_string()));
       in.legacy.push_back(make_legacy_record(name, cert, t.at("installed_at").to_number<std::int64_t>()));
@@ -99,7 +100,8 @@ Incoming parse_export(const std::string& text, const Config& cfg) {
     for (const auto& v : o.at("crls").as_array()) {
       const json::object& t = v.as_object();
       std::string name(t.at("name").as_string());
-      if (name.empty() || !crl_names.insert(name).second) throw std::invalid_argument("bad or repeated CRL name " + name);
+      if (!layout::valid_file_name(name)) throw std::invalid_argument("invalid CRL name '" + name + "'");
+      if (!crl_names.insert(name).second) throw std::invalid_argument("repeated CRL name " + name);
       std::vector<std::string> purposes;
       for (const auto& p : t.at("purposes").as_array()) purposes.emplace_back(p.as_string());
       for (const auto& p : purposes)

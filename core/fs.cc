@@ -196,13 +196,4 @@ std::string read_input(const std::string& path, size_t max) {
   return read_fd(fd, max, Code::kInputUnreadable, path);
 }
 
-Lock::Lock(int dirfd, const std::string& name) {
-  int fd = ::openat(dirfd, name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) throw_errno(Code::kLockFailed, "cannot open lock file " + name);
-  fd_ = Fd(fd);
-  while (::flock(fd, LOCK_EX) != 0) {
-    if (errno != EINTR) throw_errno(Code::kLockFailed, "cannot lock " + name);
-  }
-}
-
 }  // namespace ptrust::fs

@@ -74,14 +74,4 @@ inline constexpr std::string_view kTempPrefix = ".ptrust-tmp-";
 // directory), readable, at most `max` bytes. Errors are INPUT_UNREADABLE.
 std::string read_input(const std::string& path, size_t max);
 
-// Exclusive advisory lock held for the lifetime of the object (flock on a lock file).
-class Lock {
- public:
-  Lock(int dirfd, const std::string& name);
-  Lock(Lock&&) = default;
-
- private:
-  Fd fd_;
-};
-
 }  // namespace ptrust::fs

@@ -28,11 +28,12 @@ struct Mapping {
 
 bool valid(const void* addr) { return std::memcmp(addr, kMagic, sizeof kMagic) == 0; }
 
-std::string initial_content() {
+std::string initial_content(bool odd) {
   // Seeded from the clock so that a re-created file never repeats a value readers saw.
   std::uint64_t seed = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count());
+  seed = (seed & ~std::uint64_t{1}) | (odd ? 1 : 0);
   std::string s(kSize, '\0');
   std::memcpy(s.data(), kMagic, sizeof kMagic);
   std::memcpy(s.data() + 8, &seed, sizeof seed);
@@ -41,19 +42,22 @@ std::string initial_content() {
 
 }  // namespace
 
-void bump_generation(int state_dirfd) {
+namespace {
+
+// Moves the counter to the next value of the wanted parity (odd: a change is in progress).
+void advance(int state_dirfd, bool odd) {
   const std::string name(layout::kGenerationFile);
   int fd = ::openat(state_dirfd, name.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     if (errno != ENOENT) throw_errno(Code::kIoError, "cannot open generation file");
-    fs::write_atomic(state_dirfd, name, initial_content(), fs::kFileMode);
+    fs::write_atomic(state_dirfd, name, initial_content(odd), fs::kFileMode);
     return;
   }
   fs::Fd guard(fd);
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != static_cast<off_t>(kSize)) {
     // Malformed: rewrite in place so existing mappings of this inode keep working.
-    std::string init = initial_content();
+    std::string init = initial_content(odd);
     if (::ftruncate(fd, kSize) != 0 || ::pwrite(fd, init.data(), kSize, 0) != static_cast<ssize_t>(kSize))
       throw_errno(Code::kIoError, "cannot repair generation file");
     return;
@@ -62,13 +66,20 @@ void bump_generation(int state_dirfd) {
   m.addr = ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (m.addr == MAP_FAILED) throw_errno(Code::kIoError, "cannot map generation file");
   if (!valid(m.addr)) {
-    std::string init = initial_content();
+    std::string init = initial_content(odd);
     std::memcpy(m.addr, init.data(), kSize);
     return;
   }
   auto* counter = reinterpret_cast<std::uint64_t*>(static_cast<char*>(m.addr) + 8);
-  __atomic_fetch_add(counter, 1, __ATOMIC_RELEASE);
+  std::uint64_t now = __atomic_load_n(counter, __ATOMIC_ACQUIRE);
+  std::uint64_t step = ((now & 1) == (odd ? 1u : 0u)) ? 2 : 1;  // always move, land on the parity
+  __atomic_fetch_add(counter, step, __ATOMIC_RELEASE);
 }
+
+}  // namespace
+
+void begin_change(int state_dirfd) { advance(state_dirfd, true); }
+void end_change(int state_dirfd) { advance(state_dirfd, false); }
 
 std::uint64_t read_generation(int state_dirfd) {
   auto data = fs::read_at(state_dirfd, std::string(layout::kGenerationFile), 4096);
@@ -88,7 +99,7 @@ std::unique_ptr<GenerationView> GenerationView::open(const std::string& root) {
   if (!state) return nullptr;
   int fd = ::openat(state.get(), std::string(layout::kGenerationFile).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return nullptr;
-  fs::Fd guard(fd);
+  fs::Fd guard(fd);  // kept open (released below) so replaced() can fstat it
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != static_cast<off_t>(kSize)) return nullptr;
   void* addr = ::mmap(nullptr, kSize, PROT_READ, MAP_SHARED, fd, 0);
@@ -97,12 +108,20 @@ std::unique_ptr<GenerationView> GenerationView::open(const std::string& root) {
     ::munmap(addr, kSize);
     return nullptr;
   }
-  return std::unique_ptr<GenerationView>(new GenerationView(addr, kSize));
+  return std::unique_ptr<GenerationView>(new GenerationView(guard.release(), addr, kSize));
 }
 
-GenerationView::GenerationView(void* map, size_t len)
-    : map_(map), len_(len), counter_(reinterpret_cast<const std::uint64_t*>(static_cast<char*>(map) + 8)) {}
+GenerationView::GenerationView(int fd, void* map, size_t len)
+    : fd_(fd), map_(map), len_(len), counter_(reinterpret_cast<const std::uint64_t*>(static_cast<char*>(map) + 8)) {}
 
-GenerationView::~GenerationView() { ::munmap(map_, len_); }
+GenerationView::~GenerationView() {
+  ::munmap(map_, len_);
+  ::close(fd_);
+}
+
+bool GenerationView::replaced() const noexcept {
+  struct stat st;
+  return ::fstat(fd_, &st) != 0 || st.st_nlink == 0;
+}
 
 }  // namespace ptrust

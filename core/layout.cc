@@ -1,6 +1,9 @@
 #include "core/layout.h"
 
+#include <cctype>
+
 #include "core/config.h"
+#include "core/crl.h"
 
 namespace ptrust {
 
@@ -27,6 +30,17 @@ std::string bundle_file(const StoreKey& k) {
 }
 
 std::string cert_file(std::string_view uuid) { return std::string(uuid) + ".pem"; }
+
+bool valid_file_name(std::string_view n) noexcept {
+  if (n.empty() || n.size() > 255 || n[0] == '.') return false;
+  for (char c : n)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
+  return !is_hash_link_name(n);
+}
+
+bool valid_legacy_name(std::string_view n) noexcept {
+  return valid_file_name(n) && n.size() > 4 && n.substr(n.size() - 4) == ".pem";
+}
 
 namespace {
 

@@ -37,6 +37,14 @@ constexpr size_t kMaxStoreFile = 256u << 20;
 
 std::string join(std::string_view a, std::string_view b) { return std::string(a) + "/" + std::string(b); }
 
+// Defence in depth: every name written or removed here is one path component.
+const std::string& component(const std::string& name) {
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+      name.find('\0') != std::string::npos)
+    throw Error(Code::kDatabaseInvalid, "refusing to use '" + name + "' as a file name in a store");
+  return name;
+}
+
 // ---- What an area must hold ------------------------------------------------------------
 
 struct ManagedFile {
@@ -229,7 +237,7 @@ class Reconciler {
 
   void owned_dir(int parent, const Plan& p, bool needed) {
     const std::string path = join(p.parent, p.dir);
-    auto st = fs::stat_at(parent, p.dir);
+    auto st = fs::stat_at(parent, component(p.dir));
     if (st && !S_ISDIR(st->st_mode)) {
       report(Drift::Kind::kUnsafe, path, "expected a directory");
       if (!apply_) return;
@@ -265,13 +273,13 @@ class Reconciler {
   }
 
   void absent(int dirfd, const std::string& name, const std::string& path) {
-    if (!fs::stat_at(dirfd, name)) return;
+    if (!fs::stat_at(dirfd, component(name))) return;
     report(Drift::Kind::kRemnant, path, "must not exist while its store is empty");
     if (apply_) remove_tree(dirfd, name);
   }
 
   void regular(int dirfd, const std::string& name, const std::string& path, const std::string& content) {
-    auto st = fs::stat_at(dirfd, name);
+    auto st = fs::stat_at(dirfd, component(name));
     if (st && !S_ISREG(st->st_mode)) {
       report(Drift::Kind::kUnsafe, path, "not a regular file");
       if (apply_) remove_tree(dirfd, name);

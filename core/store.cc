@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <set>
+#include <thread>
 
 #include "core/crl.h"
 #include "core/error.h"
@@ -15,44 +17,69 @@
 
 namespace ptrust {
 
-bool valid_file_name(std::string_view n) noexcept {
-  if (n.empty() || n.size() > 255 || n[0] == '.') return false;
-  for (char c : n)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
-  return !is_hash_link_name(n);
-}
-
-// The writer's critical section: the exclusive lock is a flock on the state directory
-// itself, so taking it writes nothing to disk.
+// The critical section: a flock on <state>/lock, a 0600 file only the helper's user can
+// open (so no other local user can hold the stores hostage). Writers lock it exclusively,
+// readers shared; a reader on a root no writer ever touched takes no lock (and creates
+// nothing): db.json is replaced atomically, so it always reads a whole database.
 struct Store::Locked {
+  enum class Mode { kRead, kWrite, kCreate };
   fs::Fd state;
+  fs::Fd lock;
   Database db;
 
-  // With `create`, makes var/lib/ptrust. Without, `state` stays empty when it is missing.
-  Locked(int root, bool create) {
+  Locked(int root, Mode mode) {
+    const bool create = mode == Mode::kCreate;
     state = fs::open_dir(root, layout::kStateDir, create);
     if (!state) return;
     if (create && ::fchmod(state.get(), fs::kDirMode) != 0)  // readers map the generation file
       throw_errno(Code::kIoError, "cannot chmod state directory");
-    while (::flock(state.get(), LOCK_EX) != 0)
-      if (errno != EINTR) throw_errno(Code::kLockFailed, "cannot lock " + std::string(layout::kStateDir));
+    const std::string name(layout::kLockFile);
+    const bool reader = mode == Mode::kRead;
+    int fd = ::openat(state.get(), name.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | (reader ? 0 : O_CREAT), 0600);
+    if (fd < 0 && !(errno == ENOENT && reader))
+      throw_errno(Code::kLockFailed, "cannot open " + std::string(layout::kStateDir) + "/" + name);
+    if (fd >= 0) {
+      lock = fs::Fd(fd);
+      acquire(mode == Mode::kRead ? LOCK_SH : LOCK_EX);
+    }
     db = load_database(state.get());
+  }
+
+ private:
+  // Bounded: a writer never waits forever behind a stuck process.
+  void acquire(int how) {
+    constexpr auto kPatience = std::chrono::seconds(30);
+    auto deadline = std::chrono::steady_clock::now() + kPatience;
+    while (::flock(lock.get(), how | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK && errno != EINTR)
+        throw_errno(Code::kLockFailed, "cannot lock " + std::string(layout::kStateDir));
+      if (std::chrono::steady_clock::now() > deadline)
+        throw Error(Code::kLockFailed, "another process has held " + std::string(layout::kStateDir) +
+                                           "/lock for 30 s; nothing was changed");
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
   }
 };
 
 Store::Store(Context ctx) : ctx_(std::move(ctx)), root_(fs::open_root(ctx_.root)) {}
 
 Database Store::database() const {
-  Locked l(root_.get(), false);
+  Locked l(root_.get(), Locked::Mode::kRead);
   return std::move(l.db);
 }
 
 void Store::commit(Locked& l, const std::vector<Area>& areas) {
   save_database(l.state.get(), l.db);  // the commit point
-  bump_generation(l.state.get());
+  begin_change(l.state.get());
   std::vector<Drift> ignored;
-  for (const auto& a : areas) reconcile(root_.get(), l.db, a, true, ignored);
-  bump_generation(l.state.get());
+  try {
+    for (const auto& a : areas) reconcile(root_.get(), l.db, a, true, ignored);
+  } catch (...) {
+    // Readers must re-read whatever is on disk now; `sync` completes the files.
+    end_change(l.state.get());
+    throw;
+  }
+  end_change(l.state.get());
 }
 
 namespace {
@@ -103,10 +130,10 @@ CertRecord Store::install(const Certificate& cert, const InstallRequest& req, st
   CertRecord r = make_cert_record(cert, req.type, req.purposes, static_cast<std::int64_t>(now));
   {
     // Check before anything is created on disk (a refusal on a fresh root writes nothing).
-    Locked peek(root_.get(), false);
+    Locked peek(root_.get(), Locked::Mode::kRead);
     if (const auto* o = duplicate_of(peek.db, r)) already_exists(*o);
   }
-  Locked l(root_.get(), true);
+  Locked l(root_.get(), Locked::Mode::kCreate);
   if (const auto* o = duplicate_of(l.db, r)) already_exists(*o);  // raced with another writer
   r.uuid = new_uuid();
   l.db.certs.push_back(r);
@@ -115,7 +142,7 @@ CertRecord Store::install(const Certificate& cert, const InstallRequest& req, st
 }
 
 CertRecord Store::uninstall(const std::string& uuid, bool force) {
-  Locked l(root_.get(), false);
+  Locked l(root_.get(), Locked::Mode::kWrite);
   auto it = std::find_if(l.db.certs.begin(), l.db.certs.end(), [&](const CertRecord& r) { return r.uuid == uuid; });
   if (it == l.db.certs.end())
     throw Error(Code::kTrustedCertificateNotFound, "no trusted certificate with UUID '" + uuid + "'");
@@ -141,7 +168,7 @@ CrlInstallResult Store::crl_install(std::string_view data, const std::string& na
   CrlInstallResult res;
   res.record = make_crl_record(data, name_in, purposes, static_cast<std::int64_t>(now));
   CrlRecord& r = res.record;
-  if (!valid_file_name(r.name))
+  if (!layout::valid_file_name(r.name))
     throw Error(Code::kCrlNameInvalid, "CRL name '" + r.name + "' must use [A-Za-z0-9._-], not start with '.', "
                                        "and not look like an OpenSSL hash entry");
   if (r.next_update != 0 && r.next_update < now)
@@ -154,10 +181,10 @@ CrlInstallResult Store::crl_install(std::string_view data, const std::string& na
     check_crl_signature(db, r);
   };
   {
-    Locked peek(root_.get(), false);
+    Locked peek(root_.get(), Locked::Mode::kRead);
     check(peek.db);
   }
-  Locked l(root_.get(), true);
+  Locked l(root_.get(), Locked::Mode::kCreate);
   check(l.db);
   l.db.crls.push_back(r);
   commit(l, {Area{Area::Kind::kCrl}});
@@ -165,7 +192,7 @@ CrlInstallResult Store::crl_install(std::string_view data, const std::string& na
 }
 
 CrlRecord Store::crl_uninstall(const std::string& name) {
-  Locked l(root_.get(), false);
+  Locked l(root_.get(), Locked::Mode::kWrite);
   auto it = std::find_if(l.db.crls.begin(), l.db.crls.end(), [&](const CrlRecord& r) { return r.name == name; });
   if (it == l.db.crls.end()) throw Error(Code::kCrlDoesNotExist, "no CRL named '" + name + "'");
   CrlRecord r = *it;
@@ -175,7 +202,7 @@ CrlRecord Store::crl_uninstall(const std::string& name) {
 }
 
 LegacyRecord Store::legacy_install(const std::string& name, const Certificate& cert, std::time_t now) {
-  if (!valid_file_name(name) || !name.ends_with(".pem") || name.size() <= 4)
+  if (!layout::valid_legacy_name(name))
     throw Error(Code::kCertificateNameInvalid,
                 "certificate name '" + name + "' must use [A-Za-z0-9._-], not start with '.', and end in .pem");
   cert.check_validity(now);
@@ -185,10 +212,10 @@ LegacyRecord Store::legacy_install(const std::string& name, const Certificate& c
       throw Error(Code::kCaCertificateAlreadyExists, "a legacy CA named '" + name + "' is already installed");
   };
   {
-    Locked peek(root_.get(), false);
+    Locked peek(root_.get(), Locked::Mode::kRead);
     check(peek.db);
   }
-  Locked l(root_.get(), true);
+  Locked l(root_.get(), Locked::Mode::kCreate);
   check(l.db);
   l.db.legacy.push_back(r);
   commit(l, {Area{Area::Kind::kLegacy}});
@@ -196,7 +223,7 @@ LegacyRecord Store::legacy_install(const std::string& name, const Certificate& c
 }
 
 LegacyRecord Store::legacy_uninstall(const std::string& name, bool force) {
-  Locked l(root_.get(), false);
+  Locked l(root_.get(), Locked::Mode::kWrite);
   auto it = std::find_if(l.db.legacy.begin(), l.db.legacy.end(), [&](const LegacyRecord& r) { return r.name == name; });
   if (it == l.db.legacy.end()) throw Error(Code::kCertificateDoesNotExist, "no legacy CA named '" + name + "'");
   if (!force) {
@@ -216,7 +243,7 @@ PoolRecord Store::pool_add(const std::string& host, const Certificate& cert, boo
   if (!valid_uuid(host)) throw Error(Code::kHostUuidInvalid, "'" + host + "' is not a host UUID (lower-case 8-4-4-4-12 hex)");
   cert.check_validity(now);
   PoolRecord r = make_pool_record(host, staged, cert, static_cast<std::int64_t>(now));
-  Locked l(root_.get(), true);
+  Locked l(root_.get(), Locked::Mode::kCreate);
   // Adding replaces: a host has one current certificate and at most one staged one.
   std::erase_if(l.db.pool, [&](const PoolRecord& o) { return o.host == host && o.staged == staged; });
   l.db.pool.push_back(r);
@@ -225,7 +252,7 @@ PoolRecord Store::pool_add(const std::string& host, const Certificate& cert, boo
 }
 
 std::vector<PoolRecord> Store::pool_remove(const std::string& host, bool staged_only) {
-  Locked l(root_.get(), false);
+  Locked l(root_.get(), Locked::Mode::kWrite);
   std::vector<PoolRecord> removed;
   for (const auto& o : l.db.pool)
     if (o.host == host && (o.staged || !staged_only)) removed.push_back(o);
@@ -243,11 +270,11 @@ ImportPlan Store::import_document(const std::string& doc, bool dry_run) {
   Incoming in = parse_export(doc, ctx_.config);  // validates everything before any lock
   ImportPlan plan;
   {
-    Locked peek(root_.get(), false);
+    Locked peek(root_.get(), Locked::Mode::kRead);
     Database merged = merge_import(peek.db, in, plan);  // throws on any conflict
     if (dry_run || merged.serialize() == peek.db.serialize()) return plan;
   }
-  Locked l(root_.get(), true);
+  Locked l(root_.get(), Locked::Mode::kCreate);
   plan = {};
   Database merged = merge_import(l.db, in, plan);
   if (merged.serialize() == l.db.serialize()) return plan;
@@ -257,7 +284,7 @@ ImportPlan Store::import_document(const std::string& doc, bool dry_run) {
 }
 
 Database Store::eject() {
-  Locked l(root_.get(), false);
+  Locked l(root_.get(), Locked::Mode::kWrite);
   if (!l.state) return {};
   Database removed = l.db;
   removed.pool.clear();
@@ -274,12 +301,14 @@ Database Store::eject() {
 }
 
 std::vector<Drift> Store::sync(bool apply) {
-  Locked l(root_.get(), apply);
+  Locked l(root_.get(), apply ? Locked::Mode::kCreate : Locked::Mode::kRead);
   std::vector<Drift> out;
-  if (l.state && read_generation(l.state.get()) == 0 &&
-      !(l.db.certs.empty() && l.db.crls.empty() && l.db.legacy.empty() && l.db.pool.empty()))
-    out.push_back({Drift::Kind::kMissing, std::string(layout::kStateDir) + "/" + std::string(layout::kGenerationFile),
-                   "store generation"});
+  const std::string gen_path = std::string(layout::kStateDir) + "/" + std::string(layout::kGenerationFile);
+  std::uint64_t gen = l.state ? read_generation(l.state.get()) : 0;
+  if (l.state && gen == 0 && !(l.db.certs.empty() && l.db.crls.empty() && l.db.legacy.empty() && l.db.pool.empty()))
+    out.push_back({Drift::Kind::kMissing, gen_path, "store generation"});
+  if (gen != 0 && !generation_stable(gen))
+    out.push_back({Drift::Kind::kStale, gen_path, "a writer did not finish its change; readers must reload"});
   // Temp files a killed writer left in the state directory (never visible as state).
   if (l.state)
     for (const auto& e : fs::list_dir(l.state.get()))
@@ -289,13 +318,18 @@ std::vector<Drift> Store::sync(bool apply) {
   std::vector<Area> areas = all_areas(root_.get(), l.db);
   for (const auto& a : areas) reconcile(root_.get(), l.db, a, false, out);
   if (!apply || out.empty()) return out;
-  // Repair between two generation bumps so readers rebuild after the last change.
-  bump_generation(l.state.get());
+  // Repair inside a change so readers rebuild after the last file is written.
+  begin_change(l.state.get());
   for (const auto& e : fs::list_dir(l.state.get()))
     if (e.name.rfind(fs::kTempPrefix, 0) == 0) fs::remove_at(l.state.get(), e.name);
   std::vector<Drift> again;
-  for (const auto& a : areas) reconcile(root_.get(), l.db, a, true, again);
-  bump_generation(l.state.get());
+  try {
+    for (const auto& a : areas) reconcile(root_.get(), l.db, a, true, again);
+  } catch (...) {
+    end_change(l.state.get());
+    throw;
+  }
+  end_change(l.state.get());
   return out;
 }
 

@@ -76,8 +76,4 @@ class Store {
   fs::Fd root_;
 };
 
-// Name rule for CRLs and legacy CAs (as xapi): [A-Za-z0-9._-], no leading '.', at most 255
-// bytes; and never a name OpenSSL's hash-dir lookup would take for a hash entry.
-bool valid_file_name(std::string_view name) noexcept;
-
 }  // namespace ptrust

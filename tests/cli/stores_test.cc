@@ -364,5 +364,54 @@ TEST(Exchange, DryRunAndMalformedDocumentsChangeNothing) {
   }
 }
 
+// A crafted document must not turn a name into a path: legacy and CRL names are file names.
+TEST(Exchange, NamesInADocumentCannotEscapeTheirStore) {
+  TempDir a, b, in;
+  Issued ca = self_signed({.cn = "Planted", .ca = true});
+  write_file(in / "ca.pem", ca.pem());
+  ASSERT_EQ(ptrust(a.path(), {"legacy", "install", "x.pem", in / "ca.pem"}).status, 0);
+  auto crl = make_crl(ca, {});
+  write_file(in / "c.crl", crl_pem(crl.get()));
+  ASSERT_EQ(ptrust(a.path(), {"crl", "install", in / "c.crl", "--name", "c.crl"}).status, 0);
+  ASSERT_EQ(ptrust(a.path(), {"export", in / "doc.json"}).status, 0);
+  std::string doc = read_file(in / "doc.json");
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string d = doc;
+    d.replace(d.find(from), from.size(), to);
+    return d;
+  };
+  Tree before = snapshot(b.path());
+  for (auto [name, text] : std::vector<std::pair<std::string, std::string>>{
+           {"legacy-dotdot", with("\"name\":\"x.pem\"", "\"name\":\"../../trusted-certs/ca-bundle-licensing.pem\"")},
+           {"legacy-slash", with("\"name\":\"x.pem\"", "\"name\":\"a/x.pem\"")},
+           {"legacy-no-pem", with("\"name\":\"x.pem\"", "\"name\":\"x\"")},
+           {"crl-dotdot", with("\"name\":\"c.crl\"", "\"name\":\"../../trusted-certs/pinned-bundle-ldaps.pem\"")},
+           {"crl-hash-entry", with("\"name\":\"c.crl\"", "\"name\":\"deadbeef.r0\"")},
+       }) {
+    write_file(in / name, text);
+    RunResult r = ptrust(b.path(), {"import", in / name});
+    EXPECT_EQ(r.status, 1) << name;
+    EXPECT_EQ(r.err.rfind("ptrust: IMPORT_INVALID: ", 0), 0u) << name << ": " << r.err;
+    EXPECT_EQ(diff(before, snapshot(b.path())), "") << name;
+  }
+  EXPECT_EQ(json::parse(ptrust(b.path(), {"resolve", "licensing", "--json"}).out).at("mode").as_string(), "none");
+}
+
+// The database is input too: a name in it that is not a file name is refused, not followed.
+TEST(Database, PathsInTheDatabaseAreRefused) {
+  TempDir root, in;
+  Issued ca = self_signed({.cn = "DB", .ca = true});
+  write_file(in / "ca.pem", ca.pem());
+  ASSERT_EQ(ptrust(root.path(), {"legacy", "install", "x.pem", in / "ca.pem"}).status, 0);
+  std::string db = read_file(root / "var/lib/ptrust/db.json");
+  db.replace(db.find("\"name\":\"x.pem\""), 14, "\"name\":\"../../trusted-certs/ca-bundle-ldaps.pem\"");
+  write_file(root / "var/lib/ptrust/db.json", db);
+  Tree before = snapshot(root.path());
+  RunResult r = ptrust(root.path(), {"sync"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err.rfind("ptrust: DATABASE_INVALID: ", 0), 0u) << r.err;
+  EXPECT_EQ(diff(before, snapshot(root.path())), "");
+}
+
 }  // namespace
 }  // namespace ptrust::testing

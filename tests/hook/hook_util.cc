@@ -94,7 +94,8 @@ void Root::uninstall(const std::string& uuid) {
 void Root::bump() {
   fs::Fd root = fs::open_root(path());
   fs::Fd state = fs::open_dir(root.get(), layout::kStateDir, true);
-  bump_generation(state.get());
+  begin_change(state.get());
+  end_change(state.get());
 }
 
 void Root::write_crl(const std::string& name, X509_CRL* crl) {
