@@ -146,20 +146,16 @@ int verify_callback(X509_STORE_CTX* outer, void* arg) {
 // snapshot makes every session from an older store generation a miss.
 void key_server_sessions(SSL* ssl, const Attachment& a) {
   const Snapshot* snap = a.state->current();
-  std::uint64_t serial = snap ? snap->serial : 0;
-  const std::string& purpose = a.state->purpose();
-  unsigned char sid_ctx[SHA256_DIGEST_LENGTH];
-  ossl::Ptr<EVP_MD_CTX, EVP_MD_CTX_free> md(EVP_MD_CTX_new());
-  unsigned int len = 0;
-  if (!md || !EVP_DigestInit_ex(md.get(), EVP_sha256(), nullptr) ||
-      !EVP_DigestUpdate(md.get(), "ptrust-sid-ctx", 14) ||
-      !EVP_DigestUpdate(md.get(), purpose.data(), purpose.size() + 1) ||  // with the NUL
-      !EVP_DigestUpdate(md.get(), &serial, sizeof serial) || !EVP_DigestFinal_ex(md.get(), sid_ctx, &len)) {
-    RAND_bytes(sid_ctx, sizeof sid_ctx);  // a context no session has: nothing resumes
-    len = sizeof sid_ctx;
+  unsigned char sid_ctx[SSL_MAX_SID_CTX_LENGTH];
+  static_assert(sizeof(Digest) <= SSL_MAX_SID_CTX_LENGTH);
+  if (snap && snap->load_failure != PTRUST_REASON_INTERNAL_ERROR) {
+    // The material digest means the same in every process (pre-forked workers sharing a
+    // session cache or ticket keys): a per-process serial would not.
+    std::memcpy(sid_ctx, snap->material.data(), snap->material.size());
+  } else {
+    RAND_bytes(sid_ctx, sizeof(Digest));  // a context no session has: nothing resumes
   }
-  static_assert(SHA256_DIGEST_LENGTH <= SSL_MAX_SID_CTX_LENGTH);
-  SSL_set_session_id_context(ssl, sid_ctx, len);
+  SSL_set_session_id_context(ssl, sid_ctx, sizeof(Digest));
 }
 
 // At the start of a handshake: a client drops an offered session that was not verified
@@ -269,7 +265,9 @@ int ptrust_SSL_CTX_set1_purpose(SSL_CTX* ssl_ctx, PTRUST_CTX* ctx, const char* p
     Attachment* raw = a.release();
     SSL_CTX_set_cert_verify_callback(ssl_ctx, verify_callback, raw);
     SSL_CTX_set_info_callback(ssl_ctx, info_callback);
-    SSL_CTX_set_verify(ssl_ctx, SSL_CTX_get_verify_mode(ssl_ctx) | SSL_VERIFY_PEER, SSL_CTX_get_verify_callback(ssl_ctx));
+    // On a server, a client that sends no certificate must fail too (clients ignore the flag).
+    SSL_CTX_set_verify(ssl_ctx, SSL_CTX_get_verify_mode(ssl_ctx) | SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       SSL_CTX_get_verify_callback(ssl_ctx));
     return 1;
   } catch (...) {
     return 0;

@@ -36,39 +36,64 @@ std::shared_ptr<const Snapshot>* local_slot(std::uint64_t id) noexcept {
 
 }  // namespace
 
-PurposeState::PurposeState(Context ctx, std::string purpose, PurposePolicy policy)
-    : ctx_(std::move(ctx)), purpose_(std::move(purpose)), policy_(policy), id_(g_next_id.fetch_add(1)) {}
+namespace {
 
-const GenerationView* PurposeState::view() noexcept {
-  if (const GenerationView* v = view_.load(std::memory_order_acquire)) return v;
-  // No generation file yet: look for it again at a bounded rate.
-  std::int64_t now = steady_ns();
-  if (now < next_view_try_ns_.load(std::memory_order_relaxed)) return nullptr;
+std::shared_ptr<const Snapshot> fail_closed_snapshot() {
+  auto s = std::make_shared<Snapshot>();
+  s->load_failure = PTRUST_REASON_INTERNAL_ERROR;
+  s->load_error = "out of memory while reading the store";
+  return s;
+}
+
+}  // namespace
+
+PurposeState::PurposeState(Context ctx, std::string purpose, PurposePolicy policy)
+    : ctx_(std::move(ctx)),
+      purpose_(std::move(purpose)),
+      policy_(policy),
+      failed_(fail_closed_snapshot()),
+      id_(g_next_id.fetch_add(1)) {}
+
+// The mapped generation file. A missing file is looked for again, and a mapped one checked
+// for having been replaced (deleted and re-created: its counter would never move again), at
+// a bounded rate: one clock read per call, one fstat per second.
+const GenerationView* PurposeState::view(std::int64_t now) noexcept {
+  const GenerationView* v = view_.load(std::memory_order_acquire);
+  if (now < next_view_try_ns_.load(std::memory_order_relaxed)) return v;
   std::lock_guard lk(mu_);
-  if (const GenerationView* v = view_.load(std::memory_order_acquire)) return v;
+  v = view_.load(std::memory_order_acquire);
+  if (now < next_view_try_ns_.load(std::memory_order_relaxed)) return v;
   next_view_try_ns_.store(now + std::chrono::nanoseconds(kFallbackRefresh).count(), std::memory_order_relaxed);
+  if (v && !v->replaced()) return v;
   try {
-    view_owner_ = GenerationView::open(ctx_.root);
+    std::unique_ptr<GenerationView> fresh = GenerationView::open(ctx_.root);
+    if (!fresh) return v;
+    if (view_owner_) retired_.push_back(std::move(view_owner_));
+    view_owner_ = std::move(fresh);
   } catch (const std::exception&) {
-    view_owner_.reset();
+    return v;
   }
   view_.store(view_owner_.get(), std::memory_order_release);
   return view_owner_.get();
 }
 
 std::uint64_t PurposeState::generation() noexcept {
-  const GenerationView* v = view();
+  const GenerationView* v = view(steady_ns());
   return v ? v->load() : 0;
 }
 
 bool PurposeState::stale(const Snapshot& s, std::uint64_t gen, const GenerationView* v) const noexcept {
   if (s.generation != gen) return true;
-  // Without a generation file nothing tells us about changes: re-read at a bounded rate.
-  return v == nullptr && std::chrono::steady_clock::now() - s.built_at >= kFallbackRefresh;
+  if (s.load_failure == PTRUST_REASON_INTERNAL_ERROR) return true;  // out of memory: try again
+  // Nothing reliable tells us about changes when there is no generation file, or when the
+  // snapshot was built while a writer was half-way (odd counter; the writer may have died):
+  // re-read at a bounded rate.
+  bool unsure = v == nullptr || !generation_stable(gen);
+  return unsure && std::chrono::steady_clock::now() - s.built_at >= kFallbackRefresh;
 }
 
 const Snapshot* PurposeState::current() noexcept {
-  const GenerationView* v = view();
+  const GenerationView* v = view(steady_ns());
   std::uint64_t gen = v ? v->load() : 0;
   std::shared_ptr<const Snapshot>* slot = local_slot(id_);
   if (slot && *slot && !stale(**slot, gen, v)) return slot->get();
@@ -77,13 +102,14 @@ const Snapshot* PurposeState::current() noexcept {
   try {
     std::lock_guard lk(mu_);
     if (!snap_ || stale(*snap_, gen, v)) {
-      if (auto fresh = build_snapshot(ctx_, purpose_, policy_, gen)) snap_ = std::move(fresh);
+      auto fresh = build_snapshot(ctx_, purpose_, policy_, gen);
+      snap_ = fresh ? std::move(fresh) : failed_;  // never keep trusting the old snapshot
     }
-    if (!slot) return nullptr;  // out of memory for the thread cache
+    if (!slot) return failed_.get();  // out of memory for the thread cache
     *slot = snap_;
     return slot->get();
   } catch (const std::exception&) {
-    return slot ? slot->get() : nullptr;
+    return failed_.get();
   }
 }
 

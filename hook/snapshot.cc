@@ -82,7 +82,18 @@ bool add_pins(Snapshot& s, const PurposePolicy& policy) {
   return true;
 }
 
-void add_ca_store(Snapshot& s, const Context& ctx, const std::string& purpose, std::vector<ossl::X509Ptr>& certs) {
+// Feeds a DER encoding into the material digest.
+template <typename T, int (*I2d)(const T*, unsigned char**)>
+void digest_der(EVP_MD_CTX* md, const T* obj) {
+  unsigned char* der = nullptr;
+  int len = I2d(obj, &der);
+  if (len <= 0) throw std::bad_alloc();
+  EVP_DigestUpdate(md, der, static_cast<size_t>(len));
+  OPENSSL_free(der);
+}
+
+void add_ca_store(Snapshot& s, const Context& ctx, const std::string& purpose, std::vector<ossl::X509Ptr>& certs,
+                  EVP_MD_CTX* md) {
   s.store.reset(X509_STORE_new());
   if (!s.store) throw std::bad_alloc();
   for (auto& c : certs)
@@ -90,8 +101,10 @@ void add_ca_store(Snapshot& s, const Context& ctx, const std::string& purpose, s
   // CRLs are always loaded so that a per-run override (`ptrust verify --crl-policy`) can use
   // them; a CRL that fails to load fails verification only when CRLs are checked.
   try {
-    for (auto& n : load_crls(ctx, purpose))
+    for (auto& n : load_crls(ctx, purpose)) {
+      digest_der<X509_CRL, i2d_X509_CRL>(md, n.crl.get());
       if (X509_STORE_add_crl(s.store.get(), n.crl.get()) != 1) ERR_clear_error();
+    }
   } catch (const Error& e) {
     s.crl_failure = reason_for_code(e.code());
     s.load_error = e.what();
@@ -149,17 +162,22 @@ std::shared_ptr<const Snapshot> build_snapshot(const Context& ctx, const std::st
     s->serial = g_serial.fetch_add(1, std::memory_order_relaxed) + 1;
     s->generation = gen;
     s->built_at = std::chrono::steady_clock::now();
+    ossl::Ptr<EVP_MD_CTX, EVP_MD_CTX_free> md(EVP_MD_CTX_new());
+    if (!md || EVP_DigestInit_ex(md.get(), sha256(), nullptr) != 1) throw std::bad_alloc();
+    EVP_DigestUpdate(md.get(), purpose.data(), purpose.size() + 1);
+    EVP_DigestUpdate(md.get(), &gen, sizeof gen);
     try {
       Material m = load_material(ctx, purpose);
       warm(m.certs);
       s->mode = m.resolution.mode;
+      for (auto& c : m.certs) digest_der<X509, i2d_X509>(md.get(), c.get());
       switch (s->mode) {
         case Mode::kPinned:
           s->pinned = std::move(m.certs);
           if (!add_pins(*s, policy)) s->load_failure = PTRUST_REASON_INTERNAL_ERROR;
           break;
         case Mode::kCa:
-        case Mode::kGeneral: add_ca_store(*s, ctx, purpose, m.certs); break;
+        case Mode::kGeneral: add_ca_store(*s, ctx, purpose, m.certs, md.get()); break;
         case Mode::kNone: break;
       }
     } catch (const Error& e) {
@@ -170,6 +188,11 @@ std::shared_ptr<const Snapshot> build_snapshot(const Context& ctx, const std::st
       } catch (const std::exception&) {
       }
     }
+    int mode = static_cast<int>(s->mode);
+    EVP_DigestUpdate(md.get(), &mode, sizeof mode);
+    EVP_DigestUpdate(md.get(), &s->load_failure, sizeof s->load_failure);
+    unsigned int n = 0;
+    if (EVP_DigestFinal_ex(md.get(), s->material.data(), &n) != 1) throw std::bad_alloc();
     ERR_clear_error();
     return s;
   } catch (const std::exception&) {

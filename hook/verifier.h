@@ -25,6 +25,9 @@ using Digest = std::array<unsigned char, 32>;
 // Shared between threads by shared_ptr; OpenSSL objects in it are only read.
 struct Snapshot {
   std::uint64_t serial = 0;  // unique per snapshot built in this process; stamps sessions
+  // SHA-256 of the purpose, mode, generation and every certificate and CRL of the snapshot:
+  // the same in every process that sees the same store (keys server-side resumption).
+  Digest material{};
   std::uint64_t generation = 0;
   std::chrono::steady_clock::time_point built_at;
   Mode mode = Mode::kNone;
@@ -101,7 +104,7 @@ class PurposeState {
   // rebuilt at most this often, and the file is looked for again at that rate.
   static constexpr auto kFallbackRefresh = std::chrono::seconds(1);
 
-  const GenerationView* view() noexcept;
+  const GenerationView* view(std::int64_t now_ns) noexcept;
   bool stale(const Snapshot& s, std::uint64_t gen, const GenerationView* v) const noexcept;
 
   const Context ctx_;
@@ -109,7 +112,10 @@ class PurposeState {
   const PurposePolicy policy_;
   std::atomic<const GenerationView*> view_{nullptr};
   std::unique_ptr<GenerationView> view_owner_;  // guarded by mu_
-  std::atomic<std::int64_t> next_view_try_ns_{0};
+  std::atomic<std::int64_t> next_view_try_ns_{0};  // next look for a missing or replaced file
+  std::vector<std::unique_ptr<GenerationView>> retired_;  // guarded by mu_: replaced views stay
+                                                          // mapped (other threads may read them)
+  const std::shared_ptr<const Snapshot> failed_;  // fail-closed stand-in when memory runs out
   const std::uint64_t id_;              // keys the thread-local caches; never reused
   std::mutex mu_;                       // never taken when nothing changed
   std::shared_ptr<const Snapshot> snap_;  // guarded by mu_: the latest snapshot

@@ -65,7 +65,7 @@ TEST(HookApi, InvalidArgumentsFailCleanly) {
   // Nothing was installed by the refused attach: the SSL_CTX does not verify peers.
   EXPECT_EQ(SSL_VERIFY_NONE, SSL_CTX_get_verify_mode(ssl_ctx.get()));
   EXPECT_EQ(1, ptrust_SSL_CTX_set1_purpose(ssl_ctx.get(), pt, "licensing"));
-  EXPECT_EQ(SSL_VERIFY_PEER, SSL_CTX_get_verify_mode(ssl_ctx.get()));
+  EXPECT_EQ(SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, SSL_CTX_get_verify_mode(ssl_ctx.get()));
   EXPECT_EQ(1, ptrust_SSL_CTX_set1_purpose(ssl_ctx.get(), pt, "general"));  // re-attach replaces
 
   EXPECT_EQ(0, ptrust_verify_chain(pt, "licensing", empty.get(), nullptr, &r));

@@ -1,0 +1,160 @@
+// Trust changes reach the hook even when things go wrong around it: a writer that dies
+// half-way, a generation file that is re-created, pre-forked server workers sharing
+// sessions, a client that sends no certificate to a ptrust-verifying server.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <thread>
+
+#include "core/db.h"
+#include "core/fs.h"
+#include "core/generation.h"
+#include "core/reconcile.h"
+#include "core/store.h"
+#include "tests/hook/hook_util.h"
+
+namespace ptrust::testing {
+namespace {
+
+const Chain& a() {
+  static Chain c = make_chain(KeyKind::kP256, "A");
+  return c;
+}
+const Chain& b() {
+  static Chain c = make_chain(KeyKind::kP256, "B");
+  return c;
+}
+
+class Robustness : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pt_ = root_.open();
+    server_ = server_ctx(a().leaf, {&a().inter}, TLS1_3_VERSION);
+    client_ = client_ctx(TLS1_3_VERSION);
+    ASSERT_EQ(1, ptrust_SSL_CTX_set1_purpose(client_.get(), pt_, "licensing"));
+    uuid_ = root_.install(a().root.cert.get(), CertType::kCa, {"licensing"});
+    ASSERT_TRUE(connect().ok);
+  }
+  void TearDown() override { ptrust_ctx_free(pt_); }
+  Outcome connect() { return handshake(client_.get(), server_.get(), "server.test"); }
+
+  // Store::uninstall up to the point where a writer dies: database committed, change begun,
+  // a reader handshaking in the middle, files rewritten, but the change never ended.
+  void uninstall_and_die_before_the_end() {
+    fs::Fd rfd = fs::open_root(root_.path());
+    fs::Fd state = fs::open_dir(rfd.get(), layout::kStateDir, false);
+    Database db = load_database(state.get());
+    CertRecord rec = *db.find(uuid_);
+    std::erase_if(db.certs, [&](const CertRecord& r) { return r.uuid == uuid_; });
+    save_database(state.get(), db);
+    begin_change(state.get());
+    EXPECT_TRUE(connect().ok) << "mid-change the old bundle is still on disk";
+    std::vector<Drift> ignored;
+    for (const auto& area : areas_of(rec)) reconcile(rfd.get(), db, area, true, ignored);
+  }
+
+  Root root_;
+  PTRUST_CTX* pt_ = nullptr;
+  ossl::SslCtxPtr server_, client_;
+  std::string uuid_;
+};
+
+TEST_F(Robustness, SyncEndsTheChangeOfAWriterThatDiedAndTheHookFollows) {
+  uninstall_and_die_before_the_end();
+  Store store(open_context(root_.path(), root_.config()));
+  auto drift = store.sync(false);
+  ASSERT_EQ(drift.size(), 1u) << "the unfinished change is drift";
+  EXPECT_EQ(drift[0].path, "var/lib/ptrust/generation");
+  store.sync(true);
+  EXPECT_TRUE(store.sync(false).empty());
+  Outcome after = connect();
+  EXPECT_FALSE(after.ok) << "the CA is gone from disk and database; the hook must not trust it";
+  EXPECT_EQ(PTRUST_REASON_NO_TRUST_FOR_PURPOSE, after.result.reason);
+}
+
+TEST_F(Robustness, ASnapshotFromAnUnfinishedChangeIsReReadWithinASecond) {
+  uninstall_and_die_before_the_end();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  Outcome after = connect();
+  EXPECT_FALSE(after.ok) << "a snapshot built while a writer was half-way must not be kept";
+}
+
+TEST_F(Robustness, ARecreatedGenerationFileIsFollowed) {
+  std::filesystem::remove(root_.path() + "/var/lib/ptrust/generation");  // lost, or restored from backup
+  Store store(open_context(root_.path(), root_.config()));
+  EXPECT_FALSE(store.sync(true).empty()) << "sync re-creates it";
+  root_.uninstall(uuid_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // the hook looks once a second
+  Outcome after = connect();
+  EXPECT_FALSE(after.ok) << "CA removed after the generation file was re-created; the hook still trusts it";
+}
+
+TEST(ServerRobustness, AClientWithoutACertificateIsRefused) {
+  Root root;
+  PTRUST_CTX* pt = root.open();
+  root.install(a().root.cert.get(), CertType::kCa, {"licensing"});
+  auto server = server_ctx(b().leaf, {&b().inter}, TLS1_3_VERSION);
+  ASSERT_EQ(1, ptrust_SSL_CTX_set1_purpose(server.get(), pt, "licensing"));
+  ossl::SslCtxPtr anonymous(SSL_CTX_new(TLS_client_method()));
+  EXPECT_FALSE(handshake(anonymous.get(), server.get()).ok);
+  ossl::SslCtxPtr with_cert(SSL_CTX_new(TLS_client_method()));
+  ASSERT_EQ(1, SSL_CTX_use_certificate(with_cert.get(), a().leaf.cert.get()));
+  ASSERT_EQ(1, SSL_CTX_use_PrivateKey(with_cert.get(), a().leaf.key.get()));
+  X509_up_ref(a().inter.cert.get());
+  ASSERT_EQ(1, SSL_CTX_add_extra_chain_cert(with_cert.get(), a().inter.cert.get()));
+  EXPECT_TRUE(handshake(with_cert.get(), server.get()).ok) << "control: a trusted client gets in";
+  ptrust_ctx_free(pt);
+}
+
+// Pre-forked workers share the parent's SSL_CTX (and ticket keys): a session issued by one
+// worker is offered to another. It resumes while the store is unchanged, never after.
+TEST(ServerRobustness, PreforkedWorkersNeverResumeAcrossAChange) {
+  Root root;
+  PTRUST_CTX* pt = root.open();
+  std::string uuid = root.install(a().root.cert.get(), CertType::kCa, {"licensing"});
+  auto server = server_ctx(b().leaf, {&b().inter}, TLS1_2_VERSION);
+  ASSERT_EQ(1, ptrust_SSL_CTX_set1_purpose(server.get(), pt, "licensing"));
+  ossl::SslCtxPtr client(SSL_CTX_new(TLS_client_method()));
+  SSL_CTX_set_max_proto_version(client.get(), TLS1_2_VERSION);
+  ASSERT_EQ(1, SSL_CTX_use_certificate(client.get(), a().leaf.cert.get()));
+  ASSERT_EQ(1, SSL_CTX_use_PrivateKey(client.get(), a().leaf.key.get()));
+  X509_up_ref(a().inter.cert.get());
+  ASSERT_EQ(1, SSL_CTX_add_extra_chain_cert(client.get(), a().inter.cert.get()));
+  const std::string sess_file = root.path() + "/session.der";
+  // Each worker: a handshake offering the saved session (if any); exit 10 resumed,
+  // 11 full handshake accepted, 12 refused; the session is saved for the next worker.
+  auto worker = [&] {
+    pid_t pid = fork();
+    if (pid == 0) {
+      SessionPtr offered;
+      if (std::filesystem::exists(sess_file)) {
+        std::string der = read_file(sess_file);
+        const unsigned char* q = reinterpret_cast<const unsigned char*>(der.data());
+        offered.reset(d2i_SSL_SESSION(nullptr, &q, static_cast<long>(der.size())));
+      }
+      Outcome o = handshake(client.get(), server.get(), "", "", offered.get());
+      if (o.ok) {
+        unsigned char* der = nullptr;
+        int n = i2d_SSL_SESSION(o.session.get(), &der);
+        write_file(sess_file, std::string(reinterpret_cast<char*>(der), static_cast<size_t>(n)));
+        OPENSSL_free(der);
+      }
+      _exit(o.ok ? (o.reused ? 10 : 11) : 12);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  };
+  EXPECT_EQ(11, worker()) << "first worker: full handshake";
+  EXPECT_EQ(10, worker()) << "control: another worker resumes while the store is unchanged";
+  root.uninstall(uuid);  // the client's CA is no longer trusted
+  EXPECT_EQ(12, worker()) << "10 = a worker resumed a session from before the CA was removed";
+  ptrust_ctx_free(pt);
+}
+
+}  // namespace
+}  // namespace ptrust::testing
