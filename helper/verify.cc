@@ -100,7 +100,8 @@ ossl::X509StackPtr read_chain(const std::string& path) {
 // Seconds since the epoch from "@N", "N", "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM:SSZ" (UTC).
 std::int64_t parse_time(const std::string& s) {
   std::string digits = s.starts_with('@') ? s.substr(1) : s;
-  if (!digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos) return std::stoll(digits);
+  if (!digits.empty() && digits.size() <= 18 && digits.find_first_not_of("0123456789") == std::string::npos)
+    return std::stoll(digits);  // 18 digits always fit in int64
   for (const char* fmt : {"%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d"}) {
     std::tm tm{};
     const char* end = strptime(s.c_str(), fmt, &tm);

@@ -114,6 +114,10 @@ std::uint64_t MaterialCache::generation(const std::string& root) {
 std::shared_ptr<const Snapshot> MaterialCache::get(const Context& ctx, const std::string& purpose) {
   const Resolution r = resolve(ctx, purpose);  // UNKNOWN_PURPOSE, STORE_UNSAFE
   Stamp stamp = stamp_now(ctx, r, generation(ctx.root));
+  // A purpose whose crl-policy is off gets no CRLs (and a broken CRL file cannot fail it),
+  // as with the verify hook.
+  auto policy = ctx.config.purposes.find(purpose);
+  stamp.crls_off = policy != ctx.config.purposes.end() && policy->second.crl_policy == CrlPolicy::kOff;
   const std::string key = ctx.root + '\n' + purpose;
   {
     std::lock_guard lock(mu_);
@@ -121,7 +125,7 @@ std::shared_ptr<const Snapshot> MaterialCache::get(const Context& ctx, const std
   }
   DerMaterial m = load_material_der(ctx, purpose);
   std::vector<ossl::X509CrlPtr> crls;
-  if (uses_crls(m.resolution.mode))
+  if (uses_crls(m.resolution.mode) && !stamp.crls_off)
     for (auto& c : load_crls(ctx, purpose)) crls.push_back(std::move(c.crl));
   stamp.mode = m.resolution.mode;
   stamp.path = m.resolution.path;

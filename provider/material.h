@@ -63,6 +63,7 @@ struct Stamp {
   std::optional<FileId> crl_dir, crl_scope;
   std::vector<std::pair<std::string, FileId>> crl_files;
   std::uint64_t generation = 0;
+  bool crls_off = false;  // the purpose's crl-policy is off (config may change)
   bool operator==(const Stamp&) const = default;
 };
 

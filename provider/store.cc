@@ -93,8 +93,19 @@ const OSSL_PARAM* store_settable_ctx_params(void*) {
   return kSettable;
 }
 
+int set_ctx_params(LoaderCtx* l, const OSSL_PARAM params[]);
+
 int store_set_ctx_params(void* loaderctx, const OSSL_PARAM params[]) {
   auto* l = static_cast<LoaderCtx*>(loaderctx);
+  try {  // no exception may reach libcrypto
+    return set_ctx_params(l, params);
+  } catch (...) {
+    PTRUST_RAISE_CURRENT(l->prov->errors);
+    return 0;
+  }
+}
+
+int set_ctx_params(LoaderCtx* l, const OSSL_PARAM params[]) {
   if (params == nullptr) return 1;
   if (l->selected) {
     PTRUST_RAISE(l->prov->errors, kReasonInvalidArgument, "search parameters set after loading started");

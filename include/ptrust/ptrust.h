@@ -114,7 +114,9 @@ void ptrust_ctx_free(PTRUST_CTX *ctx);
  * callback (replacing any SSL_CTX_set_cert_verify_callback; the SSL_CTX's own X509_STORE and
  * default paths are never consulted), chains an info callback that keeps sessions from an
  * older store generation from being resumed (set your own info callback before this call;
- * on a server it sets each SSL's session id context to a digest of purpose and generation),
+ * on a server it sets each SSL's session id context to a digest of purpose and material,
+ * and SSL_VERIFY_FAIL_IF_NO_PEER_CERT so a client without a certificate is refused; an
+ * info callback set on the SSL_CTX or an SSL after this call disables the check),
  * and takes a reference on `ctx`. Call it before creating SSL objects. Returns 1, or 0 when
  * an argument is NULL or `purpose` is not declared (nothing is changed then). */
 int ptrust_SSL_CTX_set1_purpose(SSL_CTX *ssl_ctx, PTRUST_CTX *ctx, const char *purpose);

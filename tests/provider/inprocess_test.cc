@@ -226,6 +226,27 @@ TEST_F(ProviderInProcess, BrokenChosenSourceFailsClosedWithoutFallback) {
   }
 }
 
+TEST_F(ProviderInProcess, CrlPolicyOffServesNoCrlsAndIgnoresBrokenOnes) {
+  StoreRoot store;
+  store.populate();
+  write_file(store.path() + "/etc/ptrust/ptrust.yaml",
+             "purposes:\n  licensing: {crl-policy: off}\n  ldaps: {}\n  peer: {}\n");
+  LibCtx lib(store);
+  auto crls = [](const Loaded& l) {
+    return std::count_if(l.objs.begin(), l.objs.end(), [](const Obj& o) { return o.first == 'R'; });
+  };
+  Loaded off = load(lib, "ptrust://licensing");
+  ASSERT_TRUE(off.opened);
+  EXPECT_EQ(crls(off), 0) << "crl-policy off: no CRLs served";
+  Loaded on = load(lib, "ptrust://ldaps");
+  ASSERT_TRUE(on.opened);
+  EXPECT_GT(crls(on), 0) << "control: a purpose with CRLs on gets them";
+  write_file(store.crl_dir() + "/bad.crl", "garbage");
+  EXPECT_TRUE(load(lib, "ptrust://licensing").opened) << "a broken CRL cannot fail a purpose that does not use CRLs";
+  EXPECT_FALSE(load(lib, "ptrust://ldaps").opened);
+  ERR_clear_error();
+}
+
 TEST_F(ProviderInProcess, ChangesAreSeenByTheNextOpen) {
   const Pki& p = Pki::get();
   EXPECT_EQ(sorted(load(*lib_, "ptrust://licensing").objs), sorted({cert_obj(p.root), crl_obj(p.crl.get())}));
