@@ -102,6 +102,7 @@ TEST_F(VerifyCli, UsageAndInputErrors) {
   EXPECT_EQ(2, pt(root_, {"verify", "--purpose", "licensing"}).status);
   EXPECT_EQ(2, pt(root_, {"verify", chain_file_}).status);
   EXPECT_EQ(2, pt(root_, {"verify", "--purpose", "licensing", chain_file_, "--at", "yesterday"}).status);
+  EXPECT_EQ(2, pt(root_, {"verify", "--purpose", "licensing", chain_file_, "--at", "@99999999999999999999"}).status);
   EXPECT_EQ(2, pt(root_, {"verify", "--purpose", "licensing", chain_file_, "--crl-policy", "maybe"}).status);
   EXPECT_EQ(2, pt(root_, {"verify", "--purpose", "licensing", chain_file_, "--crl-scope", "all"}).status);
   EXPECT_EQ(2, pt(root_, {"verify", "--purpose", "licensing", chain_file_, "--host", "a", "--ip", "127.0.0.1"}).status);
