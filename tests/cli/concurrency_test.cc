@@ -1,6 +1,8 @@
 // Four processes installing and uninstalling at once lose no update.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <set>
 #include <thread>
 
@@ -58,6 +60,25 @@ TEST(Concurrency, FourWritersLoseNoUpdate) {
   EXPECT_EQ(check.status, 0) << check.out << "bundles must match the database after concurrent writers";
   RunResult res = ptrust(root.path(), {"resolve", "licensing", "--json"});
   EXPECT_EQ(boost::json::parse(res.out).at("certificates").as_int64(), static_cast<int64_t>(want.size()));
+}
+
+// The writer lock is a 0600 file: another user cannot open it, so cannot hold every writer
+// hostage. (Locking the state directory itself, which any user can open, would allow that.)
+TEST(Concurrency, AnotherUserCannotTakeTheWriterLock) {
+  TempDir root, in;
+  ASSERT_EQ(::chmod(root.path().c_str(), 0755), 0);
+  Issued ca = self_signed({.cn = "Lock CA", .ca = true});
+  write_file(in / "ca.pem", ca.pem());
+  ASSERT_EQ(ptrust(root.path(), {"install", in / "ca.pem", "--ca"}).status, 0);
+  struct stat st;
+  ASSERT_EQ(::stat((root / "var/lib/ptrust/lock").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  RunResult other = run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "flock", "-n", "-x",
+                         root / "var/lib/ptrust/lock", "true"});
+  EXPECT_NE(other.status, 0) << "user nobody could lock the writer lock";
+  RunResult control = run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "flock", "-n", "-x",
+                           root / "var/lib/ptrust", "true"});
+  EXPECT_EQ(control.status, 0) << "control: the same user can lock the (world-readable) state directory";
 }
 
 }  // namespace
