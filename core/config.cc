@@ -2,7 +2,9 @@
 
 #include <sys/stat.h>
 
+#include <cctype>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -83,6 +85,12 @@ bool valid_purpose_name(std::string_view n) noexcept {
   return true;
 }
 
+bool safe_config_path(std::string_view p) noexcept {
+  for (char ch : p)
+    if (ch == '\n' || ch == '\r' || ch == '\0' || ch == '#' || ch == '$' || ch == '\\' || ch == '"') return false;
+  return true;
+}
+
 Config default_config() {
   Config c;
   c.source = "<built-in>";
@@ -160,7 +168,32 @@ std::string one_line(const YAML::Node& n, const std::string& src, const std::str
 std::string abs_path(const YAML::Node& n, const std::string& src, const std::string& key) {
   std::string v = one_line(n, src, key);
   if (v[0] != '/') config_error(src, n.Mark(), "'" + key + "' must be an absolute path");
+  if (!safe_config_path(v))
+    config_error(src, n.Mark(), "'" + key + "' must not contain #, $, \\ or \" (they mean something in openssl.cnf)");
   return v;
+}
+
+// A `global:` line of a stunnel instance: only options that exist in stunnel's global
+// section alone. A service option there (CApath, checkHost, verify..., config, ...) would
+// become a default of every service, and could even widen the fail-closed stanza.
+std::string global_line(const YAML::Node& n, const std::string& src) {
+  static const std::set<std::string> kAllowed = {"foreground", "debug", "output", "syslog", "setuid", "setgid",
+                                                 "chroot", "compression", "log", "fips", "rndbytes", "rndfile",
+                                                 "rndoverwrite"};
+  std::string line = one_line(n, src, "global");
+  size_t eq = line.find('=');
+  std::string key = line.substr(0, eq);
+  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
+  size_t start = key.find_first_not_of(" \t");
+  key = start == std::string::npos ? "" : key.substr(start);
+  std::string lower;
+  for (char ch : key) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (eq == std::string::npos || !kAllowed.count(lower))
+    config_error(src, n.Mark(),
+                 "global line '" + line + "' is not allowed: only foreground, debug, output, syslog, setuid, setgid, "
+                 "chroot, compression, log, fips and RND* options (a service option there would apply to every "
+                 "service, the fail-closed ones included)");
+  return line;
 }
 
 StunnelService parse_stunnel_service(const YAML::Node& n, const std::string& src) {
@@ -224,7 +257,7 @@ StunnelInstance parse_stunnel_instance(const YAML::Node& n, const std::string& s
       in.module = one_line(v, src, key);
     } else if (key == "global") {
       if (!v.IsSequence()) config_error(src, v.Mark(), "global must be a list of stunnel lines");
-      for (const auto& line : v) in.global.push_back(one_line(line, src, key));
+      for (const auto& line : v) in.global.push_back(global_line(line, src));
     } else if (key == "services") {
       saw_services = true;
       if (!v.IsSequence()) config_error(src, v.Mark(), "services must be a list");
@@ -285,8 +318,7 @@ Config parse_config(const std::string& text, const std::string& src) {
   for (const auto& kv : doc) {
     std::string key = kv.first.Scalar();
     if (key == "root") {
-      c.root = scalar(kv.second, src, key);
-      if (c.root->empty() || (*c.root)[0] != '/') config_error(src, kv.second.Mark(), "root must be an absolute path");
+      c.root = abs_path(kv.second, src, key);
     } else if (key == "purposes") {
       saw_purposes = true;
       const YAML::Node& ps = kv.second;
@@ -358,6 +390,8 @@ Context open_context(const std::optional<std::string>& root_opt, const std::opti
     ctx.config = ::stat(implicit.c_str(), &st) == 0 ? load_config_file(implicit) : default_config();
   }
   ctx.root = root ? *root : ctx.config.root.value_or("/");
+  if (ctx.root.empty()) ctx.root = ".";
+  ctx.root = std::filesystem::absolute(ctx.root).lexically_normal().string();
   return ctx;
 }
 

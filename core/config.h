@@ -84,6 +84,10 @@ Config load_config_file(const std::string& path);
 // UNKNOWN_PURPOSE otherwise. An empty string is refused (omit --purpose for general).
 std::vector<std::string> parse_purpose_list(std::string_view csv, const Config& cfg);
 
+// A path that can be written into openssl.cnf or a stunnel configuration as it is: one line,
+// none of # $ \ " (comment, variable, escape and quote characters of openssl.cnf).
+bool safe_config_path(std::string_view path) noexcept;
+
 // Where ptrust works: the root prefix and the configuration.
 struct Context {
   std::string root;
@@ -91,7 +95,7 @@ struct Context {
 };
 
 // Resolves root and config. Root: `root_opt`, else $PTRUST_ROOT, else the config's
-// `root:`, else "/". Config: `config_opt`, else $PTRUST_CONFIG, else
+// `root:`, else "/"; made absolute (it is written into stunnel and OpenSSL configurations). Config: `config_opt`, else $PTRUST_CONFIG, else
 // <root>/etc/ptrust/ptrust.yaml if it exists, else the built-in default. An explicitly
 // named config file that is missing is an error.
 Context open_context(const std::optional<std::string>& root_opt,

@@ -80,6 +80,7 @@ json::object report_json(const InstanceReport& r) {
           {"reload", r.reload},
           {"pid", r.pid ? json::value(r.pid) : json::value(nullptr)},
           {"reload_detail", r.reload_detail.empty() ? json::value(nullptr) : json::value(r.reload_detail)},
+          {"pending", r.pending},
           {"services", std::move(svcs)}};
 }
 
@@ -95,12 +96,14 @@ void print_text(const InstanceReport& r) {
       for (const auto& w : s.warnings) std::cerr << "ptrust: warning: " << r.name << "/" << s.name << ": " << w << "\n";
   }
   if (r.openssl_conf_written) std::cout << r.name << ": wrote openssl.cnf (takes effect when stunnel restarts)\n";
-  if (!r.written) {
-    std::cout << r.name << ": " << r.config << " unchanged\n";
+  std::string what = r.written ? "wrote " + r.config : r.config + " unchanged";
+  if (r.reload == "none") {
+    std::cout << r.name << ": " << what << "\n";
   } else if (r.reload == "sighup") {
-    std::cout << r.name << ": wrote " << r.config << ", SIGHUP sent to stunnel pid " << r.pid << "\n";
+    std::cout << r.name << ": " << what << ", SIGHUP sent to stunnel pid " << r.pid << "\n";
   } else {
-    std::cout << r.name << ": wrote " << r.config << ", " << r.reload << ": " << r.reload_detail << "\n";
+    std::cout << r.name << ": " << what << ", " << r.reload << ": " << r.reload_detail
+              << (r.pending ? " (reload pending: retried on the next sync)" : "") << "\n";
   }
 }
 
@@ -115,7 +118,17 @@ int sync_cmd(const Common& c, const po::variables_map& vm) {
   for (const auto& in : ctx.config.stunnel) {
     if (only && in.name != *only) continue;
     found = true;
-    InstanceReport r = stunnel::sync_instance(ctx, in);
+    InstanceReport r;
+    try {
+      r = stunnel::sync_instance(ctx, in);
+    } catch (const Error& e) {  // one instance failing does not stop the others
+      ok = false;
+      std::cerr << "ptrust: " << code_name(e.code()) << ": " << in.name << ": " << e.what() << "\n";
+      if (c.json)
+        out.emplace_back(json::object{{"name", in.name}, {"config", in.config}, {"error", std::string(code_name(e.code()))},
+                                      {"detail", e.what()}});
+      continue;
+    }
     // One line per failure, naming its code, as every ptrust refusal does.
     for (const auto& s : r.services)
       if (s.error) ok = false, std::cerr << "ptrust: " << r.name << "/" << s.name << ": " << s.reason << "\n";

@@ -175,6 +175,8 @@ void check_line_value(std::string_view what, std::string_view value) {
 }
 
 Rendered render_service(const Context& ctx, const StunnelService& svc, StunnelVia via) {
+  if (!safe_config_path(ctx.root))
+    throw Error(Code::kConfigInvalid, "root '" + ctx.root + "' cannot be written into a stunnel configuration");
   if (svc.check_ip) {
     unsigned char buf[16];
     if (inet_pton(AF_INET, svc.check_ip->c_str(), buf) != 1 && inet_pton(AF_INET6, svc.check_ip->c_str(), buf) != 1)
@@ -294,6 +296,12 @@ std::string ensure_placeholder(const Context& ctx) {
 }
 
 std::string render_openssl_cnf(const Context& ctx, const std::string& module) {
+  std::string config = ctx.config.source == "<built-in>"
+                           ? ""
+                           : std::filesystem::absolute(ctx.config.source).lexically_normal().string();
+  for (const std::string* p : std::initializer_list<const std::string*>{&ctx.root, &module, &config})
+    if (!safe_config_path(*p))
+      throw Error(Code::kConfigInvalid, "'" + *p + "' cannot be written into openssl.cnf (#, $, \\, \" or a newline)");
   std::ostringstream os;
   os << "# Written by `ptrust stunnel`: start stunnel with OPENSSL_CONF pointing here.\n"
         "# `default` is activated explicitly: loading any provider disables the implicit one.\n"
@@ -302,8 +310,7 @@ std::string render_openssl_cnf(const Context& ctx, const std::string& module) {
         "[default_sect]\nactivate = 1\n\n[ptrust_sect]\n";
   os << "module = " << module << "\n";
   os << "root = " << ctx.root << "\n";
-  if (ctx.config.source != "<built-in>")
-    os << "config = " << std::filesystem::absolute(ctx.config.source).lexically_normal().string() << "\n";
+  if (!config.empty()) os << "config = " << config << "\n";
   os << "activate = 1\n";
   return os.str();
 }

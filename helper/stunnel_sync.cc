@@ -1,7 +1,13 @@
 #include "helper/stunnel_sync.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <openssl/evp.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +19,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/layout.h"
 #include "helper/stunnel_render.h"
 
 namespace ptrust::stunnel {
@@ -48,47 +55,109 @@ std::map<std::string, std::string> sections(const std::string& text) {
   return out;
 }
 
+// The pid in a pid file: read without following symlinks, at most 32 bytes, digits and an
+// optional newline only. 0 when there is no pid file; -1 when it holds no pid.
+long read_pid(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return 0;
+  fs::Fd g(fd);
+  char buf[33];
+  ssize_t n = ::read(fd, buf, 32);
+  if (n <= 0) return -1;
+  std::string text(buf, static_cast<size_t>(n));
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  if (text.empty() || text.size() > 10 || text.find_first_not_of("0123456789") != std::string::npos) return -1;
+  long pid = std::strtol(text.c_str(), nullptr, 10);
+  return pid > 1 ? pid : -1;
+}
+
+// The executable's file name and the command line of a process (empty when it is gone).
+std::string exe_name(long pid) {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
+  return ec ? "" : exe.filename().string();
+}
+
+std::vector<std::string> cmdline(long pid) {
+  std::vector<std::string> out;
+  auto text = read_text("/proc/" + std::to_string(pid) + "/cmdline");
+  if (!text) return out;
+  std::string cur;
+  for (char ch : *text) {
+    if (ch == '\0') {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += ch;
+    }
+  }
+  return out;
+}
+
 // SIGHUP makes stunnel re-read its configuration and re-create every SSL_CTX (found CAs
-// and CRLs are cached per SSL_CTX). Only a live process whose name says stunnel is signalled.
+// and CRLs are cached per SSL_CTX). Only a live stunnel binary that was started with this
+// instance's configuration file is signalled, through a pidfd (no pid-reuse race).
 void reload(const StunnelInstance& in, InstanceReport& rep) {
-  auto text = read_text(in.pidfile);
-  if (!text) {
+  long pid = read_pid(in.pidfile);
+  if (pid == 0) {
     rep.reload = "not-running";
     rep.reload_detail = "no pid file " + in.pidfile + "; the configuration applies when stunnel starts";
     return;
   }
-  char* end = nullptr;
-  long pid = std::strtol(text->c_str(), &end, 10);
-  if (pid <= 1 || end == text->c_str()) {
+  if (pid < 0) {
     rep.reload = "failed";
     rep.reload_detail = "pid file " + in.pidfile + " holds no pid";
     return;
   }
   rep.pid = pid;
-  auto comm = read_text("/proc/" + std::to_string(pid) + "/comm");
-  if (!comm) {
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0));
+  if (pidfd < 0) {
     rep.reload = "not-running";
     rep.reload_detail = "stale pid file " + in.pidfile + " (no process " + std::to_string(pid) + ")";
     return;
   }
-  while (!comm->empty() && comm->back() == '\n') comm->pop_back();
-  if (*comm != "stunnel" && *comm != "stunnel4") {
+  fs::Fd g(pidfd);
+  std::string exe = exe_name(pid);
+  auto args = cmdline(pid);
+  bool is_stunnel = exe == "stunnel" || exe == "stunnel4";
+  bool our_config = std::find(args.begin(), args.end(), in.config) != args.end();
+  if (!is_stunnel || !our_config) {
     rep.reload = "failed";
-    rep.reload_detail = "process " + std::to_string(pid) + " is not stunnel; not signalled";
+    rep.reload_detail = "process " + std::to_string(pid) + " is not stunnel running " + in.config + "; not signalled";
     return;
   }
-  if (::kill(static_cast<pid_t>(pid), SIGHUP) != 0) {
-    rep.reload = "failed";
+  if (::syscall(SYS_pidfd_send_signal, pidfd, SIGHUP, nullptr, 0) != 0) {
+    rep.reload = errno == ESRCH ? "not-running" : "failed";
     rep.reload_detail = "SIGHUP to " + std::to_string(pid) + ": " + std::strerror(errno);
     return;
   }
   rep.reload = "sighup";
 }
 
+// What stunnel was last told to load, per instance: the SHA-256 of the configuration text,
+// recorded only once stunnel was signalled (or is not running and will read it at start).
+// A sync whose signal failed, or that was killed between write and signal, retries.
+std::string digest(const std::string& text) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(text.data(), text.size(), md, &n, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < n; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
+
+std::string applied_name(const StunnelInstance& in) { return "stunnel-" + in.name + ".applied"; }
+
 }  // namespace
 
 InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in) {
   InstanceReport rep{.name = in.name, .config = in.config};
+  // The fail-closed stanza needs the placeholder: make sure it exists before rendering.
+  ensure_placeholder(ctx);
   std::ostringstream file;
   file << "; Written by `ptrust stunnel sync` (instance " << in.name << "). Do not edit: sync rewrites it.\n"
        << "pid = " << in.pidfile << "\n";
@@ -121,10 +190,19 @@ InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in) {
       rep.openssl_conf_written = true;
     }
   }
-  if (old != file.str()) {
-    write_file_atomic(in.config, file.str());
+  const std::string text = file.str();
+  if (old != text) {
+    write_file_atomic(in.config, text);
     rep.written = true;
+  }
+  fs::Fd root = fs::open_root(ctx.root);
+  fs::Fd state = fs::open_dir(root.get(), layout::kStateDir, true);
+  auto applied = fs::read_at(state.get(), applied_name(in), 4096);
+  const std::string want = digest(text);
+  if (!applied || *applied != want) {
     reload(in, rep);
+    rep.pending = rep.reload == "failed";
+    if (!rep.pending) fs::write_atomic(state.get(), applied_name(in), want, 0600);
   }
   return rep;
 }

@@ -26,11 +26,15 @@ struct InstanceReport {
   std::string reload = "none";  // none | sighup | not-running | failed
   long pid = 0;
   std::string reload_detail;
+  bool pending = false;  // stunnel has not been told to load the current file (retried next sync)
   std::vector<ServiceReport> services;
 };
 
 // Never keeps an old stanza: a purpose whose material is gone or unusable gets the
-// fail-closed stanza. Only a live process named stunnel/stunnel4 is signalled.
+// fail-closed stanza. Signals stunnel whenever the file differs from what stunnel was last
+// told to load (recorded in <root>/var/lib/ptrust/stunnel-<instance>.applied), so a failed
+// or interrupted reload is retried. Only a stunnel binary started with this instance's
+// configuration file is signalled.
 InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in);
 
 // Replaces a file named by the administrator (outside the stores) atomically, 0644.

@@ -110,6 +110,8 @@ std::int64_t parse_time(const std::string& s) {
   throw Error(Code::kUsage, "--at: '" + s + "' is not a time (use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or @EPOCH)");
 }
 
+bool is_ip(const std::string& s);
+
 int verify_cmd(const Common& c, const po::variables_map& vm) {
   std::string purpose = vm["purpose"].as<std::string>();
   PTRUST_VERIFY_OPTIONS opts{};
@@ -117,6 +119,9 @@ int verify_cmd(const Common& c, const po::variables_map& vm) {
   if (vm.count("host") && vm.count("ip")) throw Error(Code::kUsage, "give at most one of --host and --ip");
   if (vm.count("host")) opts.host = (host = vm["host"].as<std::string>()).c_str();
   if (vm.count("ip")) opts.ip = (ip = vm["ip"].as<std::string>()).c_str();
+  // An empty name would clear OpenSSL's host check instead of failing it.
+  if (vm.count("host") && host.empty()) throw Error(Code::kUsage, "--host must not be empty");
+  if (vm.count("ip") && !is_ip(ip)) throw Error(Code::kUsage, "--ip '" + ip + "' is not an IP address");
   if (vm.count("at")) opts.at = parse_time(vm["at"].as<std::string>());
   if (vm.count("crl-policy")) {
     auto p = crl_policy_from(vm["crl-policy"].as<std::string>());
@@ -139,7 +144,7 @@ int verify_cmd(const Common& c, const po::variables_map& vm) {
   CtxHandle pt = open_ptrust(c, purpose);
   PTRUST_RESULT r{};
   if (ptrust_verify_chain(pt.p, purpose.c_str(), chain.get(), &opts, &r) != 1)
-    throw Error(Code::kUsage, "invalid --ip or options");
+    throw Error(Code::kIoError, "the verification could not be run (out of memory?)");
   print_attempt(c, 1, 1, &r, nullptr);
   return r.verified ? 0 : 1;
 }
@@ -194,6 +199,8 @@ int probe_cmd(const Common& c, const po::variables_map& vm) {
   if (count < 1 || count > 100000) throw Error(Code::kUsage, "--count must be 1..100000");
   if (interval < 0 || interval > 3600000) throw Error(Code::kUsage, "--interval must be 0..3600000 ms");
   std::string name = vm.count("servername") ? vm["servername"].as<std::string>() : t.host;
+  // An empty name would clear OpenSSL's host check instead of failing it.
+  if (name.empty()) throw Error(Code::kUsage, "--servername must not be empty");
   CtxHandle pt = open_ptrust(c, purpose);
 
   // One SSL_CTX for every attempt: trust changes must show up without a new one.

@@ -304,7 +304,9 @@ int ptrust_verify_chain(PTRUST_CTX* ctx, const char* purpose, STACK_OF(X509) * c
     if (const X509_VERIFY_PARAM* tls = X509_VERIFY_PARAM_lookup("ssl_server")) X509_VERIFY_PARAM_set1(param.get(), tls);
     CrlRule rule = st->crl_rule();
     if (opts) {
-      if (opts->host && X509_VERIFY_PARAM_set1_host(param.get(), opts->host, 0) != 1) return 0;
+      // An empty name would clear the host check rather than demand a match: refuse it.
+      if (opts->host && (opts->host[0] == '\0' || X509_VERIFY_PARAM_set1_host(param.get(), opts->host, 0) != 1))
+        return 0;
       if (opts->ip && X509_VERIFY_PARAM_set1_ip_asc(param.get(), opts->ip) != 1) return 0;
       if (opts->at != 0) X509_VERIFY_PARAM_set_time(param.get(), static_cast<time_t>(opts->at));
       switch (opts->crl_policy) {

@@ -103,6 +103,9 @@ TEST_F(VerifyCli, UsageAndInputErrors) {
   EXPECT_EQ(2, pt(root_, {"verify", chain_file_}).status);
   EXPECT_EQ(2, pt(root_, {"verify", "--purpose", "licensing", chain_file_, "--at", "yesterday"}).status);
   EXPECT_EQ(2, pt(root_, {"verify", "--purpose", "licensing", chain_file_, "--at", "@99999999999999999999"}).status);
+  EXPECT_EQ(2, pt(root_, {"verify", "--purpose", "licensing", chain_file_, "--host", ""}).status)
+      << "an empty name would switch the host check off";
+  EXPECT_EQ(2, pt(root_, {"verify", "--purpose", "licensing", chain_file_, "--ip", "not-an-ip"}).status);
   EXPECT_EQ(2, pt(root_, {"verify", "--purpose", "licensing", chain_file_, "--crl-policy", "maybe"}).status);
   EXPECT_EQ(2, pt(root_, {"verify", "--purpose", "licensing", chain_file_, "--crl-scope", "all"}).status);
   EXPECT_EQ(2, pt(root_, {"verify", "--purpose", "licensing", chain_file_, "--host", "a", "--ip", "127.0.0.1"}).status);
@@ -139,6 +142,8 @@ TEST_P(ProbeCli, AcceptsTrustedAndRejectsUntrustedPeer) {
   RunResult wrong_name = pt(root, {"probe", server.target(), "--purpose", "licensing", "--servername", "x.test"});
   EXPECT_EQ(1, wrong_name.status);
   EXPECT_NE(std::string::npos, wrong_name.out.find("reason=HOSTNAME_MISMATCH")) << wrong_name.out;
+  RunResult empty_name = pt(root, {"probe", server.target(), "--purpose", "licensing", "--servername", ""});
+  EXPECT_EQ(2, empty_name.status) << "an empty name would switch the host check off: " << empty_name.out;
 }
 
 INSTANTIATE_TEST_SUITE_P(SServer, ProbeCli,

@@ -5,6 +5,8 @@
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
 
+#include <filesystem>
+
 #include "core/config.h"
 #include "core/error.h"
 #include "tests/stunnel/fixture.h"
@@ -33,6 +35,18 @@ TEST(StunnelRenderTest, ModeNoneIsRefusedNeverAnUnverifiedTunnel) {
   }
   env.install("root", "ca", "licensing");
   EXPECT_EQ(render(env, "licensing", {"--check-host", "leaf.test"}).status, 0);
+}
+
+// stunnel resolves relative paths against its own working directory: never render one.
+TEST(StunnelRenderTest, ARelativeRootIsRenderedAsAnAbsolutePath) {
+  Env env;
+  env.install("root", "ca", "licensing");
+  std::filesystem::path root(env.root());
+  RunResult r = run({"env", "-C", root.parent_path().string(), PTRUST_BIN, "--root", root.filename().string(),
+                     "stunnel", "render", "--purpose", "licensing", "--name", "svc", "--accept", "127.0.0.1:1",
+                     "--connect", "127.0.0.1:2", "--check-host", "leaf.test"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has_line(r.out, "CAfile = " + env.root() + "/etc/trusted-certs/ca-bundle-licensing.pem")) << r.out;
 }
 
 TEST(StunnelRenderTest, ChainModeNeedsASubjectCheckUnlessExplicitlyWaived) {

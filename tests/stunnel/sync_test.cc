@@ -157,5 +157,47 @@ TEST_F(SyncTest, PidFileOfAnotherProcessIsNotSignalled) {
   EXPECT_EQ(json::parse(r.out).at("instances").as_array()[0].at("reload").as_string(), "failed");
 }
 
+// A reload that could not be sent is retried by the next sync, even though the file on
+// disk no longer changes: stunnel must never be left trusting removed material.
+TEST_F(SyncTest, FailedReloadIsRetriedByTheNextSync) {
+  std::string uuid = env.install("root", "ca", "licensing");
+  TlsServer good(env, "leaf");
+  declare("files", {{"lic", "licensing", good.address(), "check-host: leaf.test"}});
+  sync();
+  start();
+  EXPECT_EQ(through("lic"), Outcome::kEstablished);
+  env.uninstall(uuid);
+  std::string real_pid = read_file(pid_);
+  write_file(pid_, "junk\n");  // the signal cannot be sent
+  RunResult failed = env.ptrust({"stunnel", "sync", "--json"});
+  EXPECT_EQ(failed.status, 1);
+  EXPECT_TRUE(json::parse(failed.out).at("instances").as_array()[0].at("pending").as_bool());
+  EXPECT_EQ(through("lic"), Outcome::kEstablished) << "control: stunnel still runs the old configuration";
+  write_file(pid_, real_pid);
+  json::object retry = sync();
+  EXPECT_FALSE(retry.at("instances").as_array()[0].at("written").as_bool()) << "the file was already written";
+  EXPECT_EQ(retry.at("instances").as_array()[0].at("reload").as_string(), "sighup");
+  ASSERT_TRUE(st_->wait_configured(2, 1)) << st_->log();
+  EXPECT_EQ(through("lic"), Outcome::kRefused);
+  json::object quiet = sync();
+  EXPECT_EQ(quiet.at("instances").as_array()[0].at("reload").as_string(), "none") << "applied: nothing to retry";
+}
+
+// Service options in `global:` would become defaults of every service (the fail-closed
+// stanza included): only global-only options are accepted.
+TEST_F(SyncTest, GlobalLinesMayNotCarryServiceOptions) {
+  for (std::string bad : {"CApath = /etc/ssl/certs", "checkHost = leaf.test", "verifyChain = no", "[evil]",
+                          "include = /etc/stunnel/conf.d", "pid = /tmp/other.pid", "config = VerifyCAStore:file:/"}) {
+    env.write_config("stunnel:\n  - name: t\n    config: " + conf_ + "\n    pidfile: " + pid_ +
+                     "\n    global:\n      - debug = 7\n      - \"" + bad +
+                     "\"\n    services:\n      - name: s\n        purpose: licensing\n        accept: 127.0.0.1:1\n"
+                     "        connect: 127.0.0.1:2\n        check-host: leaf.test\n");
+    RunResult r = env.ptrust({"stunnel", "sync"});
+    EXPECT_EQ(r.status, 1) << bad;
+    EXPECT_NE(r.err.find("CONFIG_INVALID: " + env.config_file() + ":11:9: global line"), std::string::npos)
+        << bad << ": " << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace ptrust::testing
