@@ -1,5 +1,6 @@
 // stunnel render / stunnel sync: stunnel 5.68 configurations that follow the purposes'
 // current trust (see docs/stunnel.md).
+#include <filesystem>
 #include <iostream>
 
 #include "core/error.h"
@@ -43,10 +44,18 @@ int render_cmd(const Common& c, const po::variables_map& vm) {
   stunnel::check_line_value("--module", module);
 
   Context ctx = c.context();
+  // Everything that can be refused is checked before anything is written.
+  std::string cnf;
+  if (vm.count("openssl-conf")) {
+    std::filesystem::path dir = std::filesystem::path(vm["openssl-conf"].as<std::string>()).parent_path();
+    if (!std::filesystem::is_directory(dir.empty() ? "." : dir))
+      throw Error(Code::kIoError, "--openssl-conf: directory " + dir.string() + " does not exist");
+    cnf = stunnel::render_openssl_cnf(ctx, module);
+  }
   stunnel::Rendered r = stunnel::render_service(ctx, svc, via);
   if (vm.count("openssl-conf")) {
     const std::string& path = vm["openssl-conf"].as<std::string>();
-    stunnel::write_file_atomic(path, stunnel::render_openssl_cnf(ctx, module));
+    stunnel::write_file_atomic(path, cnf);
     std::cerr << "ptrust: wrote " << path << " (start stunnel with OPENSSL_CONF=" << path << ")\n";
   } else if (via == StunnelVia::kProvider) {
     std::cerr << "ptrust: warning: stunnel needs OPENSSL_CONF naming an openssl.cnf that loads ptrust.so "

@@ -16,9 +16,11 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/generation.h"
 #include "core/layout.h"
 #include "helper/stunnel_render.h"
 
@@ -154,16 +156,23 @@ std::string applied_name(const StunnelInstance& in) { return "stunnel-" + in.nam
 
 }  // namespace
 
-InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in) {
-  InstanceReport rep{.name = in.name, .config = in.config};
-  // The fail-closed stanza needs the placeholder: make sure it exists before rendering.
-  ensure_placeholder(ctx);
+namespace {
+
+std::uint64_t current_generation(const Context& ctx) {
+  fs::Fd root = fs::open_root(ctx.root);
+  fs::Fd state = fs::open_dir(root.get(), layout::kStateDir, false);
+  return state ? read_generation(state.get()) : 0;
+}
+
+// Renders every service of the instance into one configuration text.
+std::string render_instance(const Context& ctx, const StunnelInstance& in, const std::optional<std::string>& old,
+                            InstanceReport& rep) {
   std::ostringstream file;
   file << "; Written by `ptrust stunnel sync` (instance " << in.name << "). Do not edit: sync rewrites it.\n"
        << "pid = " << in.pidfile << "\n";
   for (const auto& g : in.global) file << g << "\n";
-  auto old = read_text(in.config);
   auto old_sections = sections(old.value_or(""));
+  rep.services.clear();
   for (const auto& svc : in.services) {
     ServiceReport s{.name = svc.name, .purpose = svc.purpose};
     Rendered r;
@@ -183,6 +192,26 @@ InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in) {
     file << "\n" << r.text;
     rep.services.push_back(std::move(s));
   }
+  return file.str();
+}
+
+}  // namespace
+
+InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in) {
+  InstanceReport rep{.name = in.name, .config = in.config};
+  // The fail-closed stanza needs the placeholder: make sure it exists before rendering.
+  ensure_placeholder(ctx);
+  auto old = read_text(in.config);
+  // The stores are read without the writer lock: render again when a writer was half-way
+  // (odd generation) or finished a change meanwhile, so the file is one consistent state.
+  std::string text;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    std::uint64_t before = current_generation(ctx);
+    text = render_instance(ctx, in, old, rep);
+    std::uint64_t after = current_generation(ctx);
+    if (before == after && generation_stable(after)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   if (in.via == StunnelVia::kProvider) {
     std::string cnf = render_openssl_cnf(ctx, in.module.value_or("ptrust.so"));
     if (read_text(*in.openssl_conf) != cnf) {
@@ -190,7 +219,6 @@ InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in) {
       rep.openssl_conf_written = true;
     }
   }
-  const std::string text = file.str();
   if (old != text) {
     write_file_atomic(in.config, text);
     rep.written = true;

@@ -160,13 +160,13 @@ TEST(ProbeCliLive, TrustChangeBetweenAttemptsWithoutRestart) {
   Root root;
   std::string uuid = root.install(c.root.cert.get(), CertType::kCa, {"licensing"});
   SServer server(TempDir(), c.leaf, {&c.inter}, TLS1_3_VERSION);
-  auto probe = std::async(std::launch::async, [&] {
-    return pt(root, {"probe", server.target(), "--purpose", "licensing", "--servername", "server.test", "--count", "2",
-                     "--interval", "2500"});
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  TempDir tmp;
+  Background probe({PTRUST_BIN, "--root", root.path(), "--config", root.config(), "probe", server.target(), "--purpose",
+                    "licensing", "--servername", "server.test", "--count", "2", "--interval", "2500"},
+                   tmp.path());
+  ASSERT_TRUE(probe.wait_for_output("attempt 1/2:"));  // the change lands 2.5 s before attempt 2
   root.uninstall(uuid);
-  RunResult r = probe.get();
+  RunResult r = probe.wait();
   EXPECT_EQ(1, r.status);
   EXPECT_NE(std::string::npos, r.out.find("attempt 1/2: verified reason=OK")) << r.out;
   EXPECT_NE(std::string::npos, r.out.find("attempt 2/2: FAILED reason=NO_TRUST_FOR_PURPOSE")) << r.out;

@@ -42,14 +42,14 @@ TEST(Examples, LicensingAgentFollowsTrustChangesWithoutRestart) {
   TempDir tmp;
   std::string uuid = root.install(chain().root.cert.get(), CertType::kCa, {"licensing"});
   SServer server(tmp, chain().leaf, {&chain().inter}, TLS1_2_VERSION);
-  auto agent = std::async(std::launch::async, [&] {
-    return run({LICENSING_AGENT, "127.0.0.1", std::to_string(server.port()), "1500", "3", root.path(), root.config()});
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  // Each change is made right after the agent reports a check-in, 2 s before the next one.
+  Background agent({LICENSING_AGENT, "127.0.0.1", std::to_string(server.port()), "2000", "3", root.path(), root.config()},
+                   tmp.path());
+  ASSERT_TRUE(agent.wait_for_output("check-in 1:"));
   root.uninstall(uuid);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ASSERT_TRUE(agent.wait_for_output("check-in 2:"));
   root.install(chain().leaf.cert.get(), CertType::kPinned, {"licensing"});  // pinned takes over
-  RunResult r = agent.get();
+  RunResult r = agent.wait();
   EXPECT_EQ(0, r.status) << r.out << r.err;
   EXPECT_NE(std::string::npos, r.out.find("check-in 1: verified reason=OK mode=ca")) << r.out;
   EXPECT_NE(std::string::npos, r.out.find("check-in 2: FAILED reason=NO_TRUST_FOR_PURPOSE")) << r.out;

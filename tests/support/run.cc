@@ -96,3 +96,73 @@ RunResult run_and_kill(const std::vector<std::string>& argv, long kill_after_us)
 }
 
 }  // namespace ptrust::testing
+
+#include <thread>
+
+#include "tests/support/testpki.h"
+
+namespace ptrust::testing {
+
+Background::Background(const std::vector<std::string>& argv, const std::string& dir) {
+  static int seq = 0;
+  std::string tag = dir + "/background-" + std::to_string(::getpid()) + "-" + std::to_string(++seq);
+  out_path_ = tag + ".out";
+  err_path_ = tag + ".err";
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&fa, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) throw std::runtime_error("spawn " + argv[0]);
+  pid_ = pid;
+}
+
+Background::~Background() {
+  if (!reaped_) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  ::unlink(out_path_.c_str());
+  ::unlink(err_path_.c_str());
+}
+
+bool Background::wait_for_output(const std::string& text, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (read_file(out_path_).find(text) != std::string::npos) return true;
+    int st = 0;
+    if (!reaped_ && ::waitpid(pid_, &st, WNOHANG) == pid_) {
+      reaped_ = true;
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    if (reaped_) return read_file(out_path_).find(text) != std::string::npos;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+RunResult Background::wait() {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!reaped_) {
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      reaped_ = true;
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      break;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid_, SIGKILL);
+      continue;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return {status_, read_file(out_path_), read_file(err_path_)};
+}
+
+}  // namespace ptrust::testing

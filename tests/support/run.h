@@ -26,3 +26,29 @@ namespace ptrust::testing {
 RunResult run_and_kill(const std::vector<std::string>& argv, long kill_after_us);
 
 }  // namespace ptrust::testing
+
+#include <chrono>
+
+namespace ptrust::testing {
+
+// A process running in the background with its output in files, for tests that act while
+// it runs (waiting for what it prints, not for a guessed amount of time). Killed on
+// destruction if it is still running.
+class Background {
+ public:
+  Background(const std::vector<std::string>& argv, const std::string& dir);
+  ~Background();
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+  // Waits until stdout contains `text`; false when the process exited first or time ran out.
+  bool wait_for_output(const std::string& text, std::chrono::milliseconds limit = std::chrono::seconds(30));
+  RunResult wait();  // waits for the exit (at most 60 s, then kills it)
+
+ private:
+  int pid_ = -1;
+  bool reaped_ = false;
+  int status_ = -1;
+  std::string out_path_, err_path_;
+};
+
+}  // namespace ptrust::testing
