@@ -35,8 +35,11 @@ struct Store::Locked {
       throw_errno(Code::kIoError, "cannot chmod state directory");
     const std::string name(layout::kLockFile);
     const bool reader = mode == Mode::kRead;
-    int fd = ::openat(state.get(), name.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | (reader ? 0 : O_CREAT), 0600);
-    if (fd < 0 && !(errno == ENOENT && reader))
+    int fd = reader ? ::openat(state.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                    : ::openat(state.get(), name.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_CREAT, 0600);
+    // A reader that cannot open the lock (none yet, a read-only mount, another user) reads
+    // without it: db.json is replaced atomically, so it is always a whole database.
+    if (fd < 0 && !(reader && (errno == ENOENT || errno == EROFS || errno == EACCES)))
       throw_errno(Code::kLockFailed, "cannot open " + std::string(layout::kStateDir) + "/" + name);
     if (fd >= 0) {
       lock = fs::Fd(fd);
@@ -142,21 +145,25 @@ CertRecord Store::install(const Certificate& cert, const InstallRequest& req, st
 }
 
 CertRecord Store::uninstall(const std::string& uuid, bool force) {
-  Locked l(root_.get(), Locked::Mode::kWrite);
-  auto it = std::find_if(l.db.certs.begin(), l.db.certs.end(), [&](const CertRecord& r) { return r.uuid == uuid; });
-  if (it == l.db.certs.end())
-    throw Error(Code::kTrustedCertificateNotFound, "no trusted certificate with UUID '" + uuid + "'");
-  CertRecord r = *it;
-  if (!force) {
-    for (const auto& k : r.stores()) {
+  auto check = [&](const Database& db) {
+    const CertRecord* r = db.find(uuid);
+    if (!r) throw Error(Code::kTrustedCertificateNotFound, "no trusted certificate with UUID '" + uuid + "'");
+    if (force) return;
+    for (const auto& k : r->stores()) {
       std::string rel = std::string(layout::kTrustedDir) + "/" + layout::store_dir(k);
       fs::Fd dir = fs::open_dir(root_.get(), rel, false);
       auto st = dir ? fs::stat_at(dir.get(), layout::cert_file(uuid)) : std::nullopt;
       if (!st || !S_ISREG(st->st_mode))
-        throw Error(Code::kTrustedCertificateFileMissing,
-                    rel + "/" + layout::cert_file(uuid) + " is missing; run `ptrust sync` to restore it, or uninstall with --force");
+        throw Error(Code::kTrustedCertificateFileMissing, rel + "/" + layout::cert_file(uuid) +
+                                                              " is missing; run `ptrust sync` to restore it, or "
+                                                              "uninstall with --force");
     }
-  }
+  };
+  check(Locked(root_.get(), Locked::Mode::kRead).db);  // refusals before anything is created
+  Locked l(root_.get(), Locked::Mode::kWrite);
+  check(l.db);  // again under the lock: another writer may have raced us
+  auto it = std::find_if(l.db.certs.begin(), l.db.certs.end(), [&](const CertRecord& r) { return r.uuid == uuid; });
+  CertRecord r = *it;
   l.db.certs.erase(it);
   commit(l, areas_of(r));
   return r;
@@ -192,9 +199,14 @@ CrlInstallResult Store::crl_install(std::string_view data, const std::string& na
 }
 
 CrlRecord Store::crl_uninstall(const std::string& name) {
+  auto check = [&](const Database& db) {
+    if (!find_if_ptr(db.crls, [&](const CrlRecord& r) { return r.name == name; }))
+      throw Error(Code::kCrlDoesNotExist, "no CRL named '" + name + "'");
+  };
+  check(Locked(root_.get(), Locked::Mode::kRead).db);
   Locked l(root_.get(), Locked::Mode::kWrite);
+  check(l.db);
   auto it = std::find_if(l.db.crls.begin(), l.db.crls.end(), [&](const CrlRecord& r) { return r.name == name; });
-  if (it == l.db.crls.end()) throw Error(Code::kCrlDoesNotExist, "no CRL named '" + name + "'");
   CrlRecord r = *it;
   l.db.crls.erase(it);
   commit(l, {Area{Area::Kind::kCrl}});
@@ -223,16 +235,20 @@ LegacyRecord Store::legacy_install(const std::string& name, const Certificate& c
 }
 
 LegacyRecord Store::legacy_uninstall(const std::string& name, bool force) {
-  Locked l(root_.get(), Locked::Mode::kWrite);
-  auto it = std::find_if(l.db.legacy.begin(), l.db.legacy.end(), [&](const LegacyRecord& r) { return r.name == name; });
-  if (it == l.db.legacy.end()) throw Error(Code::kCertificateDoesNotExist, "no legacy CA named '" + name + "'");
-  if (!force) {
+  auto check = [&](const Database& db) {
+    if (!find_if_ptr(db.legacy, [&](const LegacyRecord& r) { return r.name == name; }))
+      throw Error(Code::kCertificateDoesNotExist, "no legacy CA named '" + name + "'");
+    if (force) return;
     fs::Fd dir = fs::open_dir(root_.get(), std::string(layout::kStunnelDir) + "/" + std::string(layout::kLegacyDir), false);
     auto st = dir ? fs::stat_at(dir.get(), name) : std::nullopt;
     if (!st || !S_ISREG(st->st_mode))
       throw Error(Code::kTrustedCertificateFileMissing,
                   "etc/stunnel/certs/" + name + " is missing; run `ptrust sync` to restore it, or uninstall with --force");
-  }
+  };
+  check(Locked(root_.get(), Locked::Mode::kRead).db);
+  Locked l(root_.get(), Locked::Mode::kWrite);
+  check(l.db);
+  auto it = std::find_if(l.db.legacy.begin(), l.db.legacy.end(), [&](const LegacyRecord& r) { return r.name == name; });
   LegacyRecord r = *it;
   l.db.legacy.erase(it);
   commit(l, {Area{Area::Kind::kLegacy}});
@@ -252,14 +268,18 @@ PoolRecord Store::pool_add(const std::string& host, const Certificate& cert, boo
 }
 
 std::vector<PoolRecord> Store::pool_remove(const std::string& host, bool staged_only) {
+  auto selected = [&](const PoolRecord& o) { return o.host == host && (o.staged || !staged_only); };
+  auto check = [&](const Database& db) {
+    if (std::none_of(db.pool.begin(), db.pool.end(), selected))
+      throw Error(Code::kCertificateDoesNotExist, "no " + std::string(staged_only ? "staged " : "") +
+                                                      "pool certificate for host '" + host + "'");
+  };
+  check(Locked(root_.get(), Locked::Mode::kRead).db);
   Locked l(root_.get(), Locked::Mode::kWrite);
+  check(l.db);
   std::vector<PoolRecord> removed;
-  for (const auto& o : l.db.pool)
-    if (o.host == host && (o.staged || !staged_only)) removed.push_back(o);
-  if (removed.empty())
-    throw Error(Code::kCertificateDoesNotExist, "no " + std::string(staged_only ? "staged " : "") +
-                                                    "pool certificate for host '" + host + "'");
-  std::erase_if(l.db.pool, [&](const PoolRecord& o) { return o.host == host && (o.staged || !staged_only); });
+  std::copy_if(l.db.pool.begin(), l.db.pool.end(), std::back_inserter(removed), selected);
+  std::erase_if(l.db.pool, selected);
   commit(l, {Area{Area::Kind::kPool}});
   return removed;
 }
@@ -284,6 +304,10 @@ ImportPlan Store::import_document(const std::string& doc, bool dry_run) {
 }
 
 Database Store::eject() {
+  {
+    Locked peek(root_.get(), Locked::Mode::kRead);
+    if (peek.db.certs.empty() && peek.db.crls.empty() && peek.db.legacy.empty()) return {};  // nothing to do
+  }
   Locked l(root_.get(), Locked::Mode::kWrite);
   if (!l.state) return {};
   Database removed = l.db;

@@ -113,12 +113,17 @@ void reload(const StunnelInstance& in, InstanceReport& rep) {
   }
   rep.pid = pid;
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0));
-  if (pidfd < 0) {
+  if (pidfd < 0 && errno == ESRCH) {
     rep.reload = "not-running";
     rep.reload_detail = "stale pid file " + in.pidfile + " (no process " + std::to_string(pid) + ")";
     return;
   }
-  fs::Fd g(pidfd);
+  if (pidfd < 0 && errno != ENOSYS) {  // anything but "no such process" leaves the reload pending
+    rep.reload = "failed";
+    rep.reload_detail = "cannot open process " + std::to_string(pid) + ": " + std::strerror(errno);
+    return;
+  }
+  fs::Fd g(pidfd);  // -1 on kernels without pidfd_open: kill() below, after the same checks
   std::string exe = exe_name(pid);
   auto args = cmdline(pid);
   bool is_stunnel = exe == "stunnel" || exe == "stunnel4";
@@ -128,7 +133,9 @@ void reload(const StunnelInstance& in, InstanceReport& rep) {
     rep.reload_detail = "process " + std::to_string(pid) + " is not stunnel running " + in.config + "; not signalled";
     return;
   }
-  if (::syscall(SYS_pidfd_send_signal, pidfd, SIGHUP, nullptr, 0) != 0) {
+  int rc = pidfd >= 0 ? static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, SIGHUP, nullptr, 0))
+                      : ::kill(static_cast<pid_t>(pid), SIGHUP);
+  if (rc != 0) {
     rep.reload = errno == ESRCH ? "not-running" : "failed";
     rep.reload_detail = "SIGHUP to " + std::to_string(pid) + ": " + std::strerror(errno);
     return;
@@ -199,18 +206,21 @@ std::string render_instance(const Context& ctx, const StunnelInstance& in, const
 
 InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in) {
   InstanceReport rep{.name = in.name, .config = in.config};
+  if (!safe_config_path(ctx.root))  // also written into the fail-closed stanza
+    throw Error(Code::kConfigInvalid, "root '" + ctx.root + "' cannot be written into a stunnel configuration");
   // The fail-closed stanza needs the placeholder: make sure it exists before rendering.
   ensure_placeholder(ctx);
   auto old = read_text(in.config);
   // The stores are read without the writer lock: render again when a writer was half-way
   // (odd generation) or finished a change meanwhile, so the file is one consistent state.
   std::string text;
-  for (int attempt = 0; attempt < 5; ++attempt) {
+  bool stable = false;
+  for (int attempt = 0; attempt < 5 && !stable; ++attempt) {
+    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     std::uint64_t before = current_generation(ctx);
     text = render_instance(ctx, in, old, rep);
     std::uint64_t after = current_generation(ctx);
-    if (before == after && generation_stable(after)) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    stable = before == after && generation_stable(after);
   }
   if (in.via == StunnelVia::kProvider) {
     std::string cnf = render_openssl_cnf(ctx, in.module.value_or("ptrust.so"));
@@ -223,14 +233,23 @@ InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in) {
     write_file_atomic(in.config, text);
     rep.written = true;
   }
+  // Records live in their own directory: the store's own temp-file and drift checks of the
+  // state directory never see a record being written.
   fs::Fd root = fs::open_root(ctx.root);
-  fs::Fd state = fs::open_dir(root.get(), layout::kStateDir, true);
-  auto applied = fs::read_at(state.get(), applied_name(in), 4096);
+  fs::Fd records = fs::open_dir(root.get(), std::string(layout::kStateDir) + "/stunnel", true);
+  auto applied = fs::read_at(records.get(), applied_name(in), 4096);
   const std::string want = digest(text);
   if (!applied || *applied != want) {
     reload(in, rep);
-    rep.pending = rep.reload == "failed";
-    if (!rep.pending) fs::write_atomic(state.get(), applied_name(in), want, 0600);
+    rep.pending = rep.reload == "failed" || !stable;
+    // Only a delivered signal is recorded: a stunnel that is not running (or has not written
+    // its pid file yet) gets one more, harmless, SIGHUP from the next sync.
+    if (rep.reload == "sighup" && stable) fs::write_atomic(records.get(), applied_name(in), want, 0600);
+  }
+  if (!stable) {
+    rep.pending = true;
+    rep.reload_detail += (rep.reload_detail.empty() ? "" : "; ") +
+                         std::string("the store kept changing while rendering; run sync again");
   }
   return rep;
 }

@@ -65,14 +65,21 @@ const GenerationView* PurposeState::view(std::int64_t now) noexcept {
   if (now < next_view_try_ns_.load(std::memory_order_relaxed)) return v;
   next_view_try_ns_.store(now + std::chrono::nanoseconds(kFallbackRefresh).count(), std::memory_order_relaxed);
   if (v && !v->replaced()) return v;
+  std::unique_ptr<GenerationView> fresh;
   try {
-    std::unique_ptr<GenerationView> fresh = GenerationView::open(ctx_.root);
-    if (!fresh) return v;
-    if (view_owner_) retired_.push_back(std::move(view_owner_));
-    view_owner_ = std::move(fresh);
+    fresh = GenerationView::open(ctx_.root);
   } catch (const std::exception&) {
-    return v;
   }
+  if (!fresh && !v) return nullptr;
+  // A replaced view is never used again, even when no new file exists yet: without a view
+  // the snapshot is re-read once a second (a dead counter would look like "no change").
+  // Replaced views stay mapped: other threads may still be reading them.
+  try {
+    if (view_owner_) retired_.push_back(std::move(view_owner_));
+  } catch (const std::exception&) {
+    view_owner_.release();  // leak rather than free a mapping another thread may read
+  }
+  view_owner_ = std::move(fresh);
   view_.store(view_owner_.get(), std::memory_order_release);
   return view_owner_.get();
 }

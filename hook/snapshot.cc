@@ -166,6 +166,11 @@ std::shared_ptr<const Snapshot> build_snapshot(const Context& ctx, const std::st
     if (!md || EVP_DigestInit_ex(md.get(), sha256(), nullptr) != 1) throw std::bad_alloc();
     EVP_DigestUpdate(md.get(), purpose.data(), purpose.size() + 1);
     EVP_DigestUpdate(md.get(), &gen, sizeof gen);
+    // The policy too: a worker with another configuration must not resume this one's sessions.
+    const int pol[] = {static_cast<int>(policy.crl_policy), static_cast<int>(policy.crl_scope),
+                       policy.allow_expired_crl, static_cast<int>(policy.pin_match), policy.enforce_pin_validity,
+                       policy.report_only};
+    EVP_DigestUpdate(md.get(), pol, sizeof pol);
     try {
       Material m = load_material(ctx, purpose);
       warm(m.certs);
@@ -191,6 +196,7 @@ std::shared_ptr<const Snapshot> build_snapshot(const Context& ctx, const std::st
     int mode = static_cast<int>(s->mode);
     EVP_DigestUpdate(md.get(), &mode, sizeof mode);
     EVP_DigestUpdate(md.get(), &s->load_failure, sizeof s->load_failure);
+    EVP_DigestUpdate(md.get(), &s->crl_failure, sizeof s->crl_failure);
     unsigned int n = 0;
     if (EVP_DigestFinal_ex(md.get(), s->material.data(), &n) != 1) throw std::bad_alloc();
     ERR_clear_error();

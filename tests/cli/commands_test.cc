@@ -7,6 +7,7 @@
 
 #include "tests/support/run.h"
 #include "tests/support/testpki.h"
+#include "tests/support/tree.h"
 
 namespace ptrust::testing {
 namespace {
@@ -140,6 +141,26 @@ TEST_F(Commands, ConfigUnderTheRootIsPickedUp) {
   write_file(root / "etc/ptrust/ptrust.yaml", "purposes:\n  appliance: {}\n");
   EXPECT_EQ(pt({"resolve", "appliance"}).status, 0);
   EXPECT_EQ(pt({"resolve", "licensing"}).status, 1) << "the file replaces the built-in purposes";
+}
+
+// A refusal writes nothing, not even the lock file (a root written by an older version, or
+// one where only `stunnel sync` ran, has a state directory without one).
+TEST_F(Commands, RefusalsCreateNoLockFile) {
+  install({"install", in / "ca.pem", "--ca", "--purpose", "licensing"});
+  ASSERT_EQ(::unlink((root / "var/lib/ptrust/lock").c_str()), 0);
+  Tree before = snapshot(root.path());
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {"uninstall", "00000000-0000-4000-8000-000000000000"},
+           {"crl", "uninstall", "nope.crl"},
+           {"legacy", "uninstall", "nope.pem"},
+           {"pool", "remove", "1c111a1f-412e-47c0-9003-60789b839bc3"},
+           {"install", in / "ca.pem", "--ca", "--purpose", "licensing"}}) {
+    RunResult r = pt(args);
+    EXPECT_EQ(r.status, 1) << args[0] << ": " << r.err;
+  }
+  EXPECT_EQ(pt({"list"}).status, 0);
+  EXPECT_EQ(pt({"sync", "--check"}).status, 0);
+  EXPECT_EQ(diff(before, snapshot(root.path())), "");
 }
 
 TEST_F(Commands, RootFromTheEnvironment) {

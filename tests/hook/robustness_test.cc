@@ -93,6 +93,16 @@ TEST_F(Robustness, ARecreatedGenerationFileIsFollowed) {
   EXPECT_FALSE(after.ok) << "CA removed after the generation file was re-created; the hook still trusts it";
 }
 
+TEST_F(Robustness, AGenerationFileThatIsGoneIsNotMistakenForNoChange) {
+  const std::string gen = root_.path() + "/var/lib/ptrust/generation";
+  std::filesystem::remove(gen);
+  root_.uninstall(uuid_);  // the writer re-creates it...
+  std::filesystem::remove(gen);  // ...and it is gone again
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  Outcome after = connect();
+  EXPECT_FALSE(after.ok) << "the hook kept a dead generation counter and the removed CA";
+}
+
 TEST(ServerRobustness, AClientWithoutACertificateIsRefused) {
   Root root;
   PTRUST_CTX* pt = root.open();
