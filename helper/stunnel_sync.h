@@ -32,7 +32,8 @@ struct InstanceReport {
 
 // Never keeps an old stanza: a purpose whose material is gone or unusable gets the
 // fail-closed stanza. Signals stunnel whenever the file differs from what stunnel was last
-// told to load (recorded in <root>/var/lib/ptrust/stunnel-<instance>.applied), so a failed
+// told to load (recorded in <root>/var/lib/ptrust/stunnel/stunnel-<instance>.applied once a
+// SIGHUP was delivered), so a failed
 // or interrupted reload is retried. Only a stunnel binary started with this instance's
 // configuration file is signalled.
 InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in);
