@@ -73,12 +73,20 @@ Database Store::database() const {
 
 void Store::commit(Locked& l, const std::vector<Area>& areas) {
   save_database(l.state.get(), l.db);  // the commit point
+  apply(l, areas);
+}
+
+// Makes `areas` match the database inside one change (odd generation), so readers rebuild
+// after the last file is written. On an error the change still ends: readers must re-read
+// whatever is on disk now, and `sync` completes the files.
+void Store::apply(Locked& l, const std::vector<Area>& areas) {
   begin_change(l.state.get());
   std::vector<Drift> ignored;
   try {
+    for (const auto& e : fs::list_dir(l.state.get()))  // temp files of a killed writer
+      if (e.name.rfind(fs::kTempPrefix, 0) == 0) fs::remove_at(l.state.get(), e.name);
     for (const auto& a : areas) reconcile(root_.get(), l.db, a, true, ignored);
   } catch (...) {
-    // Readers must re-read whatever is on disk now; `sync` completes the files.
     end_change(l.state.get());
     throw;
   }
@@ -324,8 +332,8 @@ Database Store::eject() {
   return removed;
 }
 
-std::vector<Drift> Store::sync(bool apply) {
-  Locked l(root_.get(), apply ? Locked::Mode::kCreate : Locked::Mode::kRead);
+std::vector<Drift> Store::sync(bool repair) {
+  Locked l(root_.get(), repair ? Locked::Mode::kCreate : Locked::Mode::kRead);
   std::vector<Drift> out;
   const std::string gen_path = std::string(layout::kStateDir) + "/" + std::string(layout::kGenerationFile);
   std::uint64_t gen = l.state ? read_generation(l.state.get()) : 0;
@@ -341,19 +349,8 @@ std::vector<Drift> Store::sync(bool apply) {
 
   std::vector<Area> areas = all_areas(root_.get(), l.db);
   for (const auto& a : areas) reconcile(root_.get(), l.db, a, false, out);
-  if (!apply || out.empty()) return out;
-  // Repair inside a change so readers rebuild after the last file is written.
-  begin_change(l.state.get());
-  for (const auto& e : fs::list_dir(l.state.get()))
-    if (e.name.rfind(fs::kTempPrefix, 0) == 0) fs::remove_at(l.state.get(), e.name);
-  std::vector<Drift> again;
-  try {
-    for (const auto& a : areas) reconcile(root_.get(), l.db, a, true, again);
-  } catch (...) {
-    end_change(l.state.get());
-    throw;
-  }
-  end_change(l.state.get());
+  if (!repair || out.empty()) return out;
+  apply(l, areas);
   return out;
 }
 

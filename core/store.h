@@ -71,6 +71,7 @@ class Store {
   struct Locked;
   // Commits `db` (already validated) and reconciles `areas`, under the held lock.
   void commit(Locked& l, const std::vector<Area>& areas);
+  void apply(Locked& l, const std::vector<Area>& areas);
 
   Context ctx_;
   fs::Fd root_;

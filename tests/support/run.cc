@@ -13,6 +13,18 @@ extern char** environ;
 
 namespace ptrust::testing {
 
+namespace {
+
+// posix_spawnp of argv (searched in PATH) with the given file actions and this environment.
+int spawn(pid_t* pid, const std::vector<std::string>& argv, const posix_spawn_file_actions_t* fa) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  return posix_spawnp(pid, args[0], fa, nullptr, args.data(), environ);
+}
+
+}  // namespace
+
 RunResult run(const std::vector<std::string>& argv, const std::string& stdin_data) {
   int in[2], out[2], err[2];
   if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) throw std::runtime_error("pipe");
@@ -21,11 +33,8 @@ RunResult run(const std::vector<std::string>& argv, const std::string& stdin_dat
   posix_spawn_file_actions_adddup2(&fa, in[0], 0);
   posix_spawn_file_actions_adddup2(&fa, out[1], 1);
   posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
   pid_t pid;
-  int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+  int rc = spawn(&pid, argv, &fa);
   posix_spawn_file_actions_destroy(&fa);
   ::close(in[0]);
   ::close(out[1]);
@@ -74,11 +83,8 @@ RunResult run_and_kill(const std::vector<std::string>& argv, long kill_after_us)
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, out[1], 1);
   posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
   pid_t pid;
-  int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+  int rc = spawn(&pid, argv, &fa);
   posix_spawn_file_actions_destroy(&fa);
   ::close(out[1]);
   if (rc != 0) throw std::runtime_error("spawn " + argv[0]);
@@ -113,11 +119,8 @@ Background::Background(const std::vector<std::string>& argv, const std::string& 
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_addopen(&fa, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
   pid_t pid;
-  int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+  int rc = spawn(&pid, argv, &fa);
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) throw std::runtime_error("spawn " + argv[0]);
   pid_ = pid;
