@@ -71,6 +71,15 @@ Database Store::database() const {
   return std::move(l.db);
 }
 
+template <typename Check, typename Change>
+void Store::write(bool create, Check check, Change change) {
+  check(Locked(root_.get(), Locked::Mode::kRead).db);  // refusals before anything is created
+  Locked l(root_.get(), create ? Locked::Mode::kCreate : Locked::Mode::kWrite);
+  check(l.db);  // again under the lock: another writer may have raced us
+  std::vector<Area> areas = change(l.db);
+  commit(l, areas);
+}
+
 void Store::commit(Locked& l, const std::vector<Area>& areas) {
   save_database(l.state.get(), l.db);  // the commit point
   apply(l, areas);
@@ -139,16 +148,14 @@ CertRecord Store::install(const Certificate& cert, const InstallRequest& req, st
   cert.check_validity(now);
 
   CertRecord r = make_cert_record(cert, req.type, req.purposes, static_cast<std::int64_t>(now));
-  {
-    // Check before anything is created on disk (a refusal on a fresh root writes nothing).
-    Locked peek(root_.get(), Locked::Mode::kRead);
-    if (const auto* o = duplicate_of(peek.db, r)) already_exists(*o);
-  }
-  Locked l(root_.get(), Locked::Mode::kCreate);
-  if (const auto* o = duplicate_of(l.db, r)) already_exists(*o);  // raced with another writer
-  r.uuid = new_uuid();
-  l.db.certs.push_back(r);
-  commit(l, areas_of(r));
+  auto check = [&](const Database& db) {
+    if (const auto* o = duplicate_of(db, r)) already_exists(*o);
+  };
+  write(true, check, [&](Database& db) {
+    r.uuid = new_uuid();
+    db.certs.push_back(r);
+    return areas_of(r);
+  });
   return r;
 }
 
@@ -167,13 +174,13 @@ CertRecord Store::uninstall(const std::string& uuid, bool force) {
                                                               "uninstall with --force");
     }
   };
-  check(Locked(root_.get(), Locked::Mode::kRead).db);  // refusals before anything is created
-  Locked l(root_.get(), Locked::Mode::kWrite);
-  check(l.db);  // again under the lock: another writer may have raced us
-  auto it = std::find_if(l.db.certs.begin(), l.db.certs.end(), [&](const CertRecord& r) { return r.uuid == uuid; });
-  CertRecord r = *it;
-  l.db.certs.erase(it);
-  commit(l, areas_of(r));
+  CertRecord r;
+  write(false, check, [&](Database& db) {
+    auto it = std::find_if(db.certs.begin(), db.certs.end(), [&](const CertRecord& o) { return o.uuid == uuid; });
+    r = *it;
+    db.certs.erase(it);
+    return areas_of(r);
+  });
   return r;
 }
 
@@ -195,14 +202,10 @@ CrlInstallResult Store::crl_install(std::string_view data, const std::string& na
       throw Error(Code::kCrlAlreadyExists, "a CRL named '" + r.name + "' is already installed");
     check_crl_signature(db, r);
   };
-  {
-    Locked peek(root_.get(), Locked::Mode::kRead);
-    check(peek.db);
-  }
-  Locked l(root_.get(), Locked::Mode::kCreate);
-  check(l.db);
-  l.db.crls.push_back(r);
-  commit(l, {Area{Area::Kind::kCrl}});
+  write(true, check, [&](Database& db) {
+    db.crls.push_back(r);
+    return std::vector<Area>{{Area::Kind::kCrl}};
+  });
   return res;
 }
 
@@ -211,13 +214,13 @@ CrlRecord Store::crl_uninstall(const std::string& name) {
     if (!find_if_ptr(db.crls, [&](const CrlRecord& r) { return r.name == name; }))
       throw Error(Code::kCrlDoesNotExist, "no CRL named '" + name + "'");
   };
-  check(Locked(root_.get(), Locked::Mode::kRead).db);
-  Locked l(root_.get(), Locked::Mode::kWrite);
-  check(l.db);
-  auto it = std::find_if(l.db.crls.begin(), l.db.crls.end(), [&](const CrlRecord& r) { return r.name == name; });
-  CrlRecord r = *it;
-  l.db.crls.erase(it);
-  commit(l, {Area{Area::Kind::kCrl}});
+  CrlRecord r;
+  write(false, check, [&](Database& db) {
+    auto it = std::find_if(db.crls.begin(), db.crls.end(), [&](const CrlRecord& o) { return o.name == name; });
+    r = *it;
+    db.crls.erase(it);
+    return std::vector<Area>{{Area::Kind::kCrl}};
+  });
   return r;
 }
 
@@ -231,14 +234,10 @@ LegacyRecord Store::legacy_install(const std::string& name, const Certificate& c
     if (find_if_ptr(db.legacy, [&](const LegacyRecord& o) { return o.name == name; }))
       throw Error(Code::kCaCertificateAlreadyExists, "a legacy CA named '" + name + "' is already installed");
   };
-  {
-    Locked peek(root_.get(), Locked::Mode::kRead);
-    check(peek.db);
-  }
-  Locked l(root_.get(), Locked::Mode::kCreate);
-  check(l.db);
-  l.db.legacy.push_back(r);
-  commit(l, {Area{Area::Kind::kLegacy}});
+  write(true, check, [&](Database& db) {
+    db.legacy.push_back(r);
+    return std::vector<Area>{{Area::Kind::kLegacy}};
+  });
   return r;
 }
 
@@ -253,13 +252,13 @@ LegacyRecord Store::legacy_uninstall(const std::string& name, bool force) {
       throw Error(Code::kTrustedCertificateFileMissing,
                   "etc/stunnel/certs/" + name + " is missing; run `ptrust sync` to restore it, or uninstall with --force");
   };
-  check(Locked(root_.get(), Locked::Mode::kRead).db);
-  Locked l(root_.get(), Locked::Mode::kWrite);
-  check(l.db);
-  auto it = std::find_if(l.db.legacy.begin(), l.db.legacy.end(), [&](const LegacyRecord& r) { return r.name == name; });
-  LegacyRecord r = *it;
-  l.db.legacy.erase(it);
-  commit(l, {Area{Area::Kind::kLegacy}});
+  LegacyRecord r;
+  write(false, check, [&](Database& db) {
+    auto it = std::find_if(db.legacy.begin(), db.legacy.end(), [&](const LegacyRecord& o) { return o.name == name; });
+    r = *it;
+    db.legacy.erase(it);
+    return std::vector<Area>{{Area::Kind::kLegacy}};
+  });
   return r;
 }
 
@@ -282,13 +281,12 @@ std::vector<PoolRecord> Store::pool_remove(const std::string& host, bool staged_
       throw Error(Code::kCertificateDoesNotExist, "no " + std::string(staged_only ? "staged " : "") +
                                                       "pool certificate for host '" + host + "'");
   };
-  check(Locked(root_.get(), Locked::Mode::kRead).db);
-  Locked l(root_.get(), Locked::Mode::kWrite);
-  check(l.db);
   std::vector<PoolRecord> removed;
-  std::copy_if(l.db.pool.begin(), l.db.pool.end(), std::back_inserter(removed), selected);
-  std::erase_if(l.db.pool, selected);
-  commit(l, {Area{Area::Kind::kPool}});
+  write(false, check, [&](Database& db) {
+    std::copy_if(db.pool.begin(), db.pool.end(), std::back_inserter(removed), selected);
+    std::erase_if(db.pool, selected);
+    return std::vector<Area>{{Area::Kind::kPool}};
+  });
   return removed;
 }
 

@@ -72,6 +72,11 @@ class Store {
   // Commits `db` (already validated) and reconciles `areas`, under the held lock.
   void commit(Locked& l, const std::vector<Area>& areas);
   void apply(Locked& l, const std::vector<Area>& areas);
+  // Every writer: `check` (throws the refusal) runs on a read view first, so a refusal
+  // creates nothing, then again under the writer lock; `change` edits the database and
+  // returns the areas to rewrite; then commit.
+  template <typename Check, typename Change>
+  void write(bool create, Check check, Change change);
 
   Context ctx_;
   fs::Fd root_;
