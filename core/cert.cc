@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "core/x509.h"
 
 namespace ptrust {
 
@@ -45,51 +46,22 @@ ossl::X509Ptr der_to_x509(const unsigned char* p, long len) {
   return x;
 }
 
+// True when `d2i` decodes the whole of `in` as one object of its type.
+template <typename Ptr, typename D2i>
+bool decodes_as(std::string_view in, D2i d2i) {
+  const unsigned char* q = reinterpret_cast<const unsigned char*>(in.data());
+  return Ptr(d2i(nullptr, &q, static_cast<long>(in.size()))) != nullptr;
+}
+
 bool der_is_private_key(std::string_view in) {
-  auto p = reinterpret_cast<const unsigned char*>(in.data());
-  long len = static_cast<long>(in.size());
-  {
-    const unsigned char* q = p;
-    if (ossl::PkeyPtr k{d2i_AutoPrivateKey(nullptr, &q, len)}) return true;
-  }
-  {
-    const unsigned char* q = p;
-    if (PKCS8_PRIV_KEY_INFO* k = d2i_PKCS8_PRIV_KEY_INFO(nullptr, &q, len)) {
-      PKCS8_PRIV_KEY_INFO_free(k);
-      return true;
-    }
-  }
-  {
-    const unsigned char* q = p;
-    if (X509_SIG* k = d2i_X509_SIG(nullptr, &q, len)) {  // encrypted PKCS#8
-      X509_SIG_free(k);
-      return true;
-    }
-  }
-  return false;
+  return decodes_as<ossl::PkeyPtr>(in, d2i_AutoPrivateKey) ||
+         decodes_as<ossl::Pkcs8PrivKeyInfoPtr>(in, d2i_PKCS8_PRIV_KEY_INFO) ||
+         decodes_as<ossl::X509SigPtr>(in, d2i_X509_SIG);  // encrypted PKCS#8
 }
 
 [[noreturn]] void invalid(const std::string& why) {
   ERR_clear_error();
   throw Error(Code::kTrustedCertificateInvalid, why);
-}
-
-std::int64_t asn1_time_to_unix(const ASN1_TIME* t) {
-  struct tm tm {};
-  if (!ASN1_TIME_to_tm(t, &tm)) return 0;
-  return static_cast<std::int64_t>(timegm(&tm));
-}
-
-std::string bio_to_string(BIO* b) {
-  char* data = nullptr;
-  long n = BIO_get_mem_data(b, &data);
-  return std::string(data, static_cast<size_t>(n));
-}
-
-std::string name_to_string(const X509_NAME* n) {
-  ossl::BioPtr b(BIO_new(BIO_s_mem()));
-  X509_NAME_print_ex(b.get(), n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-  return bio_to_string(b.get());
 }
 
 }  // namespace
@@ -145,58 +117,30 @@ Certificate Certificate::from_x509(X509* x) {
 }
 
 std::string Certificate::der() const {
-  unsigned char* out = nullptr;
-  int n = i2d_X509(x_.get(), &out);
-  if (n <= 0) throw Error(Code::kTrustedCertificateInvalid, "cannot encode certificate");
-  ossl::OsslStr guard(reinterpret_cast<char*>(out));
-  return std::string(reinterpret_cast<char*>(out), static_cast<size_t>(n));
+  std::string d = x509::der(x_.get());
+  if (d.empty()) throw Error(Code::kTrustedCertificateInvalid, "cannot encode certificate");
+  return d;
 }
 
 std::string Certificate::pem() const {
-  ossl::BioPtr b(BIO_new(BIO_s_mem()));
-  if (!PEM_write_bio_X509(b.get(), x_.get())) throw Error(Code::kTrustedCertificateInvalid, "cannot encode certificate");
-  return bio_to_string(b.get());
-}
-
-std::string fingerprint(X509* x, const EVP_MD* md) {
-  unsigned char buf[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  X509_digest(x, md, buf, &n);
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(n * 3);
-  for (unsigned i = 0; i < n; ++i) {
-    if (i) out += ':';
-    out += hex[buf[i] >> 4];
-    out += hex[buf[i] & 15];
-  }
-  return out;
-}
-
-std::string format_time(std::int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  struct tm tm {};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  std::string p = x509::pem(x_.get());
+  if (p.empty()) throw Error(Code::kTrustedCertificateInvalid, "cannot encode certificate");
+  return p;
 }
 
 CertInfo Certificate::info() const {
   X509* x = x_.get();
   CertInfo i;
-  i.sha256 = fingerprint(x, EVP_sha256());
-  i.sha1 = fingerprint(x, EVP_sha1());
-  i.subject = name_to_string(X509_get_subject_name(x));
-  i.issuer = name_to_string(X509_get_issuer_name(x));
-  if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), nullptr)) {
-    char* s = BN_bn2hex(bn);
-    i.serial = s ? s : "";
-    OPENSSL_free(s);
-    BN_free(bn);
+  i.sha256 = x509::fingerprint(x, EVP_sha256());
+  i.sha1 = x509::fingerprint(x, EVP_sha1());
+  i.subject = x509::rfc2253(X509_get_subject_name(x));
+  i.issuer = x509::rfc2253(X509_get_issuer_name(x));
+  if (ossl::BnPtr bn{ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), nullptr)}) {
+    ossl::OsslStr hex(BN_bn2hex(bn.get()));
+    i.serial = hex ? hex.get() : "";
   }
-  i.not_before = asn1_time_to_unix(X509_get0_notBefore(x));
-  i.not_after = asn1_time_to_unix(X509_get0_notAfter(x));
+  i.not_before = x509::to_epoch(X509_get0_notBefore(x)).value_or(0);
+  i.not_after = x509::to_epoch(X509_get0_notAfter(x)).value_or(0);
   if (EVP_PKEY* k = X509_get0_pubkey(x)) {
     const char* tn = EVP_PKEY_get0_type_name(k);
     i.key_type = tn ? tn : "unknown";
@@ -212,12 +156,13 @@ CertInfo Certificate::info() const {
 }
 
 void Certificate::check_validity(std::time_t now) const {
-  if (X509_cmp_time(X509_get0_notBefore(x_.get()), &now) > 0)
-    throw Error(Code::kTrustedCertificateNotValidYet,
-                "certificate is not valid before " + format_time(asn1_time_to_unix(X509_get0_notBefore(x_.get()))));
-  if (X509_cmp_time(X509_get0_notAfter(x_.get()), &now) < 0)
-    throw Error(Code::kTrustedCertificateExpired,
-                "certificate expired on " + format_time(asn1_time_to_unix(X509_get0_notAfter(x_.get()))));
+  auto text = [](const ASN1_TIME* t) { return x509::format_time(x509::to_epoch(t).value_or(0)); };
+  const ASN1_TIME* not_before = X509_get0_notBefore(x_.get());
+  const ASN1_TIME* not_after = X509_get0_notAfter(x_.get());
+  if (X509_cmp_time(not_before, &now) > 0)
+    throw Error(Code::kTrustedCertificateNotValidYet, "certificate is not valid before " + text(not_before));
+  if (X509_cmp_time(not_after, &now) < 0)
+    throw Error(Code::kTrustedCertificateExpired, "certificate expired on " + text(not_after));
 }
 
 namespace {
@@ -268,7 +213,7 @@ bool next_tlv(const unsigned char*& p, const unsigned char* end, Tlv& t) {
 
 // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber,
 //   signature, issuer, validity, subject, ... }, signatureAlgorithm, signatureValue }
-X509_NAME* certificate_subject(const unsigned char* der, long len) {
+ossl::X509NamePtr certificate_subject(const unsigned char* der, long len) {
   const unsigned char* p = der;
   const unsigned char* end = der + len;
   Tlv cert, tbs, e, alg, sig;
@@ -288,11 +233,8 @@ X509_NAME* certificate_subject(const unsigned char* der, long len) {
     if (!next_tlv(p, tbs_end, e) || e.tag != tag) return nullptr;
   if (!next_tlv(p, tbs_end, e) || e.tag != V_ASN1_SEQUENCE) return nullptr;  // subject
   const unsigned char* q = e.start;
-  X509_NAME* name = d2i_X509_NAME(nullptr, &q, p - e.start);
-  if (name && q != p) {
-    X509_NAME_free(name);
-    return nullptr;
-  }
+  ossl::X509NamePtr name(d2i_X509_NAME(nullptr, &q, p - e.start));
+  if (name && q != p) return nullptr;
   return name;
 }
 
@@ -312,10 +254,9 @@ std::vector<ossl::X509Ptr> parse_bundle(std::string_view pem, const std::string&
 std::vector<DerCert> scan_bundle(std::string_view pem, const std::string& what) {
   std::vector<DerCert> out;
   for_each_bundle_block(pem, what, [&](const unsigned char* der, long len) {
-    X509_NAME* subject = certificate_subject(der, len);
+    ossl::X509NamePtr subject = certificate_subject(der, len);
     if (!subject) return false;
-    out.push_back({std::string(reinterpret_cast<const char*>(der), static_cast<size_t>(len)),
-                   ossl::Ptr<X509_NAME, X509_NAME_free>(subject)});
+    out.push_back({std::string(reinterpret_cast<const char*>(der), static_cast<size_t>(len)), std::move(subject)});
     return true;
   });
   return out;

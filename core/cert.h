@@ -58,17 +58,11 @@ std::vector<ossl::X509Ptr> parse_bundle(std::string_view pem, const std::string&
 // certificate); consumers that hand DER to libcrypto anyway (the provider) need only this.
 struct DerCert {
   std::string der;
-  ossl::Ptr<X509_NAME, X509_NAME_free> subject;
+  ossl::X509NamePtr subject;
 };
 
 // As parse_bundle (same refusals, STORE_CORRUPT), checking each block's DER structure
 // (one Certificate SEQUENCE, nothing trailing) and decoding only the subject name.
 std::vector<DerCert> scan_bundle(std::string_view pem, const std::string& what);
-
-// Upper-case colon-separated hex of a digest of the DER encoding.
-std::string fingerprint(X509* x, const EVP_MD* md);
-
-// "2026-11-22T19:08:14Z".
-std::string format_time(std::int64_t t);
 
 }  // namespace ptrust

@@ -12,6 +12,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "core/error.h"
+#include "core/layout.h"
 
 namespace ptrust {
 
@@ -385,7 +386,7 @@ Context open_context(const std::optional<std::string>& root_opt, const std::opti
   if (cfg_path) {
     ctx.config = load_config_file(*cfg_path);
   } else {
-    std::string implicit = root.value_or("/") + "/etc/ptrust/ptrust.yaml";
+    std::string implicit = root.value_or("/") + "/" + std::string(layout::kConfigFile);
     struct stat st;
     ctx.config = ::stat(implicit.c_str(), &st) == 0 ? load_config_file(implicit) : default_config();
   }

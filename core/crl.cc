@@ -3,7 +3,6 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-#include <cctype>
 #include <map>
 
 #include <boost/json.hpp>
@@ -13,20 +12,6 @@
 #include "core/layout.h"
 
 namespace ptrust {
-
-bool is_hash_link_name(std::string_view n) noexcept {
-  if (n.size() < 10) return false;
-  for (size_t i = 0; i < 8; ++i)
-    if (!std::isxdigit(static_cast<unsigned char>(n[i]))) return false;
-  std::string_view rest = n.substr(8);
-  if (rest.substr(0, 2) == ".r") rest = rest.substr(2);
-  else if (rest[0] == '.') rest = rest.substr(1);
-  else return false;
-  if (rest.empty()) return false;
-  for (char c : rest)
-    if (c < '0' || c > '9') return false;
-  return true;
-}
 
 ossl::X509CrlPtr parse_crl(std::string_view data) {
   if (data.empty()) return nullptr;
@@ -83,7 +68,7 @@ std::vector<NamedCrl> load_crls(const Context& ctx, std::string_view purpose) {
   if (!dir) return out;
   auto scope = load_scope(root.get());
   for (const auto& e : fs::list_dir(dir.get())) {
-    if (e.name[0] == '.' || is_hash_link_name(e.name)) continue;
+    if (e.name[0] == '.' || layout::is_hash_link_name(e.name)) continue;
     if (auto it = scope.find(e.name); it != scope.end()) {
       bool applies = false;
       for (const auto& p : it->second) applies |= (p == purpose);

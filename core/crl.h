@@ -8,18 +8,10 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/layout.h"
 #include "core/ossl.h"
 
 namespace ptrust {
-
-namespace layout {
-inline constexpr std::string_view kCrlDir = "etc/stunnel/crls";
-// JSON object {"<crl name>": ["purpose", ...]} for CRLs installed with --purpose; 0644.
-inline constexpr std::string_view kCrlScopeFile = "crl-scope.json";  // in kStateDir
-}  // namespace layout
-
-// True for names OpenSSL's hash-dir lookup uses: 8 hex digits, ".r" or ".", a number.
-bool is_hash_link_name(std::string_view name) noexcept;
 
 // Parses exactly one CRL from PEM or DER; nullptr when it is not exactly one CRL.
 ossl::X509CrlPtr parse_crl(std::string_view data);

@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/x509.h"
 
 namespace ptrust {
 
@@ -213,14 +214,11 @@ std::string new_uuid() {
   if (RAND_bytes(b, sizeof b) != 1) throw Error(Code::kIoError, "no randomness for a UUID");
   b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
   b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
-    out += hex[b[i] >> 4];
-    out += hex[b[i] & 15];
-  }
-  return out;
+  // 8-4-4-4-12 groups of the 16 bytes.
+  std::span<const unsigned char> all(b);
+  return x509::hex_lower(all.subspan(0, 4)) + "-" + x509::hex_lower(all.subspan(4, 2)) + "-" +
+         x509::hex_lower(all.subspan(6, 2)) + "-" + x509::hex_lower(all.subspan(8, 2)) + "-" +
+         x509::hex_lower(all.subspan(10, 6));
 }
 
 }  // namespace ptrust

@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 
 #include "core/error.h"
+#include "core/x509.h"
 
 namespace ptrust::fs {
 
@@ -142,12 +143,7 @@ std::optional<std::string> read_at(int dirfd, const std::string& name, size_t ma
 void write_atomic(int dirfd, const std::string& name, std::string_view data, mode_t mode) {
   unsigned char rnd[8];
   RAND_bytes(rnd, sizeof rnd);
-  std::string tmp(kTempPrefix);
-  static const char* hex = "0123456789abcdef";
-  for (unsigned char b : rnd) {
-    tmp += hex[b >> 4];
-    tmp += hex[b & 15];
-  }
+  std::string tmp = std::string(kTempPrefix) + x509::hex_lower(rnd);
   int fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0) throw_errno(Code::kIoError, "cannot create temporary file for " + name);
   Fd guard(fd);

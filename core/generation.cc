@@ -21,6 +21,9 @@ constexpr size_t kSize = 16;  // magic + counter; counter is 8-byte aligned at o
 
 struct Mapping {
   void* addr = MAP_FAILED;
+  Mapping() = default;
+  Mapping(const Mapping&) = delete;  // a copy would unmap twice
+  Mapping& operator=(const Mapping&) = delete;
   ~Mapping() {
     if (addr != MAP_FAILED) ::munmap(addr, kSize);
   }

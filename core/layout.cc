@@ -3,7 +3,6 @@
 #include <cctype>
 
 #include "core/config.h"
-#include "core/crl.h"
 
 namespace ptrust {
 
@@ -36,6 +35,20 @@ bool valid_file_name(std::string_view n) noexcept {
   for (char c : n)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
   return !is_hash_link_name(n);
+}
+
+bool is_hash_link_name(std::string_view n) noexcept {
+  if (n.size() < 10) return false;
+  for (size_t i = 0; i < 8; ++i)
+    if (!std::isxdigit(static_cast<unsigned char>(n[i]))) return false;
+  std::string_view rest = n.substr(8);
+  if (rest.substr(0, 2) == ".r") rest = rest.substr(2);
+  else if (rest[0] == '.') rest = rest.substr(1);
+  else return false;
+  if (rest.empty()) return false;
+  for (char c : rest)
+    if (c < '0' || c > '9') return false;
+  return true;
 }
 
 bool valid_legacy_name(std::string_view n) noexcept {

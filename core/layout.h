@@ -19,6 +19,22 @@ inline constexpr std::string_view kStateDir = "var/lib/ptrust";
 inline constexpr std::string_view kDatabase = "db.json";
 inline constexpr std::string_view kLockFile = "lock";
 inline constexpr std::string_view kGenerationFile = "generation";
+// JSON object {"<crl name>": ["purpose", ...]} for CRLs installed with --purpose; 0644.
+inline constexpr std::string_view kCrlScopeFile = "crl-scope.json";  // in kStateDir
+inline constexpr std::string_view kStunnelStateDir = "stunnel";      // in kStateDir: stunnel sync's records
+
+// ptrust's own configuration directory; the file read when none is named.
+inline constexpr std::string_view kEtcDir = "etc/ptrust";
+inline constexpr std::string_view kConfigFile = "etc/ptrust/ptrust.yaml";  // kEtcDir + "/ptrust.yaml"
+inline constexpr std::string_view kStunnelPlaceholder = "stunnel-placeholder.pem";  // in kEtcDir
+
+// The xapi stunnel directory: CRLs, legacy CAs, pool members' certificates.
+inline constexpr std::string_view kStunnelDir = "etc/stunnel";
+inline constexpr std::string_view kCrlDir = "etc/stunnel/crls";  // kStunnelDir + "/crls"
+inline constexpr std::string_view kLegacyDir = "certs";  // in kStunnelDir
+inline constexpr std::string_view kLegacyBundle = "xapi-stunnel-ca-bundle.pem";
+inline constexpr std::string_view kPoolDir = "certs-pool";  // in kStunnelDir
+inline constexpr std::string_view kPoolBundle = "xapi-pool-ca-bundle.pem";
 
 // One store: the certificates of one type for one purpose ("general" for general CAs).
 struct StoreKey {
@@ -34,6 +50,8 @@ std::string cert_file(std::string_view uuid);  // <uuid>.pem
 // Name rule for CRLs and legacy CAs (as xapi): [A-Za-z0-9._-], no leading '.', at most 255
 // bytes; and never a name OpenSSL's hash-dir lookup would take for a hash entry.
 bool valid_file_name(std::string_view name) noexcept;
+// True for names OpenSSL's hash-dir lookup uses: 8 hex digits, ".r" or ".", a number.
+bool is_hash_link_name(std::string_view name) noexcept;
 // Legacy CA names: valid_file_name and ending in ".pem".
 bool valid_legacy_name(std::string_view name) noexcept;
 

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -21,8 +22,14 @@ template <typename T, auto Free>
 using Ptr = std::unique_ptr<T, Deleter<Free>>;
 
 using BioPtr = Ptr<BIO, BIO_free_all>;
+using BnPtr = Ptr<BIGNUM, BN_free>;
+using EvpMdCtxPtr = Ptr<EVP_MD_CTX, EVP_MD_CTX_free>;
 using X509Ptr = Ptr<X509, X509_free>;
 using X509CrlPtr = Ptr<X509_CRL, X509_CRL_free>;
+using X509NamePtr = Ptr<X509_NAME, X509_NAME_free>;
+using X509ExtensionPtr = Ptr<X509_EXTENSION, X509_EXTENSION_free>;
+using X509SigPtr = Ptr<X509_SIG, X509_SIG_free>;  // encrypted PKCS#8
+using Pkcs8PrivKeyInfoPtr = Ptr<PKCS8_PRIV_KEY_INFO, PKCS8_PRIV_KEY_INFO_free>;
 using X509StorePtr = Ptr<X509_STORE, X509_STORE_free>;
 using X509StoreCtxPtr = Ptr<X509_STORE_CTX, X509_STORE_CTX_free>;
 using PkeyPtr = Ptr<EVP_PKEY, EVP_PKEY_free>;

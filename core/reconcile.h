@@ -20,14 +20,6 @@ struct Drift {
 };
 std::string_view to_string(Drift::Kind k) noexcept;
 
-namespace layout {
-inline constexpr std::string_view kStunnelDir = "etc/stunnel";
-inline constexpr std::string_view kLegacyDir = "certs";          // in kStunnelDir
-inline constexpr std::string_view kLegacyBundle = "xapi-stunnel-ca-bundle.pem";
-inline constexpr std::string_view kPoolDir = "certs-pool";       // in kStunnelDir
-inline constexpr std::string_view kPoolBundle = "xapi-pool-ca-bundle.pem";
-}  // namespace layout
-
 struct Area {
   enum class Kind { kTrustedStore, kTrustedTop, kCrl, kLegacy, kPool };
   Kind kind;

@@ -8,36 +8,11 @@
 
 #include "core/crl.h"
 #include "core/error.h"
+#include "core/x509.h"
 
 namespace ptrust {
 
 namespace {
-
-std::int64_t asn1_unix(const ASN1_TIME* t) {
-  if (!t) return 0;
-  struct tm tm {};
-  if (!ASN1_TIME_to_tm(t, &tm)) return 0;
-  return static_cast<std::int64_t>(timegm(&tm));
-}
-
-std::string hex_digest(const unsigned char* p, size_t n) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (size_t i = 0; i < n; ++i) {
-    if (i) out += ':';
-    out += hex[p[i] >> 4];
-    out += hex[p[i] & 15];
-  }
-  return out;
-}
-
-std::string name_text(const X509_NAME* n) {
-  ossl::BioPtr b(BIO_new(BIO_s_mem()));
-  X509_NAME_print_ex(b.get(), n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-  char* p = nullptr;
-  long len = BIO_get_mem_data(b.get(), &p);
-  return std::string(p, static_cast<size_t>(len));
-}
 
 // "Demo Root CA" → "Demo_Root_CA.crl"
 std::string name_from_issuer(const X509_NAME* issuer) {
@@ -47,7 +22,7 @@ std::string name_from_issuer(const X509_NAME* issuer) {
     const ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(issuer, idx));
     base.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<size_t>(ASN1_STRING_length(s)));
   } else {
-    base = name_text(issuer);
+    base = x509::rfc2253(issuer);
   }
   std::string out;
   for (char c : base) {
@@ -93,19 +68,13 @@ CrlRecord make_crl_record(std::string_view data, std::string name, std::vector<s
   r.name = name.empty() ? name_from_issuer(X509_CRL_get_issuer(crl.get())) : std::move(name);
   r.purposes = std::move(purposes);
   std::sort(r.purposes.begin(), r.purposes.end());
-  r.issuer = name_text(X509_CRL_get_issuer(crl.get()));
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  X509_CRL_digest(crl.get(), EVP_sha256(), md, &n);
-  r.sha256 = hex_digest(md, n);
-  r.last_update = asn1_unix(X509_CRL_get0_lastUpdate(crl.get()));
-  r.next_update = asn1_unix(X509_CRL_get0_nextUpdate(crl.get()));
+  r.issuer = x509::rfc2253(X509_CRL_get_issuer(crl.get()));
+  r.sha256 = x509::fingerprint(crl.get(), EVP_sha256());
+  r.last_update = x509::to_epoch(X509_CRL_get0_lastUpdate(crl.get())).value_or(0);
+  r.next_update = x509::to_epoch(X509_CRL_get0_nextUpdate(crl.get())).value_or(0);  // optional field
   r.installed_at = installed_at;
-  ossl::BioPtr b(BIO_new(BIO_s_mem()));
-  PEM_write_bio_X509_CRL(b.get(), crl.get());
-  char* p = nullptr;
-  long len = BIO_get_mem_data(b.get(), &p);
-  r.pem.assign(p, static_cast<size_t>(len));
+  r.pem = x509::pem(crl.get());
+  if (r.pem.empty()) throw Error(Code::kCrlInvalid, "cannot encode the CRL");
   return r;
 }
 

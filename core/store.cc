@@ -14,6 +14,7 @@
 #include "core/exchange.h"
 #include "core/generation.h"
 #include "core/records.h"
+#include "core/x509.h"
 
 namespace ptrust {
 
@@ -194,7 +195,7 @@ CrlInstallResult Store::crl_install(std::string_view data, const std::string& na
     throw Error(Code::kCrlNameInvalid, "CRL name '" + r.name + "' must use [A-Za-z0-9._-], not start with '.', "
                                        "and not look like an OpenSSL hash entry");
   if (r.next_update != 0 && r.next_update < now)
-    res.warnings.push_back("CRL from '" + r.issuer + "' is past its nextUpdate (" + format_time(r.next_update) +
+    res.warnings.push_back("CRL from '" + r.issuer + "' is past its nextUpdate (" + x509::format_time(r.next_update) +
                            "); verification under a strict CRL policy will fail until it is replaced");
 
   auto check = [&](const Database& db) {
@@ -246,11 +247,12 @@ LegacyRecord Store::legacy_uninstall(const std::string& name, bool force) {
     if (!find_if_ptr(db.legacy, [&](const LegacyRecord& r) { return r.name == name; }))
       throw Error(Code::kCertificateDoesNotExist, "no legacy CA named '" + name + "'");
     if (force) return;
-    fs::Fd dir = fs::open_dir(root_.get(), std::string(layout::kStunnelDir) + "/" + std::string(layout::kLegacyDir), false);
+    const std::string rel = std::string(layout::kStunnelDir) + "/" + std::string(layout::kLegacyDir);
+    fs::Fd dir = fs::open_dir(root_.get(), rel, false);
     auto st = dir ? fs::stat_at(dir.get(), name) : std::nullopt;
     if (!st || !S_ISREG(st->st_mode))
       throw Error(Code::kTrustedCertificateFileMissing,
-                  "etc/stunnel/certs/" + name + " is missing; run `ptrust sync` to restore it, or uninstall with --force");
+                  rel + "/" + name + " is missing; run `ptrust sync` to restore it, or uninstall with --force");
   };
   LegacyRecord r;
   write(false, check, [&](Database& db) {

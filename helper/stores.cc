@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/store.h"
+#include "core/x509.h"
 #include "helper/cli.h"
 
 namespace ptrust::cli {
@@ -60,7 +61,7 @@ int crl_list(const Common& c, const po::variables_map&) {
     std::string scope;
     for (const auto& p : r.purposes) scope += (scope.empty() ? "" : ",") + p;
     std::cout << r.name << "  issuer=" << r.issuer << "  purposes=" << (scope.empty() ? "all" : scope)
-              << "  next-update=" << (r.next_update ? format_time(r.next_update) : "none")
+              << "  next-update=" << (r.next_update ? x509::format_time(r.next_update) : "none")
               << (r.next_update != 0 && r.next_update < now ? "  (EXPIRED)" : "") << "\n";
   }
   return 0;
@@ -88,13 +89,13 @@ int legacy_list(const Common& c, const po::variables_map&) {
     json::array a;
     for (const auto& r : db.legacy)
       a.emplace_back(json::object{{"name", r.name}, {"subject", r.subject}, {"sha256", r.sha256},
-                                  {"not_after", format_time(r.not_after)}});
+                                  {"not_after", x509::format_time(r.not_after)}});
     print_json(json::object{{"legacy", std::move(a)}});
     return 0;
   }
   if (db.legacy.empty()) std::cout << "no legacy CAs\n";
   for (const auto& r : db.legacy)
-    std::cout << r.name << "  subject=" << r.subject << "  expires=" << format_time(r.not_after) << "\n";
+    std::cout << r.name << "  subject=" << r.subject << "  expires=" << x509::format_time(r.not_after) << "\n";
   return 0;
 }
 
@@ -120,13 +121,13 @@ int pool_list(const Common& c, const po::variables_map&) {
     json::array a;
     for (const auto& r : db.pool)
       a.emplace_back(json::object{{"host", r.host}, {"staged", r.staged}, {"file", r.file()}, {"subject", r.subject},
-                                  {"sha256", r.sha256}, {"not_after", format_time(r.not_after)}});
+                                  {"sha256", r.sha256}, {"not_after", x509::format_time(r.not_after)}});
     print_json(json::object{{"pool", std::move(a)}});
     return 0;
   }
   if (db.pool.empty()) std::cout << "no pool certificates\n";
   for (const auto& r : db.pool)
-    std::cout << r.file() << "  subject=" << r.subject << "  expires=" << format_time(r.not_after) << "\n";
+    std::cout << r.file() << "  subject=" << r.subject << "  expires=" << x509::format_time(r.not_after) << "\n";
   return 0;
 }
 

@@ -7,18 +7,19 @@
 #include <openssl/x509v3.h>
 
 #include <filesystem>
+#include <span>
 #include <sstream>
 
 #include "core/crl.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/layout.h"
+#include "core/x509.h"
 
 namespace ptrust::stunnel {
 
 namespace {
 
-constexpr std::string_view kPlaceholderDir = "etc/ptrust";
-constexpr std::string_view kPlaceholderName = "stunnel-placeholder.pem";
 // Matches nothing a real peer can present: `.invalid` is reserved (RFC 2606).
 constexpr std::string_view kFailClosedHost = "fail-closed.ptrust.invalid";
 
@@ -28,43 +29,34 @@ std::string under_root(const std::string& root, std::string_view rel) {
   return (r == "/" ? "" : r) + "/" + std::string(rel);
 }
 
-std::string hex(const unsigned char* p, size_t n) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < n; ++i) s += d[p[i] >> 4], s += d[p[i] & 15];
-  return s;
-}
-
+// A SHA-256 over a sequence of strings, each length-prefixed so that ("ab","c") and
+// ("a","bc") differ.
 class Digest {
  public:
-  Digest() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
-  ~Digest() { EVP_MD_CTX_free(ctx_); }
-  Digest(const Digest&) = delete;
-  Digest& operator=(const Digest&) = delete;
-  // Length-prefixed, so that ("ab","c") and ("a","bc") differ.
+  Digest() : ctx_(EVP_MD_CTX_new()) {
+    if (!ctx_ || !EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr))
+      throw Error(Code::kIoError, "cannot start a SHA-256 digest");
+  }
   void add(std::string_view s) {
     std::string len = std::to_string(s.size()) + ":";
-    EVP_DigestUpdate(ctx_, len.data(), len.size());
-    EVP_DigestUpdate(ctx_, s.data(), s.size());
+    EVP_DigestUpdate(ctx_.get(), len.data(), len.size());
+    EVP_DigestUpdate(ctx_.get(), s.data(), s.size());
   }
   std::string hex_value() {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned n = 0;
-    EVP_DigestFinal_ex(ctx_, md, &n);
-    return hex(md, n);
+    EVP_DigestFinal_ex(ctx_.get(), md, &n);
+    return x509::hex_lower({md, n});
   }
 
  private:
-  EVP_MD_CTX* ctx_;
+  ossl::EvpMdCtxPtr ctx_;
 };
 
-std::string der(X509* x) {
-  unsigned char* buf = nullptr;
-  int n = i2d_X509(x, &buf);
-  if (n <= 0) throw Error(Code::kStoreCorrupt, "cannot encode a certificate");
-  std::string s(reinterpret_cast<char*>(buf), static_cast<size_t>(n));
-  OPENSSL_free(buf);
-  return s;
+std::string der(const X509* x) {
+  std::string d = x509::der(x);
+  if (d.empty()) throw Error(Code::kStoreCorrupt, "cannot encode a certificate");
+  return d;
 }
 
 std::string material_digest(const Material& m) {
@@ -80,7 +72,7 @@ std::string crl_dir_digest(const Context& ctx) {
   fs::Fd dir = fs::open_dir(root.get(), layout::kCrlDir, false);
   if (!dir) return d.hex_value();
   for (const auto& e : fs::list_dir(dir.get())) {
-    if (!is_hash_link_name(e.name)) continue;
+    if (!layout::is_hash_link_name(e.name)) continue;
     auto data = fs::read_at(dir.get(), e.name, 64u << 20);
     if (!data) continue;
     d.add(e.name);
@@ -248,12 +240,12 @@ std::string make_placeholder_pem() {
   unsigned char serial[16];
   RAND_bytes(serial, sizeof serial);
   serial[0] &= 0x7f;
-  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
-  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x.get()));
-  BN_free(bn);
+  ossl::BnPtr bn(BN_bin2bn(serial, sizeof serial, nullptr));
+  if (!bn || !BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(x.get())))
+    throw Error(Code::kIoError, "cannot build the placeholder's serial number");
   X509_set_version(x.get(), X509_VERSION_3);
   X509_NAME* name = X509_get_subject_name(x.get());
-  std::string cn = "ptrust stunnel placeholder (trusts nothing) " + hex(serial, 8);
+  std::string cn = "ptrust stunnel placeholder (trusts nothing) " + x509::hex_lower(std::span(serial).first(8));
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
                              0);
   X509_set_issuer_name(x.get(), name);
@@ -265,16 +257,13 @@ std::string make_placeholder_pem() {
   // Not a CA and no keyCertSign: nothing can chain to it even if its key were known.
   for (auto [n, v] : {std::pair{NID_basic_constraints, "critical,CA:FALSE"},
                       {NID_key_usage, "critical,digitalSignature"}}) {
-    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, n, v);
-    if (!ext || !X509_add_ext(x.get(), ext, -1)) throw Error(Code::kIoError, "cannot build the placeholder");
-    X509_EXTENSION_free(ext);
+    ossl::X509ExtensionPtr ext(X509V3_EXT_conf_nid(nullptr, &v3, n, v));
+    if (!ext || !X509_add_ext(x.get(), ext.get(), -1)) throw Error(Code::kIoError, "cannot build the placeholder");
   }
   if (X509_sign(x.get(), key.get(), EVP_sha256()) <= 0) throw Error(Code::kIoError, "cannot sign the placeholder");
-  ossl::BioPtr bio(BIO_new(BIO_s_mem()));
-  PEM_write_bio_X509(bio.get(), x.get());
-  char* p = nullptr;
-  long n = BIO_get_mem_data(bio.get(), &p);
-  return std::string(p, static_cast<size_t>(n));
+  std::string pem = x509::pem(x.get());
+  if (pem.empty()) throw Error(Code::kIoError, "cannot encode the placeholder");
+  return pem;
 }
 
 bool is_single_cert(const std::string& pem) {
@@ -288,11 +277,11 @@ bool is_single_cert(const std::string& pem) {
 
 std::string ensure_placeholder(const Context& ctx) {
   fs::Fd root = fs::open_root(ctx.root);
-  fs::Fd dir = fs::open_dir(root.get(), kPlaceholderDir, true);
-  std::string name(kPlaceholderName);
+  fs::Fd dir = fs::open_dir(root.get(), layout::kEtcDir, true);
+  std::string name(layout::kStunnelPlaceholder);
   auto existing = fs::read_at(dir.get(), name, 64u << 10);
   if (!existing || !is_single_cert(*existing)) fs::write_atomic(dir.get(), name, make_placeholder_pem(), fs::kFileMode);
-  return under_root(ctx.root, std::string(kPlaceholderDir) + "/" + name);
+  return under_root(ctx.root, std::string(layout::kEtcDir) + "/" + name);
 }
 
 std::string render_openssl_cnf(const Context& ctx, const std::string& module) {

@@ -5,8 +5,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -22,6 +20,7 @@
 #include "core/fs.h"
 #include "core/generation.h"
 #include "core/layout.h"
+#include "core/x509.h"
 #include "helper/stunnel_render.h"
 
 namespace ptrust::stunnel {
@@ -146,19 +145,6 @@ void reload(const StunnelInstance& in, InstanceReport& rep) {
 // What stunnel was last told to load, per instance: the SHA-256 of the configuration text,
 // recorded only once stunnel was signalled (or is not running and will read it at start).
 // A sync whose signal failed, or that was killed between write and signal, retries.
-std::string digest(const std::string& text) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(text.data(), text.size(), md, &n, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < n; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
-}
-
 std::string applied_name(const StunnelInstance& in) { return "stunnel-" + in.name + ".applied"; }
 
 }  // namespace
@@ -236,9 +222,9 @@ InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in) {
   // Records live in their own directory: the store's own temp-file and drift checks of the
   // state directory never see a record being written.
   fs::Fd root = fs::open_root(ctx.root);
-  fs::Fd records = fs::open_dir(root.get(), std::string(layout::kStateDir) + "/stunnel", true);
+  fs::Fd records = fs::open_dir(root.get(), std::string(layout::kStateDir) + "/" + std::string(layout::kStunnelStateDir), true);
   auto applied = fs::read_at(records.get(), applied_name(in), 4096);
-  const std::string want = digest(text);
+  const std::string want = x509::sha256_hex(text);
   if (!applied || *applied != want) {
     reload(in, rep);
     rep.pending = rep.reload == "failed" || !stable;

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/selection.h"
 #include "core/store.h"
+#include "core/x509.h"
 #include "helper/cli.h"
 
 namespace ptrust::cli {
@@ -27,10 +28,10 @@ json::object record_json(const CertRecord& r) {
           {"subject", r.subject},
           {"issuer", r.issuer},
           {"serial", r.serial},
-          {"not_before", format_time(r.not_before)},
-          {"not_after", format_time(r.not_after)},
+          {"not_before", x509::format_time(r.not_before)},
+          {"not_after", x509::format_time(r.not_after)},
           {"key", r.key_type + "-" + std::to_string(r.key_bits)},
-          {"installed_at", format_time(r.installed_at)}};
+          {"installed_at", x509::format_time(r.installed_at)}};
 }
 
 }  // namespace
@@ -42,9 +43,9 @@ json::object crl_json(const CrlRecord& r) {
           {"purposes", std::move(ps)},
           {"issuer", r.issuer},
           {"sha256", r.sha256},
-          {"last_update", format_time(r.last_update)},
-          {"next_update", r.next_update ? json::value(format_time(r.next_update)) : json::value(nullptr)},
-          {"installed_at", format_time(r.installed_at)}};
+          {"last_update", x509::format_time(r.last_update)},
+          {"next_update", r.next_update ? json::value(x509::format_time(r.next_update)) : json::value(nullptr)},
+          {"installed_at", x509::format_time(r.installed_at)}};
 }
 
 namespace {
@@ -86,10 +87,10 @@ int list(const Common& c, const po::variables_map&) {
     for (const auto& r : db.crls) crls.emplace_back(crl_json(r));
     for (const auto& r : db.legacy)
       legacy.emplace_back(json::object{{"name", r.name}, {"subject", r.subject}, {"sha256", r.sha256},
-                                       {"not_after", format_time(r.not_after)}});
+                                       {"not_after", x509::format_time(r.not_after)}});
     for (const auto& r : db.pool)
       pool.emplace_back(json::object{{"host", r.host}, {"staged", r.staged}, {"subject", r.subject},
-                                     {"sha256", r.sha256}, {"not_after", format_time(r.not_after)}});
+                                     {"sha256", r.sha256}, {"not_after", x509::format_time(r.not_after)}});
     print_json(json::object{{"certificates", std::move(a)}, {"crls", std::move(crls)}, {"legacy", std::move(legacy)},
                             {"pool", std::move(pool)}});
     return 0;
@@ -100,17 +101,17 @@ int list(const Common& c, const po::variables_map&) {
   }
   for (const auto& r : db.certs) {
     std::cout << r.uuid << "  " << to_string(r.type) << "  purposes=" << purposes_text(r)
-              << "  expires=" << format_time(r.not_after) << "\n"
+              << "  expires=" << x509::format_time(r.not_after) << "\n"
               << "    subject: " << r.subject << "\n"
               << "    sha256:  " << r.sha256 << "\n";
   }
   for (const auto& r : db.crls)
     std::cout << "crl " << r.name << "  issuer=" << r.issuer
-              << "  next-update=" << (r.next_update ? format_time(r.next_update) : "none") << "\n";
+              << "  next-update=" << (r.next_update ? x509::format_time(r.next_update) : "none") << "\n";
   for (const auto& r : db.legacy)
-    std::cout << "legacy " << r.name << "  subject=" << r.subject << "  expires=" << format_time(r.not_after) << "\n";
+    std::cout << "legacy " << r.name << "  subject=" << r.subject << "  expires=" << x509::format_time(r.not_after) << "\n";
   for (const auto& r : db.pool)
-    std::cout << "pool " << r.file() << "  subject=" << r.subject << "  expires=" << format_time(r.not_after) << "\n";
+    std::cout << "pool " << r.file() << "  subject=" << r.subject << "  expires=" << x509::format_time(r.not_after) << "\n";
   return 0;
 }
 

@@ -31,10 +31,8 @@ namespace {
 
 constexpr size_t kMaxChainFile = 4u << 20;
 
-struct CtxHandle {
-  PTRUST_CTX* p;
-  ~CtxHandle() { ptrust_ctx_free(p); }
-};
+// Move-only: a copy would free the context twice.
+using CtxHandle = std::unique_ptr<PTRUST_CTX, ossl::Deleter<ptrust_ctx_free>>;
 
 CtxHandle open_ptrust(const Common& c, const std::string& purpose) {
   Context ctx = c.context();  // the same resolution as every command; errors name a code
@@ -44,7 +42,7 @@ CtxHandle open_ptrust(const Common& c, const std::string& purpose) {
   PTRUST_CTX* p = ptrust_ctx_new(ctx.root.c_str(), ctx.config.source == "<built-in>" ? nullptr : ctx.config.source.c_str(),
                                  err, sizeof err);
   if (!p) throw Error(Code::kConfigInvalid, err);
-  return {p};
+  return CtxHandle(p);
 }
 
 // An attempt that produced no verdict (no connection, or the handshake failed elsewhere).
@@ -143,7 +141,7 @@ int verify_cmd(const Common& c, const po::variables_map& vm) {
   ossl::X509StackPtr chain = read_chain(vm["chain"].as<std::string>());
   CtxHandle pt = open_ptrust(c, purpose);
   PTRUST_RESULT r{};
-  if (ptrust_verify_chain(pt.p, purpose.c_str(), chain.get(), &opts, &r) != 1)
+  if (ptrust_verify_chain(pt.get(), purpose.c_str(), chain.get(), &opts, &r) != 1)
     throw Error(Code::kIoError, "the verification could not be run (out of memory?)");
   print_attempt(c, 1, 1, &r, nullptr);
   return r.verified ? 0 : 1;
@@ -205,7 +203,7 @@ int probe_cmd(const Common& c, const po::variables_map& vm) {
 
   // One SSL_CTX for every attempt: trust changes must show up without a new one.
   ossl::SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
-  if (!ctx || ptrust_SSL_CTX_set1_purpose(ctx.get(), pt.p, purpose.c_str()) != 1)
+  if (!ctx || ptrust_SSL_CTX_set1_purpose(ctx.get(), pt.get(), purpose.c_str()) != 1)
     throw Error(Code::kIoError, "cannot set up TLS");
   int failures = 0;
   for (int n = 1; n <= count; ++n) {

@@ -6,6 +6,7 @@
 
 #include "core/cert.h"
 #include "core/error.h"
+#include "core/x509.h"
 #include "tests/support/testpki.h"
 
 namespace ptrust {
@@ -119,7 +120,7 @@ TEST(Intake, DescribesTheCertificate) {
   EXPECT_EQ(i.issuer, "CN=Intake Root");
   EXPECT_EQ(i.sha256.size(), 32u * 3 - 1);
   EXPECT_EQ(i.sha1.size(), 20u * 3 - 1);
-  EXPECT_EQ(i.sha256, fingerprint(pki().leaf.cert.get(), EVP_sha256()));
+  EXPECT_EQ(i.sha256, x509::fingerprint(pki().leaf.cert.get(), EVP_sha256()));
   EXPECT_NE(i.sha256.find(':'), std::string::npos);
   EXPECT_EQ(i.key_type, "EC");
   EXPECT_EQ(i.key_bits, 256);

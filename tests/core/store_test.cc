@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/generation.h"
 #include "core/selection.h"
+#include "core/x509.h"
 #include "tests/core/fixture.h"
 #include "tests/support/tree.h"
 
@@ -62,7 +63,7 @@ TEST_F(StoreTest, RecordDescribesTheCertificate) {
   EXPECT_EQ(r.type, CertType::kCa);
   EXPECT_TRUE(r.purposes.empty());
   EXPECT_EQ(r.subject, "CN=Root One");
-  EXPECT_EQ(r.sha256, fingerprint(certs().ca1.cert.get(), EVP_sha256()));
+  EXPECT_EQ(r.sha256, x509::fingerprint(certs().ca1.cert.get(), EVP_sha256()));
   Database db = store.database();
   ASSERT_EQ(db.certs.size(), 1u);
   EXPECT_EQ(db.certs[0].uuid, r.uuid);

@@ -1,0 +1,40 @@
+// The X.509 helpers every part of ptrust prints with: hex, fingerprints, times, names.
+// One home, so that `list`, the database, `probe` and the stunnel digests say the same.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+namespace ptrust::x509 {
+
+// "AB:CD:EF": upper-case, colon-separated, as xapi shows fingerprints.
+std::string hex_colon(std::span<const unsigned char> bytes);
+// "abcdef": lower-case, no separator (digests in file names and configuration comments).
+std::string hex_lower(std::span<const unsigned char> bytes);
+
+// hex_colon of the `md` digest of the DER encoding (SHA-256 and SHA-1 in the database).
+std::string fingerprint(const X509* x, const EVP_MD* md);
+std::string fingerprint(const X509_CRL* crl, const EVP_MD* md);
+// hex_lower of the SHA-256 of `data`.
+std::string sha256_hex(std::string_view data);
+
+// Seconds since the epoch, UTC; nullopt for a null or malformed time.
+std::optional<std::int64_t> to_epoch(const ASN1_TIME* t) noexcept;
+// "2026-11-22T19:08:14Z".
+std::string format_time(std::int64_t t);
+
+// RFC 2253 text of a name, UTF-8 left unescaped ("CN=Demo Root CA,O=ptrust").
+std::string rfc2253(const X509_NAME* name);
+
+// Encodings; empty when OpenSSL cannot encode (callers refuse with their own code).
+std::string der(const X509* x);
+std::string pem(const X509* x);
+std::string pem(const X509_CRL* crl);
+
+}  // namespace ptrust::x509
