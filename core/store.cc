@@ -8,6 +8,7 @@
 #include <chrono>
 #include <set>
 #include <thread>
+#include <type_traits>
 
 #include "core/crl.h"
 #include "core/error.h"
@@ -72,11 +73,27 @@ Database Store::database() const {
   return std::move(l.db);
 }
 
+namespace {
+
+// Runs a writer's check: true when there is something to change (a void check always has).
+template <typename Check>
+bool needed(Check& check, const Database& db) {
+  if constexpr (std::is_void_v<std::invoke_result_t<Check&, const Database&>>) {
+    check(db);
+    return true;
+  } else {
+    return check(db);
+  }
+}
+
+}  // namespace
+
 template <typename Check, typename Change>
 void Store::write(bool create, Check check, Change change) {
-  check(Locked(root_.get(), Locked::Mode::kRead).db);  // refusals before anything is created
+  // Refusals (and no-ops) before anything is created, not even the lock file.
+  if (!needed(check, Locked(root_.get(), Locked::Mode::kRead).db)) return;
   Locked l(root_.get(), create ? Locked::Mode::kCreate : Locked::Mode::kWrite);
-  check(l.db);  // again under the lock: another writer may have raced us
+  if (!needed(check, l.db)) return;  // again under the lock: another writer may have raced us
   std::vector<Area> areas = change(l.db);
   commit(l, areas);
 }
@@ -268,11 +285,13 @@ PoolRecord Store::pool_add(const std::string& host, const Certificate& cert, boo
   if (!valid_uuid(host)) throw Error(Code::kHostUuidInvalid, "'" + host + "' is not a host UUID (lower-case 8-4-4-4-12 hex)");
   cert.check_validity(now);
   PoolRecord r = make_pool_record(host, staged, cert, static_cast<std::int64_t>(now));
-  Locked l(root_.get(), Locked::Mode::kCreate);
-  // Adding replaces: a host has one current certificate and at most one staged one.
-  std::erase_if(l.db.pool, [&](const PoolRecord& o) { return o.host == host && o.staged == staged; });
-  l.db.pool.push_back(r);
-  commit(l, {Area{Area::Kind::kPool}});
+  auto check = [](const Database&) {};  // adding replaces: nothing in the database refuses it
+  write(true, check, [&](Database& db) {
+    // A host has one current certificate and at most one staged one.
+    std::erase_if(db.pool, [&](const PoolRecord& o) { return o.host == host && o.staged == staged; });
+    db.pool.push_back(r);
+    return std::vector<Area>{{Area::Kind::kPool}};
+  });
   return r;
 }
 
@@ -297,38 +316,35 @@ std::string Store::export_document() const { return export_json(database()); }
 ImportPlan Store::import_document(const std::string& doc, bool dry_run) {
   Incoming in = parse_export(doc, ctx_.config);  // validates everything before any lock
   ImportPlan plan;
-  {
-    Locked peek(root_.get(), Locked::Mode::kRead);
-    Database merged = merge_import(peek.db, in, plan);  // throws on any conflict
-    if (dry_run || merged.serialize() == peek.db.serialize()) return plan;
-  }
-  Locked l(root_.get(), Locked::Mode::kCreate);
-  plan = {};
-  Database merged = merge_import(l.db, in, plan);
-  if (merged.serialize() == l.db.serialize()) return plan;
-  l.db = std::move(merged);
-  commit(l, all_areas(root_.get(), l.db));
+  Database merged;
+  auto check = [&](const Database& db) {
+    plan = {};
+    merged = merge_import(db, in, plan);  // throws on any conflict
+    return !dry_run && merged.serialize() != db.serialize();
+  };
+  write(true, check, [&](Database& db) {
+    db = std::move(merged);
+    return all_areas(root_.get(), db);
+  });
   return plan;
 }
 
 Database Store::eject() {
-  {
-    Locked peek(root_.get(), Locked::Mode::kRead);
-    if (peek.db.certs.empty() && peek.db.crls.empty() && peek.db.legacy.empty()) return {};  // nothing to do
-  }
-  Locked l(root_.get(), Locked::Mode::kWrite);
-  if (!l.state) return {};
-  Database removed = l.db;
-  removed.pool.clear();
-  std::vector<Area> areas;
-  for (const auto& r : l.db.certs)
-    for (const auto& a : areas_of(r)) areas.push_back(a);
-  areas.push_back({Area::Kind::kCrl});
-  areas.push_back({Area::Kind::kLegacy});
-  l.db.certs.clear();
-  l.db.crls.clear();
-  l.db.legacy.clear();
-  commit(l, areas);
+  auto check = [](const Database& db) { return !(db.certs.empty() && db.crls.empty() && db.legacy.empty()); };
+  Database removed;
+  write(false, check, [&](Database& db) {
+    removed = db;
+    removed.pool.clear();
+    std::vector<Area> areas;
+    for (const auto& r : db.certs)
+      for (const auto& a : areas_of(r)) areas.push_back(a);
+    areas.push_back({Area::Kind::kCrl});
+    areas.push_back({Area::Kind::kLegacy});
+    db.certs.clear();
+    db.crls.clear();
+    db.legacy.clear();
+    return areas;
+  });
   return removed;
 }
 

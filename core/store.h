@@ -74,7 +74,8 @@ class Store {
   void apply(Locked& l, const std::vector<Area>& areas);
   // Every writer: `check` (throws the refusal) runs on a read view first, so a refusal
   // creates nothing, then again under the writer lock; `change` edits the database and
-  // returns the areas to rewrite; then commit.
+  // returns the areas to rewrite; then commit. A `check` that returns bool may say "nothing
+  // to do" (false): then nothing is locked, written or bumped (no-op import and eject).
   template <typename Check, typename Change>
   void write(bool create, Check check, Change change);
 

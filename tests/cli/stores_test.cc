@@ -243,6 +243,17 @@ TEST_F(Stores, EjectEmptiesEverythingButThePool) {
   EXPECT_EQ(pt({"sync", "--check"}).status, 0);
 }
 
+// Nothing to eject (a fresh root, or only the pool left): nothing is created or bumped.
+TEST_F(Stores, EjectWithNothingToEjectTouchesNothing) {
+  Tree fresh = snapshot(root.path());
+  ok({"eject"});
+  EXPECT_EQ(diff(fresh, snapshot(root.path())), "") << "a no-op eject on a fresh root creates nothing";
+  ok({"pool", "add", kHost1, in / "host1.pem"});
+  Tree pool_only = snapshot(root.path());
+  ok({"eject"});
+  EXPECT_EQ(diff(pool_only, snapshot(root.path())), "") << "a no-op eject touches nothing, not even the generation";
+}
+
 // Three hosts with different contents exchange documents and converge.
 TEST(Exchange, ThreeHostsConvergeToByteIdenticalStoresAndDatabases) {
   TempDir a, b, c, in;
