@@ -24,13 +24,13 @@ namespace ptrust {
 // readers shared; a reader on a root no writer ever touched takes no lock (and creates
 // nothing): db.json is replaced atomically, so it always reads a whole database.
 struct Store::Locked {
-  enum class Mode { kRead, kWrite, kCreate };
+  enum class Mode { kRead, kWrite, kCreate, kState };  // kState: kCreate, database not read
   fs::Fd state;
   fs::Fd lock;
   Database db;
 
   Locked(int root, Mode mode) {
-    const bool create = mode == Mode::kCreate;
+    const bool create = mode == Mode::kCreate || mode == Mode::kState;
     state = fs::open_dir(root, layout::kStateDir, create);
     if (!state) return;
     if (create && ::fchmod(state.get(), fs::kDirMode) != 0)  // readers map the generation file
@@ -47,7 +47,7 @@ struct Store::Locked {
       lock = fs::Fd(fd);
       acquire(mode == Mode::kRead ? LOCK_SH : LOCK_EX);
     }
-    db = load_database(state.get());
+    if (mode != Mode::kState) db = load_database(state.get());
   }
 
  private:
@@ -96,6 +96,11 @@ void Store::write(bool create, Check check, Change change) {
   if (!needed(check, l.db)) return;  // again under the lock: another writer may have raced us
   std::vector<Area> areas = change(l.db);
   commit(l, areas);
+}
+
+void Store::with_state_lock(const std::function<void(int state_dir)>& fn) {
+  Locked l(root_.get(), Locked::Mode::kState);
+  fn(l.state.get());
 }
 
 void Store::commit(Locked& l, const std::vector<Area>& areas) {

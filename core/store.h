@@ -5,6 +5,7 @@
 #pragma once
 
 #include <ctime>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -66,6 +67,14 @@ class Store {
   // Compares disk with the database; with `apply`, repairs every difference.
   // Returns what differed (before repair).
   std::vector<Drift> sync(bool apply);
+
+  // Runs `fn(state_dir)` (the state directory's descriptor) under the writer lock, creating
+  // both when missing: for state the helper keeps beside the stores whose writers must not
+  // interleave with each other or with a store change (stunnel sync's records). Same wait
+  // as every writer (30 s, then LOCK_FAILED); the database is not read and the generation
+  // does not move. `fn` must not take another Store lock: flock locks per open file, so it
+  // would wait for itself.
+  void with_state_lock(const std::function<void(int state_dir)>& fn);
 
  private:
   struct Locked;

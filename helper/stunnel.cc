@@ -122,6 +122,7 @@ int sync_cmd(const Common& c, const po::variables_map& vm) {
   if (vm.count("instance")) only = vm["instance"].as<std::string>();
   if (ctx.config.stunnel.empty())
     throw Error(Code::kConfigInvalid, ctx.config.source + ": no `stunnel:` instances declared");
+  Store store(ctx);
   bool ok = true, found = false;
   json::array out;
   for (const auto& in : ctx.config.stunnel) {
@@ -129,7 +130,7 @@ int sync_cmd(const Common& c, const po::variables_map& vm) {
     found = true;
     InstanceReport r;
     try {
-      r = stunnel::sync_instance(ctx, in);
+      r = stunnel::sync_instance(store, in);
     } catch (const Error& e) {  // one instance failing does not stop the others
       ok = false;
       std::cerr << "ptrust: " << code_name(e.code()) << ": " << in.name << ": " << e.what() << "\n";

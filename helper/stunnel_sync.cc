@@ -158,13 +158,11 @@ std::uint64_t current_generation(const Context& ctx) {
 }
 
 // Renders every service of the instance into one configuration text.
-std::string render_instance(const Context& ctx, const StunnelInstance& in, const std::optional<std::string>& old,
-                            InstanceReport& rep) {
+std::string render_instance(const Context& ctx, const StunnelInstance& in, InstanceReport& rep) {
   std::ostringstream file;
   file << "; Written by `ptrust stunnel sync` (instance " << in.name << "). Do not edit: sync rewrites it.\n"
        << "pid = " << in.pidfile << "\n";
   for (const auto& g : in.global) file << g << "\n";
-  auto old_sections = sections(old.value_or(""));
   rep.services.clear();
   for (const auto& svc : in.services) {
     ServiceReport s{.name = svc.name, .purpose = svc.purpose};
@@ -180,34 +178,30 @@ std::string render_instance(const Context& ctx, const StunnelInstance& in, const
     s.mode = r.mode;
     s.fail_closed = r.fail_closed;
     s.warnings = r.warnings;
-    auto it = old_sections.find(svc.name);
-    s.changed = it == old_sections.end() || it->second != r.text;
     file << "\n" << r.text;
     rep.services.push_back(std::move(s));
   }
   return file.str();
 }
 
-}  // namespace
-
-InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in) {
-  InstanceReport rep{.name = in.name, .config = in.config};
-  if (!safe_config_path(ctx.root))  // also written into the fail-closed stanza
-    throw Error(Code::kConfigInvalid, "root '" + ctx.root + "' cannot be written into a stunnel configuration");
-  // The fail-closed stanza needs the placeholder: make sure it exists before rendering.
-  ensure_placeholder(ctx);
-  auto old = read_text(in.config);
-  // The stores are read without the writer lock: render again when a writer was half-way
-  // (odd generation) or finished a change meanwhile, so the file is one consistent state.
-  std::string text;
-  bool stable = false;
-  for (int attempt = 0; attempt < 5 && !stable; ++attempt) {
-    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    std::uint64_t before = current_generation(ctx);
-    text = render_instance(ctx, in, old, rep);
-    std::uint64_t after = current_generation(ctx);
-    stable = before == after && generation_stable(after);
+// Which services' stanzas differ from the file being replaced.
+void mark_changed(const std::optional<std::string>& old, const std::string& text, InstanceReport& rep) {
+  auto before = sections(old.value_or(""));
+  auto after = sections(text);
+  for (auto& s : rep.services) {
+    auto it = before.find(s.name);
+    s.changed = it == before.end() || it->second != after[s.name];
   }
+}
+
+// Writes the instance's files, signals stunnel and records what it was told to load. Runs
+// under the store's writer lock (`state` is its state directory), so two syncs, or a sync
+// and a store change, never interleave their writes. `stable`: `text` is the stores'
+// current state.
+void publish(const Context& ctx, const StunnelInstance& in, const std::string& text, bool stable, int state,
+             InstanceReport& rep) {
+  auto old = read_text(in.config);
+  mark_changed(old, text, rep);
   if (in.via == StunnelVia::kProvider) {
     std::string cnf = render_openssl_cnf(ctx, in.module.value_or("ptrust.so"));
     if (read_text(*in.openssl_conf) != cnf) {
@@ -221,8 +215,7 @@ InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in) {
   }
   // Records live in their own directory: the store's own temp-file and drift checks of the
   // state directory never see a record being written.
-  fs::Fd root = fs::open_root(ctx.root);
-  fs::Fd records = fs::open_dir(root.get(), std::string(layout::kStateDir) + "/" + std::string(layout::kStunnelStateDir), true);
+  fs::Fd records = fs::open_dir(state, layout::kStunnelStateDir, true);
   auto applied = fs::read_at(records.get(), applied_name(in), 4096);
   const std::string want = x509::sha256_hex(text);
   if (!applied || *applied != want) {
@@ -237,7 +230,36 @@ InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in) {
     rep.reload_detail += (rep.reload_detail.empty() ? "" : "; ") +
                          std::string("the store kept changing while rendering; run sync again");
   }
-  return rep;
+}
+
+}  // namespace
+
+InstanceReport sync_instance(Store& store, const StunnelInstance& in) {
+  const Context& ctx = store.context();
+  InstanceReport rep{.name = in.name, .config = in.config};
+  if (!safe_config_path(ctx.root))  // also written into the fail-closed stanza
+    throw Error(Code::kConfigInvalid, "root '" + ctx.root + "' cannot be written into a stunnel configuration");
+  // The fail-closed stanza needs the placeholder: make sure it exists before rendering.
+  ensure_placeholder(ctx);
+  // The stores are read without the lock (readers never take the writer lock); the text is
+  // published only when no writer was half-way (odd generation) or finished a change since
+  // the rendering began, checked again under the lock. The last attempt publishes anyway,
+  // flagged pending, so a store that never rests still gets a current file.
+  constexpr int kAttempts = 5;
+  for (int attempt = 0;; ++attempt) {
+    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::uint64_t before = current_generation(ctx);
+    std::string text = render_instance(ctx, in, rep);
+    std::uint64_t after = current_generation(ctx);
+    bool published = false;
+    store.with_state_lock([&](int state) {
+      bool stable = before == after && generation_stable(after) && read_generation(state) == after;
+      if (!stable && attempt + 1 < kAttempts) return;
+      publish(ctx, in, text, stable, state, rep);
+      published = true;
+    });
+    if (published) return rep;
+  }
 }
 
 }  // namespace ptrust::stunnel

@@ -7,6 +7,7 @@
 
 #include "core/config.h"
 #include "core/selection.h"
+#include "core/store.h"
 
 namespace ptrust::stunnel {
 
@@ -35,8 +36,9 @@ struct InstanceReport {
 // told to load (recorded in <root>/var/lib/ptrust/stunnel/stunnel-<instance>.applied once a
 // SIGHUP was delivered), so a failed
 // or interrupted reload is retried. Only a stunnel binary started with this instance's
-// configuration file is signalled.
-InstanceReport sync_instance(const Context& ctx, const StunnelInstance& in);
+// configuration file is signalled. Files, signal and record are written under the store's
+// writer lock (Store::with_state_lock): concurrent syncs and store changes do not interleave.
+InstanceReport sync_instance(Store& store, const StunnelInstance& in);
 
 // Replaces a file named by the administrator (outside the stores) atomically, 0644.
 void write_file_atomic(const std::string& path, const std::string& data);

@@ -2,6 +2,10 @@
 // rewritten configuration and SIGHUP, without restarting stunnel by hand.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
 #include <boost/json.hpp>
 
 #include "tests/stunnel/fixture.h"
@@ -185,6 +189,49 @@ TEST_F(SyncTest, FailedReloadIsRetriedByTheNextSync) {
   EXPECT_EQ(through("lic"), Outcome::kRefused);
   json::object quiet = sync();
   EXPECT_EQ(quiet.at("instances").as_array()[0].at("reload").as_string(), "none") << "applied: nothing to retry";
+}
+
+// sync writes the instance's files and records under the store's writer lock: while another
+// process holds it, nothing is written; once it is released, the sync completes.
+TEST_F(SyncTest, SyncWritesOnlyUnderTheStoreWriterLock) {
+  env.install("root", "ca", "licensing");  // creates var/lib/ptrust/lock
+  declare("files", {{"lic", "licensing", "127.0.0.1:9", "check-host: leaf.test"}});
+  std::string lock = env.root() + "/var/lib/ptrust/lock";
+  Background holder({"flock", "-x", lock, "sh", "-c", "echo held; sleep 2"}, env.path(""));
+  ASSERT_TRUE(holder.wait_for_output("held"));
+  Background syncer({PTRUST_BIN, "--root", env.root(), "stunnel", "sync"}, env.path(""));
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));  // well past rendering
+  EXPECT_FALSE(std::filesystem::exists(conf_)) << "written while another process held the writer lock";
+  EXPECT_EQ(holder.wait().status, 0);
+  RunResult r = syncer.wait();
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(conf_));
+}
+
+// Two syncs racing each other and a store change all succeed (no LOCK_FAILED, no sync
+// waiting for itself) and leave one whole configuration; the next sync settles it.
+TEST_F(SyncTest, ConcurrentSyncsAndStoreChangesEachComplete) {
+  std::string uuid = env.install("root", "ca", "licensing");
+  declare("files", {{"lic", "licensing", "127.0.0.1:9", "check-host: leaf.test"},
+                    {"any", "licensing", "127.0.0.1:10", "no-subject-check: true"}});
+  const std::vector<std::string> sync_argv{PTRUST_BIN, "--root", env.root(), "stunnel", "sync"};
+  for (int round = 0; round < 4; ++round) {
+    Background a(sync_argv, env.path("")), b(sync_argv, env.path(""));
+    if (round % 2 == 0)
+      env.uninstall(uuid);
+    else
+      uuid = env.install("root", "ca", "licensing");
+    for (Background* p : {&a, &b}) {
+      RunResult r = p->wait();
+      EXPECT_EQ(r.status, 0) << r.err << r.out;
+    }
+    std::string text = read_file(conf_);
+    EXPECT_EQ(text.rfind("; Written by `ptrust stunnel sync`", 0), 0u) << text;
+    EXPECT_EQ(std::count(text.begin(), text.end(), '['), 2) << text;
+    json::object settled = sync();
+    EXPECT_FALSE(settled.at("instances").as_array()[0].at("pending").as_bool()) << json::serialize(settled);
+    EXPECT_EQ(service(settled, "lic").at("fail_closed").as_bool(), round % 2 == 0) << "round " << round;
+  }
 }
 
 // Service options in `global:` would become defaults of every service (the fail-closed
