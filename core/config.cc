@@ -2,7 +2,6 @@
 
 #include <sys/stat.h>
 
-#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +10,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "core/config_yaml.h"
 #include "core/error.h"
 #include "core/layout.h"
 
@@ -53,30 +53,6 @@ std::optional<CrlScope> crl_scope_from(std::string_view s) noexcept {
   return std::nullopt;
 }
 
-std::string_view to_string(StunnelVia v) noexcept {
-  switch (v) {
-    case StunnelVia::kFiles: return "files";
-    case StunnelVia::kProvider: return "provider";
-  }
-  return "?";
-}
-
-std::optional<StunnelVia> stunnel_via_from(std::string_view s) noexcept {
-  for (auto v : {StunnelVia::kFiles, StunnelVia::kProvider})
-    if (to_string(v) == s) return v;
-  return std::nullopt;
-}
-
-// Stanza names: a safe subset of what stunnel accepts between brackets.
-bool valid_stunnel_name(std::string_view n) noexcept {
-  if (n.empty() || n.size() > 64) return false;
-  for (char c : n)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-          c == '.'))
-      return false;
-  return true;
-}
-
 bool valid_purpose_name(std::string_view n) noexcept {
   if (n.empty() || n.size() > 32) return false;
   auto ok_first = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
@@ -100,9 +76,9 @@ Config default_config() {
   return c;
 }
 
-namespace {
+namespace config_yaml {
 
-[[noreturn]] void config_error(const std::string& source, const YAML::Mark& m, const std::string& what) {
+void error(const std::string& source, const YAML::Mark& m, const std::string& what) {
   std::ostringstream os;
   os << source;
   if (!m.is_null()) os << ":" << (m.line + 1) << ":" << (m.column + 1);
@@ -110,8 +86,24 @@ namespace {
   throw Error(Code::kConfigInvalid, os.str());
 }
 
+YAML::Node document(const Config& cfg) {
+  try {
+    return YAML::Load(cfg.text);
+  } catch (const YAML::Exception& e) {
+    error(cfg.source, e.mark, e.msg);
+  }
+}
+
+std::optional<YAML::Node> section(const Config& cfg, std::string_view key) {
+  YAML::Node doc = document(cfg);
+  if (!doc.IsMap()) return std::nullopt;
+  for (const auto& kv : doc)
+    if (kv.first.Scalar() == key) return kv.second;
+  return std::nullopt;
+}
+
 std::string scalar(const YAML::Node& n, const std::string& src, const std::string& key) {
-  if (!n.IsScalar()) config_error(src, n.Mark(), "'" + key + "' must be a scalar");
+  if (!n.IsScalar()) error(src, n.Mark(), "'" + key + "' must be a scalar");
   return n.Scalar();
 }
 
@@ -119,25 +111,49 @@ bool boolean(const YAML::Node& n, const std::string& src, const std::string& key
   std::string v = scalar(n, src, key);
   if (v == "true" || v == "yes") return true;
   if (v == "false" || v == "no") return false;
-  config_error(src, n.Mark(), "'" + key + "' must be true or false, not '" + v + "'");
+  error(src, n.Mark(), "'" + key + "' must be true or false, not '" + v + "'");
 }
+
+std::string one_line(const YAML::Node& n, const std::string& src, const std::string& key) {
+  std::string v = scalar(n, src, key);
+  if (v.empty()) error(src, n.Mark(), "'" + key + "' must not be empty");
+  for (char ch : v)
+    if (ch == '\n' || ch == '\r' || ch == '\0') error(src, n.Mark(), "'" + key + "' must be a single line");
+  return v;
+}
+
+std::string abs_path(const YAML::Node& n, const std::string& src, const std::string& key) {
+  std::string v = one_line(n, src, key);
+  if (v[0] != '/') error(src, n.Mark(), "'" + key + "' must be an absolute path");
+  if (!safe_config_path(v))
+    error(src, n.Mark(), "'" + key + "' must not contain #, $, \\ or \" (they mean something in openssl.cnf)");
+  return v;
+}
+
+}  // namespace config_yaml
+
+namespace {
+
+using config_yaml::boolean;
+using config_yaml::scalar;
+using config_yaml::error;
 
 PurposePolicy parse_policy(const YAML::Node& n, const std::string& src) {
   PurposePolicy p;
   if (n.IsNull()) return p;
-  if (!n.IsMap()) config_error(src, n.Mark(), "a purpose must be a mapping of settings (or empty)");
+  if (!n.IsMap()) error(src, n.Mark(), "a purpose must be a mapping of settings (or empty)");
   for (const auto& kv : n) {
     std::string key = kv.first.Scalar();
     const YAML::Node& v = kv.second;
     if (key == "crl-policy") {
       auto s = scalar(v, src, key);
       auto x = crl_policy_from(s);
-      if (!x) config_error(src, v.Mark(), "crl-policy must be off, if-present or require, not '" + s + "'");
+      if (!x) error(src, v.Mark(), "crl-policy must be off, if-present or require, not '" + s + "'");
       p.crl_policy = *x;
     } else if (key == "crl-scope") {
       auto s = scalar(v, src, key);
       auto x = crl_scope_from(s);
-      if (!x) config_error(src, v.Mark(), "crl-scope must be leaf or chain, not '" + s + "'");
+      if (!x) error(src, v.Mark(), "crl-scope must be leaf or chain, not '" + s + "'");
       p.crl_scope = *x;
     } else if (key == "allow-expired-crl") {
       p.allow_expired_crl = boolean(v, src, key);
@@ -145,201 +161,51 @@ PurposePolicy parse_policy(const YAML::Node& n, const std::string& src) {
       auto s = scalar(v, src, key);
       if (s == "certificate") p.pin_match = PinMatch::kCertificate;
       else if (s == "spki") p.pin_match = PinMatch::kSpki;
-      else config_error(src, v.Mark(), "pin-match must be certificate or spki, not '" + s + "'");
+      else error(src, v.Mark(), "pin-match must be certificate or spki, not '" + s + "'");
     } else if (key == "enforce-pin-validity") {
       p.enforce_pin_validity = boolean(v, src, key);
     } else if (key == "report-only") {
       p.report_only = boolean(v, src, key);
     } else {
-      config_error(src, kv.first.Mark(), "unknown purpose setting '" + key + "'");
+      error(src, kv.first.Mark(), "unknown purpose setting '" + key + "'");
     }
   }
   return p;
 }
 
-// A value that ends up on one line of a stunnel or OpenSSL configuration file.
-std::string one_line(const YAML::Node& n, const std::string& src, const std::string& key) {
-  std::string v = scalar(n, src, key);
-  if (v.empty()) config_error(src, n.Mark(), "'" + key + "' must not be empty");
-  for (char ch : v)
-    if (ch == '\n' || ch == '\r' || ch == '\0') config_error(src, n.Mark(), "'" + key + "' must be a single line");
-  return v;
-}
-
-std::string abs_path(const YAML::Node& n, const std::string& src, const std::string& key) {
-  std::string v = one_line(n, src, key);
-  if (v[0] != '/') config_error(src, n.Mark(), "'" + key + "' must be an absolute path");
-  if (!safe_config_path(v))
-    config_error(src, n.Mark(), "'" + key + "' must not contain #, $, \\ or \" (they mean something in openssl.cnf)");
-  return v;
-}
-
-// A `global:` line of a stunnel instance: only options that exist in stunnel's global
-// section alone. A service option there (CApath, checkHost, verify..., config, ...) would
-// become a default of every service, and could even widen the fail-closed stanza.
-std::string global_line(const YAML::Node& n, const std::string& src) {
-  static const std::set<std::string> kAllowed = {"foreground", "debug", "output", "syslog", "setuid", "setgid",
-                                                 "chroot", "compression", "log", "fips", "rndbytes", "rndfile",
-                                                 "rndoverwrite"};
-  std::string line = one_line(n, src, "global");
-  size_t eq = line.find('=');
-  std::string key = line.substr(0, eq);
-  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
-  size_t start = key.find_first_not_of(" \t");
-  key = start == std::string::npos ? "" : key.substr(start);
-  std::string lower;
-  for (char ch : key) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  if (eq == std::string::npos || !kAllowed.count(lower))
-    config_error(src, n.Mark(),
-                 "global line '" + line + "' is not allowed: only foreground, debug, output, syslog, setuid, setgid, "
-                 "chroot, compression, log, fips and RND* options (a service option there would apply to every "
-                 "service, the fail-closed ones included)");
-  return line;
-}
-
-StunnelService parse_stunnel_service(const YAML::Node& n, const std::string& src) {
-  if (!n.IsMap()) config_error(src, n.Mark(), "a stunnel service must be a mapping");
-  StunnelService s;
-  for (const auto& kv : n) {
-    std::string key = kv.first.Scalar();
-    const YAML::Node& v = kv.second;
-    if (key == "name") {
-      s.name = one_line(v, src, key);
-      if (!valid_stunnel_name(s.name)) config_error(src, v.Mark(), "service name must match [A-Za-z0-9._-]{1,64}");
-    } else if (key == "purpose") {
-      s.purpose = one_line(v, src, key);
-    } else if (key == "accept") {
-      s.accept = one_line(v, src, key);
-    } else if (key == "connect") {
-      s.connect = one_line(v, src, key);
-    } else if (key == "check-host") {
-      s.check_host = one_line(v, src, key);
-    } else if (key == "check-ip") {
-      s.check_ip = one_line(v, src, key);
-    } else if (key == "no-subject-check") {
-      s.no_subject_check = boolean(v, src, key);
-    } else {
-      config_error(src, kv.first.Mark(), "unknown stunnel service setting '" + key + "'");
-    }
-  }
-  for (auto [field, key] : {std::pair{&s.name, "name"}, {&s.purpose, "purpose"}, {&s.accept, "accept"},
-                            {&s.connect, "connect"}})
-    if (field->empty()) config_error(src, n.Mark(), std::string("stunnel service lacks '") + key + "'");
-  // The mode can become ca/general at any time, so every service declares its subject check.
-  int checks = (s.check_host ? 1 : 0) + (s.check_ip ? 1 : 0) + (s.no_subject_check ? 1 : 0);
-  if (checks != 1)
-    config_error(src, n.Mark(),
-                 "stunnel service '" + s.name + "' needs exactly one of check-host, check-ip or no-subject-check: true");
-  return s;
-}
-
-StunnelInstance parse_stunnel_instance(const YAML::Node& n, const std::string& src) {
-  if (!n.IsMap()) config_error(src, n.Mark(), "a stunnel instance must be a mapping");
-  StunnelInstance in;
-  bool saw_services = false;
-  for (const auto& kv : n) {
-    std::string key = kv.first.Scalar();
-    const YAML::Node& v = kv.second;
-    if (key == "name") {
-      in.name = one_line(v, src, key);
-      if (!valid_stunnel_name(in.name)) config_error(src, v.Mark(), "instance name must match [A-Za-z0-9._-]{1,64}");
-    } else if (key == "config") {
-      in.config = abs_path(v, src, key);
-    } else if (key == "pidfile") {
-      in.pidfile = abs_path(v, src, key);
-    } else if (key == "via") {
-      auto s = scalar(v, src, key);
-      auto x = stunnel_via_from(s);
-      if (!x) config_error(src, v.Mark(), "via must be files or provider, not '" + s + "'");
-      in.via = *x;
-    } else if (key == "openssl-conf") {
-      in.openssl_conf = abs_path(v, src, key);
-    } else if (key == "module") {
-      in.module = one_line(v, src, key);
-    } else if (key == "global") {
-      if (!v.IsSequence()) config_error(src, v.Mark(), "global must be a list of stunnel lines");
-      for (const auto& line : v) in.global.push_back(global_line(line, src));
-    } else if (key == "services") {
-      saw_services = true;
-      if (!v.IsSequence()) config_error(src, v.Mark(), "services must be a list");
-      std::set<std::string> names;
-      for (const auto& sv : v) {
-        in.services.push_back(parse_stunnel_service(sv, src));
-        if (!names.insert(in.services.back().name).second)
-          config_error(src, sv.Mark(), "service '" + in.services.back().name + "' declared twice");
-      }
-    } else {
-      config_error(src, kv.first.Mark(), "unknown stunnel instance setting '" + key + "'");
-    }
-  }
-  if (in.name.empty()) config_error(src, n.Mark(), "stunnel instance lacks 'name'");
-  if (in.config.empty()) config_error(src, n.Mark(), "stunnel instance '" + in.name + "' lacks 'config'");
-  if (in.pidfile.empty()) config_error(src, n.Mark(), "stunnel instance '" + in.name + "' lacks 'pidfile'");
-  if (!saw_services || in.services.empty())
-    config_error(src, n.Mark(), "stunnel instance '" + in.name + "' declares no services");
-  if (in.via == StunnelVia::kProvider && !in.openssl_conf)
-    config_error(src, n.Mark(), "stunnel instance '" + in.name + "' uses via: provider and needs 'openssl-conf'");
-  if (in.via == StunnelVia::kFiles && (in.openssl_conf || in.module))
-    config_error(src, n.Mark(), "openssl-conf and module apply to via: provider only");
-  return in;
-}
-
-void parse_stunnel(const YAML::Node& n, Config& c) {
-  const std::string& src = c.source;
-  if (!n.IsSequence()) config_error(src, n.Mark(), "stunnel must be a list of instances");
-  std::set<std::string> names, files;
-  for (const auto& i : n) {
-    StunnelInstance in = parse_stunnel_instance(i, src);
-    if (!names.insert(in.name).second) config_error(src, i.Mark(), "stunnel instance '" + in.name + "' declared twice");
-    if (!files.insert(in.config).second) config_error(src, i.Mark(), "two stunnel instances write " + in.config);
-    for (size_t k = 0; k < in.services.size(); ++k) {
-      const std::string& p = in.services[k].purpose;
-      if (p != kGeneral && !c.declares(p))
-        config_error(src, i["services"][k]["purpose"].Mark(), "purpose '" + p + "' is not declared in purposes");
-    }
-    c.stunnel.push_back(std::move(in));
-  }
-}
-
 }  // namespace
 
 Config parse_config(const std::string& text, const std::string& src) {
-  YAML::Node doc;
-  try {
-    doc = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    config_error(src, e.mark, e.msg);
-  }
   Config c;
   c.source = src;
-  if (doc.IsNull()) config_error(src, doc.Mark(), "empty configuration: declare at least `purposes:`");
-  if (!doc.IsMap()) config_error(src, doc.Mark(), "the configuration must be a mapping");
+  c.text = text;
+  YAML::Node doc = config_yaml::document(c);
+  if (doc.IsNull()) error(src, doc.Mark(), "empty configuration: declare at least `purposes:`");
+  if (!doc.IsMap()) error(src, doc.Mark(), "the configuration must be a mapping");
   bool saw_purposes = false;
-  std::optional<YAML::Node> stunnel_node;  // parsed after `purposes:`, whose names it refers to
   for (const auto& kv : doc) {
     std::string key = kv.first.Scalar();
     if (key == "root") {
-      c.root = abs_path(kv.second, src, key);
+      c.root = config_yaml::abs_path(kv.second, src, key);
     } else if (key == "purposes") {
       saw_purposes = true;
       const YAML::Node& ps = kv.second;
-      if (!ps.IsMap()) config_error(src, ps.Mark(), "purposes must be a mapping of purpose name to settings");
+      if (!ps.IsMap()) error(src, ps.Mark(), "purposes must be a mapping of purpose name to settings");
       for (const auto& p : ps) {
         std::string name = p.first.Scalar();
-        if (name == kGeneral) config_error(src, p.first.Mark(), "'general' is reserved and cannot be declared");
+        if (name == kGeneral) error(src, p.first.Mark(), "'general' is reserved and cannot be declared");
         if (!valid_purpose_name(name))
-          config_error(src, p.first.Mark(), "purpose name '" + name + "' must match [a-z0-9][a-z0-9_-]{0,31}");
-        if (c.purposes.count(name)) config_error(src, p.first.Mark(), "purpose '" + name + "' declared twice");
+          error(src, p.first.Mark(), "purpose name '" + name + "' must match [a-z0-9][a-z0-9_-]{0,31}");
+        if (c.purposes.count(name)) error(src, p.first.Mark(), "purpose '" + name + "' declared twice");
         c.purposes[name] = parse_policy(p.second, src);
       }
     } else if (key == "stunnel") {
-      stunnel_node.emplace(kv.second);
+      // The helper's section (helper/stunnel_config.h), validated by every `ptrust` command.
     } else {
-      config_error(src, kv.first.Mark(), "unknown setting '" + key + "'");
+      error(src, kv.first.Mark(), "unknown setting '" + key + "'");
     }
   }
-  if (!saw_purposes) config_error(src, doc.Mark(), "missing `purposes:`");
-  if (stunnel_node) parse_stunnel(*stunnel_node, c);
+  if (!saw_purposes) error(src, doc.Mark(), "missing `purposes:`");
   return c;
 }
 

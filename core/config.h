@@ -29,42 +29,11 @@ struct PurposePolicy {
   bool report_only = false;  // explicit opt-in: verdict reported, handshake proceeds
 };
 
-// How a stunnel service gets its trust material (see docs/stunnel.md).
-enum class StunnelVia { kFiles, kProvider };
-std::string_view to_string(StunnelVia v) noexcept;
-std::optional<StunnelVia> stunnel_via_from(std::string_view s) noexcept;
-
-// Names of stunnel instances and services: [A-Za-z0-9._-]{1,64}.
-bool valid_stunnel_name(std::string_view name) noexcept;
-
-// One client service of a stunnel instance managed by `ptrust stunnel sync`.
-struct StunnelService {
-  std::string name;     // [name] of the stanza
-  std::string purpose;  // a declared purpose or "general"
-  std::string accept;
-  std::string connect;
-  std::optional<std::string> check_host;
-  std::optional<std::string> check_ip;
-  bool no_subject_check = false;  // explicit opt-out; otherwise one check is required
-};
-
-// One stunnel process: ptrust writes its whole configuration file and signals its pid.
-struct StunnelInstance {
-  std::string name;
-  std::string config;   // absolute path of the stunnel.conf ptrust writes
-  std::string pidfile;  // absolute path; rendered as `pid =` and read for SIGHUP
-  StunnelVia via = StunnelVia::kFiles;
-  std::optional<std::string> openssl_conf;  // via provider: the openssl.cnf ptrust writes
-  std::optional<std::string> module;        // via provider: ptrust.so (default: "ptrust.so")
-  std::vector<std::string> global;          // raw global lines, before the services
-  std::vector<StunnelService> services;
-};
-
 struct Config {
   std::string source;               // file it came from, or "<built-in>"
+  std::string text;                 // its YAML text: sections core does not interpret (`stunnel:`)
   std::optional<std::string> root;  // `root:` key
   std::map<std::string, PurposePolicy> purposes;
-  std::vector<StunnelInstance> stunnel;  // `stunnel:` key (optional)
 
   bool declares(std::string_view purpose) const { return purposes.count(std::string(purpose)) != 0; }
 };
@@ -76,7 +45,9 @@ inline constexpr std::string_view kGeneral = "general";
 // The configuration used when no file exists: purposes `licensing` and `ldaps`.
 Config default_config();
 
-// Parses YAML text. Errors are CONFIG_INVALID and name source, line and column.
+// Parses YAML text. Errors are CONFIG_INVALID and name source, line and column. The
+// `stunnel:` key is accepted and left to the helper (helper/stunnel_config.h): consumers
+// never read it, so a broken stunnel section cannot break verification.
 Config parse_config(const std::string& text, const std::string& source);
 Config load_config_file(const std::string& path);
 

@@ -22,7 +22,9 @@ struct Common {
   std::optional<std::string> config;
   bool json = false;
 
-  Context context() const { return open_context(root, config); }
+  // The Context of every command. Also validates the `stunnel:` section (which core does
+  // not read), so every command refuses a broken one with CONFIG_INVALID file:line:column.
+  Context context() const;
 };
 
 struct Command {

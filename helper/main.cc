@@ -6,8 +6,15 @@
 
 #include "core/error.h"
 #include "helper/cli.h"
+#include "helper/stunnel_config.h"
 
 namespace ptrust::cli {
+
+Context Common::context() const {
+  Context ctx = open_context(root, config);
+  parse_stunnel_config(ctx.config);
+  return ctx;
+}
 
 namespace {
 

@@ -118,14 +118,15 @@ void print_text(const InstanceReport& r) {
 
 int sync_cmd(const Common& c, const po::variables_map& vm) {
   Context ctx = c.context();
+  std::vector<StunnelInstance> instances = parse_stunnel_config(ctx.config);
   std::optional<std::string> only;
   if (vm.count("instance")) only = vm["instance"].as<std::string>();
-  if (ctx.config.stunnel.empty())
+  if (instances.empty())
     throw Error(Code::kConfigInvalid, ctx.config.source + ": no `stunnel:` instances declared");
   Store store(ctx);
   bool ok = true, found = false;
   json::array out;
-  for (const auto& in : ctx.config.stunnel) {
+  for (const auto& in : instances) {
     if (only && in.name != *only) continue;
     found = true;
     InstanceReport r;

@@ -12,6 +12,7 @@
 
 #include "core/config.h"
 #include "core/selection.h"
+#include "helper/stunnel_config.h"
 
 namespace ptrust::stunnel {
 

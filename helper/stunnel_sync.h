@@ -7,6 +7,7 @@
 
 #include "core/config.h"
 #include "core/selection.h"
+#include "helper/stunnel_config.h"
 #include "core/store.h"
 
 namespace ptrust::stunnel {

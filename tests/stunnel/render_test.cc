@@ -1,5 +1,4 @@
-// `ptrust stunnel render` refusals and stanza shape, and the `stunnel:` config section
-// (no stunnel process needed).
+// `ptrust stunnel render` refusals and stanza shape (no stunnel process needed).
 #include <gtest/gtest.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -144,69 +143,6 @@ TEST(StunnelRenderTest, ProviderFormUsesPlaceholderThatGrantsNothing) {
   // Stable: rendering again reuses it (the stanza text does not change).
   EXPECT_EQ(render(env, "licensing", {"--check-host", "leaf.test", "--via", "provider"}).out, r.out);
   EXPECT_EQ(read_file(ph), pem);
-}
-
-// ---- the stunnel: section of ptrust.yaml ----
-
-constexpr const char* kPurposes = "purposes:\n  licensing: {}\n";
-
-std::string instance(const std::string& extra_instance, const std::string& service) {
-  return std::string(kPurposes) +
-         "stunnel:\n  - name: t\n    config: /x/stunnel.conf\n    pidfile: /x/stunnel.pid\n" + extra_instance +
-         "    services:\n      - name: s\n        purpose: licensing\n        accept: 127.0.0.1:1\n"
-         "        connect: h:2\n" +
-         service;
-}
-
-std::string config_error(const std::string& text) {
-  try {
-    parse_config(text, "t.yaml");
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), Code::kConfigInvalid);
-    return e.what();
-  }
-  return "";
-}
-
-TEST(StunnelConfigTest, ParsesInstancesAndServices) {
-  Config c = parse_config(instance("    via: provider\n    openssl-conf: /x/o.cnf\n    global:\n      - debug = 5\n",
-                                   "        check-host: leaf.test\n"),
-                          "t.yaml");
-  ASSERT_EQ(c.stunnel.size(), 1u);
-  EXPECT_EQ(c.stunnel[0].via, StunnelVia::kProvider);
-  EXPECT_EQ(c.stunnel[0].global, std::vector<std::string>{"debug = 5"});
-  ASSERT_EQ(c.stunnel[0].services.size(), 1u);
-  EXPECT_EQ(c.stunnel[0].services[0].check_host, "leaf.test");
-  EXPECT_EQ(c.stunnel[0].services[0].purpose, "licensing");
-}
-
-TEST(StunnelConfigTest, RefusesUnknownKeysWithFileLineColumn) {
-  EXPECT_NE(config_error(instance("", "        check-host: a\n        chek-ip: 1.2.3.4\n"))
-                .find("t.yaml:13:9: unknown stunnel service setting 'chek-ip'"),
-            std::string::npos);
-  EXPECT_NE(config_error(instance("    colour: blue\n", "        check-host: a\n")).find("t.yaml:7:5: unknown stunnel instance setting"),
-            std::string::npos);
-}
-
-TEST(StunnelConfigTest, RefusesServicesWithoutExactlyOneSubjectCheck) {
-  EXPECT_NE(config_error(instance("", "")).find("needs exactly one of check-host"), std::string::npos);
-  EXPECT_NE(config_error(instance("", "        check-host: a\n        check-ip: 1.2.3.4\n")).find("exactly one"),
-            std::string::npos);
-  EXPECT_EQ(config_error(instance("", "        no-subject-check: true\n")), "");
-}
-
-TEST(StunnelConfigTest, RefusesUndeclaredPurposeRelativePathsAndProviderWithoutOpensslConf) {
-  std::string t = instance("", "        check-host: a\n");
-  std::string undeclared = t;
-  undeclared.replace(undeclared.find("purpose: licensing"), 18, "purpose: nosuch");
-  EXPECT_NE(config_error(undeclared).find("not declared"), std::string::npos);
-  std::string rel = t;
-  rel.replace(rel.find("/x/stunnel.conf"), 15, "stunnel.conf");
-  EXPECT_NE(config_error(rel).find("absolute path"), std::string::npos);
-  EXPECT_NE(config_error(instance("    via: provider\n", "        check-host: a\n")).find("openssl-conf"),
-            std::string::npos);
-  EXPECT_NE(config_error(instance("    global: [\"a\\nb\"]\n", "        check-host: a\n")).find("single line"),
-            std::string::npos);
 }
 
 }  // namespace
