@@ -23,6 +23,7 @@ using Ptr = std::unique_ptr<T, Deleter<Free>>;
 using BioPtr = Ptr<BIO, BIO_free_all>;
 using X509Ptr = Ptr<X509, X509_free>;
 using X509CrlPtr = Ptr<X509_CRL, X509_CRL_free>;
+using X509NamePtr = Ptr<X509_NAME, X509_NAME_free>;
 using X509StorePtr = Ptr<X509_STORE, X509_STORE_free>;
 using X509StoreCtxPtr = Ptr<X509_STORE_CTX, X509_STORE_CTX_free>;
 using PkeyPtr = Ptr<EVP_PKEY, EVP_PKEY_free>;
