@@ -204,6 +204,7 @@ std::shared_ptr<PurposeState> purpose_state(PTRUST_CTX* ctx, const char* purpose
   std::lock_guard lk(ctx->mu);
   auto it = ctx->purposes.find(name);
   if (it != ctx->purposes.end()) return it->second;
+  ctx->source->stamp();  // notices an edited configuration (at most once a second)
   std::shared_ptr<const TrustSource::Configured> c = ctx->source->configured();
   if (!c->ctx || (name != kGeneral && !c->ctx->config.declares(name))) return nullptr;
   auto st = std::make_shared<PurposeState>(ctx->source, std::string(name));
