@@ -27,6 +27,7 @@ struct PurposePolicy {
   PinMatch pin_match = PinMatch::kCertificate;
   bool enforce_pin_validity = true;
   bool report_only = false;  // explicit opt-in: verdict reported, handshake proceeds
+  bool operator==(const PurposePolicy&) const = default;
 };
 
 struct Config {

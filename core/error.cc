@@ -5,46 +5,77 @@
 
 namespace ptrust {
 
-std::string_view code_name(Code c) noexcept {
-  switch (c) {
-    case Code::kUsage: return "USAGE";
-    case Code::kInputUnreadable: return "INPUT_UNREADABLE";
-    case Code::kTrustedCertificateInvalid: return "TRUSTED_CERTIFICATE_INVALID";
-    case Code::kPrivateKeyNotAllowed: return "PRIVATE_KEY_NOT_ALLOWED";
-    case Code::kTrustedCertificateExpired: return "TRUSTED_CERTIFICATE_EXPIRED";
-    case Code::kTrustedCertificateNotValidYet: return "TRUSTED_CERTIFICATE_NOT_VALID_YET";
-    case Code::kNotACaCertificate: return "NOT_A_CA_CERTIFICATE";
-    case Code::kCertificateLacksPurpose: return "CERTIFICATE_LACKS_PURPOSE";
-    case Code::kUnknownPurpose: return "UNKNOWN_PURPOSE";
-    case Code::kTrustedCertificateAlreadyExists: return "TRUSTED_CERTIFICATE_ALREADY_EXISTS";
-    case Code::kTrustedCertificateNotFound: return "TRUSTED_CERTIFICATE_NOT_FOUND";
-    case Code::kTrustedCertificateFileMissing: return "TRUSTED_CERTIFICATE_FILE_MISSING";
-    case Code::kCrlInvalid: return "CRL_INVALID";
-    case Code::kCrlNameInvalid: return "CRL_NAME_INVALID";
-    case Code::kCrlAlreadyExists: return "CRL_ALREADY_EXISTS";
-    case Code::kCrlDoesNotExist: return "CRL_DOES_NOT_EXIST";
-    case Code::kCrlSignatureInvalid: return "CRL_SIGNATURE_INVALID";
-    case Code::kCertificateNameInvalid: return "CERTIFICATE_NAME_INVALID";
-    case Code::kCaCertificateAlreadyExists: return "CA_CERTIFICATE_ALREADY_EXISTS";
-    case Code::kCertificateDoesNotExist: return "CERTIFICATE_DOES_NOT_EXIST";
-    case Code::kHostUuidInvalid: return "HOST_UUID_INVALID";
-    case Code::kPoolJoiningHostCaCertificatesConflict: return "POOL_JOINING_HOST_CA_CERTIFICATES_CONFLICT";
-    case Code::kPoolJoiningHostTrustedCertificatesConflict: return "POOL_JOINING_HOST_TRUSTED_CERTIFICATES_CONFLICT";
-    case Code::kPoolJoiningHostCrlsConflict: return "POOL_JOINING_HOST_CRLS_CONFLICT";
-    case Code::kImportInvalid: return "IMPORT_INVALID";
-    case Code::kConfigInvalid: return "CONFIG_INVALID";
-    case Code::kStoreUnsafe: return "STORE_UNSAFE";
-    case Code::kStoreUnreadable: return "STORE_UNREADABLE";
-    case Code::kStoreCorrupt: return "STORE_CORRUPT";
-    case Code::kDatabaseInvalid: return "DATABASE_INVALID";
-    case Code::kLockFailed: return "LOCK_FAILED";
-    case Code::kIoError: return "IO_ERROR";
-    case Code::kNoTrustForPurpose: return "NO_TRUST_FOR_PURPOSE";
-    case Code::kSubjectCheckMissing: return "SUBJECT_CHECK_MISSING";
-    case Code::kStunnelSignalFailed: return "STUNNEL_SIGNAL_FAILED";
-  }
-  return "UNKNOWN";
+namespace {
+
+// The one table of error codes. Row i describes the code whose enum value is i (checked at
+// compile time below). Provider reason numbers are explicit and never reused or renumbered
+// (programs match on them); a new code gets the next free number. The hook reason is what
+// the verify hook reports when reading a purpose's trust failed with that code; codes that
+// only the helper raises map to INTERNAL_ERROR.
+constexpr CodeInfo kCodes[] = {
+    {Code::kUsage, "USAGE", 1, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kInputUnreadable, "INPUT_UNREADABLE", 2, PTRUST_REASON_STORE_UNREADABLE},
+    {Code::kTrustedCertificateInvalid, "TRUSTED_CERTIFICATE_INVALID", 3, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kPrivateKeyNotAllowed, "PRIVATE_KEY_NOT_ALLOWED", 4, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kTrustedCertificateExpired, "TRUSTED_CERTIFICATE_EXPIRED", 5, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kTrustedCertificateNotValidYet, "TRUSTED_CERTIFICATE_NOT_VALID_YET", 6, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kNotACaCertificate, "NOT_A_CA_CERTIFICATE", 7, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kCertificateLacksPurpose, "CERTIFICATE_LACKS_PURPOSE", 8, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kUnknownPurpose, "UNKNOWN_PURPOSE", 9, PTRUST_REASON_UNKNOWN_PURPOSE},
+    {Code::kTrustedCertificateAlreadyExists, "TRUSTED_CERTIFICATE_ALREADY_EXISTS", 10, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kTrustedCertificateNotFound, "TRUSTED_CERTIFICATE_NOT_FOUND", 11, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kTrustedCertificateFileMissing, "TRUSTED_CERTIFICATE_FILE_MISSING", 12, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kCrlInvalid, "CRL_INVALID", 13, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kCrlNameInvalid, "CRL_NAME_INVALID", 14, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kCrlAlreadyExists, "CRL_ALREADY_EXISTS", 15, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kCrlDoesNotExist, "CRL_DOES_NOT_EXIST", 16, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kCrlSignatureInvalid, "CRL_SIGNATURE_INVALID", 17, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kCertificateNameInvalid, "CERTIFICATE_NAME_INVALID", 18, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kCaCertificateAlreadyExists, "CA_CERTIFICATE_ALREADY_EXISTS", 19, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kCertificateDoesNotExist, "CERTIFICATE_DOES_NOT_EXIST", 20, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kHostUuidInvalid, "HOST_UUID_INVALID", 21, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kPoolJoiningHostCaCertificatesConflict, "POOL_JOINING_HOST_CA_CERTIFICATES_CONFLICT", 22, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kPoolJoiningHostTrustedCertificatesConflict, "POOL_JOINING_HOST_TRUSTED_CERTIFICATES_CONFLICT", 23, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kPoolJoiningHostCrlsConflict, "POOL_JOINING_HOST_CRLS_CONFLICT", 24, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kImportInvalid, "IMPORT_INVALID", 25, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kConfigInvalid, "CONFIG_INVALID", 26, PTRUST_REASON_CONFIG_INVALID},
+    {Code::kStoreUnsafe, "STORE_UNSAFE", 27, PTRUST_REASON_STORE_UNREADABLE},
+    {Code::kStoreUnreadable, "STORE_UNREADABLE", 28, PTRUST_REASON_STORE_UNREADABLE},
+    {Code::kStoreCorrupt, "STORE_CORRUPT", 29, PTRUST_REASON_STORE_CORRUPT},
+    {Code::kDatabaseInvalid, "DATABASE_INVALID", 30, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kLockFailed, "LOCK_FAILED", 31, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kIoError, "IO_ERROR", 32, PTRUST_REASON_STORE_UNREADABLE},
+    {Code::kNoTrustForPurpose, "NO_TRUST_FOR_PURPOSE", 33, PTRUST_REASON_NO_TRUST_FOR_PURPOSE},
+    {Code::kSubjectCheckMissing, "SUBJECT_CHECK_MISSING", 34, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kStunnelSignalFailed, "STUNNEL_SIGNAL_FAILED", 35, PTRUST_REASON_INTERNAL_ERROR},
+};
+
+constexpr bool rows_in_enum_order() {
+  for (size_t i = 0; i < std::size(kCodes); ++i)
+    if (static_cast<size_t>(kCodes[i].code) != i) return false;
+  return true;
 }
+static_assert(rows_in_enum_order(), "kCodes rows must follow the order of enum Code");
+static_assert(std::size(kCodes) == static_cast<size_t>(Code::kStunnelSignalFailed) + 1, "a Code lacks its row");
+
+constexpr bool provider_reasons_unique() {
+  for (size_t i = 0; i < std::size(kCodes); ++i)
+    for (size_t j = i + 1; j < std::size(kCodes); ++j)
+      if (kCodes[i].provider_reason == kCodes[j].provider_reason) return false;
+  return true;
+}
+static_assert(provider_reasons_unique(), "two codes share a provider reason number");
+
+}  // namespace
+
+std::span<const CodeInfo> all_codes() noexcept { return kCodes; }
+
+const CodeInfo& code_info(Code c) noexcept {
+  auto i = static_cast<size_t>(c);
+  return i < std::size(kCodes) ? kCodes[i] : kCodes[0];
+}
+
+std::string_view code_name(Code c) noexcept { return code_info(c).name; }
 
 int exit_status(Code c) noexcept { return c == Code::kUsage ? 2 : 1; }
 

@@ -2,9 +2,13 @@
 // external contract (scripts and acceptance checks match on them), never change one.
 #pragma once
 
+#include <cstdint>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+
+#include "ptrust/ptrust.h"  // ptrust_reason: the verify hook's public reasons
 
 namespace ptrust {
 
@@ -46,6 +50,16 @@ enum class Code {
   kSubjectCheckMissing,
   kStunnelSignalFailed,
 };
+
+// What each code is called and how each consumer reports it (core/error.cc holds the table).
+struct CodeInfo {
+  Code code;
+  std::string_view name;          // stable: printed by the CLI, matched by scripts
+  std::uint32_t provider_reason;  // the provider's OpenSSL reason number (explicit, never reused)
+  ptrust_reason hook_reason;      // the verify hook's reason when reading trust failed so
+};
+const CodeInfo& code_info(Code c) noexcept;
+std::span<const CodeInfo> all_codes() noexcept;
 
 std::string_view code_name(Code c) noexcept;
 

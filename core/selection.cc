@@ -21,6 +21,11 @@ std::string_view to_string(Mode m) noexcept {
   return "?";
 }
 
+FileId file_id(const struct stat& st) noexcept {
+  return {st.st_dev, st.st_ino, static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+          st.st_size};
+}
+
 namespace {
 
 constexpr size_t kMaxBundle = 256u << 20;
@@ -114,8 +119,7 @@ BundleRead read_chosen(const Context& ctx, std::string_view purpose) {
       off += static_cast<size_t>(n);
     }
     m.data.resize(off);
-    m.id = {st.st_dev, st.st_ino, static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
-            st.st_size};
+    m.id = file_id(st);
     return m;
   }
   throw Error(Code::kStoreUnreadable, "the store for '" + std::string(purpose) + "' kept changing while being read");

@@ -3,6 +3,7 @@
 // error, never the next source. Every consumer (provider, verify hook, helper) asks here.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -38,6 +39,7 @@ struct FileId {
   off_t size = 0;
   bool operator==(const FileId&) const = default;
 };
+FileId file_id(const struct stat& st) noexcept;
 
 struct Material {
   Resolution resolution;

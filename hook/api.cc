@@ -14,8 +14,8 @@
 
 struct ptrust_ctx_st {
   std::atomic<int> refs{1};
-  ptrust::Context ctx;
-  std::mutex mu;  // guards `purposes` (attach time and offline verify only)
+  std::shared_ptr<ptrust::TrustSource> source;  // root, configuration (followed), change detector
+  std::mutex mu;  // guards `purposes` (attach time, offline verify and counters only)
   std::map<std::string, std::shared_ptr<ptrust::hook::PurposeState>, std::less<>> purposes;
 };
 
@@ -31,10 +31,10 @@ struct Attachment {
   ~Attachment() { ptrust_ctx_free(owner); }
 };
 
-// What a verification leaves on an SSL_SESSION, to refuse resuming it under another
-// snapshot and to report the original verdict when it is resumed.
+// What a verification leaves on an SSL_SESSION, to refuse resuming it under other trust
+// and to report the original verdict when it is resumed.
 struct Stamp {
-  std::uint64_t snapshot_serial;
+  Digest material;  // of the TrustState it was verified under
   PTRUST_RESULT result;
 };
 
@@ -71,22 +71,22 @@ void copy_purpose(PTRUST_RESULT& r, const std::string& purpose) {
   std::memcpy(r.purpose, purpose.data(), std::min(purpose.size(), sizeof r.purpose - 1));
 }
 
-PTRUST_RESULT make_result(const PurposeState& st, const Snapshot* snap, const Verdict& v) {
+PTRUST_RESULT make_result(const PurposeState& st, const HookView* view, const Verdict& v) {
   PTRUST_RESULT r{};
   r.verified = v.reason == PTRUST_REASON_OK;
-  r.enforced = !st.policy().report_only;
+  r.enforced = !(view && view->state().policy.report_only);
   r.reason = v.reason;
   r.x509_error = v.x509_error;
   r.error_depth = r.verified ? -1 : v.depth;
-  r.mode = snap ? to_c(snap->mode) : PTRUST_MODE_NONE;
-  r.generation = snap ? snap->generation : 0;
+  r.mode = view ? to_c(view->state().mode) : PTRUST_MODE_NONE;
+  r.generation = view ? view->state().stamp.generation : 0;
   copy_purpose(r, st.purpose());
   return r;
 }
 
 // Keeps the verdict on the SSL (for ptrust_SSL_get_result) and stamps the session being
-// established with the snapshot it was verified under.
-void record(SSL* ssl, const PTRUST_RESULT& r, std::uint64_t serial) {
+// established with the trust it was verified under.
+void record(SSL* ssl, const PTRUST_RESULT& r, const Digest& material) {
   auto* held = static_cast<PTRUST_RESULT*>(SSL_get_ex_data(ssl, indices().ssl));
   if (!held) {
     held = new (std::nothrow) PTRUST_RESULT;
@@ -105,8 +105,17 @@ void record(SSL* ssl, const PTRUST_RESULT& r, std::uint64_t serial) {
         stamp = nullptr;
       }
     }
-    if (stamp) *stamp = {serial, r};
+    if (stamp) *stamp = {material, r};
   }
+}
+
+// The decision, or INTERNAL_ERROR when no view could be made (out of memory: fail closed).
+Verdict verdict(const HookView* view, X509* leaf, STACK_OF(X509) * untrusted, const X509_VERIFY_PARAM* param) {
+  if (view) return decide(*view, leaf, untrusted, param);
+  Verdict v;
+  v.reason = PTRUST_REASON_INTERNAL_ERROR;
+  v.x509_error = X509_V_ERR_OUT_OF_MEM;
+  return v;
 }
 
 // SSL_CTX_set_cert_verify_callback: the whole verification of a handshake.
@@ -114,19 +123,13 @@ int verify_callback(X509_STORE_CTX* outer, void* arg) {
   auto* a = static_cast<Attachment*>(arg);
   try {
     PurposeState& st = *a->state;
-    const Snapshot* snap = st.current();
-    Verdict v;
-    if (snap) {
-      v = decide(*snap, st.policy(), st.crl_rule(), X509_STORE_CTX_get0_cert(outer),
-                 X509_STORE_CTX_get0_untrusted(outer), X509_STORE_CTX_get0_param(outer));
-    } else {
-      v.reason = PTRUST_REASON_INTERNAL_ERROR;
-      v.x509_error = X509_V_ERR_OUT_OF_MEM;
-    }
+    std::shared_ptr<const HookView> view = st.current();
+    Verdict v = verdict(view.get(), X509_STORE_CTX_get0_cert(outer), X509_STORE_CTX_get0_untrusted(outer),
+                        X509_STORE_CTX_get0_param(outer));
     st.count(v.reason);
-    PTRUST_RESULT r = make_result(st, snap, v);
+    PTRUST_RESULT r = make_result(st, view.get(), v);
     if (auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(outer, SSL_get_ex_data_X509_STORE_CTX_idx())))
-      record(ssl, r, snap ? snap->serial : 0);
+      record(ssl, r, view ? view->state().material : Digest{});
     if (r.verified) {
       X509_STORE_CTX_set0_verified_chain(outer, v.chain.release());
       X509_STORE_CTX_set_error(outer, X509_V_OK);
@@ -145,13 +148,13 @@ int verify_callback(X509_STORE_CTX* outer, void* arg) {
 // it is a cache miss and the client is verified again). Keying the id context to purpose +
 // snapshot makes every session from an older store generation a miss.
 void key_server_sessions(SSL* ssl, const Attachment& a) {
-  const Snapshot* snap = a.state->current();
+  std::shared_ptr<const HookView> view = a.state->current();
   unsigned char sid_ctx[SSL_MAX_SID_CTX_LENGTH];
   static_assert(sizeof(Digest) <= SSL_MAX_SID_CTX_LENGTH);
-  if (snap && snap->load_failure != PTRUST_REASON_INTERNAL_ERROR) {
+  if (view && view->failure != PTRUST_REASON_INTERNAL_ERROR) {
     // The material digest means the same in every process (pre-forked workers sharing a
     // session cache or ticket keys): a per-process serial would not.
-    std::memcpy(sid_ctx, snap->material.data(), snap->material.size());
+    std::memcpy(sid_ctx, view->state().material.data(), view->state().material.size());
   } else {
     RAND_bytes(sid_ctx, sizeof(Digest));  // a context no session has: nothing resumes
   }
@@ -177,8 +180,8 @@ void info_callback(const SSL* ssl, int where, int ret) {
     SSL_SESSION* sess = SSL_get_session(ssl);
     if (sess && SSL_SESSION_is_resumable(sess)) {
       auto* stamp = static_cast<Stamp*>(SSL_SESSION_get_ex_data(sess, indices().session));
-      const Snapshot* snap = a->state->current();
-      if (!stamp || !snap || stamp->snapshot_serial != snap->serial ||
+      std::shared_ptr<const HookView> view = a->state->current();
+      if (!stamp || !view || stamp->material != view->state().material ||
           std::strcmp(stamp->result.purpose, a->state->purpose().c_str()) != 0)
         SSL_set_session(const_cast<SSL*>(ssl), nullptr);
     }
@@ -193,17 +196,18 @@ void write_err(char* err, size_t len, const std::string& msg) {
   err[n] = '\0';
 }
 
-// The purpose's shared state, created on first use. nullptr when the purpose is unknown.
+// The purpose's shared state, created on first use of a purpose the configuration declares
+// now. nullptr when it is unknown. A purpose removed from the configuration later keeps its
+// state (and counters); its verifications then fail with UNKNOWN_PURPOSE.
 std::shared_ptr<PurposeState> purpose_state(PTRUST_CTX* ctx, const char* purpose) {
   std::string_view name(purpose);
-  if (name != kGeneral && !ctx->ctx.config.declares(name)) return nullptr;
   std::lock_guard lk(ctx->mu);
   auto it = ctx->purposes.find(name);
   if (it != ctx->purposes.end()) return it->second;
-  PurposePolicy policy;
-  if (auto p = ctx->ctx.config.purposes.find(std::string(name)); p != ctx->ctx.config.purposes.end())
-    policy = p->second;
-  auto st = std::make_shared<PurposeState>(ctx->ctx, std::string(name), policy);
+  ctx->source->stamp();  // notices an edited configuration (at most once a second)
+  std::shared_ptr<const TrustSource::Configured> c = ctx->source->configured();
+  if (!c->ctx || (name != kGeneral && !c->ctx->config.declares(name))) return nullptr;
+  auto st = std::make_shared<PurposeState>(ctx->source, std::string(name));
   ctx->purposes.emplace(std::string(name), st);
   return st;
 }
@@ -221,13 +225,12 @@ PTRUST_CTX* ptrust_ctx_new(const char* root, const char* config_file, char* err,
     std::optional<std::string> r, c;
     if (root) r = root;
     if (config_file) c = config_file;
+    auto source = std::make_shared<ptrust::TrustSource>(r, c);
+    // A configuration that does not load is an error now, while the program starts; one that
+    // breaks later fails verifications (CONFIG_INVALID) until it is fixed.
+    if (auto cfg = source->configured(); !cfg->ctx) throw ptrust::Error(cfg->code, cfg->error);
     auto* ctx = new ptrust_ctx_st;
-    try {
-      ctx->ctx = ptrust::open_context(r, c);
-    } catch (...) {
-      delete ctx;
-      throw;
-    }
+    ctx->source = std::move(source);
     write_err(err, err_len, "");
     return ctx;
   } catch (const ptrust::Error& e) {
@@ -302,7 +305,9 @@ int ptrust_verify_chain(PTRUST_CTX* ctx, const char* purpose, STACK_OF(X509) * c
     if (!param) return 0;
     // The same parameters a TLS client's verification starts from.
     if (const X509_VERIFY_PARAM* tls = X509_VERIFY_PARAM_lookup("ssl_server")) X509_VERIFY_PARAM_set1(param.get(), tls);
-    CrlRule rule = st->crl_rule();
+    std::shared_ptr<const HookView> view = st->current();
+    if (!view) return 0;
+    ptrust::PurposePolicy policy = view->state().policy;
     if (opts) {
       // An empty name would clear the host check rather than demand a match: refuse it.
       if (opts->host && (opts->host[0] == '\0' || X509_VERIFY_PARAM_set1_host(param.get(), opts->host, 0) != 1))
@@ -311,28 +316,24 @@ int ptrust_verify_chain(PTRUST_CTX* ctx, const char* purpose, STACK_OF(X509) * c
       if (opts->at != 0) X509_VERIFY_PARAM_set_time(param.get(), static_cast<time_t>(opts->at));
       switch (opts->crl_policy) {
         case PTRUST_CRL_POLICY_DEFAULT: break;
-        case PTRUST_CRL_POLICY_OFF: rule.policy = ptrust::CrlPolicy::kOff; break;
-        case PTRUST_CRL_POLICY_IF_PRESENT: rule.policy = ptrust::CrlPolicy::kIfPresent; break;
-        case PTRUST_CRL_POLICY_REQUIRE: rule.policy = ptrust::CrlPolicy::kRequire; break;
+        case PTRUST_CRL_POLICY_OFF: policy.crl_policy = ptrust::CrlPolicy::kOff; break;
+        case PTRUST_CRL_POLICY_IF_PRESENT: policy.crl_policy = ptrust::CrlPolicy::kIfPresent; break;
+        case PTRUST_CRL_POLICY_REQUIRE: policy.crl_policy = ptrust::CrlPolicy::kRequire; break;
         default: return 0;
       }
       switch (opts->crl_scope) {
         case PTRUST_CRL_SCOPE_DEFAULT: break;
-        case PTRUST_CRL_SCOPE_LEAF: rule.scope = ptrust::CrlScope::kLeaf; break;
-        case PTRUST_CRL_SCOPE_CHAIN: rule.scope = ptrust::CrlScope::kChain; break;
+        case PTRUST_CRL_SCOPE_LEAF: policy.crl_scope = ptrust::CrlScope::kLeaf; break;
+        case PTRUST_CRL_SCOPE_CHAIN: policy.crl_scope = ptrust::CrlScope::kChain; break;
         default: return 0;
       }
     }
-    const Snapshot* snap = st->current();
-    Verdict v;
-    if (snap) {
-      v = decide(*snap, st->policy(), rule, sk_X509_value(chain, 0), chain, param.get());
-    } else {
-      v.reason = PTRUST_REASON_INTERNAL_ERROR;
-      v.x509_error = X509_V_ERR_OUT_OF_MEM;
-    }
+    // An override is decided on the same trust read under the overriding policy (a purpose
+    // with crl-policy off has no CRLs in its own state).
+    if (policy != view->state().policy) view = st->with_policy(policy);
+    Verdict v = verdict(view.get(), sk_X509_value(chain, 0), chain, param.get());
     st->count(v.reason);
-    *out = make_result(*st, snap, v);
+    *out = make_result(*st, view.get(), v);
     ERR_clear_error();
     return 1;
   } catch (...) {
@@ -372,6 +373,8 @@ const char* ptrust_reason_string(ptrust_reason reason) {
     case PTRUST_REASON_CRL_INVALID: return "CRL_INVALID";
     case PTRUST_REASON_NO_PEER_CERTIFICATE: return "NO_PEER_CERTIFICATE";
     case PTRUST_REASON_INTERNAL_ERROR: return "INTERNAL_ERROR";
+    case PTRUST_REASON_CONFIG_INVALID: return "CONFIG_INVALID";
+    case PTRUST_REASON_UNKNOWN_PURPOSE: return "UNKNOWN_PURPOSE";
     case PTRUST_REASON_COUNT: break;
   }
   return "UNKNOWN";

@@ -84,13 +84,13 @@ int validity_error(X509* cert, time_t t) noexcept {
 // Pinned: the leaf itself is the trust decision (a direct digest lookup; no chain, no
 // hostname). Equivalent to X509_verify_cert with X509_V_FLAG_PARTIAL_CHAIN on a store of
 // the pinned certificates, without its chain-building cost, and it also serves SPKI pins.
-Verdict decide_pinned(const Snapshot& snap, const PurposePolicy& policy, X509* leaf,
-                      const X509_VERIFY_PARAM* param) {
-  Snapshot::Pin key{{}, nullptr, 0, 0};
+Verdict decide_pinned(const HookView& view, X509* leaf, const X509_VERIFY_PARAM* param) {
+  const PurposePolicy& policy = view.state().policy;
+  HookView::Pin key{{}, nullptr, 0, 0};
   if (!pin_digest(leaf, policy.pin_match, key.digest)) return fail(PTRUST_REASON_INTERNAL_ERROR, X509_V_ERR_UNSPECIFIED);
-  auto it = std::lower_bound(snap.pins.begin(), snap.pins.end(), key,
+  auto it = std::lower_bound(view.pins.begin(), view.pins.end(), key,
                              [](const auto& a, const auto& b) { return a.digest < b.digest; });
-  if (it == snap.pins.end() || it->digest != key.digest)
+  if (it == view.pins.end() || it->digest != key.digest)
     return fail(PTRUST_REASON_PIN_MISMATCH, X509_V_ERR_CERT_UNTRUSTED);
   if (policy.enforce_pin_validity) {
     time_t t = check_time(param);
@@ -116,7 +116,7 @@ Verdict decide_pinned(const Snapshot& snap, const PurposePolicy& policy, X509* l
 // CRL, `allow-expired-crl` an expired one. Everything else stops the verification.
 int nested_verify_cb(int ok, X509_STORE_CTX* c) {
   if (ok) return 1;
-  const auto* rule = static_cast<const CrlRule*>(X509_STORE_CTX_get_app_data(c));
+  const auto* policy = static_cast<const PurposePolicy*>(X509_STORE_CTX_get_app_data(c));
   bool accept = false;
   switch (X509_STORE_CTX_get_error(c)) {
     case X509_V_ERR_UNABLE_TO_GET_CRL: {
@@ -125,10 +125,10 @@ int nested_verify_cb(int ok, X509_STORE_CTX* c) {
       X509* cur = X509_STORE_CTX_get_current_cert(c);
       bool anchor = chain && X509_STORE_CTX_get_error_depth(c) == sk_X509_num(chain) - 1 && cur &&
                     X509_check_issued(cur, cur) == X509_V_OK;
-      accept = rule->policy == CrlPolicy::kIfPresent || anchor;
+      accept = policy->crl_policy == CrlPolicy::kIfPresent || anchor;
       break;
     }
-    case X509_V_ERR_CRL_HAS_EXPIRED: accept = rule->allow_expired; break;
+    case X509_V_ERR_CRL_HAS_EXPIRED: accept = policy->allow_expired_crl; break;
     default: break;
   }
   if (!accept) return 0;
@@ -136,13 +136,13 @@ int nested_verify_cb(int ok, X509_STORE_CTX* c) {
   return 1;
 }
 
-unsigned long crl_flags(const CrlRule& rule) {
-  switch (rule.policy) {
+unsigned long crl_flags(const PurposePolicy& policy) {
+  switch (policy.crl_policy) {
     case CrlPolicy::kOff: return 0;
     case CrlPolicy::kIfPresent:
     case CrlPolicy::kRequire: break;
   }
-  switch (rule.scope) {
+  switch (policy.crl_scope) {
     case CrlScope::kLeaf: return X509_V_FLAG_CRL_CHECK;
     case CrlScope::kChain: return X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL;
   }
@@ -151,20 +151,18 @@ unsigned long crl_flags(const CrlRule& rule) {
 
 // ca / general: a nested verification on the snapshot's store, with the caller's
 // parameters (host, IP, time, purpose, depth) copied in and ptrust's own flags on top.
-Verdict decide_chain(const Snapshot& snap, const CrlRule& rule, X509* leaf, STACK_OF(X509) * untrusted,
-                     const X509_VERIFY_PARAM* param) {
-  if (rule.policy != CrlPolicy::kOff && snap.crl_failure != PTRUST_REASON_OK)
-    return fail(snap.crl_failure, X509_V_ERR_APPLICATION_VERIFICATION, -1);
+Verdict decide_chain(const HookView& view, X509* leaf, STACK_OF(X509) * untrusted, const X509_VERIFY_PARAM* param) {
+  const PurposePolicy& policy = view.state().policy;
   ossl::X509StoreCtxPtr ctx(X509_STORE_CTX_new());
-  if (!ctx || X509_STORE_CTX_init(ctx.get(), snap.store.get(), leaf, untrusted) != 1)
+  if (!ctx || X509_STORE_CTX_init(ctx.get(), view.store.get(), leaf, untrusted) != 1)
     return fail(PTRUST_REASON_INTERNAL_ERROR, X509_V_ERR_OUT_OF_MEM);
   X509_VERIFY_PARAM* p = X509_STORE_CTX_get0_param(ctx.get());
   if (param && X509_VERIFY_PARAM_set1(p, param) != 1) return fail(PTRUST_REASON_INTERNAL_ERROR, X509_V_ERR_OUT_OF_MEM);
   // Only ptrust decides these: a partial chain would let any cached intermediate anchor
   // trust, and CRL checking follows the purpose's policy, not the caller's flags.
   X509_VERIFY_PARAM_clear_flags(p, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
-  if (unsigned long f = crl_flags(rule)) X509_VERIFY_PARAM_set_flags(p, f);
-  X509_STORE_CTX_set_app_data(ctx.get(), const_cast<CrlRule*>(&rule));
+  if (unsigned long f = crl_flags(policy)) X509_VERIFY_PARAM_set_flags(p, f);
+  X509_STORE_CTX_set_app_data(ctx.get(), const_cast<PurposePolicy*>(&policy));
   X509_STORE_CTX_set_verify_cb(ctx.get(), nested_verify_cb);
   int ok = X509_verify_cert(ctx.get());
   int err = X509_STORE_CTX_get_error(ctx.get());
@@ -182,20 +180,19 @@ Verdict decide_chain(const Snapshot& snap, const CrlRule& rule, X509* leaf, STAC
 
 }  // namespace
 
-Verdict decide(const Snapshot& snap, const PurposePolicy& policy, const CrlRule& crl, X509* leaf,
-               STACK_OF(X509) * untrusted, const X509_VERIFY_PARAM* param) noexcept {
+Verdict decide(const HookView& view, X509* leaf, STACK_OF(X509) * untrusted, const X509_VERIFY_PARAM* param) noexcept {
   Verdict v;
   try {
     if (!leaf) {
       v = fail(PTRUST_REASON_NO_PEER_CERTIFICATE, X509_V_ERR_APPLICATION_VERIFICATION, -1);
-    } else if (snap.load_failure != PTRUST_REASON_OK) {
-      v = fail(snap.load_failure, X509_V_ERR_APPLICATION_VERIFICATION, -1);
+    } else if (view.failure != PTRUST_REASON_OK) {
+      v = fail(view.failure, X509_V_ERR_APPLICATION_VERIFICATION, -1);
     } else {
-      switch (snap.mode) {
+      switch (view.state().mode) {
         case Mode::kNone: v = fail(PTRUST_REASON_NO_TRUST_FOR_PURPOSE, X509_V_ERR_CERT_UNTRUSTED); break;
-        case Mode::kPinned: v = decide_pinned(snap, policy, leaf, param); break;
+        case Mode::kPinned: v = decide_pinned(view, leaf, param); break;
         case Mode::kCa:
-        case Mode::kGeneral: v = decide_chain(snap, crl, leaf, untrusted, param); break;
+        case Mode::kGeneral: v = decide_chain(view, leaf, untrusted, param); break;
       }
     }
   } catch (const std::exception&) {

@@ -1,6 +1,6 @@
 #include "provider/errors.h"
 
-#include <array>
+#include <vector>
 #include <cstdarg>
 #include <new>
 
@@ -8,25 +8,14 @@ namespace ptrust::provider {
 
 namespace {
 
-constexpr Code kAllCodes[] = {
-    Code::kUsage, Code::kInputUnreadable, Code::kTrustedCertificateInvalid, Code::kPrivateKeyNotAllowed,
-    Code::kTrustedCertificateExpired, Code::kTrustedCertificateNotValidYet, Code::kNotACaCertificate,
-    Code::kCertificateLacksPurpose, Code::kUnknownPurpose, Code::kTrustedCertificateAlreadyExists,
-    Code::kTrustedCertificateNotFound, Code::kTrustedCertificateFileMissing, Code::kConfigInvalid,
-    Code::kStoreUnsafe, Code::kStoreUnreadable, Code::kStoreCorrupt, Code::kDatabaseInvalid,
-    Code::kLockFailed, Code::kIoError,
-};
-constexpr size_t kNumCodes = sizeof kAllCodes / sizeof kAllCodes[0];
-
 // code_name() returns views of string literals, so .data() is NUL-terminated and static.
-std::array<OSSL_ITEM, kNumCodes + 4> make_table() noexcept {
-  std::array<OSSL_ITEM, kNumCodes + 4> t{};
-  size_t i = 0;
-  for (Code c : kAllCodes) t[i++] = {reason_for(c), const_cast<char*>(code_name(c).data())};
-  t[i++] = {kReasonMalformedUri, const_cast<char*>("MALFORMED_URI")};
-  t[i++] = {kReasonInvalidArgument, const_cast<char*>("INVALID_ARGUMENT")};
-  t[i++] = {kReasonInternal, const_cast<char*>("INTERNAL_ERROR")};
-  t[i] = {0, nullptr};
+std::vector<OSSL_ITEM> make_table() {
+  std::vector<OSSL_ITEM> t;
+  for (const CodeInfo& c : all_codes()) t.push_back({c.provider_reason, const_cast<char*>(c.name.data())});
+  t.push_back({kReasonMalformedUri, const_cast<char*>("MALFORMED_URI")});
+  t.push_back({kReasonInvalidArgument, const_cast<char*>("INVALID_ARGUMENT")});
+  t.push_back({kReasonInternal, const_cast<char*>("INTERNAL_ERROR")});
+  t.push_back({0, nullptr});
   return t;
 }
 
@@ -39,11 +28,16 @@ void vraise(const CoreErrors& core, std::uint32_t reason, const char* fmt, ...) 
 
 }  // namespace
 
-std::uint32_t reason_for(Code code) noexcept { return static_cast<std::uint32_t>(code) + 1; }
+std::uint32_t reason_for(Code code) noexcept { return code_info(code).provider_reason; }
 
 const OSSL_ITEM* reason_strings() noexcept {
-  static const auto table = make_table();
-  return table.data();
+  static const OSSL_ITEM kNone[] = {{0, nullptr}};
+  try {
+    static const std::vector<OSSL_ITEM> table = make_table();
+    return table.data();
+  } catch (...) {
+    return kNone;
+  }
 }
 
 void raise(const CoreErrors& core, const char* file, int line, const char* func, std::uint32_t reason,

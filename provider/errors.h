@@ -13,8 +13,8 @@
 
 namespace ptrust::provider {
 
-// Reason codes. The first block mirrors ptrust::Code (code + 1); the rest are the
-// provider's own. Never renumber: programs may match on them.
+// Reason codes: every ptrust::Code has its explicit number in core's table (code_info);
+// these are the provider's own. Never renumber: programs may match on them.
 enum Reason : std::uint32_t {
   kReasonMalformedUri = 100,
   kReasonInvalidArgument = 101,

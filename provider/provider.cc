@@ -21,7 +21,7 @@ OSSL_FUNC_provider_query_operation_fn prov_query_operation;
 OSSL_FUNC_provider_get_reason_strings_fn prov_get_reason_strings;
 
 constexpr const char* kName = "ptrust";
-// Diagnostic: how many times a snapshot was (re)built from disk since the provider loaded.
+// Diagnostic: how many times a purpose's trust was (re)built from disk since the provider loaded.
 constexpr const char* kParamSnapshotLoads = "ptrust-snapshot-loads";
 constexpr const char* kBuildInfo = "ptrust " PTRUST_VERSION " built with " OPENSSL_VERSION_TEXT;
 
@@ -53,7 +53,7 @@ int prov_get_params(void* provctx, OSSL_PARAM params[]) {
     return 0;
   if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS)) && !OSSL_PARAM_set_int(p, 1)) return 0;
   if ((p = OSSL_PARAM_locate(params, kParamSnapshotLoads)) &&
-      !OSSL_PARAM_set_uint64(p, static_cast<ProvCtx*>(provctx)->cache.loads()))
+      !OSSL_PARAM_set_uint64(p, static_cast<ProvCtx*>(provctx)->source.builds()))
     return 0;
   return 1;
 }

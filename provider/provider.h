@@ -4,19 +4,27 @@
 #include <openssl/core.h>
 #include <openssl/core_dispatch.h>
 
-#include "provider/context.h"
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/trust.h"
 #include "provider/errors.h"
-#include "provider/material.h"
+#include "provider/view.h"
 
 namespace ptrust::provider {
 
 struct ProvCtx {
   ProvCtx(CoreErrors e, std::optional<std::string> root, std::optional<std::string> config)
-      : errors(e), contexts(std::move(root), std::move(config)) {}
+      : errors(e), source(std::move(root), std::move(config)) {}
+
+  // What ptrust://`purpose` serves now. Throws ptrust::Error with the reason the purpose
+  // cannot be served (CONFIG_INVALID, UNKNOWN_PURPOSE, STORE_*): open() fails, no fallback.
+  std::shared_ptr<const StoreView> view(const std::string& purpose);
 
   CoreErrors errors;
-  ContextSource contexts;
-  MaterialCache cache;
+  TrustSource source;
+  TrustSlots<StoreView> slots;  // declared purposes (and general) only
 };
 
 // The OSSL_STORE loader's dispatch table (store.cc).

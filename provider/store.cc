@@ -33,8 +33,8 @@ constexpr std::string_view kScheme = "ptrust://";
 
 struct LoaderCtx {
   ProvCtx* prov;
-  std::shared_ptr<const Snapshot> snapshot;
-  X509NamePtr subject;  // OSSL_STORE_PARAM_SUBJECT, if given
+  std::shared_ptr<const StoreView> view;
+  ossl::X509NamePtr subject;  // OSSL_STORE_PARAM_SUBJECT, if given
   int expect = 0;       // OSSL_STORE_PARAM_EXPECT, 0 = anything
   bool selected = false;
   std::vector<const Object*> objects;  // what load() returns, fixed at the first load/eof
@@ -42,7 +42,7 @@ struct LoaderCtx {
 
   void select() {
     if (selected) return;
-    objects = snapshot->select(subject.get(), expect);
+    objects = view->select(subject.get(), expect);
     selected = true;
   }
 };
@@ -71,10 +71,9 @@ void* store_open(void* provctx, const char* uri) {
                    "'" + std::string(uri == nullptr ? "" : uri) + "': expected ptrust://PURPOSE or ptrust://general");
       return nullptr;
     }
-    auto ctx = prov->contexts.get();
     auto loader = std::make_unique<LoaderCtx>();
     loader->prov = prov;
-    loader->snapshot = prov->cache.get(*ctx, *purpose);
+    loader->view = prov->view(*purpose);
     ERR_pop_to_mark();
     return loader.release();
   } catch (...) {
@@ -121,7 +120,7 @@ int set_ctx_params(LoaderCtx* l, const OSSL_PARAM params[]) {
     const void* der = nullptr;
     size_t len = 0;
     ERR_set_mark();
-    X509NamePtr name;
+    ossl::X509NamePtr name;
     if (OSSL_PARAM_get_octet_string_ptr(p, &der, &len)) {
       auto* q = static_cast<const unsigned char*>(der);
       name.reset(d2i_X509_NAME(nullptr, &q, static_cast<long>(len)));
@@ -173,6 +172,22 @@ int store_close(void* loaderctx) {
 }
 
 }  // namespace
+
+std::shared_ptr<const StoreView> ProvCtx::view(const std::string& purpose) {
+  const TrustStamp now = source.stamp();
+  std::shared_ptr<const TrustSource::Configured> c = source.configured();
+  if (!c->ctx) throw Error(c->code, c->error);
+  std::shared_ptr<const StoreView> v;
+  if (purpose == kGeneral || c->ctx->config.declares(purpose)) {
+    v = slots.at(purpose).get(source, purpose, now);
+  } else if (auto s = source.build(purpose, now)) {
+    v = std::make_shared<const StoreView>(std::move(s));  // an undeclared name gets no slot
+  }
+  if (!v) throw std::bad_alloc();
+  const TrustState& s = v->state();
+  if (s.failed()) throw Error(*s.failure, s.failure_message);
+  return v;
+}
 
 const OSSL_DISPATCH kStoreFunctions[] = {
     {OSSL_FUNC_STORE_OPEN, reinterpret_cast<void (*)()>(store_open)},

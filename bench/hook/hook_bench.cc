@@ -33,10 +33,9 @@ struct Fixture {
     X509_up_ref(chain.inter.cert.get());
     sk_X509_push(untrusted.get(), chain.inter.cert.get());
   }
-  hook::PurposeState state(const char* purpose) {
-    Context ctx = open_context(root.path(), root.config());
-    PurposePolicy policy = ctx.config.purposes.at(purpose);
-    return hook::PurposeState(ctx, purpose, policy);
+  std::unique_ptr<hook::PurposeState> state(const char* purpose) {
+    auto source = std::make_shared<TrustSource>(root.path(), root.config());
+    return std::make_unique<hook::PurposeState>(std::move(source), purpose);
   }
 };
 
@@ -46,28 +45,28 @@ Fixture& fx() {
 }
 
 void PinnedDecide(benchmark::State& s) {
+  auto pinned = fx().state("spki");
   PurposePolicy policy;  // certificate pin, validity enforced
-  hook::PurposeState pinned(open_context(fx().root.path(), fx().root.config()), "spki", policy);
-  const hook::Snapshot* snap = pinned.current();
-  if (snap->mode != Mode::kPinned) s.SkipWithError("not pinned");
+  auto view = pinned->with_policy(policy);
+  if (view->state().mode != Mode::kPinned) s.SkipWithError("not pinned");
   for (auto _ : s) {
-    hook::Verdict v = hook::decide(*snap, policy, pinned.crl_rule(), fx().wire_leaf.get(), nullptr, nullptr);
+    hook::Verdict v = hook::decide(*view, fx().wire_leaf.get(), nullptr, nullptr);
     benchmark::DoNotOptimize(v.reason);
   }
 }
 BENCHMARK(PinnedDecide);
 
 void PinDigestSha256(benchmark::State& s) {
-  hook::Digest d;
+  Digest d;
   for (auto _ : s) benchmark::DoNotOptimize(hook::pin_digest(fx().wire_leaf.get(), PinMatch::kCertificate, d));
 }
 BENCHMARK(PinDigestSha256);
 
 void CaDecide(benchmark::State& s) {
   auto st = fx().state("off-chain");
-  const hook::Snapshot* snap = st.current();
+  auto view = st->current();
   for (auto _ : s) {
-    hook::Verdict v = hook::decide(*snap, st.policy(), st.crl_rule(), fx().wire_leaf.get(), fx().untrusted.get(), nullptr);
+    hook::Verdict v = hook::decide(*view, fx().wire_leaf.get(), fx().untrusted.get(), nullptr);
     if (v.reason != PTRUST_REASON_OK) s.SkipWithError("not verified");
   }
 }
@@ -75,9 +74,9 @@ BENCHMARK(CaDecide);
 
 void CaDecideIfPresentCrls(benchmark::State& s) {
   auto st = fx().state("licensing");  // crl-policy if-present, chain scope, no CRL present
-  const hook::Snapshot* snap = st.current();
+  auto view = st->current();
   for (auto _ : s) {
-    hook::Verdict v = hook::decide(*snap, st.policy(), st.crl_rule(), fx().wire_leaf.get(), fx().untrusted.get(), nullptr);
+    hook::Verdict v = hook::decide(*view, fx().wire_leaf.get(), fx().untrusted.get(), nullptr);
     if (v.reason != PTRUST_REASON_OK) s.SkipWithError("not verified");
   }
 }
@@ -96,8 +95,8 @@ BENCHMARK(RawX509VerifyCert);
 
 void ChangeDetection(benchmark::State& s) {
   auto st = fx().state("licensing");
-  st.current();
-  for (auto _ : s) benchmark::DoNotOptimize(st.current());
+  st->current();
+  for (auto _ : s) benchmark::DoNotOptimize(st->current());
 }
 BENCHMARK(ChangeDetection);
 

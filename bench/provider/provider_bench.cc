@@ -1,7 +1,8 @@
 // Loading every object of a purpose whose bundle holds N certificates:
 //   File        OSSL_STORE_open("file:<bundle>") and load all (what `openssl storeutl file:` does)
 //   PtrustWarm  OSSL_STORE_open("ptrust://bench") and load all, snapshot cached (the usual case)
-//   PtrustCold  the same after the bundle's mtime changed: re-read and re-parse every time
+//   PtrustCold  the same after a writer moved the store generation (as every `ptrust` change
+//               does): re-read and re-parse every time
 //   PtrustSubject  one subject search (what an X509_STORE lookup asks), cached
 // After the runs it prints each ptrust figure as a ratio to File of the same N.
 #include <benchmark/benchmark.h>
@@ -21,6 +22,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/fs.h"
+#include "core/generation.h"
+#include "core/layout.h"
 #include "core/ossl.h"
 
 namespace {
@@ -84,6 +88,17 @@ struct World {
 
   // The library context for size n (the provider reads `root =` when it is loaded, so
   // each size gets its own root and its own context).
+  // The state directory of size n's root (to move its generation).
+  int state_dir(int n) {
+    static std::map<int, ptrust::fs::Fd> dirs;
+    auto& fd = dirs[n];
+    if (!fd) {
+      ptrust::fs::Fd r = ptrust::fs::open_root(dir + "/root" + std::to_string(n));
+      fd = ptrust::fs::open_dir(r.get(), ptrust::layout::kStateDir, false);
+    }
+    return fd.get();
+  }
+
   std::pair<OSSL_LIB_CTX*, std::string> get(int n) {
     static std::map<int, OSSL_LIB_CTX*> libs;
     if (auto it = libs.find(n); it != libs.end()) return {it->second, roots[n]};
@@ -94,6 +109,12 @@ struct World {
     PkeyPtr key(EVP_EC_gen("P-256"));
     std::string bundle = root + "/etc/trusted-certs/ca-bundle-bench.pem";
     write(bundle, make_bundle(n, key.get()));
+    {  // a generation file, as a ptrust writer leaves it: consumers follow its counter
+      ptrust::fs::Fd r = ptrust::fs::open_root(root);
+      ptrust::fs::Fd state = ptrust::fs::open_dir(r.get(), ptrust::layout::kStateDir, true);
+      ptrust::begin_change(state.get());
+      ptrust::end_change(state.get());
+    }
     std::string conf = root + "/openssl.cnf";
     write(conf, std::string("openssl_conf = openssl_init\n[openssl_init]\nproviders = provider_sect\n"
                             "[provider_sect]\ndefault = default_sect\nptrust = ptrust_sect\n"
@@ -155,10 +176,12 @@ void PtrustWarm(benchmark::State& state) {
 void PtrustCold(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
   auto [lib, bundle] = world().get(n);
-  long tick = 0;
+  const int dir = world().state_dir(n);
   for (auto _ : state) {
-    struct timespec t[2] = {{0, UTIME_OMIT}, {1000000000L + ++tick, 0}};  // new mtime, same bytes
-    ::utimensat(AT_FDCWD, bundle.c_str(), t, 0);
+    state.PauseTiming();
+    ptrust::begin_change(dir);  // what a writer does around a change (same bytes here)
+    ptrust::end_change(dir);
+    state.ResumeTiming();
     check_count(state, load_all(lib, "ptrust://bench"), n);
   }
 }

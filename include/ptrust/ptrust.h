@@ -53,6 +53,8 @@ typedef enum ptrust_reason {
   PTRUST_REASON_CRL_INVALID,           /* a CRL is not valid yet, badly signed or malformed */
   PTRUST_REASON_NO_PEER_CERTIFICATE,   /* nothing to verify */
   PTRUST_REASON_INTERNAL_ERROR,        /* out of memory or an unexpected library failure */
+  PTRUST_REASON_CONFIG_INVALID,        /* the configuration (ptrust.yaml) no longer parses */
+  PTRUST_REASON_UNKNOWN_PURPOSE,       /* the purpose is no longer declared in the configuration */
   PTRUST_REASON_COUNT                  /* number of reasons; not a reason */
 } ptrust_reason;
 

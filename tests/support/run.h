@@ -52,3 +52,21 @@ class Background {
 };
 
 }  // namespace ptrust::testing
+
+#include <functional>
+#include <thread>
+
+namespace ptrust::testing {
+
+// Changes made without ptrust (hand edits, a config edit) reach running consumers within
+// TrustSource::kRecheck (1 s): polls `done` until it holds, at most `limit`.
+inline bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace ptrust::testing

@@ -1,0 +1,295 @@
+#include "core/trust.h"
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+
+#include "core/crl.h"
+#include "core/layout.h"
+
+namespace ptrust {
+
+namespace {
+
+constexpr std::int64_t kRecheckNs = std::chrono::nanoseconds(TrustSource::kRecheck).count();
+
+std::int64_t steady_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+const EVP_MD* sha256() noexcept {
+  // Fetched once: EVP_sha256() would be re-fetched (under a lock) by every digest.
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+
+// Which modes verify chains and so take CRLs: pinned mode has no CRLs (a pin is not a chain),
+// and neither does a purpose whose crl-policy is off (a broken CRL file cannot fail it).
+bool takes_crls(Mode mode, const PurposePolicy& policy) noexcept {
+  switch (mode) {
+    case Mode::kCa:
+    case Mode::kGeneral: break;
+    case Mode::kPinned:
+    case Mode::kNone: return false;
+  }
+  switch (policy.crl_policy) {
+    case CrlPolicy::kOff: return false;
+    case CrlPolicy::kIfPresent:
+    case CrlPolicy::kRequire: return true;
+  }
+  return true;
+}
+
+std::vector<TrustCrl> crls_for(const Context& ctx, std::string_view purpose) {
+  std::vector<TrustCrl> out;
+  for (auto& n : load_crls(ctx, purpose)) {
+    unsigned char* der = nullptr;
+    int len = i2d_X509_CRL(n.crl.get(), &der);
+    if (len <= 0) throw std::bad_alloc();
+    ossl::OsslStr owned(reinterpret_cast<char*>(der));
+    out.push_back({std::move(n.name), std::string(owned.get(), static_cast<size_t>(len)), std::move(n.crl)});
+  }
+  return out;
+}
+
+void update(EVP_MD_CTX* md, const void* data, size_t len) {
+  if (EVP_DigestUpdate(md, data, len) != 1) throw std::bad_alloc();
+}
+
+template <typename T>
+void update_value(EVP_MD_CTX* md, const T& v) {
+  update(md, &v, sizeof v);
+}
+
+void compute_material(TrustState& s) {
+  ossl::Ptr<EVP_MD_CTX, EVP_MD_CTX_free> md(EVP_MD_CTX_new());
+  if (!md || EVP_DigestInit_ex(md.get(), sha256(), nullptr) != 1) throw std::bad_alloc();
+  update(md.get(), s.purpose.c_str(), s.purpose.size() + 1);
+  update_value(md.get(), s.stamp.generation);
+  // The policy too: a process with another configuration must not resume this one's sessions.
+  const int fields[] = {static_cast<int>(s.policy.crl_policy), static_cast<int>(s.policy.crl_scope),
+                        s.policy.allow_expired_crl, static_cast<int>(s.policy.pin_match),
+                        s.policy.enforce_pin_validity, s.policy.report_only,
+                        static_cast<int>(s.mode), s.failure ? static_cast<int>(*s.failure) : -1};
+  update_value(md.get(), fields);
+  for (const auto& c : s.certs) update(md.get(), c.der.data(), c.der.size());
+  for (const auto& c : s.crls) update(md.get(), c.der.data(), c.der.size());
+  unsigned int n = 0;
+  if (EVP_DigestFinal_ex(md.get(), s.material.data(), &n) != 1 || n != s.material.size()) throw std::bad_alloc();
+}
+
+std::optional<FileId> stat_follow(const std::string& path) noexcept {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return file_id(st);
+}
+
+std::optional<FileId> lstat_id(const std::string& path) noexcept {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return std::nullopt;
+  return file_id(st);
+}
+
+std::string under(const std::string& root, std::string_view rel) {
+  return root + (root.ends_with('/') ? "" : "/") + std::string(rel);
+}
+
+// Everything but the bundle, taken before reading: a change while we read is seen next time.
+TrustInputs inputs_before(const std::string& root) {
+  TrustInputs in;
+  in.trusted_dir = lstat_id(under(root, layout::kTrustedDir));
+  in.crl_dir = lstat_id(under(root, layout::kCrlDir));
+  in.crl_scope = lstat_id(under(root, std::string(layout::kStateDir) + "/" + std::string(layout::kCrlScopeFile)));
+  return in;
+}
+
+std::optional<std::string> from_env(const char* name) {
+  const char* e = std::getenv(name);
+  if (e == nullptr || *e == '\0') return std::nullopt;
+  return std::string(e);
+}
+
+}  // namespace
+
+PurposePolicy policy_of(const Config& cfg, std::string_view purpose) {
+  auto it = cfg.purposes.find(std::string(purpose));
+  return it == cfg.purposes.end() ? PurposePolicy{} : it->second;
+}
+
+std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_view purpose, const TrustStamp& at,
+                                              const PurposePolicy* policy) noexcept {
+  try {
+    auto s = std::make_shared<TrustState>();
+    s->purpose = std::string(purpose);
+    s->stamp = at;
+    s->root = ctx.root;
+    s->policy = policy ? *policy : policy_of(ctx.config, purpose);
+    s->inputs = inputs_before(ctx.root);
+    try {
+      DerMaterial m = load_material_der(ctx, purpose);  // UNKNOWN_PURPOSE, STORE_*
+      s->mode = m.resolution.mode;
+      s->bundle = m.resolution.path;
+      if (s->mode != Mode::kNone) s->inputs.bundle = m.id;  // of the file actually read
+      s->certs = std::move(m.certs);
+      if (takes_crls(s->mode, s->policy)) s->crls = crls_for(ctx, purpose);
+    } catch (const Error& e) {
+      s->failure = e.code();
+      s->failure_message = e.what();
+      s->certs.clear();
+      s->crls.clear();
+      if (s->bundle.empty()) {  // which source failed, for the report
+        try {
+          Resolution r = resolve(ctx, purpose);
+          s->mode = r.mode;
+          s->bundle = r.path;
+        } catch (const std::exception&) {
+        }
+      }
+      if (!s->bundle.empty() && !s->inputs.bundle) s->inputs.bundle = lstat_id(s->bundle);
+    }
+    s->next_input_check_ns.store(at.now_ns + kRecheckNs, std::memory_order_relaxed);
+    compute_material(*s);
+    ERR_clear_error();
+    return s;
+  } catch (...) {
+    ERR_clear_error();
+    return nullptr;
+  }
+}
+
+std::shared_ptr<const TrustState> failed_trust(std::string_view purpose, Code code, std::string message,
+                                               const TrustStamp& at) noexcept {
+  try {
+    auto s = std::make_shared<TrustState>();
+    s->purpose = std::string(purpose);
+    s->stamp = at;
+    s->failure = code;
+    s->failure_message = std::move(message);
+    compute_material(*s);
+    return s;
+  } catch (...) {
+    ERR_clear_error();
+    return nullptr;
+  }
+}
+
+// ---- TrustSource ----------------------------------------------------------------------
+
+TrustSource::TrustSource(std::optional<std::string> root, std::optional<std::string> config)
+    : root_opt_(root ? std::move(root) : from_env("PTRUST_ROOT")),
+      config_opt_(config ? std::move(config) : from_env("PTRUST_CONFIG")),
+      config_path_(config_opt_ ? *config_opt_ : root_opt_.value_or("/") + "/etc/ptrust/ptrust.yaml") {
+  std::lock_guard lk(mu_);
+  load_config();
+  if (auto c = configured_.load(); c->ctx) open_generation(c->ctx->root);
+  next_check_ns_.store(steady_ns() + kRecheckNs, std::memory_order_relaxed);
+}
+
+TrustSource::~TrustSource() = default;
+
+std::shared_ptr<const TrustSource::Configured> TrustSource::configured() const noexcept {
+  return configured_.load(std::memory_order_acquire);
+}
+
+void TrustSource::load_config() {
+  config_id_ = stat_follow(config_path_);  // before reading: a change while we read is seen next time
+  auto c = std::make_shared<Configured>();
+  try {
+    c->ctx = std::make_shared<const Context>(open_context(root_opt_, config_opt_));
+  } catch (const Error& e) {
+    c->code = e.code();
+    c->error = e.what();
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {
+    c->code = Code::kConfigInvalid;
+    c->error = config_path_ + ": " + e.what();
+  }
+  configured_.store(std::move(c), std::memory_order_release);
+}
+
+void TrustSource::open_generation(const std::string& root) {
+  std::unique_ptr<GenerationView> fresh;
+  try {
+    fresh = GenerationView::open(root);  // nullptr until the first writer creates it
+  } catch (const std::exception&) {
+  }
+  view_root_ = root;
+  const GenerationView* v = fresh.get();
+  if (fresh) views_.push_back(std::move(fresh));
+  view_.store(v, std::memory_order_release);
+}
+
+void TrustSource::recheck(std::int64_t now) noexcept {
+  std::unique_lock lk(mu_, std::try_to_lock);
+  if (!lk.owns_lock() || now < next_check_ns_.load(std::memory_order_relaxed)) return;  // another thread checks
+  next_check_ns_.store(now + kRecheckNs, std::memory_order_relaxed);
+  try {
+    bool moved = false;
+    if (stat_follow(config_path_) != config_id_) {
+      load_config();
+      moved = true;
+    }
+    auto c = configured_.load(std::memory_order_acquire);
+    const GenerationView* v = view_.load(std::memory_order_relaxed);
+    // A missing file is looked for again; a replaced one (deleted and re-created: its counter
+    // would never move again) is dropped even when no new file exists yet.
+    if (c->ctx && (c->ctx->root != view_root_ || v == nullptr || v->replaced())) {
+      open_generation(c->ctx->root);
+      moved |= view_.load(std::memory_order_relaxed) != v;
+    }
+    if (moved) epoch_.fetch_add(1, std::memory_order_acq_rel);
+  } catch (...) {
+    // Out of memory while re-reading: the next recheck tries again; states stay as they were.
+  }
+}
+
+TrustStamp TrustSource::stamp() noexcept {
+  const std::int64_t now = steady_ns();
+  if (now >= next_check_ns_.load(std::memory_order_relaxed)) recheck(now);
+  TrustStamp s;
+  s.epoch = epoch_.load(std::memory_order_acquire);
+  const GenerationView* v = view_.load(std::memory_order_acquire);
+  s.generation = v ? v->load() : 0;
+  s.watched = v != nullptr;
+  s.now_ns = now;
+  return s;
+}
+
+std::shared_ptr<const TrustState> TrustSource::build(std::string_view purpose, const TrustStamp& at,
+                                                     const PurposePolicy* policy) noexcept {
+  builds_.fetch_add(1, std::memory_order_relaxed);
+  std::shared_ptr<const Configured> c = configured();
+  if (!c) return nullptr;
+  if (!c->ctx) return failed_trust(purpose, c->code, c->error, at);
+  return build_trust(*c->ctx, purpose, at, policy);
+}
+
+bool TrustSource::fresh(const TrustState& s, const TrustStamp& now) noexcept {
+  if (stale(s, now)) return false;
+  std::int64_t due = s.next_input_check_ns.load(std::memory_order_relaxed);
+  if (now.now_ns < due) return true;
+  if (!s.next_input_check_ns.compare_exchange_strong(due, now.now_ns + kRecheckNs, std::memory_order_relaxed))
+    return true;  // another thread is comparing
+  if (s.root.empty()) return true;  // not read from disk (a configuration failure)
+  try {
+    TrustInputs in = inputs_before(s.root);
+    in.bundle = s.bundle.empty() ? std::nullopt : lstat_id(s.bundle);
+    return in == s.inputs;
+  } catch (...) {
+    return false;  // out of memory: re-read, which fails closed if memory is still short
+  }
+}
+
+bool TrustSource::stale(const TrustState& s, const TrustStamp& now) noexcept {
+  if (s.stamp.generation != now.generation || s.stamp.epoch != now.epoch) return true;
+  // Nothing reliable reports changes without a generation file, or while a writer is (or died)
+  // half-way (odd counter): re-read at a bounded rate.
+  const bool unsure = !now.watched || !generation_stable(now.generation);
+  return unsure && now.now_ns - s.stamp.now_ns >= kRecheckNs;
+}
+
+}  // namespace ptrust

@@ -1,0 +1,242 @@
+// One purpose's trust, as every consumer sees it. The provider, the verify hook, `stunnel
+// render`/`sync`, `verify`/`probe` and the daemon all read trust through this header:
+//
+//   disk (bundles, CRLs, crl-scope.json) + ptrust.yaml
+//       -> build_trust()        one immutable TrustState per purpose, generation and config
+//       -> TrustSource          one change detector: generation counter, config file, re-created
+//                               generation file
+//       -> TrustSlot<View>      per purpose: the consumer's OpenSSL objects built once per state
+//
+// Every rule about what a purpose trusts lives in build_trust(): the selection (via
+// selection.h), "pinned mode has no CRLs", CRL scope and crl-policy, the policy defaults.
+// Consumers only turn a TrustState into OpenSSL objects.
+//
+// Safe inside any host process: nothing here keeps more than a few hundred bytes on the
+// stack, uses thread-local storage, or takes a lock shared between purposes on the path where
+// nothing changed (stamp() is one atomic load and a clock read; TrustSlot::get one atomic
+// shared_ptr load of that purpose's slot).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/cert.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/generation.h"
+#include "core/ossl.h"
+#include "core/selection.h"
+
+namespace ptrust {
+
+using Digest = std::array<unsigned char, 32>;
+
+// When a TrustState was built: what the change detector saw.
+struct TrustStamp {
+  std::uint64_t generation = 0;  // store generation counter (0: no generation file)
+  std::uint64_t epoch = 0;       // the source's epoch: moves when the config was re-read or the
+                                 // generation file re-opened
+  bool watched = false;          // a generation file is mapped, so its counter sees every change
+  std::int64_t now_ns = 0;       // steady clock
+};
+
+// What a state was read from, so that changes made without ptrust (drift, a restored backup)
+// are noticed too: the trusted-certs directory (bundles added, removed or replaced), the chosen
+// bundle, the CRL directory and the CRL scope index. Writers move the generation; these are
+// looked at once per TrustSource::kRecheck per purpose (four stats, whatever the store size).
+struct TrustInputs {
+  std::optional<FileId> trusted_dir, bundle, crl_dir, crl_scope;
+  bool operator==(const TrustInputs&) const = default;
+};
+
+struct TrustCrl {
+  std::string name;       // file name in etc/stunnel/crls
+  std::string der;
+  ossl::X509CrlPtr crl;   // parsed once; consumers only read it
+};
+
+// One purpose's trust as of one store generation and one configuration. Immutable once built
+// and shared between threads.
+struct TrustState {
+  std::string purpose;
+  std::string root;
+  TrustStamp stamp;
+  TrustInputs inputs;
+  PurposePolicy policy;
+  Mode mode = Mode::kNone;
+  std::string bundle;  // absolute path of the chosen bundle ("" for none)
+  // Set when this purpose cannot be trusted now (config invalid, purpose not declared, chosen
+  // bundle or a CRL unreadable, corrupt or unsafe): every verification fails with it. There is
+  // no fallback; certs and crls are then empty.
+  std::optional<Code> failure;
+  std::string failure_message;
+  std::vector<DerCert> certs;  // pinned: the pins; ca / general: the anchors (bundle order)
+  std::vector<TrustCrl> crls;  // ca / general unless crl-policy is off: the CRLs that apply
+  // SHA-256 of purpose, generation, policy, mode, failure and every certificate and CRL: the
+  // same in every process that sees the same store (keys server-side session resumption).
+  Digest material{};
+  // When `inputs` are next compared with the disk (steady clock); the one mutable field.
+  mutable std::atomic<std::int64_t> next_input_check_ns{0};
+
+  bool failed() const noexcept { return failure.has_value(); }
+};
+
+// The policy `purpose` is verified with: the configured one, or the strict defaults
+// (`general`, or a purpose the configuration does not declare).
+PurposePolicy policy_of(const Config& cfg, std::string_view purpose);
+
+// Builds `purpose`'s trust under `ctx`. `policy` replaces the configured policy (an offline
+// verification with another crl-policy). Never throws: failures are recorded in the state;
+// nullptr only when memory runs out.
+std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_view purpose, const TrustStamp& at,
+                                              const PurposePolicy* policy = nullptr) noexcept;
+
+// A state that fails every verification with `code` (e.g. CONFIG_INVALID).
+std::shared_ptr<const TrustState> failed_trust(std::string_view purpose, Code code, std::string message,
+                                               const TrustStamp& at) noexcept;
+
+// Where one consumer reads trust from (a provider instance, a PTRUST_CTX, the CLI, the daemon):
+// its root, its configuration (re-read when the file changes) and the one change detector.
+class TrustSource {
+ public:
+  // How often the config file and the generation file's identity are looked at, and how often
+  // a state is re-read when nothing reliable reports changes (no generation file, or a writer
+  // half-way). The generation counter itself is read on every stamp().
+  static constexpr std::chrono::milliseconds kRecheck{1000};
+
+  // The configuration now, or why there is none.
+  struct Configured {
+    std::shared_ptr<const Context> ctx;  // null when the configuration does not load
+    Code code = Code::kConfigInvalid;
+    std::string error;  // "CONFIG_INVALID: file:line:col: ..." details when ctx is null
+  };
+
+  // Root and configuration as open_context(root, config); the environment is read once, here.
+  // A configuration that does not load is recorded: every purpose then fails with it until the
+  // file is fixed. Throws only std::bad_alloc.
+  TrustSource(std::optional<std::string> root, std::optional<std::string> config);
+  ~TrustSource();
+  TrustSource(const TrustSource&) = delete;
+  TrustSource& operator=(const TrustSource&) = delete;
+
+  // What the change detector sees now. One atomic load of the mapped generation counter and a
+  // clock read; at most once per kRecheck it also stats the config file and the generation
+  // file (and re-reads / re-opens what changed).
+  TrustStamp stamp() noexcept;
+
+  std::shared_ptr<const Configured> configured() const noexcept;
+
+  // `purpose`'s trust as of `at` (see build_trust). Never throws; nullptr only out of memory.
+  std::shared_ptr<const TrustState> build(std::string_view purpose, const TrustStamp& at,
+                                          const PurposePolicy* policy = nullptr) noexcept;
+
+  // True when `state` does not describe what `now` sees: the generation or the epoch moved,
+  // or it was built while nothing reliable reports changes and is older than kRecheck.
+  static bool stale(const TrustState& state, const TrustStamp& now) noexcept;
+  // !stale(), and once per kRecheck also: the files the state was read from are unchanged
+  // (one caller compares them; the others keep the state meanwhile).
+  static bool fresh(const TrustState& state, const TrustStamp& now) noexcept;
+
+  // How many states this source has built (tests, benchmarks, the provider's diagnostics).
+  std::uint64_t builds() const noexcept { return builds_.load(std::memory_order_relaxed); }
+
+ private:
+  void recheck(std::int64_t now_ns) noexcept;
+  void load_config();  // under mu_
+  void open_generation(const std::string& root);  // under mu_
+
+  const std::optional<std::string> root_opt_;
+  const std::optional<std::string> config_opt_;
+  const std::string config_path_;  // the file open_context() reads, if it exists
+
+  std::atomic<std::int64_t> next_check_ns_{0};
+  std::atomic<std::uint64_t> epoch_{1};
+  std::atomic<const GenerationView*> view_{nullptr};
+  std::atomic<std::shared_ptr<const Configured>> configured_;
+  std::atomic<std::uint64_t> builds_{0};
+
+  std::mutex mu_;  // the recheck: taken at most once per kRecheck, never waited for by readers
+  std::optional<FileId> config_id_;                     // of config_path_ when last read
+  std::string view_root_;                               // root the mapped view belongs to
+  std::vector<std::unique_ptr<GenerationView>> views_;  // current last; replaced ones stay
+                                                        // mapped (other threads may read them)
+};
+
+// One purpose's current View: a consumer's OpenSSL objects made from a TrustState. View must
+// be constructible from std::shared_ptr<const TrustState> (it may throw) and expose
+// `const TrustState& state() const`. get() on an unchanged store is one atomic shared_ptr
+// load of this slot; after a change the first caller rebuilds and the others wait for it on
+// this slot's mutex only (never another purpose's).
+template <class View>
+class TrustSlot {
+ public:
+  // The view as of `now`, or nullptr when memory ran out (fail closed). Never throws.
+  std::shared_ptr<const View> get(TrustSource& src, std::string_view purpose, const TrustStamp& now) noexcept {
+    std::shared_ptr<const View> seen = current_.load(std::memory_order_acquire);
+    if (seen && TrustSource::fresh(seen->state(), now)) return seen;
+    try {
+      std::lock_guard lk(mu_);
+      std::shared_ptr<const View> cur = current_.load(std::memory_order_acquire);
+      if (cur && cur != seen && !TrustSource::stale(cur->state(), now)) return cur;  // rebuilt meanwhile
+      std::shared_ptr<const TrustState> state = src.build(purpose, now);
+      if (!state) return nullptr;  // never keep serving the old view
+      cur = std::make_shared<const View>(std::move(state));
+      current_.store(cur, std::memory_order_release);
+      return cur;
+    } catch (...) {
+      return nullptr;
+    }
+  }
+
+ private:
+  std::atomic<std::shared_ptr<const View>> current_;
+  std::mutex mu_;
+};
+
+// Slots by purpose name for consumers that learn purposes at run time (the provider). Insert
+// only: a lookup walks a short immutable list without a lock; adding takes a mutex.
+template <class View>
+class TrustSlots {
+ public:
+  TrustSlots() = default;
+  TrustSlots(const TrustSlots&) = delete;
+  TrustSlots& operator=(const TrustSlots&) = delete;
+  ~TrustSlots() {
+    for (Node* n = head_.load(); n != nullptr;) delete std::exchange(n, n->next);
+  }
+
+  // The slot of `purpose`, created on first use. Throws std::bad_alloc.
+  TrustSlot<View>& at(std::string_view purpose) {
+    if (Node* n = find(purpose)) return n->slot;
+    std::lock_guard lk(add_mu_);
+    if (Node* n = find(purpose)) return n->slot;
+    auto* n = new Node{std::string(purpose), {}, head_.load(std::memory_order_relaxed)};
+    head_.store(n, std::memory_order_release);
+    return n->slot;
+  }
+
+ private:
+  struct Node {
+    std::string purpose;
+    TrustSlot<View> slot;
+    Node* next;
+  };
+  Node* find(std::string_view purpose) const noexcept {
+    for (Node* n = head_.load(std::memory_order_acquire); n != nullptr; n = n->next)
+      if (n->purpose == purpose) return n;
+    return nullptr;
+  }
+  std::atomic<Node*> head_{nullptr};
+  std::mutex add_mu_;
+};
+
+}  // namespace ptrust

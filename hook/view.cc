@@ -1,0 +1,114 @@
+// A purpose's TrustState as the verify hook's OpenSSL objects. This file never decides what
+// a purpose trusts: core/trust.cc did (selection, CRL scope and policy).
+#include <openssl/err.h>
+
+#include <algorithm>
+#include <ctime>
+#include <new>
+#include <vector>
+
+#include "hook/verifier.h"
+
+namespace ptrust::hook {
+
+namespace {
+
+const EVP_MD* sha256() noexcept {
+  // Fetched once: the legacy EVP_sha256() would be re-fetched (with a lock) on every digest.
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+
+bool epoch(const ASN1_TIME* t, std::int64_t& out) noexcept {
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(t, &tm) != 1) return false;
+  out = timegm(&tm);
+  return true;
+}
+
+// Full decode of the state's DER (the provider hands DER to libcrypto; the hook verifies
+// itself). False when one does not decode: the view then fails closed.
+bool decode(const std::vector<DerCert>& in, std::vector<ossl::X509Ptr>& out) {
+  out.reserve(in.size());
+  for (const auto& c : in) {
+    auto p = reinterpret_cast<const unsigned char*>(c.der.data());
+    ossl::X509Ptr x(d2i_X509(nullptr, &p, static_cast<long>(c.der.size())));
+    if (!x) return false;
+    // Computes OpenSSL's lazily cached extension data now, while the view is private to its
+    // builder: once published, verifications on many threads only read these objects.
+    X509_check_purpose(x.get(), -1, 0);
+    out.push_back(std::move(x));
+  }
+  return true;
+}
+
+}  // namespace
+
+bool pin_digest(X509* cert, PinMatch match, Digest& out) noexcept {
+  unsigned int len = 0;
+  switch (match) {
+    case PinMatch::kCertificate: {
+      // i2d of a parsed certificate copies its cached encoding; heap, not stack or
+      // thread-local buffers: this runs inside other people's threads.
+      unsigned char* der = nullptr;
+      int n = i2d_X509(cert, &der);
+      if (n <= 0) return false;
+      ossl::OsslStr owned(reinterpret_cast<char*>(der));
+      return EVP_Digest(der, static_cast<size_t>(n), out.data(), &len, sha256(), nullptr) == 1 && len == out.size();
+    }
+    case PinMatch::kSpki: return X509_pubkey_digest(cert, sha256(), out.data(), &len) == 1 && len == out.size();
+  }
+  return false;
+}
+
+HookView::HookView(std::shared_ptr<const TrustState> state) : state_(std::move(state)) {
+  const TrustState& s = *state_;
+  if (s.failure) {
+    failure = code_info(*s.failure).hook_reason;
+    return;
+  }
+  std::vector<ossl::X509Ptr> certs;
+  if (!decode(s.certs, certs)) {
+    ERR_clear_error();
+    failure = PTRUST_REASON_STORE_CORRUPT;
+    return;
+  }
+  switch (s.mode) {
+    case Mode::kPinned:
+      pinned = std::move(certs);
+      for (auto& c : pinned) {
+        Pin pin{{}, c.get(), 0, 0};
+        if (!pin_digest(c.get(), s.policy.pin_match, pin.digest) || !epoch(X509_get0_notBefore(c.get()), pin.not_before) ||
+            !epoch(X509_get0_notAfter(c.get()), pin.not_after)) {
+          failure = PTRUST_REASON_INTERNAL_ERROR;
+          break;
+        }
+        pins.push_back(pin);
+      }
+      std::sort(pins.begin(), pins.end(), [](const Pin& a, const Pin& b) { return a.digest < b.digest; });
+      break;
+    case Mode::kCa:
+    case Mode::kGeneral:
+      store.reset(X509_STORE_new());
+      if (!store) throw std::bad_alloc();
+      for (auto& c : certs)
+        if (X509_STORE_add_cert(store.get(), c.get()) != 1) ERR_clear_error();  // duplicates are fine
+      for (const auto& c : s.crls)
+        if (X509_STORE_add_crl(store.get(), c.crl.get()) != 1) ERR_clear_error();
+      break;
+    case Mode::kNone: break;
+  }
+  ERR_clear_error();
+}
+
+std::shared_ptr<const HookView> PurposeState::with_policy(const PurposePolicy& policy) noexcept {
+  try {
+    std::shared_ptr<const TrustState> s = source_->build(purpose_, source_->stamp(), &policy);
+    return s ? std::make_shared<const HookView>(std::move(s)) : nullptr;
+  } catch (...) {
+    ERR_clear_error();
+    return nullptr;
+  }
+}
+
+}  // namespace ptrust::hook
