@@ -239,6 +239,10 @@ std::vector<std::string> parse_purpose_list(std::string_view csv, const Config& 
   return out;
 }
 
+std::string config_path_for(const std::optional<std::string>& root, const std::optional<std::string>& config) {
+  return config ? *config : root.value_or("/") + "/" + std::string(layout::kConfigFile);
+}
+
 Context open_context(const std::optional<std::string>& root_opt, const std::optional<std::string>& config_opt) {
   std::optional<std::string> root = root_opt;
   if (!root) {
@@ -252,7 +256,7 @@ Context open_context(const std::optional<std::string>& root_opt, const std::opti
   if (cfg_path) {
     ctx.config = load_config_file(*cfg_path);
   } else {
-    std::string implicit = root.value_or("/") + "/" + std::string(layout::kConfigFile);
+    std::string implicit = config_path_for(root, std::nullopt);
     struct stat st;
     ctx.config = ::stat(implicit.c_str(), &st) == 0 ? load_config_file(implicit) : default_config();
   }

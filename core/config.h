@@ -66,6 +66,10 @@ struct Context {
   Config config;
 };
 
+// The configuration file open_context() reads (when it exists): `config`, else
+// <root or />/etc/ptrust/ptrust.yaml. The environment is not consulted here.
+std::string config_path_for(const std::optional<std::string>& root, const std::optional<std::string>& config);
+
 // Resolves root and config. Root: `root_opt`, else $PTRUST_ROOT, else the config's
 // `root:`, else "/"; made absolute (it is written into stunnel and OpenSSL configurations). Config: `config_opt`, else $PTRUST_CONFIG, else
 // <root>/etc/ptrust/ptrust.yaml if it exists, else the built-in default. An explicitly

@@ -8,6 +8,7 @@
 
 #include "core/crl.h"
 #include "core/layout.h"
+#include "core/x509.h"
 
 namespace ptrust {
 
@@ -18,12 +19,6 @@ constexpr std::int64_t kRecheckNs = std::chrono::nanoseconds(TrustSource::kReche
 std::int64_t steady_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
-}
-
-const EVP_MD* sha256() noexcept {
-  // Fetched once: EVP_sha256() would be re-fetched (under a lock) by every digest.
-  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  return md;
 }
 
 // Which modes verify chains and so take CRLs: pinned mode has no CRLs (a pin is not a chain),
@@ -66,7 +61,7 @@ void update_value(EVP_MD_CTX* md, const T& v) {
 
 void compute_material(TrustState& s) {
   ossl::Ptr<EVP_MD_CTX, EVP_MD_CTX_free> md(EVP_MD_CTX_new());
-  if (!md || EVP_DigestInit_ex(md.get(), sha256(), nullptr) != 1) throw std::bad_alloc();
+  if (!md || EVP_DigestInit_ex(md.get(), x509::sha256(), nullptr) != 1) throw std::bad_alloc();
   update(md.get(), s.purpose.c_str(), s.purpose.size() + 1);
   update_value(md.get(), s.stamp.generation);
   // The policy too: a process with another configuration must not resume this one's sessions.
@@ -181,7 +176,7 @@ std::shared_ptr<const TrustState> failed_trust(std::string_view purpose, Code co
 TrustSource::TrustSource(std::optional<std::string> root, std::optional<std::string> config)
     : root_opt_(root ? std::move(root) : from_env("PTRUST_ROOT")),
       config_opt_(config ? std::move(config) : from_env("PTRUST_CONFIG")),
-      config_path_(config_opt_ ? *config_opt_ : root_opt_.value_or("/") + "/etc/ptrust/ptrust.yaml") {
+      config_path_(config_path_for(root_opt_, config_opt_)) {
   std::lock_guard lk(mu_);
   load_config();
   if (auto c = configured_.load(); c->ctx) open_generation(c->ctx->root);

@@ -55,6 +55,11 @@ std::string fingerprint(const X509_CRL* crl, const EVP_MD* md) {
   return hex_colon({buf, n});
 }
 
+const EVP_MD* sha256() noexcept {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+
 std::string sha256_hex(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;

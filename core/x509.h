@@ -21,6 +21,9 @@ std::string hex_lower(std::span<const unsigned char> bytes);
 // hex_colon of the `md` digest of the DER encoding (SHA-256 and SHA-1 in the database).
 std::string fingerprint(const X509* x, const EVP_MD* md);
 std::string fingerprint(const X509_CRL* crl, const EVP_MD* md);
+// SHA-256, fetched once from the default library context (EVP_sha256() would be re-fetched,
+// under a lock, by every digest: this one is for hot paths).
+const EVP_MD* sha256() noexcept;
 // hex_lower of the SHA-256 of `data`.
 std::string sha256_hex(std::string_view data);
 

@@ -3,27 +3,20 @@
 #include <openssl/err.h>
 
 #include <algorithm>
-#include <ctime>
 #include <new>
 #include <vector>
 
+#include "core/x509.h"
 #include "hook/verifier.h"
 
 namespace ptrust::hook {
 
 namespace {
 
-const EVP_MD* sha256() noexcept {
-  // Fetched once: the legacy EVP_sha256() would be re-fetched (with a lock) on every digest.
-  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  return md;
-}
-
 bool epoch(const ASN1_TIME* t, std::int64_t& out) noexcept {
-  std::tm tm{};
-  if (ASN1_TIME_to_tm(t, &tm) != 1) return false;
-  out = timegm(&tm);
-  return true;
+  std::optional<std::int64_t> e = x509::to_epoch(t);
+  if (e) out = *e;
+  return e.has_value();
 }
 
 // Full decode of the state's DER (the provider hands DER to libcrypto; the hook verifies
@@ -54,9 +47,9 @@ bool pin_digest(X509* cert, PinMatch match, Digest& out) noexcept {
       int n = i2d_X509(cert, &der);
       if (n <= 0) return false;
       ossl::OsslStr owned(reinterpret_cast<char*>(der));
-      return EVP_Digest(der, static_cast<size_t>(n), out.data(), &len, sha256(), nullptr) == 1 && len == out.size();
+      return EVP_Digest(der, static_cast<size_t>(n), out.data(), &len, x509::sha256(), nullptr) == 1 && len == out.size();
     }
-    case PinMatch::kSpki: return X509_pubkey_digest(cert, sha256(), out.data(), &len) == 1 && len == out.size();
+    case PinMatch::kSpki: return X509_pubkey_digest(cert, x509::sha256(), out.data(), &len) == 1 && len == out.size();
   }
   return false;
 }
