@@ -14,6 +14,11 @@
 namespace ptrust::testing {
 
 inline constexpr size_t kStunnelStack = 65536;
+// A frame that overflows the stack writes below it: into the guard page if it is close, but
+// a 64 KiB buffer reaches past glibc's one-page guard into whatever is mapped there (and may
+// corrupt memory silently instead of crashing). A wide guard makes every overflow of up to
+// this much fault, so the test fails the same way on every run.
+inline constexpr size_t kWideGuard = 1 << 20;
 
 // Calls `fn` on a new thread created with a `stack_size` stack and joins it. An exception
 // from `fn` is rethrown here. Keep the work in `fn` to what is measured (no gtest assertions:
@@ -26,9 +31,10 @@ inline void on_small_stack(const std::function<void()>& fn, size_t stack_size = 
   pthread_attr_t attr;
   if (int rc = pthread_attr_init(&attr); rc != 0) throw std::runtime_error("pthread_attr_init: " + std::string(std::strerror(rc)));
   int rc = pthread_attr_setstacksize(&attr, stack_size);
+  if (rc == 0) rc = pthread_attr_setguardsize(&attr, kWideGuard);
   if (rc != 0) {
     pthread_attr_destroy(&attr);
-    throw std::runtime_error("pthread_attr_setstacksize: " + std::string(std::strerror(rc)));
+    throw std::runtime_error("pthread_attr_setstacksize/setguardsize: " + std::string(std::strerror(rc)));
   }
   pthread_t t;
   rc = pthread_create(
