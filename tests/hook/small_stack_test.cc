@@ -11,6 +11,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -101,12 +102,14 @@ class HookSmallStack : public ::testing::Test {
     Verdict off, tls;
   };
   void check_all(std::vector<Expect>& cases) {
-    on_small_stack([&] {
+    size_t used = on_small_stack([&] {
       for (auto& c : cases) {
         c.tls = over_tcp(client_.get(), c.server->port());
         c.off = offline(pt_, c.chain);
       }
     });
+    std::fprintf(stderr, "hook checks used %zu of %zu stack bytes\n", used, kStunnelStack);
+    EXPECT_LT(used, kStunnelStack / 2) << "half of stunnel's stack is the most ptrust may take (measured ~12 KiB)";
     for (const auto& c : cases) {
       SCOPED_TRACE(c.name);
       ASSERT_TRUE(c.off.have_result);

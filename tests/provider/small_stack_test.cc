@@ -95,7 +95,7 @@ struct Check {
 // server's SSL_CTX keeps: CRLs are looked up again on every verification).
 void run_checks(const LibCtx& lib, const std::string& purpose, std::vector<Check>& checks,
                 X509_STORE* kept = nullptr) {
-  on_small_stack([&] {
+  size_t used = on_small_stack([&] {
     for (auto& c : checks) {
       ossl::X509StorePtr fresh = ptrust_store(lib, purpose);
       int a = verify(lib, fresh.get(), c.flags, *c.leaf, c.untrusted);
@@ -103,6 +103,8 @@ void run_checks(const LibCtx& lib, const std::string& purpose, std::vector<Check
       c.got = a == b ? a : -3;  // the two stores must agree
     }
   });
+  std::fprintf(stderr, "provider checks used %zu of %zu stack bytes\n", used, kStunnelStack);
+  EXPECT_LT(used, kStunnelStack / 2) << "half of stunnel's stack is the most ptrust may take (measured ~12 KiB)";
   for (const auto& c : checks)
     EXPECT_EQ(c.got, c.want) << c.name << ": got "
                              << (c.got >= 0 ? X509_verify_cert_error_string(c.got) : "store failure / disagreement")

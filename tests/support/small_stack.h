@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -20,13 +21,34 @@ inline constexpr size_t kStunnelStack = 65536;
 // this much fault, so the test fails the same way on every run.
 inline constexpr size_t kWideGuard = 1 << 20;
 
+namespace detail {
+
+constexpr unsigned char kPaint = 0xa5;
+
+// Fills the unused part of this thread's stack (below the caller's frame) with kPaint.
+[[gnu::noinline]] inline void paint_below(unsigned char* lo) {
+  const auto end = reinterpret_cast<uintptr_t>(__builtin_frame_address(0)) - 512;  // below this frame
+  for (auto* p = reinterpret_cast<volatile unsigned char*>(lo); reinterpret_cast<uintptr_t>(p) < end; ++p) *p = kPaint;
+}
+
+// Bytes of stack used since paint_below: the lowest byte that lost its paint.
+inline size_t used_since_paint(unsigned char* lo, unsigned char* hi) {
+  unsigned char* p = lo;
+  while (p < hi && *static_cast<volatile unsigned char*>(p) == kPaint) ++p;
+  return static_cast<size_t>(hi - p);
+}
+
+}  // namespace detail
+
 // Calls `fn` on a new thread created with a `stack_size` stack and joins it. An exception
 // from `fn` is rethrown here. Keep the work in `fn` to what is measured (no gtest assertions:
-// collect results and assert after the join).
-inline void on_small_stack(const std::function<void()>& fn, size_t stack_size = kStunnelStack) {
+// collect results and assert after the join). Returns the most stack the thread used (the
+// stack is painted first), to show the margin left.
+inline size_t on_small_stack(const std::function<void()>& fn, size_t stack_size = kStunnelStack) {
   struct Job {
     const std::function<void()>* fn;
     std::exception_ptr error;
+    size_t used = 0;
   } job{&fn, nullptr};
   pthread_attr_t attr;
   if (int rc = pthread_attr_init(&attr); rc != 0) throw std::runtime_error("pthread_attr_init: " + std::string(std::strerror(rc)));
@@ -41,11 +63,22 @@ inline void on_small_stack(const std::function<void()>& fn, size_t stack_size = 
       &t, &attr,
       [](void* p) -> void* {
         auto* j = static_cast<Job*>(p);
+        pthread_attr_t self;
+        void* base = nullptr;
+        size_t size = 0;
+        bool measured = pthread_getattr_np(pthread_self(), &self) == 0;
+        if (measured) {
+          measured = pthread_attr_getstack(&self, &base, &size) == 0;
+          pthread_attr_destroy(&self);
+        }
+        auto* lo = static_cast<unsigned char*>(base);
+        if (measured) detail::paint_below(lo);
         try {
           (*j->fn)();
         } catch (...) {
           j->error = std::current_exception();
         }
+        if (measured) j->used = detail::used_since_paint(lo, lo + size);
         return nullptr;
       },
       &job);
@@ -53,6 +86,7 @@ inline void on_small_stack(const std::function<void()>& fn, size_t stack_size = 
   if (rc != 0) throw std::runtime_error("pthread_create: " + std::string(std::strerror(rc)));
   pthread_join(t, nullptr);
   if (job.error) std::rethrow_exception(job.error);
+  return job.used;
 }
 
 }  // namespace ptrust::testing
