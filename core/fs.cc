@@ -106,20 +106,27 @@ std::optional<struct stat> stat_at(int dirfd, const std::string& name) {
 
 namespace {
 
+// Reads straight into the returned string, a chunk at a time: this runs on consumer paths
+// (the provider inside stunnel's 64 KiB worker threads, the verify hook in its host's
+// threads), so no buffer may live on the stack.
 std::string read_fd(int fd, size_t max, Code too_big, const std::string& what) {
+  constexpr size_t kChunk = 64 * 1024;
   std::string data;
-  char buf[65536];
   for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
+    const size_t have = data.size();
+    // Up to one byte past `max`, so a file of exactly `max` bytes is accepted.
+    const size_t want = max - have < kChunk ? max - have + 1 : kChunk;
+    data.resize(have + want);
+    ssize_t n = ::read(fd, data.data() + have, want);
     if (n < 0) {
+      data.resize(have);
       if (errno == EINTR) continue;
       throw_errno(too_big == Code::kInputUnreadable ? Code::kInputUnreadable : Code::kStoreUnreadable,
                   "cannot read " + what);
     }
+    data.resize(have + static_cast<size_t>(n));
     if (n == 0) break;
-    if (data.size() + static_cast<size_t>(n) > max)
-      throw Error(too_big, what + " is larger than " + std::to_string(max) + " bytes");
-    data.append(buf, static_cast<size_t>(n));
+    if (data.size() > max) throw Error(too_big, what + " is larger than " + std::to_string(max) + " bytes");
   }
   return data;
 }
