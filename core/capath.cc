@@ -156,8 +156,14 @@ void remove_tree(int dirfd, const std::string& name) {
   if (!st) return;
   if (S_ISDIR(st->st_mode)) {
     fs::Fd sub = fs::open_dir(dirfd, name, false);
-    if (sub)
-      for (const auto& e : fs::list_dir(sub.get())) remove_tree(sub.get(), e.name);
+    if (sub) {
+      // The manifest goes last: a reader still holding this directory never finds entries
+      // its manifest does not describe.
+      const std::string manifest(layout::kCapathManifest);
+      for (const auto& e : fs::list_dir(sub.get()))
+        if (e.name != manifest) remove_tree(sub.get(), e.name);
+      remove_tree(sub.get(), manifest);
+    }
     if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
       throw_errno(Code::kIoError, "cannot remove directory " + name);
   } else if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) {
@@ -184,6 +190,21 @@ void write_new(int dirfd, const std::string& name, const std::string& data) {
   fsync_fd(fd, name);
 }
 
+// Links `name` from `from` into `to` when it is a regular 0644 file holding exactly `content`.
+bool reuse(int from, int to, const std::string& name, const std::string& content) {
+  auto st = fs::stat_at(from, name);
+  if (!st || !S_ISREG(st->st_mode) || (st->st_mode & 07777) != fs::kFileMode ||
+      static_cast<size_t>(st->st_size) != content.size())
+    return false;
+  try {
+    auto have = fs::read_at(from, name, kMaxEntry);
+    if (!have || *have != content) return false;
+  } catch (const Error&) {
+    return false;
+  }
+  return ::linkat(from, name.c_str(), to, name.c_str(), 0) == 0;  // flags 0: a symlink is never followed
+}
+
 // Builds the complete directory under a temp name and swaps it in: a reader opening
 // capath/<purpose>/... sees the old tree or the new one, never a mix and never nothing.
 void swap_in(int capfd, const std::string& purpose, const Wanted& w) {
@@ -193,7 +214,13 @@ void swap_in(int capfd, const std::string& purpose, const Wanted& w) {
     fs::Fd d = fs::open_dir(capfd, tmp, false);
     if (!d) throw Error(Code::kIoError, "temporary directory " + tmp + " vanished");
     if (::fchmod(d.get(), fs::kDirMode) != 0) throw_errno(Code::kIoError, "cannot chmod " + tmp);
-    for (const auto& [name, content] : w.files) write_new(d.get(), name, content);
+    // Entries that stay are hard links to the old tree's files (checked byte for byte; the
+    // files are immutable, and the old names go away below): an install into a purpose of N
+    // CAs writes and fsyncs only what changed, not N files.
+    fs::Fd old;
+    if (auto st = fs::stat_at(capfd, purpose); st && S_ISDIR(st->st_mode)) old = fs::open_dir(capfd, purpose, false);
+    for (const auto& [name, content] : w.files)
+      if (!(old && reuse(old.get(), d.get(), name, content))) write_new(d.get(), name, content);
     fsync_fd(d.get(), join(layout::kCapathDir, tmp));
     if (fs::stat_at(capfd, purpose)) {
       if (::renameat2(capfd, tmp.c_str(), capfd, purpose.c_str(), RENAME_EXCHANGE) != 0)

@@ -324,11 +324,13 @@ View read_view(const std::string& dirpath) {
     ::close(f);
     return s;
   };
+  // The manifest first: the writer removes a retired directory's manifest last.
+  v.manifest = slurp(".ptrust-capath").value_or("");
   for (const auto& n : listed) {
+    if (n == ".ptrust-capath") continue;
     auto c = slurp(n);
     if (!c) continue;  // only possible in a retired directory
-    if (n == ".ptrust-capath") v.manifest = *c;
-    else v.files[n] = *c;
+    v.files[n] = *c;
   }
   struct stat a, b;
   ::fstat(fd, &a);
