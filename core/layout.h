@@ -15,6 +15,11 @@ std::optional<CertType> cert_type_from(std::string_view s) noexcept;
 namespace layout {
 
 inline constexpr std::string_view kTrustedDir = "etc/trusted-certs";
+// Per-purpose OpenSSL hashed directories (core/capath.h) for CApath / default-path programs.
+inline constexpr std::string_view kCapathName = "capath";  // in kTrustedDir
+inline constexpr std::string_view kCapathDir = "etc/trusted-certs/capath";
+inline constexpr std::string_view kCapathManifest = ".ptrust-capath";  // in each purpose directory
+inline constexpr std::string_view kCapathNoCa = "no-ca.pem";           // in kCapathDir
 inline constexpr std::string_view kStateDir = "var/lib/ptrust";
 inline constexpr std::string_view kDatabase = "db.json";
 inline constexpr std::string_view kLockFile = "lock";

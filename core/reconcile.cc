@@ -13,6 +13,7 @@
 #include <boost/json.hpp>
 #include <openssl/pem.h>
 
+#include "core/capath.h"
 #include "core/crl.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -332,7 +333,9 @@ std::vector<Area> all_areas(int root, const Database& db) {
 void reconcile(int root, const Database& db, const Area& area, bool apply, std::vector<Drift>& out) {
   std::set<std::string> top_known;
   if (area.kind == Area::Kind::kTrustedTop) {
-    // Names at the top of etc/trusted-certs that some store accounts for.
+    // Names at the top of etc/trusted-certs that some store accounts for; the per-purpose
+    // CA directories (core/capath.h) check their own contents.
+    top_known.insert(std::string(layout::kCapathName));
     for (const auto& a : all_areas(root, db)) {
       if (a.kind != Area::Kind::kTrustedStore) continue;
       top_known.insert(layout::store_dir(a.key));

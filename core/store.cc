@@ -10,6 +10,7 @@
 #include <thread>
 #include <type_traits>
 
+#include "core/capath.h"
 #include "core/crl.h"
 #include "core/error.h"
 #include "core/exchange.h"
@@ -111,13 +112,16 @@ void Store::commit(Locked& l, const std::vector<Area>& areas) {
 // Makes `areas` match the database inside one change (odd generation), so readers rebuild
 // after the last file is written. On an error the change still ends: readers must re-read
 // whatever is on disk now, and `sync` completes the files.
-void Store::apply(Locked& l, const std::vector<Area>& areas) {
+void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath) {
   begin_change(l.state.get());
   std::vector<Drift> ignored;
   try {
     for (const auto& e : fs::list_dir(l.state.get()))  // temp files of a killed writer
       if (e.name.rfind(fs::kTempPrefix, 0) == 0) fs::remove_at(l.state.get(), e.name);
     for (const auto& a : areas) reconcile(root_.get(), l.db, a, true, ignored);
+    // The per-purpose CA directories follow the bundles just written, in the same change.
+    if (full_capath) capath::reconcile(root_.get(), ctx_, true, ignored);
+    else capath::refresh(root_.get(), ctx_, areas);
   } catch (...) {
     end_change(l.state.get());
     throw;
@@ -370,8 +374,12 @@ std::vector<Drift> Store::sync(bool repair) {
 
   std::vector<Area> areas = all_areas(root_.get(), l.db);
   for (const auto& a : areas) reconcile(root_.get(), l.db, a, false, out);
+  // The CA directories derive from the trusted stores and CRLs on disk: they are compared once
+  // those are clean (a repair fixes the stores first, then rebuilds them from the result). A
+  // root ptrust never wrote has none.
+  if (l.state && !capath::inputs_drift(out)) capath::reconcile(root_.get(), ctx_, false, out);
   if (!repair || out.empty()) return out;
-  apply(l, areas);
+  apply(l, areas, true);
   return out;
 }
 

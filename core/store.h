@@ -80,7 +80,9 @@ class Store {
   struct Locked;
   // Commits `db` (already validated) and reconciles `areas`, under the held lock.
   void commit(Locked& l, const std::vector<Area>& areas);
-  void apply(Locked& l, const std::vector<Area>& areas);
+  // `full_capath` (sync): every capath entry is compared and repaired, not only the
+  // directories `areas` can affect.
+  void apply(Locked& l, const std::vector<Area>& areas, bool full_capath = false);
   // Every writer: `check` (throws the refusal) runs on a read view first, so a refusal
   // creates nothing, then again under the writer lock; `change` edits the database and
   // returns the areas to rewrite; then commit. A `check` that returns bool may say "nothing

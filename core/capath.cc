@@ -1,0 +1,444 @@
+#include "core/capath.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <set>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+
+#include "core/crl.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/layout.h"
+#include "core/trust.h"
+
+namespace ptrust::capath {
+
+// ---- The seam: what a purpose selects right now ------------------------------------------
+
+Selected selected(const Context& ctx, std::string_view purpose) {
+  // The one trust state every consumer reads (selection, pinned mode has no CRLs, CRL scope
+  // and crl-policy): the directory holds exactly what the provider and the hook trust.
+  std::shared_ptr<const TrustState> t = build_trust(ctx, purpose, TrustStamp{});
+  if (!t) throw std::bad_alloc();
+  if (t->failure) throw Error(*t->failure, t->failure_message);
+  Selected s;
+  s.mode = t->mode;
+  for (const auto& c : t->certs)
+    s.certs.push_back({c.der, X509_NAME_hash_ex(c.subject.get(), nullptr, nullptr, nullptr)});
+  for (const auto& c : t->crls)
+    s.crls.push_back({c.der, X509_NAME_hash_ex(X509_CRL_get_issuer(c.crl.get()), nullptr, nullptr, nullptr)});
+  return s;
+}
+
+// ---- What a purpose directory must hold ---------------------------------------------------
+
+std::vector<std::string> purposes(const Config& cfg) {
+  std::set<std::string> out{std::string(kGeneral)};
+  for (const auto& [name, policy] : cfg.purposes) out.insert(name);
+  return {out.begin(), out.end()};
+}
+
+std::vector<std::string> affected(const Config& cfg, const std::vector<Area>& areas) {
+  std::set<std::string> out;
+  for (const auto& a : areas) {
+    switch (a.kind) {
+      case Area::Kind::kTrustedStore:
+        if (a.key.purpose != kGeneral) {
+          if (cfg.declares(a.key.purpose)) out.insert(a.key.purpose);
+          break;
+        }
+        [[fallthrough]];
+      case Area::Kind::kTrustedTop:
+      case Area::Kind::kCrl: return purposes(cfg);
+      case Area::Kind::kLegacy:
+      case Area::Kind::kPool: break;
+    }
+  }
+  return {out.begin(), out.end()};
+}
+
+namespace {
+
+constexpr size_t kMaxEntry = 64u << 20;
+
+std::string join(std::string_view a, std::string_view b) { return std::string(a) + "/" + std::string(b); }
+
+std::string to_pem(const char* type, const std::string& der) {
+  ossl::BioPtr b(BIO_new(BIO_s_mem()));
+  if (!b || PEM_write_bio(b.get(), type, "", reinterpret_cast<const unsigned char*>(der.data()),
+                          static_cast<long>(der.size())) <= 0)
+    throw Error(Code::kIoError, "cannot PEM-encode a selected object");
+  char* p = nullptr;
+  long n = BIO_get_mem_data(b.get(), &p);
+  return std::string(p, static_cast<size_t>(n));
+}
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (!EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr))
+    throw Error(Code::kIoError, "SHA-256 failed");
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
+
+struct Wanted {
+  std::map<std::string, std::string> files;  // entry name → content, manifest included
+};
+
+// The directory for `purpose`: OpenSSL hash entries (numbered in selection order, as
+// c_rehash does) and the manifest. A selection that fails (corrupt or unsafe chosen
+// bundle) is an empty directory: fail closed, as every other consumer.
+Wanted wanted(const Context& ctx, const std::string& purpose) {
+  Selected s;
+  std::string error;
+  try {
+    s = selected(ctx, purpose);
+  } catch (const Error& e) {
+    s = {};
+    error = std::string(code_name(e.code()));
+  }
+  Wanted w;
+  std::map<unsigned long, int> seen_cert, seen_crl;
+  char name[32];
+  for (const auto& c : s.certs) {
+    std::snprintf(name, sizeof name, "%08lx.%d", c.hash, seen_cert[c.hash]++);
+    w.files[name] = to_pem("CERTIFICATE", c.der);
+  }
+  for (const auto& c : s.crls) {
+    std::snprintf(name, sizeof name, "%08lx.r%d", c.hash, seen_crl[c.hash]++);
+    w.files[name] = to_pem("X509 CRL", c.der);
+  }
+  std::string manifest = "ptrust-capath 1\npurpose " + purpose + "\nmode " +
+                         std::string(error.empty() ? to_string(s.mode) : "none") + "\n";
+  if (!error.empty()) manifest += "error " + error + "\n";
+  for (const auto& [n, content] : w.files) manifest += sha256_hex(content) + " " + n + "\n";
+  w.files[std::string(layout::kCapathManifest)] = std::move(manifest);
+  return w;
+}
+
+// ---- File-system steps (all relative to directory fds, never following a symlink) ----------
+
+std::string temp_name() {
+  unsigned char rnd[8];
+  if (RAND_bytes(rnd, sizeof rnd) != 1) throw Error(Code::kIoError, "no randomness for a temporary name");
+  static const char* hex = "0123456789abcdef";
+  std::string out(fs::kTempPrefix);
+  for (unsigned char b : rnd) {
+    out += hex[b >> 4];
+    out += hex[b & 15];
+  }
+  return out;
+}
+
+// Removes an entry (a whole tree for a directory) without following symlinks and without a
+// directory fsync per file: used for trees no reader can reach by name any more.
+void remove_tree(int dirfd, const std::string& name) {
+  auto st = fs::stat_at(dirfd, name);
+  if (!st) return;
+  if (S_ISDIR(st->st_mode)) {
+    fs::Fd sub = fs::open_dir(dirfd, name, false);
+    if (sub) {
+      // The manifest goes last: a reader still holding this directory never finds entries
+      // its manifest does not describe.
+      const std::string manifest(layout::kCapathManifest);
+      for (const auto& e : fs::list_dir(sub.get()))
+        if (e.name != manifest) remove_tree(sub.get(), e.name);
+      remove_tree(sub.get(), manifest);
+    }
+    if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+      throw_errno(Code::kIoError, "cannot remove directory " + name);
+  } else if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) {
+    throw_errno(Code::kIoError, "cannot remove " + name);
+  }
+}
+
+void fsync_fd(int fd, const std::string& what) {
+  if (::fsync(fd) != 0) throw_errno(Code::kIoError, "cannot fsync " + what);
+}
+
+void write_new(int dirfd, const std::string& name, const std::string& data) {
+  int fd = ::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, fs::kFileMode);
+  if (fd < 0) throw_errno(Code::kIoError, "cannot create " + name);
+  fs::Fd g(fd);
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno(Code::kIoError, "cannot write " + name);
+    off += static_cast<size_t>(n);
+  }
+  if (::fchmod(fd, fs::kFileMode) != 0) throw_errno(Code::kIoError, "cannot chmod " + name);
+  fsync_fd(fd, name);
+}
+
+// Links `name` from `from` into `to` when it is a regular 0644 file holding exactly `content`.
+bool reuse(int from, int to, const std::string& name, const std::string& content) {
+  auto st = fs::stat_at(from, name);
+  if (!st || !S_ISREG(st->st_mode) || (st->st_mode & 07777) != fs::kFileMode ||
+      static_cast<size_t>(st->st_size) != content.size())
+    return false;
+  try {
+    auto have = fs::read_at(from, name, kMaxEntry);
+    if (!have || *have != content) return false;
+  } catch (const Error&) {
+    return false;
+  }
+  return ::linkat(from, name.c_str(), to, name.c_str(), 0) == 0;  // flags 0: a symlink is never followed
+}
+
+// Builds the complete directory under a temp name and swaps it in: a reader opening
+// capath/<purpose>/... sees the old tree or the new one, never a mix and never nothing.
+void swap_in(int capfd, const std::string& purpose, const Wanted& w) {
+  const std::string tmp = temp_name();
+  if (::mkdirat(capfd, tmp.c_str(), fs::kDirMode) != 0) throw_errno(Code::kIoError, "cannot create " + tmp);
+  try {
+    fs::Fd d = fs::open_dir(capfd, tmp, false);
+    if (!d) throw Error(Code::kIoError, "temporary directory " + tmp + " vanished");
+    if (::fchmod(d.get(), fs::kDirMode) != 0) throw_errno(Code::kIoError, "cannot chmod " + tmp);
+    // Entries that stay are hard links to the old tree's files (checked byte for byte; the
+    // files are immutable, and the old names go away below): an install into a purpose of N
+    // CAs writes and fsyncs only what changed, not N files.
+    fs::Fd old;
+    if (auto st = fs::stat_at(capfd, purpose); st && S_ISDIR(st->st_mode)) old = fs::open_dir(capfd, purpose, false);
+    for (const auto& [name, content] : w.files)
+      if (!(old && reuse(old.get(), d.get(), name, content))) write_new(d.get(), name, content);
+    fsync_fd(d.get(), join(layout::kCapathDir, tmp));
+    if (fs::stat_at(capfd, purpose)) {
+      if (::renameat2(capfd, tmp.c_str(), capfd, purpose.c_str(), RENAME_EXCHANGE) != 0)
+        throw_errno(Code::kIoError, "cannot swap in " + join(layout::kCapathDir, purpose) +
+                                        " (the file system must support renameat2 RENAME_EXCHANGE)");
+    } else if (::renameat2(capfd, tmp.c_str(), capfd, purpose.c_str(), RENAME_NOREPLACE) != 0) {
+      throw_errno(Code::kIoError, "cannot move " + join(layout::kCapathDir, purpose) + " into place");
+    }
+    fsync_fd(capfd, std::string(layout::kCapathDir));
+  } catch (...) {
+    try {
+      remove_tree(capfd, tmp);
+    } catch (...) {  // the next writer or sync removes it
+    }
+    throw;
+  }
+  remove_tree(capfd, tmp);  // the old tree, unreachable by name now
+}
+
+// etc/trusted-certs/capath as a directory (mode 0755): something else in its place (a
+// symlink, a file) is removed, never followed.
+fs::Fd open_capath(int trusted) {
+  const std::string name(layout::kCapathName);
+  auto st = fs::stat_at(trusted, name);
+  if (st && !S_ISDIR(st->st_mode)) remove_tree(trusted, name);
+  fs::Fd cap = fs::open_dir(trusted, name, true);
+  struct stat cs;
+  if (::fstat(cap.get(), &cs) != 0) throw_errno(Code::kIoError, "cannot stat " + std::string(layout::kCapathDir));
+  if ((cs.st_mode & 07777) != fs::kDirMode && ::fchmod(cap.get(), fs::kDirMode) != 0)
+    throw_errno(Code::kIoError, "cannot chmod " + std::string(layout::kCapathDir));
+  return cap;
+}
+
+// The manifest says the directory already holds `w` (the writer's cheap check; sync reads
+// every entry).
+bool current(int capfd, const std::string& purpose, const Wanted& w) {
+  auto st = fs::stat_at(capfd, purpose);
+  if (!st || !S_ISDIR(st->st_mode) || (st->st_mode & 07777) != fs::kDirMode) return false;
+  try {
+    fs::Fd d = fs::open_dir(capfd, purpose, false);
+    auto m = d ? fs::read_at(d.get(), std::string(layout::kCapathManifest), kMaxEntry) : std::nullopt;
+    return m && *m == w.files.at(std::string(layout::kCapathManifest));
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+std::string mode_detail(mode_t have, mode_t want) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "mode %04o, expected %04o", have & 07777, want);
+  return buf;
+}
+
+// One regular file: reports (and with `apply` repairs in place, atomically) what differs.
+bool check_file(int dirfd, const std::string& name, const std::string& path, const std::string& content,
+                std::vector<Drift>& out) {
+  auto st = fs::stat_at(dirfd, name);
+  if (st && !S_ISREG(st->st_mode)) {
+    out.push_back({Drift::Kind::kUnsafe, path, S_ISLNK(st->st_mode) ? "a symlink" : "not a regular file"});
+    return false;
+  }
+  if (!st) {
+    out.push_back({Drift::Kind::kMissing, path, ""});
+    return false;
+  }
+  auto have = fs::read_at(dirfd, name, kMaxEntry);
+  if (!have || *have != content) {
+    out.push_back({Drift::Kind::kStale, path, "content differs from the purpose's selection"});
+    return false;
+  }
+  if ((st->st_mode & 07777) != fs::kFileMode) {
+    out.push_back({Drift::Kind::kMode, path, mode_detail(st->st_mode, fs::kFileMode)});
+    return false;
+  }
+  return true;
+}
+
+// Compares capath/<purpose> with `w`; true when it matches exactly.
+bool check_dir(int capfd, const std::string& purpose, const Wanted& w, std::vector<Drift>& out) {
+  const std::string path = join(layout::kCapathDir, purpose);
+  auto st = fs::stat_at(capfd, purpose);
+  if (st && !S_ISDIR(st->st_mode)) {
+    out.push_back({Drift::Kind::kUnsafe, path, S_ISLNK(st->st_mode) ? "a symlink, expected a directory"
+                                                                    : "expected a directory"});
+    return false;
+  }
+  if (!st) {
+    out.push_back({Drift::Kind::kMissing, path, "directory"});
+    return false;
+  }
+  bool ok = true;
+  if ((st->st_mode & 07777) != fs::kDirMode) {
+    out.push_back({Drift::Kind::kMode, path, mode_detail(st->st_mode, fs::kDirMode)});
+    ok = false;
+  }
+  fs::Fd d = fs::open_dir(capfd, purpose, false);
+  for (const auto& e : fs::list_dir(d.get())) {
+    if (w.files.count(e.name)) continue;
+    out.push_back({e.type == S_IFLNK ? Drift::Kind::kUnsafe : Drift::Kind::kRemnant, join(path, e.name),
+                   e.type == S_IFLNK ? "a symlink" : "not part of the purpose's selection"});
+    ok = false;
+  }
+  for (const auto& [name, content] : w.files) ok &= check_file(d.get(), name, join(path, name), content, out);
+  return ok;
+}
+
+}  // namespace
+
+const std::string& no_ca_pem() {
+  // An empty CRL (no revoked entries, no nextUpdate) from a name no CA has, signed with an
+  // Ed25519 key from a fixed seed: deterministic, so every host holds the same bytes. It
+  // holds no certificate, so as a CA file it can never grant trust; it exists because curl
+  // always loads a CA file and fails on one that holds nothing at all.
+  static const std::string pem = [] {
+    unsigned char seed[32];
+    const std::string label = "ptrust capath no-ca placeholder v1";
+    unsigned int len = 0;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    EVP_Digest(label.data(), label.size(), md, &len, EVP_sha256(), nullptr);
+    std::copy(md, md + sizeof seed, seed);
+    ossl::PkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed, sizeof seed));
+    ossl::X509CrlPtr crl(X509_CRL_new());
+    ossl::Ptr<X509_NAME, X509_NAME_free> name(X509_NAME_new());
+    ossl::Ptr<ASN1_TIME, ASN1_TIME_free> last(ASN1_TIME_set(nullptr, 1577836800));  // 2020-01-01
+    if (!key || !crl || !name || !last ||
+        !X509_NAME_add_entry_by_txt(name.get(), "CN", MBSTRING_ASC,
+                                    reinterpret_cast<const unsigned char*>("ptrust capath: no CA (trusts nothing)"),
+                                    -1, -1, 0) ||
+        !X509_CRL_set_version(crl.get(), 1) || !X509_CRL_set_issuer_name(crl.get(), name.get()) ||
+        !X509_CRL_set1_lastUpdate(crl.get(), last.get()) || X509_CRL_sign(crl.get(), key.get(), nullptr) <= 0)
+      throw Error(Code::kIoError, "cannot build " + std::string(layout::kCapathNoCa));
+    ossl::BioPtr b(BIO_new(BIO_s_mem()));
+    PEM_write_bio_X509_CRL(b.get(), crl.get());
+    char* p = nullptr;
+    long n = BIO_get_mem_data(b.get(), &p);
+    ERR_clear_error();
+    return std::string(p, static_cast<size_t>(n));
+  }();
+  return pem;
+}
+
+bool inputs_drift(const std::vector<Drift>& drift) {
+  for (const auto& d : drift) {
+    std::string_view p = d.path;
+    if (p.starts_with(layout::kTrustedDir) || p.starts_with(layout::kCrlDir) ||
+        p == join(layout::kStateDir, layout::kCrlScopeFile))
+      return true;
+  }
+  return false;
+}
+
+void refresh(int root, const Context& ctx, const std::vector<Area>& areas) {
+  std::set<std::string> todo;
+  for (auto& p : affected(ctx.config, areas)) todo.insert(std::move(p));
+  fs::Fd trusted = fs::open_dir(root, layout::kTrustedDir, true);
+  fs::Fd cap = open_capath(trusted.get());
+  std::set<std::string> present;
+  bool removed = false;
+  for (const auto& e : fs::list_dir(cap.get())) {
+    if (e.name.rfind(fs::kTempPrefix, 0) == 0) {  // a killed writer's half-built directory
+      remove_tree(cap.get(), e.name);
+      removed = true;
+    } else if (e.type == S_IFDIR) {
+      present.insert(e.name);
+    }
+  }
+  if (removed) fsync_fd(cap.get(), std::string(layout::kCapathDir));
+  for (const auto& p : purposes(ctx.config))
+    if (!present.count(p)) todo.insert(p);  // a purpose declared since the last write
+  const std::string no_ca(layout::kCapathNoCa);
+  if (auto st = fs::stat_at(cap.get(), no_ca); !st || !S_ISREG(st->st_mode)) {
+    if (st) remove_tree(cap.get(), no_ca);
+    fs::write_atomic(cap.get(), no_ca, no_ca_pem(), fs::kFileMode);
+  }
+  for (const auto& p : todo) {
+    Wanted w = wanted(ctx, p);
+    if (!current(cap.get(), p, w)) swap_in(cap.get(), p, w);
+  }
+}
+
+void reconcile(int root, const Context& ctx, bool apply, std::vector<Drift>& out) {
+  const std::string top(layout::kCapathDir);
+  const std::string name(layout::kCapathName);
+  fs::Fd trusted = fs::open_dir(root, layout::kTrustedDir, apply);
+  auto st = trusted ? fs::stat_at(trusted.get(), name) : std::nullopt;
+  if (st && !S_ISDIR(st->st_mode)) {
+    out.push_back({Drift::Kind::kUnsafe, top, S_ISLNK(st->st_mode) ? "a symlink, expected a directory"
+                                                                   : "expected a directory"});
+    st.reset();
+    if (!apply) return;
+  } else if (!st) {
+    out.push_back({Drift::Kind::kMissing, top, "directory"});
+    if (!apply) return;
+  } else if ((st->st_mode & 07777) != fs::kDirMode) {
+    out.push_back({Drift::Kind::kMode, top, mode_detail(st->st_mode, fs::kDirMode)});
+  }
+  fs::Fd cap = apply ? open_capath(trusted.get()) : fs::open_dir(trusted.get(), name, false);
+
+  const std::vector<std::string> ps = purposes(ctx.config);
+  const std::set<std::string> known(ps.begin(), ps.end());
+  const std::string no_ca(layout::kCapathNoCa);
+  bool removed = false;
+  for (const auto& e : fs::list_dir(cap.get())) {
+    if (known.count(e.name) || e.name == no_ca) continue;
+    const bool temp = e.name.rfind(fs::kTempPrefix, 0) == 0;
+    out.push_back({e.type == S_IFLNK ? Drift::Kind::kUnsafe : Drift::Kind::kRemnant, join(top, e.name),
+                   e.type == S_IFLNK ? "a symlink"
+                   : temp            ? "temporary directory of a killed writer"
+                                     : "not a declared purpose"});
+    if (apply) {
+      remove_tree(cap.get(), e.name);
+      removed = true;
+    }
+  }
+  if (removed) fsync_fd(cap.get(), top);
+  if (!check_file(cap.get(), no_ca, join(top, no_ca), no_ca_pem(), out) && apply) {
+    if (auto s = fs::stat_at(cap.get(), no_ca); s && !S_ISREG(s->st_mode)) remove_tree(cap.get(), no_ca);
+    fs::write_atomic(cap.get(), no_ca, no_ca_pem(), fs::kFileMode);
+  }
+  for (const auto& p : ps) {
+    Wanted w = wanted(ctx, p);
+    if (!check_dir(cap.get(), p, w, out) && apply) swap_in(cap.get(), p, w);
+  }
+}
+
+}  // namespace ptrust::capath

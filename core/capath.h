@@ -1,0 +1,73 @@
+// Per-purpose OpenSSL hashed directories for programs that only know CApath or default
+// verify paths (python's ssl.create_default_context, curl --capath, stunnel CApath):
+//
+//   <root>/etc/trusted-certs/capath/<purpose>/   one per declared purpose and `general`
+//       <subject-hash>.<n>    PEM certificate  (pinned: the pins; ca/general: the bundle's CAs)
+//       <issuer-hash>.r<n>    PEM CRL          (ca/general only, by crl-scope; none if crl-policy off)
+//       .ptrust-capath        manifest (mode + SHA-256 of every entry); OpenSSL never opens it
+//   <root>/etc/trusted-certs/capath/no-ca.pem     one empty CRL and no certificate: a CA file
+//                                                 that trusts nothing (curl --cacert)
+//
+// A purpose's directory is always complete: a new one is built under a temp name, fsynced,
+// and swapped in with renameat2(RENAME_EXCHANGE); then the old tree is removed. Mode none is
+// an empty directory, never a missing one. Copies, never symlinks.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/config.h"
+#include "core/layout.h"
+#include "core/reconcile.h"
+#include "core/selection.h"
+
+namespace ptrust {
+
+namespace capath {
+
+// One object of a selection: its DER and the OpenSSL name hash its hash entry is named by
+// (subject hash for a certificate, issuer hash for a CRL).
+struct Object {
+  std::string der;
+  unsigned long hash = 0;
+};
+
+struct Selected {
+  Mode mode = Mode::kNone;
+  std::vector<Object> certs;  // pinned certificates, or the chosen bundle's CAs, in bundle order
+  std::vector<Object> crls;   // CRLs that apply to the purpose under its crl-policy (ca/general only)
+};
+
+// What `purpose` (declared or "general") trusts right now, as every consumer sees it: the
+// purpose's TrustState (core/trust.h). Throws its failure (STORE_CORRUPT, ...): callers turn
+// it into an empty (fail-closed) directory.
+Selected selected(const Context& ctx, std::string_view purpose);
+
+// Every purpose that has a directory: the declared ones and "general", sorted.
+std::vector<std::string> purposes(const Config& cfg);
+
+// The purposes whose selection a change of `areas` can affect: a store of purpose p → p; of
+// general, the CRLs or the top of etc/trusted-certs → every purpose; legacy/pool → none.
+std::vector<std::string> affected(const Config& cfg, const std::vector<Area>& areas);
+
+// Inside a store change, after the areas were reconciled: brings the directories of the
+// affected purposes (and any declared purpose that has none yet) up to date, skipping those
+// whose manifest already matches; removes temp directories of a killed writer.
+void refresh(int root, const Context& ctx, const std::vector<Area>& areas);
+
+// `sync`: compares every entry of etc/trusted-certs/capath with the selection (content, types,
+// modes, remnants, undeclared purposes, symlinks); with `apply`, repairs each difference
+// (a purpose directory with any drift is rebuilt and swapped in whole).
+void reconcile(int root, const Context& ctx, bool apply, std::vector<Drift>& out);
+
+// True when `drift` (of the other areas) touches what the directories derive from: the
+// trusted stores, the CRLs or their scope index. Their capath drift is then only knowable
+// after those are repaired.
+bool inputs_drift(const std::vector<Drift>& drift);
+
+// The fixed content of no-ca.pem (one empty CRL, no certificate; the same on every host).
+const std::string& no_ca_pem();
+
+}  // namespace capath
+}  // namespace ptrust

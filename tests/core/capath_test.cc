@@ -1,0 +1,415 @@
+// The per-purpose CA directories (core/capath.h): layout, modes, mode none, CRL scope and
+// policy, the writer's skip check, drift and repair, and readers during a swap.
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "core/capath.h"
+#include "core/crl.h"
+#include "tests/core/fixture.h"
+#include "tests/support/tree.h"
+
+namespace ptrust::testing {
+namespace {
+
+using Files = std::map<std::string, std::string>;
+
+std::string hash_name(X509* x, int n = 0) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%08lx.%d", X509_subject_name_hash(x), n);
+  return buf;
+}
+
+std::string crl_hash_name(X509_CRL* c, int n = 0) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%08lx.r%d", X509_NAME_hash_ex(X509_CRL_get_issuer(c), nullptr, nullptr, nullptr), n);
+  return buf;
+}
+
+class Capath : public StoreFixture {
+ protected:
+  std::string dir(const std::string& p) const { return "etc/trusted-certs/capath/" + p; }
+  // name → content of every entry but the manifest; fails the test on a non-regular entry.
+  Files entries(const std::string& p) const {
+    Files out;
+    for (const auto& e : std::filesystem::directory_iterator(path(dir(p)))) {
+      std::string n = e.path().filename();
+      EXPECT_TRUE(e.is_regular_file() && !e.is_symlink()) << n;
+      if (n != ".ptrust-capath") out[n] = read_file(e.path());
+    }
+    return out;
+  }
+  std::set<std::string> names(const std::string& p) const {
+    std::set<std::string> out;
+    for (const auto& [n, c] : entries(p)) out.insert(n);
+    return out;
+  }
+  unsigned mode(const std::string& rel) const {
+    struct stat st;
+    EXPECT_EQ(::lstat(path(rel).c_str(), &st), 0) << rel;
+    return st.st_mode & 07777;
+  }
+  ino_t inode(const std::string& rel) const {
+    struct stat st;
+    EXPECT_EQ(::lstat(path(rel).c_str(), &st), 0) << rel;
+    return st.st_ino;
+  }
+  std::set<std::string> drift(Store& s, bool apply) {
+    std::set<std::string> out;
+    for (const auto& d : s.sync(apply)) out.insert(std::string(to_string(d.kind)) + " " + d.path);
+    return out;
+  }
+};
+
+TEST_F(Capath, EachPurposeHoldsExactlyItsSelectionAsHashEntries) {
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  install(certs().general, CertType::kCa);
+  install(certs().peer, CertType::kPinned, {"ldaps"});
+  install(certs().ca2, CertType::kCa, {"ldaps"});  // shadowed by the pin: pinned mode wins
+
+  EXPECT_EQ(entries("licensing"), (Files{{hash_name(certs().ca1.cert.get()), certs().ca1.pem()}}));
+  EXPECT_EQ(entries("ldaps"), (Files{{hash_name(certs().peer.cert.get()), certs().peer.pem()}}));
+  EXPECT_EQ(entries("general"), (Files{{hash_name(certs().general.cert.get()), certs().general.pem()}}));
+  EXPECT_NE(read_file(path(dir("ldaps") + "/.ptrust-capath")).find("mode pinned\n"), std::string::npos);
+
+  // Modes: directories 0755, files 0644, nothing a symlink; no-ca.pem holds no certificate.
+  EXPECT_EQ(mode("etc/trusted-certs/capath"), 0755u);
+  for (const auto& e : std::filesystem::recursive_directory_iterator(path("etc/trusted-certs/capath"))) {
+    std::string rel = e.path().string().substr(root.size() + 1);
+    EXPECT_FALSE(e.is_symlink()) << rel;
+    EXPECT_EQ(mode(rel), e.is_directory() ? 0755u : 0644u) << rel;
+  }
+  std::string no_ca = read_file(path("etc/trusted-certs/capath/no-ca.pem"));
+  EXPECT_EQ(no_ca, capath::no_ca_pem());
+  EXPECT_EQ(no_ca.find("CERTIFICATE"), std::string::npos);
+  EXPECT_NE(no_ca.find("BEGIN X509 CRL"), std::string::npos);
+  EXPECT_EQ(capath::no_ca_pem(), capath::no_ca_pem()) << "deterministic";
+  EXPECT_TRUE(store.sync(false).empty());
+}
+
+TEST_F(Capath, ModeNoneIsAnEmptyDirectoryNeverAMissingOne) {
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  for (const char* p : {"ldaps", "general"}) {
+    ASSERT_TRUE(std::filesystem::is_directory(path(dir(p)))) << p;
+    EXPECT_TRUE(entries(p).empty()) << p;
+    EXPECT_NE(read_file(path(dir(p) + "/.ptrust-capath")).find("mode none\n"), std::string::npos);
+  }
+  // Removing the last CA turns licensing into mode none: emptied, still there.
+  auto r = store.database().certs.at(0);
+  store.uninstall(r.uuid, false);
+  EXPECT_TRUE(std::filesystem::is_directory(path(dir("licensing"))));
+  EXPECT_TRUE(entries("licensing").empty());
+}
+
+TEST_F(Capath, GeneralChangesReachEveryPurposeInGeneralMode) {
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  install(certs().general, CertType::kCa);
+  EXPECT_EQ(names("ldaps"), (std::set<std::string>{hash_name(certs().general.cert.get())}));
+  EXPECT_EQ(names("licensing"), (std::set<std::string>{hash_name(certs().ca1.cert.get())}));
+}
+
+TEST_F(Capath, SameSubjectCertificatesAreNumbered) {
+  // A key rollover: two CAs with the same subject.
+  Issued next = self_signed({.cn = "Root One", .ca = true});
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  install(next, CertType::kCa, {"licensing"});
+  auto n = names("licensing");
+  EXPECT_EQ(n.size(), 2u);
+  EXPECT_TRUE(n.count(hash_name(certs().ca1.cert.get(), 0)));
+  EXPECT_TRUE(n.count(hash_name(certs().ca1.cert.get(), 1)));
+}
+
+TEST_F(Capath, CrlsFollowScopeAndPolicy) {
+  Config cfg = parse_config(
+      "purposes:\n  plain: {}\n  noc:\n    crl-policy: off\n  scoped: {}\n  pinned: {}\n", "test.yaml");
+  Store s({root, cfg});
+  auto add = [&](const Issued& x, CertType t, std::vector<std::string> ps) {
+    s.install(Certificate::parse(x.pem()), {t, std::move(ps)}, std::time(nullptr));
+  };
+  add(certs().ca1, CertType::kCa, {});  // general: every purpose without its own store
+  add(certs().peer, CertType::kPinned, {"pinned"});
+  auto everywhere = make_crl(certs().ca1, {certs().leaf.cert.get()});
+  auto only_scoped = make_crl(certs().ca2, {});
+  s.crl_install(crl_pem(everywhere.get()), "everywhere.crl", {}, std::time(nullptr));
+  const std::string ca = hash_name(certs().ca1.cert.get());
+  const std::string r_all = crl_hash_name(everywhere.get());
+  EXPECT_EQ(names("plain"), (std::set<std::string>{ca, r_all}));
+  EXPECT_EQ(names("scoped"), (std::set<std::string>{ca, r_all}));
+  EXPECT_EQ(names("general"), (std::set<std::string>{ca, r_all}));
+  EXPECT_EQ(names("noc"), (std::set<std::string>{ca})) << "crl-policy off: no CRLs";
+  EXPECT_EQ(names("pinned"), (std::set<std::string>{hash_name(certs().peer.cert.get())})) << "pins only";
+
+  s.crl_install(crl_pem(only_scoped.get()), "scoped.crl", {"scoped"}, std::time(nullptr));
+  const std::string r_scoped = crl_hash_name(only_scoped.get());
+  EXPECT_EQ(names("scoped"), (std::set<std::string>{ca, r_all, r_scoped}));
+  EXPECT_EQ(names("plain"), (std::set<std::string>{ca, r_all}));
+  EXPECT_EQ(names("general"), (std::set<std::string>{ca, r_all}));
+  EXPECT_EQ(entries("scoped").at(r_scoped), crl_pem(only_scoped.get()));
+
+  s.crl_uninstall("everywhere.crl");
+  EXPECT_EQ(names("plain"), (std::set<std::string>{ca}));
+  EXPECT_EQ(names("scoped"), (std::set<std::string>{ca, r_scoped}));
+  EXPECT_TRUE(s.sync(false).empty());
+}
+
+TEST_F(Capath, WriterTouchesOnlyDirectoriesWhoseSelectionChanged) {
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  install(certs().peer, CertType::kPinned, {"ldaps"});
+  ino_t lic = inode(dir("licensing")), ld = inode(dir("ldaps")), gen = inode(dir("general"));
+
+  install(certs().ca2, CertType::kCa, {"licensing"});  // affects licensing only
+  EXPECT_NE(inode(dir("licensing")), lic);
+  EXPECT_EQ(inode(dir("ldaps")), ld);
+  EXPECT_EQ(inode(dir("general")), gen);
+
+  lic = inode(dir("licensing"));
+  install(certs().general, CertType::kCa);  // every purpose is looked at; only general changes
+  EXPECT_EQ(inode(dir("licensing")), lic) << "ca mode: the general store is not its selection";
+  EXPECT_EQ(inode(dir("ldaps")), ld) << "pinned mode";
+  EXPECT_NE(inode(dir("general")), gen);
+
+  // Legacy and pool stores are no purpose's selection.
+  gen = inode(dir("general"));
+  store.legacy_install("x.pem", Certificate::parse(certs().ca2.pem()), std::time(nullptr));
+  EXPECT_EQ(inode(dir("licensing")), lic);
+  EXPECT_EQ(inode(dir("general")), gen);
+}
+
+TEST_F(Capath, SyncNamesAndRepairsEveryKindOfDrift) {
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  install(certs().peer, CertType::kPinned, {"ldaps"});
+  auto clean = snapshot(root);
+  clean.erase("var/lib/ptrust/generation");
+  const std::string lic = hash_name(certs().ca1.cert.get());
+  const std::string pin = hash_name(certs().peer.cert.get());
+
+  ASSERT_EQ(::unlink(path(dir("licensing/") + lic).c_str()), 0);                          // missing
+  write_file(path(dir("licensing/stray.0")), certs().ca2.pem());                           // remnant
+  write_file(path(dir("ldaps/") + pin), certs().ca2.pem());                                // stale
+  ASSERT_EQ(::chmod(path(dir("general")).c_str(), 0700), 0);                               // dir mode
+  ASSERT_EQ(::chmod(path(dir("ldaps/.ptrust-capath")).c_str(), 0600), 0);                 // file mode
+  ASSERT_EQ(::symlink("/etc/ssl/certs", path(dir("licensing/link.0")).c_str()), 0);       // symlink inside
+  ASSERT_EQ(::mkdir(path(dir(".ptrust-tmp-0123")).c_str(), 0755), 0);                      // killed writer
+  write_file(path(dir(".ptrust-tmp-0123/x.0")), "half");
+  ASSERT_EQ(::mkdir(path(dir("retired")).c_str(), 0755), 0);                               // undeclared
+  ASSERT_EQ(::unlink(path("etc/trusted-certs/capath/no-ca.pem").c_str()), 0);             // placeholder
+
+  auto before = snapshot(root);
+  auto seen = drift(store, false);
+  EXPECT_EQ(diff(before, snapshot(root)), "") << "--check changes nothing";
+  const std::string c = "etc/trusted-certs/capath/";
+  EXPECT_EQ(seen, (std::set<std::string>{
+                      "missing " + c + "licensing/" + lic,
+                      "remnant " + c + "licensing/stray.0",
+                      "stale " + c + "ldaps/" + pin,
+                      "mode " + c + "general",
+                      "mode " + c + "ldaps/.ptrust-capath",
+                      "unsafe " + c + "licensing/link.0",
+                      "remnant " + c + ".ptrust-tmp-0123",
+                      "remnant " + c + "retired",
+                      "missing " + c + "no-ca.pem",
+                  }));
+  EXPECT_EQ(store.sync(true).size(), seen.size());
+  EXPECT_TRUE(store.sync(false).empty());
+  auto after = snapshot(root);
+  after.erase("var/lib/ptrust/generation");
+  EXPECT_EQ(diff(clean, after), "");
+  EXPECT_TRUE(std::filesystem::exists("/etc/ssl/certs")) << "the symlink was removed, not followed";
+}
+
+TEST_F(Capath, SymlinksInPlaceOfDirectoriesAreReplacedNeverFollowed) {
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  TempDir outside;
+  write_file(outside / "keep.0", "outside");
+  std::filesystem::remove_all(path(dir("ldaps")));
+  ASSERT_EQ(::symlink(outside.path().c_str(), path(dir("ldaps")).c_str()), 0);
+  EXPECT_TRUE(drift(store, false).count("unsafe etc/trusted-certs/capath/ldaps"));
+  store.sync(true);
+  EXPECT_FALSE(std::filesystem::is_symlink(path(dir("ldaps"))));
+  EXPECT_TRUE(entries("ldaps").empty());
+  EXPECT_EQ(read_file(outside / "keep.0"), "outside");
+
+  // The capath directory itself: a writer replaces it too.
+  std::filesystem::remove_all(path("etc/trusted-certs/capath"));
+  ASSERT_EQ(::symlink(outside.path().c_str(), path("etc/trusted-certs/capath").c_str()), 0);
+  EXPECT_TRUE(drift(store, false).count("unsafe etc/trusted-certs/capath"));
+  install(certs().ca2, CertType::kCa, {"ldaps"});
+  EXPECT_FALSE(std::filesystem::is_symlink(path("etc/trusted-certs/capath")));
+  EXPECT_EQ(names("ldaps"), (std::set<std::string>{hash_name(certs().ca2.cert.get())}));
+  EXPECT_EQ(std::filesystem::directory_iterator(outside.path())->path().filename(), "keep.0");
+  EXPECT_TRUE(store.sync(false).empty());
+}
+
+TEST_F(Capath, KilledWritersTempDirectoriesAreRemovedByTheNextWriter) {
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  ASSERT_EQ(::mkdir(path(dir(".ptrust-tmp-dead")).c_str(), 0755), 0);
+  write_file(path(dir(".ptrust-tmp-dead/3399c8e5.0")), "half");
+  install(certs().ca2, CertType::kCa, {"ldaps"});
+  EXPECT_FALSE(exists(dir(".ptrust-tmp-dead")));
+  EXPECT_TRUE(store.sync(false).empty());
+}
+
+TEST_F(Capath, PurposesFollowTheConfiguration) {
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  // A purpose added to the configuration appears on the next write.
+  Store more({root, parse_config("purposes:\n  licensing: {}\n  ldaps: {}\n  wlb: {}\n", "more.yaml")});
+  EXPECT_TRUE(drift(more, false).count("missing etc/trusted-certs/capath/wlb"));
+  more.legacy_install("x.pem", Certificate::parse(certs().ca2.pem()), std::time(nullptr));
+  EXPECT_TRUE(std::filesystem::is_directory(path(dir("wlb"))));
+  EXPECT_TRUE(more.sync(false).empty());
+  // A purpose removed from it loses its directory on the next sync.
+  Store fewer({root, parse_config("purposes:\n  licensing: {}\n", "fewer.yaml")});
+  auto seen = drift(fewer, false);
+  EXPECT_TRUE(seen.count("remnant etc/trusted-certs/capath/wlb"));
+  EXPECT_TRUE(seen.count("remnant etc/trusted-certs/capath/ldaps"));
+  fewer.sync(true);
+  EXPECT_FALSE(exists(dir("wlb")));
+  EXPECT_FALSE(exists(dir("ldaps")));
+  EXPECT_TRUE(std::filesystem::is_directory(path(dir("licensing"))));
+}
+
+TEST_F(Capath, ACorruptChosenBundleLeavesAnEmptyDirectory) {
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  write_file(path("etc/trusted-certs/ca-bundle-licensing.pem"), "garbage\n");
+  // The next write that looks at licensing fails it closed; sync restores both.
+  install(certs().general, CertType::kCa);
+  EXPECT_TRUE(entries("licensing").empty());
+  EXPECT_NE(read_file(path(dir("licensing/.ptrust-capath"))).find("error STORE_CORRUPT"), std::string::npos);
+  store.sync(true);
+  EXPECT_EQ(names("licensing"), (std::set<std::string>{hash_name(certs().ca1.cert.get())}));
+  EXPECT_TRUE(store.sync(false).empty());
+}
+
+// What a reader holding one directory descriptor sees: the manifest and every entry, each
+// entry checked against the manifest's SHA-256. Returns false when the directory could not
+// be opened by name.
+struct View {
+  bool opened = false;
+  bool retired = false;  // the name pointed elsewhere by the end of the read
+  std::string manifest;
+  Files files;
+};
+
+View read_view(const std::string& dirpath) {
+  View v;
+  int fd = ::open(dirpath.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return v;
+  v.opened = true;
+  int lfd = ::dup(fd);
+  DIR* d = ::fdopendir(lfd);
+  std::vector<std::string> listed;
+  while (dirent* e = ::readdir(d))
+    if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") listed.push_back(e->d_name);
+  ::closedir(d);
+  auto slurp = [&](const std::string& n) -> std::optional<std::string> {
+    int f = ::openat(fd, n.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (f < 0) return std::nullopt;
+    std::string s;
+    char buf[4096];
+    ssize_t k;
+    while ((k = ::read(f, buf, sizeof buf)) > 0) s.append(buf, static_cast<size_t>(k));
+    ::close(f);
+    return s;
+  };
+  // The manifest first: the writer removes a retired directory's manifest last.
+  v.manifest = slurp(".ptrust-capath").value_or("");
+  for (const auto& n : listed) {
+    if (n == ".ptrust-capath") continue;
+    auto c = slurp(n);
+    if (!c) continue;  // only possible in a retired directory
+    v.files[n] = *c;
+  }
+  struct stat a, b;
+  ::fstat(fd, &a);
+  v.retired = ::stat(dirpath.c_str(), &b) != 0 || a.st_ino != b.st_ino;
+  ::close(fd);
+  return v;
+}
+
+std::string sha256_hex(const std::string& s) {
+  unsigned char md[32];
+  unsigned int n = 0;
+  EVP_Digest(s.data(), s.size(), md, &n, EVP_sha256(), nullptr);
+  std::string out;
+  char b[3];
+  for (unsigned i = 0; i < n; ++i) {
+    std::snprintf(b, sizeof b, "%02x", md[i]);
+    out += b;
+  }
+  return out;
+}
+
+// The manifest's entries ("<sha256> <name>" lines).
+Files manifest_entries(const std::string& m) {
+  Files out;
+  std::istringstream in(m);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.size() > 65 && line[64] == ' ') out[line.substr(65)] = line.substr(0, 64);
+  return out;
+}
+
+TEST_F(Capath, ReadersNeverSeeAMissingDirectoryOrAMixWhileTheWriterSwaps) {
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  const std::string lic = path(dir("licensing"));
+  // The states a completed change can leave: {ca1}, {ca1, ca2}, {ca2}.
+  const std::string h1 = hash_name(certs().ca1.cert.get()), h2 = hash_name(certs().ca2.cert.get());
+  const std::set<Files> legal{{{h1, certs().ca1.pem()}},
+                              {{h1, certs().ca1.pem()}, {h2, certs().ca2.pem()}},
+                              {{h2, certs().ca2.pem()}}};
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    std::string uuid1 = store.database().certs.at(0).uuid, uuid2;
+    for (int i = 0; i < 40; ++i) {
+      uuid2 = install(certs().ca2, CertType::kCa, {"licensing"}).uuid;  // {ca1, ca2}
+      store.uninstall(uuid1, false);                                     // {ca2}
+      uuid1 = install(certs().ca1, CertType::kCa, {"licensing"}).uuid;  // {ca1, ca2}
+      store.uninstall(uuid2, false);                                     // {ca1}
+    }
+    done = true;
+  });
+  int reads = 0, complete = 0, retired = 0;
+  std::set<std::string> manifests;
+  std::string failure;  // the reader stops at the first violation; the writer is joined first
+  auto fail = [&](const std::string& why) { failure = "read " + std::to_string(reads) + ": " + why; };
+  while (!done && failure.empty()) {
+    View v = read_view(lic);
+    ++reads;
+    if (!v.opened) {
+      fail("capath/licensing was missing");
+      break;
+    }
+    Files listed = manifest_entries(v.manifest);
+    for (const auto& [n, c] : v.files)
+      if (!listed.count(n) || listed[n] != sha256_hex(c)) fail("entry " + n + " is not its directory's manifest's");
+    if (v.retired) {  // swapped out while we read: what we saw was still one directory's
+      ++retired;
+      continue;
+    }
+    ++complete;
+    manifests.insert(v.manifest);
+    if (!legal.count(v.files) || listed.size() != v.files.size())
+      fail("a directory that is no completed state (" + std::to_string(v.files.size()) + " entries)");
+  }
+  writer.join();
+  ASSERT_EQ(failure, "");
+  EXPECT_GT(complete, 50);
+  EXPECT_GE(manifests.size(), 2u) << "the reader saw the directory change";
+  std::cout << "reads " << reads << ", complete " << complete << ", swapped during the read " << retired << "\n";
+}
+
+}  // namespace
+}  // namespace ptrust::testing
