@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/layout.h"
+#include "core/trust.h"
 #include "core/x509.h"
 
 namespace ptrust::stunnel {
@@ -53,15 +54,10 @@ class Digest {
   ossl::EvpMdCtxPtr ctx_;
 };
 
-std::string der(const X509* x) {
-  std::string d = x509::der(x);
-  if (d.empty()) throw Error(Code::kStoreCorrupt, "cannot encode a certificate");
-  return d;
-}
-
-std::string material_digest(const Material& m) {
+// The certificates stunnel loads (not the generation: an unrelated change must not reload it).
+std::string material_digest(const TrustState& t) {
   Digest d;
-  for (const auto& c : m.certs) d.add(der(c.get()));
+  for (const auto& c : t.certs) d.add(c.der);
   return d.hex_value();
 }
 
@@ -79,12 +75,6 @@ std::string crl_dir_digest(const Context& ctx) {
     d.add(*data);
   }
   return d.hex_value();
-}
-
-const PurposePolicy& policy_of(const Context& ctx, const std::string& purpose) {
-  static const PurposePolicy kDefault{};
-  auto it = ctx.config.purposes.find(purpose);
-  return it == ctx.config.purposes.end() ? kDefault : it->second;
 }
 
 struct Stanza {
@@ -121,14 +111,14 @@ void subject_check(Stanza& s, const StunnelService& svc) {
 
 // CRLs with --via files: stunnel 5.68 sets X509_V_FLAG_CRL_CHECK (leaf only, CRL required)
 // on the CAfile store when CRLpath is given; nothing else can be expressed.
-void crls_files(Stanza& s, const Context& ctx, const std::string& purpose) {
-  const PurposePolicy& p = policy_of(ctx, purpose);
+void crls_files(Stanza& s, const Context& ctx, const TrustState& t) {
+  const PurposePolicy& p = t.policy;
   switch (p.crl_policy) {
     case CrlPolicy::kOff:
       s.note("crl-policy off: revocation is not checked");
       return;
     case CrlPolicy::kIfPresent:
-      if (load_crls(ctx, purpose).empty()) {
+      if (t.crls.empty()) {
         s.note("crl-policy if-present: no CRL applies yet (sync adds CRLpath once one is installed)");
         return;
       }
@@ -149,8 +139,8 @@ void crls_files(Stanza& s, const Context& ctx, const std::string& purpose) {
   s.note("crls sha256 " + crl_dir_digest(ctx));
 }
 
-void crls_provider(Stanza& s, const Context& ctx, const std::string& purpose) {
-  if (policy_of(ctx, purpose).crl_policy == CrlPolicy::kOff) {
+void crls_provider(Stanza& s, const TrustState& t) {
+  if (t.policy.crl_policy == CrlPolicy::kOff) {
     s.note("crl-policy off: revocation is not checked");
     return;
   }
@@ -174,42 +164,46 @@ Rendered render_service(const Context& ctx, const StunnelService& svc, StunnelVi
     if (inet_pton(AF_INET, svc.check_ip->c_str(), buf) != 1 && inet_pton(AF_INET6, svc.check_ip->c_str(), buf) != 1)
       throw Error(Code::kUsage, "check-ip '" + *svc.check_ip + "' is not an IP address");
   }
-  Material m = load_material(ctx, svc.purpose);
-  const Resolution& r = m.resolution;
+  // The purpose's trust as every consumer sees it; a failure (corrupt bundle or CRL, unknown
+  // purpose) is a refusal here, never a fallback.
+  std::shared_ptr<const TrustState> trust = build_trust(ctx, svc.purpose, TrustStamp{});
+  if (!trust) throw std::bad_alloc();
+  const TrustState& t = *trust;
+  if (t.failure) throw Error(*t.failure, t.failure_message);
   Stanza s;
-  s.out.mode = r.mode;
-  std::string summary = "purpose " + svc.purpose + ", mode " + std::string(to_string(r.mode)) + ", via " +
+  s.out.mode = t.mode;
+  std::string summary = "purpose " + svc.purpose + ", mode " + std::string(to_string(t.mode)) + ", via " +
                         std::string(to_string(via)) + ", material sha256 ";
-  switch (r.mode) {
+  switch (t.mode) {
     case Mode::kNone:
       throw Error(Code::kNoTrustForPurpose, "purpose '" + svc.purpose +
                                                 "' has no trusted certificates (mode none): refusing to render an "
                                                 "unverified tunnel");
     case Mode::kPinned:
-      head(s, svc, summary + material_digest(m));
+      head(s, svc, summary + material_digest(t));
       // verifyPeer: the leaf must be in the store (stunnel compares subject and public key).
       s.line("verifyPeer", "yes");
-      if (policy_of(ctx, svc.purpose).pin_match == PinMatch::kCertificate)
+      if (t.policy.pin_match == PinMatch::kCertificate)
         s.note("pinned: stunnel 5.68 matches the leaf by subject + public key, not the whole certificate");
       if (svc.check_host || svc.check_ip) s.note("pinned: the pin identifies the peer; no host/IP check");
       break;
     case Mode::kCa:
     case Mode::kGeneral:
-      head(s, svc, summary + material_digest(m));
+      head(s, svc, summary + material_digest(t));
       s.line("verifyChain", "yes");
       subject_check(s, svc);
       break;
   }
   switch (via) {
     case StunnelVia::kFiles:
-      s.line("CAfile", r.path);
-      if (r.mode != Mode::kPinned) crls_files(s, ctx, svc.purpose);
+      s.line("CAfile", t.bundle);
+      if (t.mode != Mode::kPinned) crls_files(s, ctx, t);
       break;
     case StunnelVia::kProvider:
       // 5.68 refuses to start without a CAfile; trust comes from VerifyCAStore only.
       s.line("CAfile", ensure_placeholder(ctx));
       s.line("config", "VerifyCAStore:ptrust://" + svc.purpose);
-      if (r.mode != Mode::kPinned) crls_provider(s, ctx, svc.purpose);
+      if (t.mode != Mode::kPinned) crls_provider(s, t);
       break;
   }
   s.out.text = s.os.str();

@@ -1,7 +1,7 @@
 // stunnel 5.68 service stanzas for a purpose's current mode (see docs/stunnel.md).
 //
-// The mode comes from core load_material(), the one selection rule: a corrupt chosen
-// bundle is an error, never a fallback, and mode none is never rendered as a working
+// The mode, material and policy come from the purpose's TrustState (core/trust.h), the one
+// trust path every consumer reads: a corrupt chosen bundle or CRL is an error, never a fallback, and mode none is never rendered as a working
 // tunnel. Every stanza has `client = yes` and `sessionResume = no` (a resumed session
 // skips verification, so a trust change must not be bypassed by an old session).
 #pragma once

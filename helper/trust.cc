@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/selection.h"
 #include "core/store.h"
+#include "core/trust.h"
 #include "core/x509.h"
 #include "helper/cli.h"
 
@@ -117,21 +118,27 @@ int list(const Common& c, const po::variables_map&) {
 
 int resolve_cmd(const Common& c, const po::variables_map& vm) {
   Context ctx = c.context();
-  Material m = load_material(ctx, vm["purpose"].as<std::string>());
-  const Resolution& r = m.resolution;
+  // What every consumer trusts for the purpose (a failure is the refusal they all make).
+  std::shared_ptr<const TrustState> trust = build_trust(ctx, vm["purpose"].as<std::string>(), TrustStamp{});
+  if (!trust) throw std::bad_alloc();
+  const TrustState& t = *trust;
+  if (t.failure) throw Error(*t.failure, t.failure_message);
   if (c.json) {
-    print_json(json::object{{"purpose", r.purpose},
-                            {"mode", std::string(to_string(r.mode))},
-                            {"bundle", r.path.empty() ? json::value(nullptr) : json::value(r.path)},
-                            {"certificates", m.certs.size()}});
+    print_json(json::object{{"purpose", t.purpose},
+                            {"mode", std::string(to_string(t.mode))},
+                            {"bundle", t.bundle.empty() ? json::value(nullptr) : json::value(t.bundle)},
+                            {"certificates", t.certs.size()},
+                            {"crls", t.crls.size()}});
     return 0;
   }
-  std::cout << "purpose: " << r.purpose << "\nmode:    " << to_string(r.mode) << "\n";
-  if (r.mode == Mode::kNone) {
+  std::cout << "purpose: " << t.purpose << "\nmode:    " << to_string(t.mode) << "\n";
+  if (t.mode == Mode::kNone) {
     std::cout << "bundle:  (none: every verification for this purpose fails)\n";
   } else {
-    std::cout << "bundle:  " << r.path << " (" << m.certs.size() << " certificate" << (m.certs.size() == 1 ? "" : "s")
+    std::cout << "bundle:  " << t.bundle << " (" << t.certs.size() << " certificate" << (t.certs.size() == 1 ? "" : "s")
               << ")\n";
+    if (t.mode != Mode::kPinned)
+      std::cout << "crls:    " << t.crls.size() << " (crl-policy " << to_string(t.policy.crl_policy) << ")\n";
   }
   return 0;
 }
