@@ -173,3 +173,32 @@ TEST_F(Commands, RootFromTheEnvironment) {
 
 }  // namespace
 }  // namespace ptrust::testing
+
+namespace ptrust::testing {
+namespace {
+
+// `resolve` reports what the provider and the hook trust, through the same trust state: the
+// CRLs that apply under the purpose's policy, and the same refusal when a CRL is corrupt.
+TEST_F(Commands, ResolveReportsWhatConsumersTrustIncludingCrlsAndTheirFailure) {
+  install({"install", in / "ca.pem", "--ca", "--purpose", "licensing,ldaps"});
+  write_file(in / "ca.crl", crl_pem(make_crl(ca, {}).get()));
+  ASSERT_EQ(pt({"crl", "install", in / "ca.crl"}).status, 0);
+  write_file(in / "ptrust.yaml", "purposes:\n  licensing: {}\n  ldaps: {crl-policy: off}\n");
+  auto resolve = [&](const char* p) { return ptrust(root.path(), {"--config", in / "ptrust.yaml", "resolve", p, "--json"}); };
+
+  RunResult on = resolve("licensing");
+  ASSERT_EQ(on.status, 0) << on.err;
+  EXPECT_EQ(json::parse(on.out).at("crls").as_int64(), 1);
+  RunResult off = resolve("ldaps");
+  ASSERT_EQ(off.status, 0) << off.err;
+  EXPECT_EQ(json::parse(off.out).at("crls").as_int64(), 0) << "crl-policy off: no CRLs";
+
+  write_file(root / "etc/stunnel/crls/zz-broken.crl", "not a CRL");
+  RunResult broken = resolve("licensing");
+  EXPECT_EQ(broken.status, 1);
+  EXPECT_EQ(broken.err.rfind("ptrust: STORE_CORRUPT: ", 0), 0u) << broken.err;
+  EXPECT_EQ(resolve("ldaps").status, 0) << "a purpose that takes no CRLs is not failed by one";
+}
+
+}  // namespace
+}  // namespace ptrust::testing
