@@ -18,6 +18,7 @@
 #include "core/fs.h"
 #include "core/layout.h"
 #include "core/trust.h"
+#include "core/x509.h"
 
 namespace ptrust::capath {
 
@@ -81,20 +82,6 @@ std::string to_pem(const char* type, const std::string& der) {
   return std::string(p, static_cast<size_t>(n));
 }
 
-std::string sha256_hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (!EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr))
-    throw Error(Code::kIoError, "SHA-256 failed");
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
-}
-
 struct Wanted {
   std::map<std::string, std::string> files;  // entry name → content, manifest included
 };
@@ -125,24 +112,12 @@ Wanted wanted(const Context& ctx, const std::string& purpose) {
   std::string manifest = "ptrust-capath 1\npurpose " + purpose + "\nmode " +
                          std::string(error.empty() ? to_string(s.mode) : "none") + "\n";
   if (!error.empty()) manifest += "error " + error + "\n";
-  for (const auto& [n, content] : w.files) manifest += sha256_hex(content) + " " + n + "\n";
+  for (const auto& [n, content] : w.files) manifest += x509::sha256_hex(content) + " " + n + "\n";
   w.files[std::string(layout::kCapathManifest)] = std::move(manifest);
   return w;
 }
 
 // ---- File-system steps (all relative to directory fds, never following a symlink) ----------
-
-std::string temp_name() {
-  unsigned char rnd[8];
-  if (RAND_bytes(rnd, sizeof rnd) != 1) throw Error(Code::kIoError, "no randomness for a temporary name");
-  static const char* hex = "0123456789abcdef";
-  std::string out(fs::kTempPrefix);
-  for (unsigned char b : rnd) {
-    out += hex[b >> 4];
-    out += hex[b & 15];
-  }
-  return out;
-}
 
 // Removes an entry (a whole tree for a directory) without following symlinks and without a
 // directory fsync per file: used for trees no reader can reach by name any more.
@@ -203,7 +178,7 @@ bool reuse(int from, int to, const std::string& name, const std::string& content
 // Builds the complete directory under a temp name and swaps it in: a reader opening
 // capath/<purpose>/... sees the old tree or the new one, never a mix and never nothing.
 void swap_in(int capfd, const std::string& purpose, const Wanted& w) {
-  const std::string tmp = temp_name();
+  const std::string tmp = fs::temp_name();
   if (::mkdirat(capfd, tmp.c_str(), fs::kDirMode) != 0) throw_errno(Code::kIoError, "cannot create " + tmp);
   try {
     fs::Fd d = fs::open_dir(capfd, tmp, false);

@@ -147,10 +147,14 @@ std::optional<std::string> read_at(int dirfd, const std::string& name, size_t ma
   return read_fd(fd, max, Code::kStoreCorrupt, name);
 }
 
-void write_atomic(int dirfd, const std::string& name, std::string_view data, mode_t mode) {
+std::string temp_name() {
   unsigned char rnd[8];
-  RAND_bytes(rnd, sizeof rnd);
-  std::string tmp = std::string(kTempPrefix) + x509::hex_lower(rnd);
+  if (RAND_bytes(rnd, sizeof rnd) != 1) throw Error(Code::kIoError, "no randomness for a temporary name");
+  return std::string(kTempPrefix) + x509::hex_lower(rnd);
+}
+
+void write_atomic(int dirfd, const std::string& name, std::string_view data, mode_t mode) {
+  std::string tmp = temp_name();
   int fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0) throw_errno(Code::kIoError, "cannot create temporary file for " + name);
   Fd guard(fd);

@@ -69,6 +69,8 @@ bool remove_at(int dirfd, const std::string& name);
 
 // Temp files written by write_atomic start with this prefix (sync removes leftovers).
 inline constexpr std::string_view kTempPrefix = ".ptrust-tmp-";
+// kTempPrefix + 16 random hex digits.
+std::string temp_name();
 
 // Reads a user-supplied input file: must be a regular file (not a symlink, not a
 // directory), readable, at most `max` bytes. Errors are INPUT_UNREADABLE.
