@@ -92,6 +92,23 @@ std::uint64_t read_generation(int state_dirfd) {
   return v;
 }
 
+namespace {
+
+// The counter of the open generation file, or GenerationView::kInvalid (short, garbled).
+std::uint64_t pread_counter(int fd) noexcept {
+  char buf[kSize + 1];  // one more: a grown file is malformed too
+  ssize_t n;
+  do {
+    n = ::pread(fd, buf, sizeof buf, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n != static_cast<ssize_t>(kSize) || !valid(buf)) return GenerationView::kInvalid;
+  std::uint64_t v;
+  std::memcpy(&v, buf + 8, sizeof v);
+  return v == GenerationView::kInvalid ? v - 2 : v;  // never confused with kInvalid
+}
+
+}  // namespace
+
 std::unique_ptr<GenerationView> GenerationView::open(const std::string& root) {
   fs::Fd state;
   try {
@@ -102,24 +119,28 @@ std::unique_ptr<GenerationView> GenerationView::open(const std::string& root) {
   if (!state) return nullptr;
   int fd = ::openat(state.get(), std::string(layout::kGenerationFile).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return nullptr;
-  fs::Fd guard(fd);  // kept open (released below) so replaced() can fstat it
+  fs::Fd guard(fd);  // kept open (released below): read() and replaced() use it
   struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != static_cast<off_t>(kSize)) return nullptr;
-  void* addr = ::mmap(nullptr, kSize, PROT_READ, MAP_SHARED, fd, 0);
-  if (addr == MAP_FAILED) return nullptr;
-  if (!valid(addr)) {
-    ::munmap(addr, kSize);
-    return nullptr;
-  }
-  return std::unique_ptr<GenerationView>(new GenerationView(guard.release(), addr, kSize));
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return nullptr;
+  std::uint64_t first = pread_counter(fd);
+  if (first == kInvalid) return nullptr;
+  return std::unique_ptr<GenerationView>(new GenerationView(guard.release(), first));
 }
 
-GenerationView::GenerationView(int fd, void* map, size_t len)
-    : fd_(fd), map_(map), len_(len), counter_(reinterpret_cast<const std::uint64_t*>(static_cast<char*>(map) + 8)) {}
+GenerationView::GenerationView(int fd, std::uint64_t first) : fd_(fd), value_(first) {}
 
-GenerationView::~GenerationView() {
-  ::munmap(map_, len_);
-  ::close(fd_);
+GenerationView::~GenerationView() { ::close(fd_); }
+
+std::uint64_t GenerationView::read() const noexcept { return pread_counter(fd_); }
+
+std::uint64_t GenerationView::load(std::int64_t now_ns) const noexcept {
+  std::int64_t due = next_read_ns_.load(std::memory_order_acquire);
+  if (now_ns < due ||
+      !next_read_ns_.compare_exchange_strong(due, now_ns + kPollNs, std::memory_order_acq_rel))
+    return value_.load(std::memory_order_acquire);
+  std::uint64_t v = read();
+  value_.store(v, std::memory_order_release);
+  return v;
 }
 
 bool GenerationView::replaced() const noexcept {

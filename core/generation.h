@@ -1,15 +1,19 @@
 // The store generation: a counter in <root>/var/lib/ptrust/generation that every writer
-// moves before and after it changes any store file. Readers map the file once and compare
-// one 64-bit load per handshake, so noticing "nothing changed" costs about a nanosecond.
+// moves before and after it changes any store file. Readers keep the file open and read the
+// counter with pread at most once per GenerationView::kPollNs, so noticing "nothing changed"
+// costs a clock read and an atomic load on most calls. The file is never mapped by readers:
+// a truncated or garbled file (an admin's `: > generation`) must not kill the host process
+// with SIGBUS; it reads as kInvalid and consumers re-read the store at a bounded rate.
 //
 // Seqlock-style: a writer makes the counter odd before it touches a file (begin_change) and
 // even again when every file is written (end_change). A reader must not keep a view built
 // while the counter was odd: a writer was (or died) half-way. `ptrust sync` finds an odd
 // counter (a writer that died) and ends the change. The file is created once (atomically)
-// and then only updated in place, so a mapping stays valid for the life of the reader;
-// if the file is ever re-created, GenerationView::replaced() tells the reader to re-open.
+// and then only updated in place; if it is ever re-created, GenerationView::replaced() tells
+// the reader to re-open.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -28,25 +32,34 @@ std::uint64_t read_generation(int state_dirfd);
 
 class GenerationView {
  public:
+  // What load() returns when the file no longer holds a valid generation (truncated, garbage).
+  static constexpr std::uint64_t kInvalid = ~std::uint64_t{0};
+  // How stale load() may be: a change is seen by every call that starts this long after the
+  // writer finished.
+  static constexpr std::int64_t kPollNs = 100'000;  // 100 µs
+
   // nullptr when <root>/var/lib/ptrust/generation does not exist (yet) or is malformed.
   static std::unique_ptr<GenerationView> open(const std::string& root);
   ~GenerationView();
   GenerationView(const GenerationView&) = delete;
   GenerationView& operator=(const GenerationView&) = delete;
 
-  std::uint64_t load() const noexcept { return __atomic_load_n(counter_, __ATOMIC_ACQUIRE); }
+  // The counter as of at most kPollNs before `now_ns` (steady clock); one caller re-reads it
+  // (pread), the others take the value it read. kInvalid when the file went bad.
+  std::uint64_t load(std::int64_t now_ns) const noexcept;
+  // The counter now (one pread). kInvalid when the file went bad.
+  std::uint64_t read() const noexcept;
 
-  // True when the mapped file was unlinked (deleted or replaced by a new file): its counter
-  // will never move again and the reader must open a new view. One fstat; call it at a
-  // bounded rate, not per handshake.
+  // True when the file was unlinked (deleted or replaced by a new file): its counter will
+  // never move again and the reader must open a new view. One fstat; call it at a bounded
+  // rate, not per handshake.
   bool replaced() const noexcept;
 
  private:
-  GenerationView(int fd, void* map, size_t len);
+  GenerationView(int fd, std::uint64_t first);
   int fd_;
-  void* map_;
-  size_t len_;
-  const std::uint64_t* counter_;
+  mutable std::atomic<std::int64_t> next_read_ns_{0};
+  mutable std::atomic<std::uint64_t> value_;
 };
 
 }  // namespace ptrust

@@ -231,8 +231,9 @@ void TrustSource::recheck(std::int64_t now) noexcept {
     auto c = configured_.load(std::memory_order_acquire);
     const GenerationView* v = view_.load(std::memory_order_relaxed);
     // A missing file is looked for again; a replaced one (deleted and re-created: its counter
-    // would never move again) is dropped even when no new file exists yet.
-    if (c->ctx && (c->ctx->root != view_root_ || v == nullptr || v->replaced())) {
+    // would never move again) or a garbled one is dropped even when no good file exists yet.
+    if (c->ctx &&
+        (c->ctx->root != view_root_ || v == nullptr || v->replaced() || v->read() == GenerationView::kInvalid)) {
       open_generation(c->ctx->root);
       moved |= view_.load(std::memory_order_relaxed) != v;
     }
@@ -248,8 +249,10 @@ TrustStamp TrustSource::stamp() noexcept {
   TrustStamp s;
   s.epoch = epoch_.load(std::memory_order_acquire);
   const GenerationView* v = view_.load(std::memory_order_acquire);
-  s.generation = v ? v->load() : 0;
-  s.watched = v != nullptr;
+  s.generation = v ? v->load(now) : 0;
+  // A generation file that went bad (truncated, garbled) reports nothing reliable: states are
+  // then re-read at a bounded rate, as without a file, until a writer or `sync` repairs it.
+  s.watched = v != nullptr && s.generation != GenerationView::kInvalid;
   s.now_ns = now;
   return s;
 }

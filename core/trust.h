@@ -12,9 +12,10 @@
 // Consumers only turn a TrustState into OpenSSL objects.
 //
 // Safe inside any host process: nothing here keeps more than a few hundred bytes on the
-// stack, uses thread-local storage, or takes a lock shared between purposes on the path where
-// nothing changed (stamp() is one atomic load and a clock read; TrustSlot::get one atomic
-// shared_ptr load of that purpose's slot).
+// stack, uses thread-local storage, maps a file another process could truncate (SIGBUS), or
+// takes a lock shared between purposes on the path where nothing changed (stamp() is a clock
+// read and an atomic load, with a pread of the generation file at most every 100 µs;
+// TrustSlot::get one atomic shared_ptr load of that purpose's slot).
 #pragma once
 
 #include <array>
@@ -128,8 +129,8 @@ class TrustSource {
   TrustSource(const TrustSource&) = delete;
   TrustSource& operator=(const TrustSource&) = delete;
 
-  // What the change detector sees now. One atomic load of the mapped generation counter and a
-  // clock read; at most once per kRecheck it also stats the config file and the generation
+  // What the change detector sees now. A clock read and the generation counter (re-read with
+  // pread at most every GenerationView::kPollNs, an atomic load otherwise); at most once per kRecheck it also stats the config file and the generation
   // file (and re-reads / re-opens what changed).
   TrustStamp stamp() noexcept;
 

@@ -20,7 +20,7 @@ class StoreTest : public testing::StoreFixture {
  protected:
   std::uint64_t generation() {
     auto v = GenerationView::open(root);
-    return v ? v->load() : 0;
+    return v ? v->read() : 0;
   }
   unsigned mode(const std::string& rel) {
     struct stat st;
@@ -140,16 +140,16 @@ TEST_F(StoreTest, GenerationMovesOnEveryChange) {
   auto v = GenerationView::open(root);
   ASSERT_TRUE(v);
   install(certs().ca2, CertType::kCa, {"licensing"});
-  auto g2 = v->load();
+  auto g2 = v->read();
   EXPECT_NE(g2, g1) << "an open view sees the bump without reopening";
   store.uninstall(a.uuid, false);
-  EXPECT_NE(v->load(), g2);
-  auto g3 = v->load();
+  EXPECT_NE(v->read(), g2);
+  auto g3 = v->read();
   EXPECT_TRUE(store.sync(true).empty());
-  EXPECT_EQ(v->load(), g3) << "a sync that changes nothing does not invalidate readers";
+  EXPECT_EQ(v->read(), g3) << "a sync that changes nothing does not invalidate readers";
   ASSERT_EQ(::unlink(path("etc/trusted-certs/ca-bundle-licensing.pem").c_str()), 0);
   EXPECT_FALSE(store.sync(true).empty());
-  EXPECT_NE(v->load(), g3);
+  EXPECT_NE(v->read(), g3);
 }
 
 TEST_F(StoreTest, SyncFindsAndRepairsEveryKindOfDrift) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <thread>
 
@@ -16,6 +17,7 @@
 #include "core/reconcile.h"
 #include "core/store.h"
 #include "tests/hook/hook_util.h"
+#include "tests/support/run.h"
 
 namespace ptrust::testing {
 namespace {
@@ -167,6 +169,48 @@ TEST(ServerRobustness, PreforkedWorkersNeverResumeAcrossAChange) {
   root.uninstall(uuid);  // the client's CA is no longer trusted
   EXPECT_EQ(12, worker()) << "10 = a worker resumed a session from before the CA was removed";
   ptrust_ctx_free(pt);
+}
+
+}  // namespace
+}  // namespace ptrust::testing
+
+namespace ptrust::testing {
+namespace {
+
+// An admin's `: > generation` (or garbage written into it) must not kill the host process
+// (a mapped file would raise SIGBUS) nor freeze its trust: verifications keep going, follow
+// the store by re-reading it, and follow it exactly again once the file is repaired.
+TEST_F(Robustness, TruncatedOrGarbledGenerationFileNeitherKillsTheHostNorFreezesTrust) {
+  const std::string gen = root_.path() + "/var/lib/ptrust/generation";
+  std::atomic<bool> stop{false};
+  std::atomic<int> verified{0}, other{0};
+  std::thread worker([&] {  // a process that keeps verifying throughout
+    while (!stop) (connect().ok ? verified : other)++;
+  });
+  auto wait_for_progress = [&] {
+    int before = verified + other;
+    return eventually([&] { return verified + other > before + 5; });
+  };
+  ASSERT_TRUE(wait_for_progress());
+  ASSERT_EQ(::truncate(gen.c_str(), 0), 0);
+  EXPECT_TRUE(wait_for_progress()) << "still verifying with an empty generation file";
+  write_file(gen, std::string(64, 'x'));  // same inode? no: a new file with garbage
+  EXPECT_TRUE(wait_for_progress()) << "still verifying with a garbled generation file";
+  EXPECT_GT(verified.load(), 0);
+
+  // Trust still follows the store while the file is bad (re-read within a second).
+  int fails_before = other;
+  root_.uninstall(uuid_);  // the writer repairs the generation file as it changes the store
+  EXPECT_TRUE(eventually([&] { return other > fails_before + 3; })) << "the removed CA is no longer trusted";
+  stop = true;
+  worker.join();
+  Outcome after = connect();
+  EXPECT_FALSE(after.ok);
+  EXPECT_EQ(PTRUST_REASON_NO_TRUST_FOR_PURPOSE, after.result.reason);
+
+  // Repaired: changes apply on the next handshake again.
+  root_.install(a().root.cert.get(), CertType::kCa, {"licensing"});
+  EXPECT_TRUE(eventually([&] { return connect().ok; }));
 }
 
 }  // namespace

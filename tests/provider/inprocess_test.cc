@@ -385,3 +385,36 @@ TEST(ProviderModule, FailsToLoadStoreWhenNotActivated) {
 
 }  // namespace
 }  // namespace ptrust::testing
+
+namespace ptrust::testing {
+namespace {
+
+// A truncated or garbled generation file must not kill the process that loaded the provider
+// (a mapped file would raise SIGBUS) nor freeze what it serves.
+TEST_F(ProviderInProcess, TruncatedGenerationFileNeitherKillsTheHostNorFreezesTrust) {
+  const Pki& p = Pki::get();
+  const std::string gen = store_.path() + "/var/lib/ptrust/generation";
+  std::atomic<bool> stop{false};
+  std::atomic<int> opens{0};
+  std::thread worker([&] {
+    while (!stop) opens += load(*lib_, "ptrust://licensing").opened;
+  });
+  auto progress = [&] {
+    int before = opens;
+    return eventually([&] { return opens > before + 5; });
+  };
+  ASSERT_TRUE(progress());
+  ASSERT_EQ(::truncate(gen.c_str(), 0), 0);
+  EXPECT_TRUE(progress()) << "still serving with an empty generation file";
+  write_file(gen, std::string(64, 'x'));
+  EXPECT_TRUE(progress()) << "still serving with a garbled generation file";
+  stop = true;
+  worker.join();
+  store_.uninstall(store_.root_uuid);  // licensing falls to general; the writer repairs the file
+  EXPECT_TRUE(eventually([&] {
+    return sorted(load(*lib_, "ptrust://licensing").objs) == sorted({cert_obj(p.general_ca), crl_obj(p.crl.get())});
+  }));
+}
+
+}  // namespace
+}  // namespace ptrust::testing
