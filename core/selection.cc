@@ -1,5 +1,6 @@
 #include "core/selection.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -52,19 +53,60 @@ std::vector<Candidate> candidates(std::string_view purpose) {
           {Mode::kGeneral, {CertType::kCa, std::string(kGeneral)}}};
 }
 
+// Whether a store directory holds any certificate file (hidden names, such as a killed
+// writer's temp files, do not count). One getdents, whatever the store size.
+bool holds_certificates(int trusted_fd, const std::string& dir) {
+  int fd = ::openat(trusted_fd, dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return false;
+    if (errno == ELOOP || errno == ENOTDIR)
+      throw Error(Code::kStoreUnsafe, std::string(layout::kTrustedDir) + "/" + dir +
+                                          " is a symlink or not a directory; refusing it (no fallback)");
+    throw_errno(Code::kStoreUnreadable, "cannot open " + std::string(layout::kTrustedDir) + "/" + dir);
+  }
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    ::close(fd);
+    throw_errno(Code::kStoreUnreadable, "cannot read " + std::string(layout::kTrustedDir) + "/" + dir);
+  }
+  bool found = false;
+  while (const dirent* e = ::readdir(d))
+    if (e->d_name[0] != '.') {
+      found = true;
+      break;
+    }
+  ::closedir(d);
+  return found;
+}
+
 Resolution resolve_in(int trusted_fd, const Context& ctx, std::string_view purpose) {
   Resolution r;
   r.purpose = std::string(purpose);
   if (trusted_fd < 0) return r;
   for (const auto& c : candidates(purpose)) {
     std::string name = layout::bundle_file(c.key);
+    std::string dir = layout::store_dir(c.key);
     auto st = fs::stat_at(trusted_fd, name);
-    if (!st) continue;
+    // A bundle and its store directory exist together: one without the other is a damaged
+    // store, never an empty one (reading it as empty would fall back to a lower-precedence
+    // bundle: a deleted ca-bundle-<p>.pem must not make <p> trust the general CAs).
+    const bool certs = holds_certificates(trusted_fd, dir);
+    if (!st) {
+      if (certs)
+        throw Error(Code::kStoreCorrupt, std::string(layout::kTrustedDir) + "/" + name + " is missing but " + dir +
+                                             "/ holds certificates; refusing a lower-precedence bundle (run `ptrust "
+                                             "sync` to restore it)");
+      continue;
+    }
     if (!S_ISREG(st->st_mode))
       throw Error(Code::kStoreUnsafe, std::string(layout::kTrustedDir) + "/" + name +
                                           " is not a regular file; refusing it (no fallback)");
+    if (!certs)
+      throw Error(Code::kStoreCorrupt, std::string(layout::kTrustedDir) + "/" + name + " exists but " + dir +
+                                           "/ holds no certificate; refusing it (run `ptrust sync` to repair the store)");
     r.mode = c.mode;
     r.bundle = name;
+    r.store_dir = dir;
     r.path = ctx.root + (ctx.root.ends_with('/') ? "" : "/") + std::string(layout::kTrustedDir) + "/" + name;
     return r;
   }

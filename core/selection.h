@@ -25,10 +25,14 @@ struct Resolution {
   std::string purpose;
   std::string bundle;  // file name inside etc/trusted-certs ("" for none)
   std::string path;    // absolute path of the chosen bundle ("" for none)
+  std::string store_dir;  // its store directory inside etc/trusted-certs ("" for none)
 };
 
 // Which source serves `purpose` ("general" allowed). UNKNOWN_PURPOSE when the purpose is
-// malformed or not declared; STORE_UNSAFE when the chosen name is a symlink or not a file.
+// malformed or not declared; STORE_UNSAFE when the chosen name is a symlink or not a file;
+// STORE_CORRUPT when a candidate's bundle and its store directory disagree (one holds
+// certificates, the other is missing or empty): a damaged store is never read as an empty
+// one, so it never falls back to a lower-precedence bundle.
 Resolution resolve(const Context& ctx, std::string_view purpose);
 
 // Identity of a bundle file, for caches that re-read only when the file changes.

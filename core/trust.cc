@@ -127,7 +127,11 @@ std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_vi
       DerMaterial m = load_material_der(ctx, purpose);  // UNKNOWN_PURPOSE, STORE_*
       s->mode = m.resolution.mode;
       s->bundle = m.resolution.path;
-      if (s->mode != Mode::kNone) s->inputs.bundle = m.id;  // of the file actually read
+      if (s->mode != Mode::kNone) {
+        s->inputs.bundle = m.id;  // of the file actually read
+        s->store_dir = under(ctx.root, std::string(layout::kTrustedDir) + "/" + m.resolution.store_dir);
+        s->inputs.store_dir = lstat_id(s->store_dir);
+      }
       s->certs = std::move(m.certs);
       if (takes_crls(s->mode, s->policy)) s->crls = crls_for(ctx, purpose);
     } catch (const Error& e) {
@@ -276,6 +280,7 @@ bool TrustSource::fresh(const TrustState& s, const TrustStamp& now) noexcept {
   try {
     TrustInputs in = inputs_before(s.root);
     in.bundle = s.bundle.empty() ? std::nullopt : lstat_id(s.bundle);
+    in.store_dir = s.store_dir.empty() ? std::nullopt : lstat_id(s.store_dir);
     return in == s.inputs;
   } catch (...) {
     return false;  // out of memory: re-read, which fails closed if memory is still short
@@ -283,7 +288,19 @@ bool TrustSource::fresh(const TrustState& s, const TrustStamp& now) noexcept {
 }
 
 bool TrustSource::stale(const TrustState& s, const TrustStamp& now) noexcept {
-  if (s.stamp.generation != now.generation || s.stamp.epoch != now.epoch) return true;
+  if (s.stamp.epoch != now.epoch) return true;
+  if (s.stamp.generation != now.generation) {
+    // Seqlock reading: the next writer has begun (odd counter) and this state was read from
+    // the finished store before it. Keep it until the writer ends its change rather than read a
+    // half-written store (a bundle written before its directory would look damaged), but for
+    // at most kRecheck: a writer that takes longer has died (`ptrust sync` ends its change).
+    const bool next_change_begun = now.watched && !generation_stable(now.generation) &&
+                                   generation_stable(s.stamp.generation) && now.generation == s.stamp.generation + 1;
+    if (!next_change_begun) return true;
+    std::int64_t seen = 0;
+    if (!s.writer_seen_ns.compare_exchange_strong(seen, now.now_ns, std::memory_order_relaxed)) return now.now_ns - seen >= kRecheckNs;
+    return false;
+  }
   // Nothing reliable reports changes without a generation file, or while a writer is (or died)
   // half-way (odd counter): re-read at a bounded rate.
   const bool unsure = !now.watched || !generation_stable(now.generation);

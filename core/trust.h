@@ -52,10 +52,11 @@ struct TrustStamp {
 
 // What a state was read from, so that changes made without ptrust (drift, a restored backup)
 // are noticed too: the trusted-certs directory (bundles added, removed or replaced), the chosen
-// bundle, the CRL directory and the CRL scope index. Writers move the generation; these are
-// looked at once per TrustSource::kRecheck per purpose (four stats, whatever the store size).
+// bundle and its store directory, the CRL directory and the CRL scope index. Writers move the
+// generation; these are looked at once per TrustSource::kRecheck per purpose (five stats,
+// whatever the store size).
 struct TrustInputs {
-  std::optional<FileId> trusted_dir, bundle, crl_dir, crl_scope;
+  std::optional<FileId> trusted_dir, bundle, store_dir, crl_dir, crl_scope;
   bool operator==(const TrustInputs&) const = default;
 };
 
@@ -75,6 +76,7 @@ struct TrustState {
   PurposePolicy policy;
   Mode mode = Mode::kNone;
   std::string bundle;  // absolute path of the chosen bundle ("" for none)
+  std::string store_dir;  // absolute path of its store directory ("" for none)
   // Set when this purpose cannot be trusted now (config invalid, purpose not declared, chosen
   // bundle or a CRL unreadable, corrupt or unsafe): every verification fails with it. There is
   // no fallback; certs and crls are then empty.
@@ -85,8 +87,10 @@ struct TrustState {
   // SHA-256 of purpose, generation, policy, mode, failure and every certificate and CRL: the
   // same in every process that sees the same store (keys server-side session resumption).
   Digest material{};
-  // When `inputs` are next compared with the disk (steady clock); the one mutable field.
+  // When `inputs` are next compared with the disk, and when a reader first saw the next
+  // writer begin (steady clock): the only mutable fields, change detection bookkeeping.
   mutable std::atomic<std::int64_t> next_input_check_ns{0};
+  mutable std::atomic<std::int64_t> writer_seen_ns{0};
 
   bool failed() const noexcept { return failure.has_value(); }
 };
@@ -140,8 +144,10 @@ class TrustSource {
   std::shared_ptr<const TrustState> build(std::string_view purpose, const TrustStamp& at,
                                           const PurposePolicy* policy = nullptr) noexcept;
 
-  // True when `state` does not describe what `now` sees: the generation or the epoch moved,
-  // or it was built while nothing reliable reports changes and is older than kRecheck.
+  // True when `state` does not describe what `now` sees: the generation or the epoch moved
+  // (except while the next writer is half-way, for at most kRecheck: the state of the finished
+  // store is kept meanwhile), or it was built while nothing reliable reports changes and is
+  // older than kRecheck.
   static bool stale(const TrustState& state, const TrustStamp& now) noexcept;
   // !stale(), and once per kRecheck also: the files the state was read from are unchanged
   // (one caller compares them; the others keep the state meanwhile).

@@ -109,6 +109,8 @@ struct World {
     PkeyPtr key(EVP_EC_gen("P-256"));
     std::string bundle = root + "/etc/trusted-certs/ca-bundle-bench.pem";
     write(bundle, make_bundle(n, key.get()));
+    std::filesystem::create_directories(root + "/etc/trusted-certs/ca-bench");  // a bundle goes with its store
+    write(root + "/etc/trusted-certs/ca-bench/all.pem", "");
     {  // a generation file, as a ptrust writer leaves it: consumers follow its counter
       ptrust::fs::Fd r = ptrust::fs::open_root(root);
       ptrust::fs::Fd state = ptrust::fs::open_dir(r.get(), ptrust::layout::kStateDir, true);

@@ -2,64 +2,15 @@
 // follow the same edits of ptrust.yaml (policy changed, purpose added, purpose removed, file
 // broken and fixed) the same way, without a restart.
 #include <gtest/gtest.h>
-#include <openssl/err.h>
-#include <openssl/provider.h>
-#include <openssl/store.h>
 
 #include <string>
 
 #include "tests/hook/hook_util.h"
+#include "tests/support/provider_ctx.h"
 #include "tests/support/run.h"
 
 namespace ptrust::testing {
 namespace {
-
-// ptrust.so in an OSSL_LIB_CTX of this process, on the same root and configuration file.
-class Provider {
- public:
-  Provider(const std::string& root, const std::string& config, const std::string& dir) {
-    std::string conf = dir + "/provider.cnf";
-    write_file(conf, std::string("openssl_conf = init\n[init]\nproviders = provs\n[provs]\ndefault = dflt\n"
-                                 "ptrust = pt\n[dflt]\nactivate = 1\n[pt]\nmodule = ") +
-                         PTRUST_PROVIDER_MODULE + "\nroot = " + root + "\nconfig = " + config + "\nactivate = 1\n");
-    lib_ = OSSL_LIB_CTX_new();
-    if (OSSL_LIB_CTX_load_config(lib_, conf.c_str()) != 1) throw std::runtime_error("cannot load " + conf);
-    prov_ = OSSL_PROVIDER_load(lib_, "ptrust");
-    if (prov_ == nullptr) throw std::runtime_error("ptrust provider not available");
-  }
-  ~Provider() {
-    OSSL_PROVIDER_unload(prov_);
-    OSSL_LIB_CTX_free(lib_);
-  }
-
-  struct Opened {
-    std::string reason;  // "OK" or the provider's reason string
-    int crls = 0;
-  };
-  Opened open(const std::string& purpose) {
-    ERR_clear_error();
-    Opened o;
-    OSSL_STORE_CTX* s = OSSL_STORE_open_ex(("ptrust://" + purpose).c_str(), lib_, nullptr, nullptr, nullptr,
-                                           nullptr, nullptr, nullptr);
-    if (s == nullptr) {
-      const char* r = ERR_reason_error_string(ERR_peek_last_error());
-      o.reason = r ? r : "?";
-      ERR_clear_error();
-      return o;
-    }
-    o.reason = "OK";
-    while (OSSL_STORE_INFO* info = OSSL_STORE_load(s)) {
-      o.crls += OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_CRL;
-      OSSL_STORE_INFO_free(info);
-    }
-    OSSL_STORE_close(s);
-    return o;
-  }
-
- private:
-  OSSL_LIB_CTX* lib_ = nullptr;
-  OSSL_PROVIDER* prov_ = nullptr;
-};
 
 class ConfigFollow : public ::testing::Test {
  protected:
@@ -105,7 +56,7 @@ class ConfigFollow : public ::testing::Test {
 };
 
 TEST_F(ConfigFollow, HookAndProviderFollowTheSameEdits) {
-  Provider prov(root_.path(), root_.config(), dir_.path());
+  ProviderCtx prov(PTRUST_PROVIDER_MODULE, root_.path(), dir_.path(), root_.config());
 
   // Default crl-policy if-present: the CRL applies and revokes the leaf; the provider serves it.
   EXPECT_EQ(handshake_reason(), "CERT_REVOKED");

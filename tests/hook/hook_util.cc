@@ -110,6 +110,12 @@ void Root::write_bundle(const std::string& name, const std::string& content) {
   std::string p = dir_ / ("etc/trusted-certs/" + name);
   std::filesystem::remove_all(p);
   write_file(p, content);
+  // A bundle goes with its store directory (one without the other is a damaged store).
+  if (auto key = layout::parse_bundle_file(name)) {
+    std::string dir = dir_ / ("etc/trusted-certs/" + layout::store_dir(*key));
+    std::filesystem::create_directories(dir);
+    write_file(dir + "/hand-written.pem", content);
+  }
   bump();
 }
 

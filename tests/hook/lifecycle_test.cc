@@ -191,12 +191,15 @@ TEST_P(Lifecycle, WithoutGenerationFileChangesAreSeenWithinASecond) {
   Root bare;
   std::filesystem::remove(bare.path() + "/var/lib/ptrust/generation");
   write_file(bare.path() + "/etc/trusted-certs/ca-bundle-licensing.pem", a().root.pem());
+  std::filesystem::create_directories(bare.path() + "/etc/trusted-certs/ca-licensing");
+  write_file(bare.path() + "/etc/trusted-certs/ca-licensing/root.pem", a().root.pem());
   PTRUST_CTX* pt = bare.open();
   auto client = client_ctx(GetParam());
   ASSERT_EQ(1, ptrust_SSL_CTX_set1_purpose(client.get(), pt, "licensing"));
   auto server = server_ctx(a().leaf, {&a().inter}, GetParam());
   EXPECT_TRUE(handshake(client.get(), server.get(), "server.test").ok);
   std::filesystem::remove(bare.path() + "/etc/trusted-certs/ca-bundle-licensing.pem");
+  std::filesystem::remove_all(bare.path() + "/etc/trusted-certs/ca-licensing");
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   Outcome after = handshake(client.get(), server.get(), "server.test");
   EXPECT_FALSE(after.ok);
