@@ -167,9 +167,34 @@ void Certificate::check_validity(std::time_t now) const {
 
 namespace {
 
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+// A bundle is nothing but CERTIFICATE blocks and whitespace around them: trailing garbage,
+// binary junk or a truncated last block (PEM_read_bio would skip or ignore them) is
+// STORE_CORRUPT, so every reader of a bundle reaches the same verdict.
+void check_framing(std::string_view pem, const std::string& what) {
+  size_t pos = 0;
+  for (;;) {
+    while (pos < pem.size() && is_space(pem[pos])) ++pos;
+    if (pos == pem.size()) return;
+    std::string_view rest = pem.substr(pos);
+    std::string_view name;
+    for (std::string_view n : {"CERTIFICATE", "X509 CERTIFICATE"})
+      if (rest.starts_with("-----BEGIN " + std::string(n) + "-----")) name = n;
+    if (name.empty()) throw Error(Code::kStoreCorrupt, what + " holds something other than certificates");
+    const std::string end = "-----END " + std::string(name) + "-----";
+    size_t e = pem.find(end, pos);
+    size_t next_begin = pem.find("-----BEGIN ", pos + 1);
+    if (e == std::string_view::npos || (next_begin != std::string_view::npos && next_begin < e))
+      throw Error(Code::kStoreCorrupt, what + " holds a truncated or malformed certificate");
+    pos = e + end.size();
+  }
+}
+
 // Calls `f(der, len)` for each CERTIFICATE block of a bundle; STORE_CORRUPT on anything else.
 template <typename F>
 void for_each_bundle_block(std::string_view pem, const std::string& what, F f) {
+  check_framing(pem, what);
   auto names = pem_block_names(pem);
   for (const auto& n : names)
     if (!is_cert_block(n)) throw Error(Code::kStoreCorrupt, what + " holds a '" + n + "' block");

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <unordered_map>
 
 #include "core/crl.h"
 #include "core/layout.h"
@@ -46,6 +47,34 @@ std::vector<TrustCrl> crls_for(const Context& ctx, std::string_view purpose) {
     if (len <= 0) throw std::bad_alloc();
     ossl::OsslStr owned(reinterpret_cast<char*>(der));
     out.push_back({std::move(n.name), std::string(owned.get(), static_cast<size_t>(len)), std::move(n.crl)});
+  }
+  return out;
+}
+
+// Full decode of the bundle's certificates. The OpenSSL extension caches are computed now,
+// while the state is private to its builder: once published, threads only read them.
+// Certificates the previous state already decoded are shared, not decoded again: a change
+// costs what it changed (OpenSSL 3.0 spends tens of microseconds decoding each public key).
+std::vector<ossl::X509Ptr> decode(const std::vector<DerCert>& certs, const std::string& what,
+                                  const TrustState* previous) {
+  std::unordered_map<std::string_view, X509*> known;
+  if (previous)
+    for (size_t i = 0; i < previous->certs.size() && i < previous->decoded.size(); ++i)
+      known.emplace(previous->certs[i].der, previous->decoded[i].get());
+  std::vector<ossl::X509Ptr> out;
+  out.reserve(certs.size());
+  for (const auto& c : certs) {
+    if (auto it = known.find(c.der); it != known.end()) {
+      if (X509_up_ref(it->second) != 1) throw std::bad_alloc();
+      out.emplace_back(it->second);
+      continue;
+    }
+    auto p = reinterpret_cast<const unsigned char*>(c.der.data());
+    ossl::X509Ptr x(d2i_X509(nullptr, &p, static_cast<long>(c.der.size())));
+    if (!x || p != reinterpret_cast<const unsigned char*>(c.der.data()) + c.der.size())
+      throw Error(Code::kStoreCorrupt, what + " holds a certificate libcrypto cannot decode");
+    X509_check_purpose(x.get(), -1, 0);
+    out.push_back(std::move(x));
   }
   return out;
 }
@@ -115,7 +144,7 @@ PurposePolicy policy_of(const Config& cfg, std::string_view purpose) {
 }
 
 std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_view purpose, const TrustStamp& at,
-                                              const PurposePolicy* policy) noexcept {
+                                              const PurposePolicy* policy, const TrustState* previous) noexcept {
   try {
     auto s = std::make_shared<TrustState>();
     s->purpose = std::string(purpose);
@@ -133,11 +162,13 @@ std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_vi
         s->inputs.store_dir = lstat_id(s->store_dir);
       }
       s->certs = std::move(m.certs);
+      s->decoded = decode(s->certs, s->bundle, previous);
       if (takes_crls(s->mode, s->policy)) s->crls = crls_for(ctx, purpose);
     } catch (const Error& e) {
       s->failure = e.code();
       s->failure_message = e.what();
       s->certs.clear();
+      s->decoded.clear();
       s->crls.clear();
       if (s->bundle.empty()) {  // which source failed, for the report
         try {
@@ -262,12 +293,12 @@ TrustStamp TrustSource::stamp() noexcept {
 }
 
 std::shared_ptr<const TrustState> TrustSource::build(std::string_view purpose, const TrustStamp& at,
-                                                     const PurposePolicy* policy) noexcept {
+                                                     const PurposePolicy* policy, const TrustState* previous) noexcept {
   builds_.fetch_add(1, std::memory_order_relaxed);
   std::shared_ptr<const Configured> c = configured();
   if (!c) return nullptr;
   if (!c->ctx) return failed_trust(purpose, c->code, c->error, at);
-  return build_trust(*c->ctx, purpose, at, policy);
+  return build_trust(*c->ctx, purpose, at, policy, previous);
 }
 
 bool TrustSource::fresh(const TrustState& s, const TrustStamp& now) noexcept {

@@ -83,6 +83,10 @@ struct TrustState {
   std::optional<Code> failure;
   std::string failure_message;
   std::vector<DerCert> certs;  // pinned: the pins; ca / general: the anchors (bundle order)
+  // The same certificates decoded by libcrypto (and its extension caches computed), so that
+  // every consumer reaches one verdict on a bundle: one that libcrypto cannot decode fails
+  // the purpose (STORE_CORRUPT) for the provider too, not only for the hook. Read only.
+  std::vector<ossl::X509Ptr> decoded;
   std::vector<TrustCrl> crls;  // ca / general unless crl-policy is off: the CRLs that apply
   // SHA-256 of purpose, generation, policy, mode, failure and every certificate and CRL: the
   // same in every process that sees the same store (keys server-side session resumption).
@@ -102,8 +106,10 @@ PurposePolicy policy_of(const Config& cfg, std::string_view purpose);
 // Builds `purpose`'s trust under `ctx`. `policy` replaces the configured policy (an offline
 // verification with another crl-policy). Never throws: failures are recorded in the state;
 // nullptr only when memory runs out.
+// `previous` (the purpose's last state, if any) lends the certificates it already decoded.
 std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_view purpose, const TrustStamp& at,
-                                              const PurposePolicy* policy = nullptr) noexcept;
+                                              const PurposePolicy* policy = nullptr,
+                                              const TrustState* previous = nullptr) noexcept;
 
 // A state that fails every verification with `code` (e.g. CONFIG_INVALID).
 std::shared_ptr<const TrustState> failed_trust(std::string_view purpose, Code code, std::string message,
@@ -142,7 +148,8 @@ class TrustSource {
 
   // `purpose`'s trust as of `at` (see build_trust). Never throws; nullptr only out of memory.
   std::shared_ptr<const TrustState> build(std::string_view purpose, const TrustStamp& at,
-                                          const PurposePolicy* policy = nullptr) noexcept;
+                                          const PurposePolicy* policy = nullptr,
+                                          const TrustState* previous = nullptr) noexcept;
 
   // True when `state` does not describe what `now` sees: the generation or the epoch moved
   // (except while the next writer is half-way, for at most kRecheck: the state of the finished
@@ -194,7 +201,8 @@ class TrustSlot {
       std::lock_guard lk(mu_);
       std::shared_ptr<const View> cur = current_.load(std::memory_order_acquire);
       if (cur && cur != seen && !TrustSource::stale(cur->state(), now)) return cur;  // rebuilt meanwhile
-      std::shared_ptr<const TrustState> state = src.build(purpose, now);
+      const std::shared_ptr<const View>& prev = cur ? cur : seen;
+      std::shared_ptr<const TrustState> state = src.build(purpose, now, nullptr, prev ? &prev->state() : nullptr);
       if (!state) return nullptr;  // never keep serving the old view
       cur = std::make_shared<const View>(std::move(state));
       current_.store(cur, std::memory_order_release);

@@ -19,22 +19,6 @@ bool epoch(const ASN1_TIME* t, std::int64_t& out) noexcept {
   return e.has_value();
 }
 
-// Full decode of the state's DER (the provider hands DER to libcrypto; the hook verifies
-// itself). False when one does not decode: the view then fails closed.
-bool decode(const std::vector<DerCert>& in, std::vector<ossl::X509Ptr>& out) {
-  out.reserve(in.size());
-  for (const auto& c : in) {
-    auto p = reinterpret_cast<const unsigned char*>(c.der.data());
-    ossl::X509Ptr x(d2i_X509(nullptr, &p, static_cast<long>(c.der.size())));
-    if (!x) return false;
-    // Computes OpenSSL's lazily cached extension data now, while the view is private to its
-    // builder: once published, verifications on many threads only read these objects.
-    X509_check_purpose(x.get(), -1, 0);
-    out.push_back(std::move(x));
-  }
-  return true;
-}
-
 }  // namespace
 
 bool pin_digest(X509* cert, PinMatch match, Digest& out) noexcept {
@@ -60,11 +44,12 @@ HookView::HookView(std::shared_ptr<const TrustState> state) : state_(std::move(s
     failure = code_info(*s.failure).hook_reason;
     return;
   }
+  // The state's decoded certificates, shared (one more reference each).
   std::vector<ossl::X509Ptr> certs;
-  if (!decode(s.certs, certs)) {
-    ERR_clear_error();
-    failure = PTRUST_REASON_STORE_CORRUPT;
-    return;
+  certs.reserve(s.decoded.size());
+  for (const auto& c : s.decoded) {
+    if (X509_up_ref(c.get()) != 1) throw std::bad_alloc();
+    certs.emplace_back(c.get());
   }
   switch (s.mode) {
     case Mode::kPinned:

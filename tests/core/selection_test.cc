@@ -105,6 +105,22 @@ INSTANTIATE_TEST_SUITE_P(
                      testing::write_file(b, s.substr(0, s.size() - 40));
                    },
                    Code::kStoreCorrupt},
+        BrokenCase{"trailing_garbage",
+                   [](const std::string& b) { testing::write_file(b, testing::read_file(b) + "garbage\n"); },
+                   Code::kStoreCorrupt},
+        BrokenCase{"binary_junk",
+                   [](const std::string& b) {
+                     testing::write_file(b, testing::read_file(b) + std::string("\x00\xff\x13", 3));
+                   },
+                   Code::kStoreCorrupt},
+        BrokenCase{"truncated_last_block",
+                   [](const std::string& b) { testing::write_file(b, testing::read_file(b) + "-----BEG"); },
+                   Code::kStoreCorrupt},
+        BrokenCase{"garbage_between_blocks",
+                   [](const std::string& b) {
+                     testing::write_file(b, "junk\n" + testing::read_file(b));
+                   },
+                   Code::kStoreCorrupt},
         BrokenCase{"key_appended",
                    [](const std::string& b) {
                      testing::write_file(b, testing::read_file(b) + certs().leaf.key_pem());

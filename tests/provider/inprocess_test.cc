@@ -4,6 +4,7 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/provider.h>
+#include <openssl/pem.h>
 #include <openssl/store.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -178,6 +179,22 @@ TEST_F(ProviderInProcess, OpenFailsClosedWithReasonFileAndLine) {
   }
 }
 
+// A certificate whose DER has the right shape and subject (what a cheap scan checks) but that
+// libcrypto cannot decode: its TBS signature algorithm OID starts with 0x80 (invalid).
+std::string undecodable_pem(const Issued& c) {
+  std::string der = c.der();
+  const std::string ecdsa_sha256("\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02", 10);
+  size_t at = der.find(ecdsa_sha256);
+  if (at == std::string::npos) throw std::runtime_error("not an ECDSA-SHA256 certificate");
+  der[at + 2] = '\x80';
+  ossl::BioPtr b(BIO_new(BIO_s_mem()));
+  PEM_write_bio(b.get(), "CERTIFICATE", "", reinterpret_cast<const unsigned char*>(der.data()),
+                static_cast<long>(der.size()));
+  char* p = nullptr;
+  long n = BIO_get_mem_data(b.get(), &p);
+  return std::string(p, static_cast<size_t>(n));
+}
+
 TEST_F(ProviderInProcess, BrokenChosenSourceFailsClosedWithoutFallback) {
   const struct {
     const char* name;
@@ -205,6 +222,29 @@ TEST_F(ProviderInProcess, BrokenChosenSourceFailsClosedWithoutFallback) {
        "ptrust://ldaps", "STORE_UNSAFE", "ptrust://general"},
       {"CorruptCrl", [](const StoreRoot& s) { write_file(s.crl_dir() + "/bad.crl", "garbage"); },
        "ptrust://licensing", "STORE_CORRUPT", "ptrust://peer"},
+      // One bundle parser, one verdict: what the hook refuses, the provider refuses too.
+      {"UndecodableBlockWithTheRightShapePrepended",
+       [](const StoreRoot& s) {
+         write_file(s.bundle("ca-bundle-licensing.pem"),
+                    undecodable_pem(Pki::get().other_ca) + read_file(s.bundle("ca-bundle-licensing.pem")));
+       },
+       "ptrust://licensing", "STORE_CORRUPT", "ptrust://ldaps"},
+      {"TrailingGarbage",
+       [](const StoreRoot& s) {
+         write_file(s.bundle("ca-bundle-licensing.pem"), read_file(s.bundle("ca-bundle-licensing.pem")) + "garbage\n");
+       },
+       "ptrust://licensing", "STORE_CORRUPT", "ptrust://ldaps"},
+      {"BinaryJunk",
+       [](const StoreRoot& s) {
+         write_file(s.bundle("ca-bundle-licensing.pem"),
+                    read_file(s.bundle("ca-bundle-licensing.pem")) + std::string("\x00\xff\x13\x37", 4));
+       },
+       "ptrust://licensing", "STORE_CORRUPT", "ptrust://ldaps"},
+      {"TruncatedLastBlock",
+       [](const StoreRoot& s) {
+         write_file(s.bundle("ca-bundle-licensing.pem"), read_file(s.bundle("ca-bundle-licensing.pem")) + "-----BEG");
+       },
+       "ptrust://licensing", "STORE_CORRUPT", "ptrust://ldaps"},
       {"InvalidConfig",
        [](const StoreRoot& s) { write_file(s.path() + "/etc/ptrust/ptrust.yaml", "purposes: [\n"); },
        "ptrust://licensing", "CONFIG_INVALID", nullptr},
