@@ -193,6 +193,8 @@ TEST_P(Hostile, IsRefusedAndLeavesTheRootByteIdentical) {
   EXPECT_EQ(r.out, "") << "a refusal prints no UUID";
   EXPECT_EQ(r.err.rfind(std::string("ptrust: ") + c.code + ": ", 0), 0u) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
+  EXPECT_EQ(std::count_if(r.err.begin(), r.err.end(), [](unsigned char ch) { return ch < 0x20 || ch == 0x7f; }), 1)
+      << "no control character but the final newline: " << r.err;
   EXPECT_EQ(diff(before, snapshot(root_->path())), "");
 }
 

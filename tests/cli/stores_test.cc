@@ -61,7 +61,9 @@ class Stores : public ::testing::Test {
     Tree before = snapshot(root.path());
     RunResult r = pt(args);
     EXPECT_EQ(r.status, 1) << r.err;
-    EXPECT_EQ(r.err.rfind("ptrust: " + code + ": ", 0), 0u) << "for " << args[0] << " " << args[1] << ": " << r.err;
+    std::string cmd;
+    for (const auto& a : args) cmd += (cmd.empty() ? "" : " ") + a;
+    EXPECT_EQ(r.err.rfind("ptrust: " + code + ": ", 0), 0u) << "for " << cmd << ": " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_EQ(diff(before, snapshot(root.path())), "");
   }
