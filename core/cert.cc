@@ -64,28 +64,79 @@ bool der_is_private_key(std::string_view in) {
   throw Error(Code::kTrustedCertificateInvalid, why);
 }
 
+// The regions of a PEM input outside its blocks (text before, between and after them).
+std::vector<std::string_view> outside_pem_blocks(std::string_view in) {
+  std::vector<std::string_view> out;
+  constexpr std::string_view kBegin = "-----BEGIN ", kEnd = "-----END ", kDashes = "-----";
+  size_t pos = 0;
+  for (;;) {
+    size_t b = in.find(kBegin, pos);
+    out.push_back(in.substr(pos, b == std::string_view::npos ? std::string_view::npos : b - pos));
+    if (b == std::string_view::npos) break;
+    size_t e = in.find(kEnd, b);
+    size_t close = e == std::string_view::npos ? e : in.find(kDashes, e + kEnd.size());
+    if (close == std::string_view::npos) break;  // unterminated: the parsers refuse it
+    pos = close + kDashes.size();
+  }
+  return out;
+}
+
+// True when a DER private key starts anywhere in `bytes` (a SEQUENCE header is checked first,
+// so only plausible offsets are decoded).
+bool holds_der_private_key(std::string_view bytes) {
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (static_cast<unsigned char>(bytes[i]) != 0x30) continue;
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(bytes.data()) + i;
+    const unsigned char* q = p;
+    long len = 0;
+    int tag = 0, cls = 0;
+    int r = ASN1_get_object(&q, &len, &tag, &cls, static_cast<long>(bytes.size() - i));
+    ERR_clear_error();
+    if ((r & 0x80) || len > static_cast<long>(bytes.size() - i) - (q - p)) continue;
+    if (der_is_private_key(bytes.substr(i, static_cast<size_t>(q - p) + static_cast<size_t>(len)))) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
-Certificate Certificate::parse(std::string_view in) {
-  if (in.empty()) invalid("input is empty; expected one PEM or DER certificate");
-  auto names = pem_block_names(in);
-  for (const auto& n : names)
+void refuse_private_keys(std::string_view in) {
+  for (const auto& n : pem_block_names(in))
     if (is_key_block(n))
       throw Error(Code::kPrivateKeyNotAllowed,
                   "input holds a " + n + " block; trust stores are public, install the certificate only");
-  if (names.empty()) {
+  if (in.find("-----BEGIN ") == std::string_view::npos) {
     if (der_is_private_key(in))
       throw Error(Code::kPrivateKeyNotAllowed, "input is a DER private key; install the certificate only");
-    auto x = der_to_x509(reinterpret_cast<const unsigned char*>(in.data()), static_cast<long>(in.size()));
-    if (!x) {
-      // A key concatenated after a DER certificate is still a key in the input.
-      const unsigned char* p = reinterpret_cast<const unsigned char*>(in.data());
-      const unsigned char* q = p;
-      ossl::X509Ptr prefix(d2i_X509(nullptr, &q, static_cast<long>(in.size())));
-      if (prefix && q < p + in.size() && der_is_private_key(in.substr(static_cast<size_t>(q - p))))
-        throw Error(Code::kPrivateKeyNotAllowed, "input holds a DER private key after the certificate");
-      invalid("input is neither a PEM certificate nor exactly one DER certificate");
+    // A key concatenated after a DER object is still a key in the input.
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(in.data());
+    const unsigned char* q = p;
+    long len = 0;
+    int tag = 0, cls = 0;
+    int r = ASN1_get_object(&q, &len, &tag, &cls, static_cast<long>(in.size()));
+    ERR_clear_error();
+    if (!(r & 0x80) && len <= static_cast<long>(in.size()) - (q - p)) {
+      size_t first = static_cast<size_t>(q - p) + static_cast<size_t>(len);
+      if (first < in.size() && holds_der_private_key(in.substr(first)))
+        throw Error(Code::kPrivateKeyNotAllowed, "input holds a DER private key after its first object");
     }
+    ERR_clear_error();
+    return;
+  }
+  // PEM: a DER key beside the blocks (before, between or after them) is a key too.
+  for (std::string_view region : outside_pem_blocks(in))
+    if (holds_der_private_key(region))
+      throw Error(Code::kPrivateKeyNotAllowed, "input holds a DER private key beside its PEM blocks");
+  ERR_clear_error();
+}
+
+Certificate Certificate::parse(std::string_view in) {
+  if (in.empty()) invalid("input is empty; expected one PEM or DER certificate");
+  refuse_private_keys(in);
+  auto names = pem_block_names(in);
+  if (names.empty()) {
+    auto x = der_to_x509(reinterpret_cast<const unsigned char*>(in.data()), static_cast<long>(in.size()));
+    if (!x) invalid("input is neither a PEM certificate nor exactly one DER certificate");
     return Certificate(std::move(x));
   }
   size_t certs = 0;

@@ -48,6 +48,11 @@ class Certificate {
   ossl::X509Ptr x_;
 };
 
+// Refuses (PRIVATE_KEY_NOT_ALLOWED) input holding a private key anywhere: a PEM key block of
+// any kind, a DER key (plain, PKCS#8 or encrypted PKCS#8) alone or after a DER object, or a
+// DER key beside the blocks of a PEM input. Every intake path (certificates and CRLs) runs it.
+void refuse_private_keys(std::string_view input);
+
 // Parses a bundle of CERTIFICATE blocks written by ptrust. Anything else in it (other
 // blocks, trailing garbage, zero certificates) is STORE_CORRUPT: a consumer must fail
 // closed rather than trust a partial bundle.

@@ -218,13 +218,22 @@ Config load_config_file(const std::string& path) {
 }
 
 std::vector<std::string> parse_purpose_list(std::string_view csv, const Config& cfg) {
-  std::vector<std::string> out;
   if (csv.empty()) throw Error(Code::kUnknownPurpose, "empty purpose list; omit --purpose for the general store");
-  std::set<std::string> seen;
+  std::vector<std::string> out;
   size_t pos = 0;
   for (;;) {
     size_t comma = csv.find(',', pos);
-    std::string name(csv.substr(pos, comma == csv.npos ? csv.npos : comma - pos));
+    out.emplace_back(csv.substr(pos, comma == csv.npos ? csv.npos : comma - pos));
+    if (comma == csv.npos) break;
+    pos = comma + 1;
+  }
+  check_purposes(out, cfg);
+  return out;
+}
+
+void check_purposes(const std::vector<std::string>& purposes, const Config& cfg) {
+  std::set<std::string> seen;
+  for (const auto& name : purposes) {
     if (name == kGeneral)
       throw Error(Code::kUnknownPurpose, "'general' is reserved; omit --purpose to install a general CA");
     if (!valid_purpose_name(name))
@@ -232,11 +241,7 @@ std::vector<std::string> parse_purpose_list(std::string_view csv, const Config& 
     if (!cfg.declares(name))
       throw Error(Code::kUnknownPurpose, "purpose '" + name + "' is not declared in " + cfg.source);
     if (!seen.insert(name).second) throw Error(Code::kUnknownPurpose, "purpose '" + name + "' listed twice");
-    out.push_back(name);
-    if (comma == csv.npos) break;
-    pos = comma + 1;
   }
-  return out;
 }
 
 std::string config_path_for(const std::optional<std::string>& root, const std::optional<std::string>& config) {

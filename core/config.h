@@ -55,6 +55,10 @@ Config load_config_file(const std::string& path);
 // Parses "a,b" for install: every name well-formed, declared, not `general`, not repeated.
 // UNKNOWN_PURPOSE otherwise. An empty string is refused (omit --purpose for general).
 std::vector<std::string> parse_purpose_list(std::string_view csv, const Config& cfg);
+// The same rule for a list already split (import, adopt, the store writer): every name
+// well-formed, declared, not `general`, not repeated; UNKNOWN_PURPOSE otherwise. An empty
+// list is allowed (general).
+void check_purposes(const std::vector<std::string>& purposes, const Config& cfg);
 
 // A path that can be written into openssl.cnf or a stunnel configuration as it is: one line,
 // none of # $ \ " (comment, variable, escape and quote characters of openssl.cnf).

@@ -195,9 +195,10 @@ std::string Database::serialize() const {
   return json::serialize(o) + "\n";
 }
 
-Database load_database(int state_dirfd) {
+Database load_database(int state_dirfd, bool* found) {
   auto text = fs::read_at(state_dirfd, std::string(layout::kDatabase), 256u << 20);
-  if (!text) return {};
+  if (found) *found = text && !text->empty();
+  if (!text || text->empty()) return {};
   return Database::parse(*text, std::string(layout::kStateDir) + "/" + std::string(layout::kDatabase));
 }
 

@@ -80,8 +80,10 @@ struct Database {
   std::string serialize() const;
 };
 
-// Reads <state>/db.json (missing → empty database).
-Database load_database(int state_dirfd);
+// Reads <state>/db.json (missing → empty database). `found`, when given, says whether the
+// file exists and holds anything: a missing or zero-length file is "no database", which a
+// writer must not mistake for "nothing installed" while the stores hold material.
+Database load_database(int state_dirfd, bool* found = nullptr);
 void save_database(int state_dirfd, const Database& db);
 
 std::string new_uuid();

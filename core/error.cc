@@ -48,6 +48,7 @@ constexpr CodeInfo kCodes[] = {
     {Code::kNoTrustForPurpose, "NO_TRUST_FOR_PURPOSE", 33, PTRUST_REASON_NO_TRUST_FOR_PURPOSE},
     {Code::kSubjectCheckMissing, "SUBJECT_CHECK_MISSING", 34, PTRUST_REASON_INTERNAL_ERROR},
     {Code::kStunnelSignalFailed, "STUNNEL_SIGNAL_FAILED", 35, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kDatabaseMissing, "DATABASE_MISSING", 36, PTRUST_REASON_INTERNAL_ERROR},
 };
 
 constexpr bool rows_in_enum_order() {
@@ -56,7 +57,7 @@ constexpr bool rows_in_enum_order() {
   return true;
 }
 static_assert(rows_in_enum_order(), "kCodes rows must follow the order of enum Code");
-static_assert(std::size(kCodes) == static_cast<size_t>(Code::kStunnelSignalFailed) + 1, "a Code lacks its row");
+static_assert(std::size(kCodes) == static_cast<size_t>(Code::kDatabaseMissing) + 1, "a Code lacks its row");
 
 constexpr bool provider_reasons_unique() {
   for (size_t i = 0; i < std::size(kCodes); ++i)

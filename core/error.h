@@ -49,6 +49,8 @@ enum class Code {
   kNoTrustForPurpose,
   kSubjectCheckMissing,
   kStunnelSignalFailed,
+  // The database is gone while the stores hold material (additive).
+  kDatabaseMissing,
 };
 
 // What each code is called and how each consumer reports it (core/error.cc holds the table).

@@ -32,6 +32,30 @@ bool overlaps(const std::vector<std::string>& a, const std::vector<std::string>&
   return false;
 }
 
+std::vector<std::string> strings_from(const json::value& v) {
+  std::vector<std::string> out;
+  for (const auto& p : v.as_array()) out.emplace_back(p.as_string());
+  return out;
+}
+
+// installed_at as install would stamp it: a time between 1970 and 9999.
+std::int64_t install_time(const json::object& t, const std::string& what) {
+  constexpr std::int64_t kMax = 253402300799;  // 9999-12-31T23:59:59Z
+  std::int64_t v = t.at("installed_at").to_number<std::int64_t>();
+  if (v < 0 || v > kMax) throw std::invalid_argument("installed_at of " + what + " is out of range");
+  return v;
+}
+
+// Runs the intake checks `install` runs (records.h) on one object; a refusal names the object.
+template <typename F>
+auto vetted(const std::string& what, F f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    throw Error(e.code(), what + ": " + e.what());
+  }
+}
+
 }  // namespace
 
 std::string export_json(const Database& in) {
@@ -74,18 +98,11 @@ Incoming parse_export(const std::string& text, const Config& cfg) {
       if (!valid_uuid(uuid) || !uuids.insert(uuid).second) throw std::invalid_argument("bad or repeated uuid " + uuid);
       auto type = cert_type_from(t.at("type").as_string());
       if (!type) throw std::invalid_argument("bad type for " + uuid);
-      std::vector<std::string> purposes;
-      for (const auto& p : t.at("purposes").as_array()) purposes.emplace_back(p.as_string());
-      for (const auto& p : purposes)
-        if (!cfg.declares(p))
-          throw Error(Code::kUnknownPurpose, "certificate " + uuid + " is for purpose '" + p +
-                                                 "', which is not declared in " + cfg.source);
-      Certificate cert = Certificate::parse(std::string(t.at("pem").as_string()));
-      if (*type == CertType::kCa && !cert.info().is_ca)
-        throw Error(Code::kNotACaCertificate, "certificate " + uuid + " is typed ca but is not a CA");
-      if (*type == CertType::kPinned && purposes.empty())
-        throw Error(Code::kCertificateLacksPurpose, "pinned certificate " + uuid + " has no purpose");
-      CertRecord r = make_cert_record(cert, *type, purposes, t.at("installed_at").to_number<std::int64_t>());
+      std::int64_t installed = install_time(t, uuid);
+      CertRecord r = vetted("trusted certificate " + uuid, [&] {
+        return vet_trusted(Certificate::parse(std::string(t.at("pem").as_string())), *type,
+                           strings_from(t.at("purposes")), cfg, installed, std::nullopt);
+      });
       r.uuid = uuid;
       in.certs.push_back(std::move(r));
     }
@@ -94,21 +111,20 @@ Incoming parse_export(const std::string& text, const Config& cfg) {
       std::string name(t.at("name").as_string());
       if (!layout::valid_legacy_name(name)) throw std::invalid_argument("invalid legacy CA name '" + name + "'");
       if (!legacy_names.insert(name).second) throw std::invalid_argument("repeated legacy name " + name);
-      Certificate cert = Certificate::parse(std::string(t.at("pem").as_string()));
-      in.legacy.push_back(make_legacy_record(name, cert, t.at("installed_at").to_number<std::int64_t>()));
+      std::int64_t installed = install_time(t, name);
+      in.legacy.push_back(vetted("legacy CA " + name, [&] {
+        return vet_legacy(name, Certificate::parse(std::string(t.at("pem").as_string())), installed, std::nullopt);
+      }));
     }
     for (const auto& v : o.at("crls").as_array()) {
       const json::object& t = v.as_object();
       std::string name(t.at("name").as_string());
       if (!layout::valid_file_name(name)) throw std::invalid_argument("invalid CRL name '" + name + "'");
       if (!crl_names.insert(name).second) throw std::invalid_argument("repeated CRL name " + name);
-      std::vector<std::string> purposes;
-      for (const auto& p : t.at("purposes").as_array()) purposes.emplace_back(p.as_string());
-      for (const auto& p : purposes)
-        if (!cfg.declares(p))
-          throw Error(Code::kUnknownPurpose, "CRL " + name + " is for purpose '" + p + "', which is not declared");
-      in.crls.push_back(make_crl_record(std::string(t.at("pem").as_string()), name, purposes,
-                                        t.at("installed_at").to_number<std::int64_t>()));
+      std::int64_t installed = install_time(t, name);
+      in.crls.push_back(vetted("CRL " + name, [&] {
+        return vet_crl(std::string(t.at("pem").as_string()), name, strings_from(t.at("purposes")), cfg, installed);
+      }));
     }
   } catch (const Error&) {
     throw;

@@ -24,8 +24,10 @@ struct Incoming {
 
 std::string export_json(const Database& db);
 
-// Parses and validates every object as `install` would (one certificate, no key, CA check,
-// declared purposes; one CRL). IMPORT_INVALID for a malformed document.
+// Parses and validates every object through the checks `install`, `crl install` and `legacy
+// install` run (records.h: one certificate, no key, CA check, purposes well-formed, declared
+// and not repeated; one CRL), validity dates excepted. IMPORT_INVALID for a malformed
+// document (including an installed_at outside 1970..9999).
 Incoming parse_export(const std::string& doc, const Config& cfg);
 
 // `local` plus what `in` adds. Conflicts: POOL_JOINING_HOST_CA_CERTIFICATES_CONFLICT (legacy

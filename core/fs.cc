@@ -188,6 +188,20 @@ bool remove_at(int dirfd, const std::string& name) {
   return true;
 }
 
+void remove_tree(int dirfd, const std::string& name) {
+  auto st = stat_at(dirfd, name);
+  if (!st) return;
+  if (S_ISDIR(st->st_mode)) {
+    if (Fd sub = open_dir(dirfd, name, false))
+      for (const auto& e : list_dir(sub.get())) remove_tree(sub.get(), e.name);
+    if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+      throw_errno(Code::kIoError, "cannot remove directory " + name);
+    if (::fsync(dirfd) != 0) throw_errno(Code::kIoError, "cannot fsync directory after removing " + name);
+  } else {
+    remove_at(dirfd, name);
+  }
+}
+
 std::string read_input(const std::string& path, size_t max) {
   int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {

@@ -67,6 +67,10 @@ void write_atomic(int dirfd, const std::string& name, std::string_view data, mod
 // unlinkat + fsync(dir); a missing file is not an error. Returns whether it existed.
 bool remove_at(int dirfd, const std::string& name);
 
+// Removes an entry, a whole tree for a directory, never following a symlink (a symlink is
+// removed itself). A missing entry is not an error.
+void remove_tree(int dirfd, const std::string& name);
+
 // Temp files written by write_atomic start with this prefix (sync removes leftovers).
 inline constexpr std::string_view kTempPrefix = ".ptrust-tmp-";
 // kTempPrefix + 16 random hex digits.

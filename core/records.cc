@@ -60,8 +60,7 @@ CertRecord make_cert_record(const Certificate& cert, CertType type, std::vector<
 
 CrlRecord make_crl_record(std::string_view data, std::string name, std::vector<std::string> purposes,
                           std::int64_t installed_at) {
-  if (data.find("PRIVATE KEY-----") != std::string_view::npos)
-    throw Error(Code::kPrivateKeyNotAllowed, "input holds a private key; install the CRL only");
+  refuse_private_keys(data);
   auto crl = parse_crl(data);
   if (!crl) throw Error(Code::kCrlInvalid, "input is not exactly one CRL (PEM or DER)");
   CrlRecord r;
@@ -86,6 +85,45 @@ LegacyRecord make_legacy_record(const std::string& name, const Certificate& cert
 PoolRecord make_pool_record(const std::string& host, bool staged, const Certificate& cert, std::int64_t installed_at) {
   CertInfo i = cert.info();
   return {host, staged, i.sha256, i.subject, i.not_after, installed_at, cert.pem()};
+}
+
+CertRecord vet_trusted(const Certificate& cert, CertType type, std::vector<std::string> purposes, const Config& cfg,
+                       std::int64_t installed_at, std::optional<std::time_t> now) {
+  if (type == CertType::kCa && !cert.info().is_ca)
+    throw Error(Code::kNotACaCertificate,
+                "'" + cert.info().subject + "' is not a CA certificate (needs basicConstraints CA:TRUE and keyCertSign); "
+                "use --pinned to trust this peer certificate itself");
+  if (type == CertType::kPinned && purposes.empty())
+    throw Error(Code::kCertificateLacksPurpose, "a pinned certificate needs --purpose (pins are per purpose)");
+  check_purposes(purposes, cfg);
+  if (now) cert.check_validity(*now);
+  return make_cert_record(cert, type, std::move(purposes), installed_at);
+}
+
+CrlRecord vet_crl(std::string_view data, std::string name, std::vector<std::string> purposes, const Config& cfg,
+                  std::int64_t installed_at) {
+  check_purposes(purposes, cfg);
+  CrlRecord r = make_crl_record(data, std::move(name), std::move(purposes), installed_at);
+  if (!layout::valid_file_name(r.name))
+    throw Error(Code::kCrlNameInvalid, "CRL name '" + r.name + "' must use [A-Za-z0-9._-], not start with '.', "
+                                       "and not look like an OpenSSL hash entry");
+  return r;
+}
+
+LegacyRecord vet_legacy(const std::string& name, const Certificate& cert, std::int64_t installed_at,
+                        std::optional<std::time_t> now) {
+  if (!layout::valid_legacy_name(name))
+    throw Error(Code::kCertificateNameInvalid,
+                "certificate name '" + name + "' must use [A-Za-z0-9._-], not start with '.', and end in .pem");
+  if (now) cert.check_validity(*now);
+  return make_legacy_record(name, cert, installed_at);
+}
+
+PoolRecord vet_pool(const std::string& host, bool staged, const Certificate& cert, std::int64_t installed_at,
+                    std::optional<std::time_t> now) {
+  if (!valid_uuid(host)) throw Error(Code::kHostUuidInvalid, "'" + host + "' is not a host UUID (lower-case 8-4-4-4-12 hex)");
+  if (now) cert.check_validity(*now);
+  return make_pool_record(host, staged, cert, installed_at);
 }
 
 void check_crl_signature(const Database& db, const CrlRecord& r) {

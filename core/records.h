@@ -3,11 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <ctime>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/cert.h"
+#include "core/config.h"
 #include "core/db.h"
 
 namespace ptrust {
@@ -22,6 +25,24 @@ CrlRecord make_crl_record(std::string_view data, std::string name, std::vector<s
 
 LegacyRecord make_legacy_record(const std::string& name, const Certificate& cert, std::int64_t installed_at);
 PoolRecord make_pool_record(const std::string& host, bool staged, const Certificate& cert, std::int64_t installed_at);
+
+// The checks of every intake path (install, crl install, legacy install, pool add, import and
+// sync --adopt), each in one place, so no path accepts what another refuses. `now` unset:
+// validity dates are not checked (import: a pool member's store may legitimately hold an
+// expiring certificate).
+//   trusted: NOT_A_CA_CERTIFICATE, CERTIFICATE_LACKS_PURPOSE, UNKNOWN_PURPOSE (malformed,
+//            undeclared, repeated, general), TRUSTED_CERTIFICATE_EXPIRED / _NOT_VALID_YET
+//   crl:     CRL_INVALID, PRIVATE_KEY_NOT_ALLOWED, CRL_NAME_INVALID, UNKNOWN_PURPOSE
+//   legacy:  CERTIFICATE_NAME_INVALID, the dates
+//   pool:    HOST_UUID_INVALID, the dates
+CertRecord vet_trusted(const Certificate& cert, CertType type, std::vector<std::string> purposes, const Config& cfg,
+                       std::int64_t installed_at, std::optional<std::time_t> now);
+CrlRecord vet_crl(std::string_view data, std::string name, std::vector<std::string> purposes, const Config& cfg,
+                  std::int64_t installed_at);
+LegacyRecord vet_legacy(const std::string& name, const Certificate& cert, std::int64_t installed_at,
+                        std::optional<std::time_t> now);
+PoolRecord vet_pool(const std::string& host, bool staged, const Certificate& cert, std::int64_t installed_at,
+                    std::optional<std::time_t> now);
 
 // When a CA with the CRL's issuer name is installed (trusted or legacy), the CRL's signature
 // must verify with one of them: CRL_SIGNATURE_INVALID otherwise.

@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <chrono>
 #include <set>
 #include <thread>
 #include <type_traits>
 
+#include "core/adopt.h"
 #include "core/capath.h"
 #include "core/crl.h"
 #include "core/error.h"
@@ -20,35 +22,79 @@
 
 namespace ptrust {
 
+namespace {
+
+// Why `name` in `dirfd` is not a regular file ("a directory", "a symlink", ...); nullopt when
+// it is one or does not exist.
+std::optional<std::string> not_regular(int dirfd, const std::string& name) {
+  auto st = fs::stat_at(dirfd, name);
+  if (!st || S_ISREG(st->st_mode)) return std::nullopt;
+  if (S_ISDIR(st->st_mode)) return "a directory";
+  if (S_ISLNK(st->st_mode)) return "a symlink";
+  return "not a regular file";
+}
+
+}  // namespace
+
 // The critical section: a flock on <state>/lock, a 0600 file only the helper's user can
 // open (so no other local user can hold the stores hostage). Writers lock it exclusively,
 // readers shared; a reader on a root no writer ever touched takes no lock (and creates
 // nothing): db.json is replaced atomically, so it always reads a whole database.
 struct Store::Locked {
-  enum class Mode { kRead, kWrite, kCreate, kState };  // kState: kCreate, database not read
+  // kState: kCreate, database not read. kRepair (sync): kCreate, and a lock that is not a
+  // regular file (a directory, a symlink, a FIFO) is reported in `drift` and replaced.
+  enum class Mode { kRead, kWrite, kCreate, kState, kRepair };
   fs::Fd state;
   fs::Fd lock;
   Database db;
+  bool db_found = false;    // db.json exists (and is not empty)
+  std::vector<Drift> drift;  // kRead / kRepair: a lock that is not a regular file
+  std::optional<std::string> bad_lock;  // kRead: what the lock is instead of a regular file
 
   Locked(int root, Mode mode) {
-    const bool create = mode == Mode::kCreate || mode == Mode::kState;
+    const bool create = mode != Mode::kRead && mode != Mode::kWrite;
     state = fs::open_dir(root, layout::kStateDir, create);
     if (!state) return;
     if (create && ::fchmod(state.get(), fs::kDirMode) != 0)  // readers map the generation file
       throw_errno(Code::kIoError, "cannot chmod state directory");
     const std::string name(layout::kLockFile);
+    const std::string path = std::string(layout::kStateDir) + "/" + name;
     const bool reader = mode == Mode::kRead;
-    int fd = reader ? ::openat(state.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-                    : ::openat(state.get(), name.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_CREAT, 0600);
+    if (auto bad = not_regular(state.get(), name)) {
+      if (mode != Mode::kRead && mode != Mode::kRepair) refuse_lock(*bad);
+      drift.push_back({Drift::Kind::kUnsafe, path, *bad + ", expected the lock file"});
+      bad_lock = bad;
+      if (reader) {  // sync --check reports it; a reader reads without the lock (db.json is replaced atomically)
+        load(mode);
+        return;
+      }
+      fs::remove_tree(state.get(), name);  // kRepair: replaced by a fresh lock file below
+    }
+    // O_NONBLOCK: opening a FIFO planted as the lock never blocks.
+    int fd = reader ? ::openat(state.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+                    : ::openat(state.get(), name.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_CREAT, 0600);
     // A reader that cannot open the lock (none yet, a read-only mount, another user) reads
     // without it: db.json is replaced atomically, so it is always a whole database.
-    if (fd < 0 && !(reader && (errno == ENOENT || errno == EROFS || errno == EACCES)))
-      throw_errno(Code::kLockFailed, "cannot open " + std::string(layout::kStateDir) + "/" + name);
+    if (fd < 0 && !(reader && (errno == ENOENT || errno == EROFS || errno == EACCES))) {
+      if (errno == ELOOP || errno == EISDIR || errno == ENXIO) refuse_lock("not a regular file");
+      throw_errno(Code::kLockFailed, "cannot open " + path);
+    }
     if (fd >= 0) {
       lock = fs::Fd(fd);
+      struct stat st;
+      if (::fstat(fd, &st) != 0) throw_errno(Code::kLockFailed, "cannot stat " + path);
+      if (!S_ISREG(st.st_mode)) refuse_lock("not a regular file");  // raced in after the check above
       acquire(mode == Mode::kRead ? LOCK_SH : LOCK_EX);
     }
-    if (mode != Mode::kState) db = load_database(state.get());
+    load(mode);
+  }
+
+  void load(Mode mode);
+
+ public:
+  [[noreturn]] static void refuse_lock(const std::string& what) {
+    throw Error(Code::kLockFailed, std::string(layout::kStateDir) + "/" + std::string(layout::kLockFile) + " is " + what +
+                                       ", not the lock file; nothing was changed: run `ptrust sync` to replace it");
   }
 
  private:
@@ -67,6 +113,10 @@ struct Store::Locked {
   }
 };
 
+void Store::Locked::load(Mode mode) {
+  if (mode != Mode::kState) db = load_database(state.get(), &db_found);
+}
+
 Store::Store(Context ctx) : ctx_(std::move(ctx)), root_(fs::open_root(ctx_.root)) {}
 
 Database Store::database() const {
@@ -75,6 +125,31 @@ Database Store::database() const {
 }
 
 namespace {
+
+bool holds_nothing(const Database& db) {
+  return db.certs.empty() && db.crls.empty() && db.legacy.empty() && db.pool.empty();
+}
+
+// DATABASE_MISSING: db.json is gone (or empty) while the stores hold material. Writing, or
+// syncing, from an empty database would delete every store file; adopting must be explicit.
+void refuse_missing_database(int root, bool db_found) {
+  if (db_found) return;
+  auto material = store_material(root, 1);
+  if (material.empty()) return;
+  throw Error(Code::kDatabaseMissing,
+              std::string(layout::kStateDir) + "/" + std::string(layout::kDatabase) +
+                  " is missing but the stores hold trust material (" + material[0] +
+                  "); nothing was changed: restore the database, or run `ptrust sync --adopt` to adopt what is on disk");
+}
+
+// A writer checks that it can finish before its commit point: a generation file that is not
+// a regular file would fail the change after the database committed it.
+void check_can_finish(int state_dir) {
+  const std::string name(layout::kGenerationFile);
+  if (auto bad = not_regular(state_dir, name))
+    throw Error(Code::kStoreUnsafe, std::string(layout::kStateDir) + "/" + name + " is " + *bad +
+                                        "; nothing was changed: run `ptrust sync` to repair it");
+}
 
 // Runs a writer's check: true when there is something to change (a void check always has).
 template <typename Check>
@@ -92,9 +167,18 @@ bool needed(Check& check, const Database& db) {
 template <typename Check, typename Change>
 void Store::write(bool create, Check check, Change change) {
   // Refusals (and no-ops) before anything is created, not even the lock file.
-  if (!needed(check, Locked(root_.get(), Locked::Mode::kRead).db)) return;
+  {
+    Locked r(root_.get(), Locked::Mode::kRead);
+    if (r.bad_lock) Locked::refuse_lock(*r.bad_lock);
+    if (r.state) check_can_finish(r.state.get());
+    refuse_missing_database(root_.get(), r.db_found);
+    if (!needed(check, r.db)) return;
+  }
   Locked l(root_.get(), create ? Locked::Mode::kCreate : Locked::Mode::kWrite);
-  if (!needed(check, l.db)) return;  // again under the lock: another writer may have raced us
+  // Again under the lock: another writer may have raced us.
+  check_can_finish(l.state.get());
+  refuse_missing_database(root_.get(), l.db_found);
+  if (!needed(check, l.db)) return;
   std::vector<Area> areas = change(l.db);
   commit(l, areas);
 }
@@ -150,11 +234,6 @@ const CertRecord* duplicate_of(const Database& db, const CertRecord& r) {
                                                           " for an overlapping purpose set");
 }
 
-void check_declared(const Config& cfg, const std::vector<std::string>& purposes) {
-  for (const auto& p : purposes)
-    if (!cfg.declares(p)) throw Error(Code::kUnknownPurpose, "purpose '" + p + "' is not declared in " + cfg.source);
-}
-
 template <typename Vec, typename Pred>
 auto find_if_ptr(Vec& v, Pred p) -> decltype(&v[0]) {
   auto it = std::find_if(v.begin(), v.end(), p);
@@ -164,17 +243,7 @@ auto find_if_ptr(Vec& v, Pred p) -> decltype(&v[0]) {
 }  // namespace
 
 CertRecord Store::install(const Certificate& cert, const InstallRequest& req, std::time_t now) {
-  CertInfo info = cert.info();
-  if (req.type == CertType::kCa && !info.is_ca)
-    throw Error(Code::kNotACaCertificate,
-                "'" + info.subject + "' is not a CA certificate (needs basicConstraints CA:TRUE and keyCertSign); "
-                "use --pinned to trust this peer certificate itself");
-  if (req.type == CertType::kPinned && req.purposes.empty())
-    throw Error(Code::kCertificateLacksPurpose, "a pinned certificate needs --purpose (pins are per purpose)");
-  check_declared(ctx_.config, req.purposes);
-  cert.check_validity(now);
-
-  CertRecord r = make_cert_record(cert, req.type, req.purposes, static_cast<std::int64_t>(now));
+  CertRecord r = vet_trusted(cert, req.type, req.purposes, ctx_.config, static_cast<std::int64_t>(now), now);
   auto check = [&](const Database& db) {
     if (const auto* o = duplicate_of(db, r)) already_exists(*o);
   };
@@ -213,13 +282,9 @@ CertRecord Store::uninstall(const std::string& uuid, bool force) {
 
 CrlInstallResult Store::crl_install(std::string_view data, const std::string& name_in,
                                     const std::vector<std::string>& purposes, std::time_t now) {
-  check_declared(ctx_.config, purposes);
   CrlInstallResult res;
-  res.record = make_crl_record(data, name_in, purposes, static_cast<std::int64_t>(now));
+  res.record = vet_crl(data, name_in, purposes, ctx_.config, static_cast<std::int64_t>(now));
   CrlRecord& r = res.record;
-  if (!layout::valid_file_name(r.name))
-    throw Error(Code::kCrlNameInvalid, "CRL name '" + r.name + "' must use [A-Za-z0-9._-], not start with '.', "
-                                       "and not look like an OpenSSL hash entry");
   if (r.next_update != 0 && r.next_update < now)
     res.warnings.push_back("CRL from '" + r.issuer + "' is past its nextUpdate (" + x509::format_time(r.next_update) +
                            "); verification under a strict CRL policy will fail until it is replaced");
@@ -252,11 +317,7 @@ CrlRecord Store::crl_uninstall(const std::string& name) {
 }
 
 LegacyRecord Store::legacy_install(const std::string& name, const Certificate& cert, std::time_t now) {
-  if (!layout::valid_legacy_name(name))
-    throw Error(Code::kCertificateNameInvalid,
-                "certificate name '" + name + "' must use [A-Za-z0-9._-], not start with '.', and end in .pem");
-  cert.check_validity(now);
-  LegacyRecord r = make_legacy_record(name, cert, static_cast<std::int64_t>(now));
+  LegacyRecord r = vet_legacy(name, cert, static_cast<std::int64_t>(now), now);
   auto check = [&](const Database& db) {
     if (find_if_ptr(db.legacy, [&](const LegacyRecord& o) { return o.name == name; }))
       throw Error(Code::kCaCertificateAlreadyExists, "a legacy CA named '" + name + "' is already installed");
@@ -291,9 +352,7 @@ LegacyRecord Store::legacy_uninstall(const std::string& name, bool force) {
 }
 
 PoolRecord Store::pool_add(const std::string& host, const Certificate& cert, bool staged, std::time_t now) {
-  if (!valid_uuid(host)) throw Error(Code::kHostUuidInvalid, "'" + host + "' is not a host UUID (lower-case 8-4-4-4-12 hex)");
-  cert.check_validity(now);
-  PoolRecord r = make_pool_record(host, staged, cert, static_cast<std::int64_t>(now));
+  PoolRecord r = vet_pool(host, staged, cert, static_cast<std::int64_t>(now), now);
   auto check = [](const Database&) {};  // adding replaces: nothing in the database refuses it
   write(true, check, [&](Database& db) {
     // A host has one current certificate and at most one staged one.
@@ -358,19 +417,128 @@ Database Store::eject() {
 }
 
 std::vector<Drift> Store::sync(bool repair) {
-  Locked l(root_.get(), repair ? Locked::Mode::kCreate : Locked::Mode::kRead);
-  std::vector<Drift> out;
-  const std::string gen_path = std::string(layout::kStateDir) + "/" + std::string(layout::kGenerationFile);
-  std::uint64_t gen = l.state ? read_generation(l.state.get()) : 0;
-  if (l.state && gen == 0 && !(l.db.certs.empty() && l.db.crls.empty() && l.db.legacy.empty() && l.db.pool.empty()))
+  {
+    // Refusals before anything is repaired (not even a lock that is not a file).
+    Locked r(root_.get(), Locked::Mode::kRead);
+    refuse_missing_database(root_.get(), r.db_found);
+    if (!repair) return drift(r, false);
+  }
+  Locked l(root_.get(), Locked::Mode::kRepair);
+  refuse_missing_database(root_.get(), l.db_found);
+  return drift(l, true);
+}
+
+AdoptResult Store::adopt(std::time_t now) {
+  auto adopt = [&](const Locked& l) {
+    if (l.db_found && !holds_nothing(l.db))
+      throw Error(Code::kUsage, "this root has a database (" + std::to_string(l.db.certs.size() + l.db.crls.size() +
+                                                                           l.db.legacy.size() + l.db.pool.size()) +
+                                    " records): --adopt only recovers a root whose database is missing or empty; "
+                                    "run `ptrust sync`");
+    return adopt_from_disk(root_.get(), ctx_.config, now);
+  };
+  {
+    Locked r(root_.get(), Locked::Mode::kRead);  // every refusal before anything is written
+    adopt(r);
+  }
+  Locked l(root_.get(), Locked::Mode::kRepair);
+  Adopted a = adopt(l);
+  AdoptResult res;
+  res.warnings = std::move(a.warnings);
+  res.adopted = a.db;
+  l.db = std::move(a.db);
+  save_database(l.state.get(), l.db);  // the commit point; the files follow from it
+  l.db_found = true;
+  res.repaired = drift(l, true);
+  return res;
+}
+
+namespace {
+
+std::string mode_detail(mode_t have, mode_t want) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "mode %04o, expected %04o", have & 07777, want);
+  return buf;
+}
+
+}  // namespace
+
+std::vector<Drift> Store::drift(Locked& l, bool repair) {
+  std::vector<Drift> out = l.drift;  // a lock that is not a regular file (already replaced when repairing)
+  std::vector<std::function<void()>> fixes;  // repairs of the state files and directories, run before apply
+  const std::string state_dir(layout::kStateDir);
+  const std::string gen_name(layout::kGenerationFile);
+  const std::string gen_path = state_dir + "/" + gen_name;
+
+  // The directories ptrust owns must be 0755: consumers (stunnel after setuid, the provider
+  // in any process) must be able to reach the stores and the generation file.
+  for (std::string_view rel : {layout::kTrustedDir, layout::kStunnelDir, layout::kStateDir}) {
+    fs::Fd d = fs::open_dir(root_.get(), rel, false);
+    struct stat st;
+    if (!d || ::fstat(d.get(), &st) != 0 || (st.st_mode & 07777) == fs::kDirMode) continue;
+    out.push_back({Drift::Kind::kMode, std::string(rel), mode_detail(st.st_mode, fs::kDirMode)});
+    fixes.push_back([this, rel] {
+      fs::Fd d = fs::open_dir(root_.get(), rel, false);
+      if (d && ::fchmod(d.get(), fs::kDirMode) != 0) throw_errno(Code::kIoError, "cannot chmod " + std::string(rel));
+    });
+  }
+  if (l.lock) {
+    struct stat st;
+    if (::fstat(l.lock.get(), &st) == 0 && (st.st_mode & 07777) != 0600) {
+      out.push_back({Drift::Kind::kMode, state_dir + "/" + std::string(layout::kLockFile), mode_detail(st.st_mode, 0600)});
+      int fd = l.lock.get();
+      fixes.push_back([fd] {
+        if (::fchmod(fd, 0600) != 0) throw_errno(Code::kIoError, "cannot chmod the lock file");
+      });
+    }
+  }
+
+  std::uint64_t gen = 0;
+  bool gen_unsafe = false;
+  if (l.state) {
+    if (auto bad = not_regular(l.state.get(), gen_name)) {
+      // Writers refuse to start a change on it; sync replaces it (begin_change creates it).
+      gen_unsafe = true;
+      out.push_back({Drift::Kind::kUnsafe, gen_path, *bad + ", expected the generation file"});
+      int sfd = l.state.get();
+      fixes.push_back([sfd, gen_name] { fs::remove_tree(sfd, gen_name); });
+    } else {
+      gen = read_generation(l.state.get());
+      auto st = fs::stat_at(l.state.get(), gen_name);
+      if (st && (st->st_mode & 07777) != fs::kFileMode) {
+        out.push_back({Drift::Kind::kMode, gen_path, mode_detail(st->st_mode, fs::kFileMode)});
+        int sfd = l.state.get();
+        fixes.push_back([sfd, gen_name] {
+          int fd = ::openat(sfd, gen_name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+          if (fd < 0) throw_errno(Code::kIoError, "cannot open the generation file");
+          fs::Fd g(fd);
+          if (::fchmod(fd, fs::kFileMode) != 0) throw_errno(Code::kIoError, "cannot chmod the generation file");
+        });
+      }
+    }
+  }
+  if (l.state && !gen_unsafe && gen == 0 && !holds_nothing(l.db))
     out.push_back({Drift::Kind::kMissing, gen_path, "store generation"});
   if (gen != 0 && !generation_stable(gen))
     out.push_back({Drift::Kind::kStale, gen_path, "a writer did not finish its change; readers must reload"});
-  // Temp files a killed writer left in the state directory (never visible as state).
+  // Temp files a killed writer left in the state directory (never visible as state), and
+  // beside the legacy and pool bundles in etc/stunnel (a writer killed in `legacy install`
+  // or `pool add`); the store directories and etc/trusted-certs report their own.
   if (l.state)
     for (const auto& e : fs::list_dir(l.state.get()))
       if (e.name.rfind(fs::kTempPrefix, 0) == 0)
-        out.push_back({Drift::Kind::kRemnant, std::string(layout::kStateDir) + "/" + e.name, "temporary file"});
+        out.push_back({Drift::Kind::kRemnant, state_dir + "/" + e.name, "temporary file"});
+  if (fs::Fd st = fs::open_dir(root_.get(), layout::kStunnelDir, false)) {
+    for (const auto& e : fs::list_dir(st.get())) {
+      if (e.name.rfind(fs::kTempPrefix, 0) != 0) continue;
+      out.push_back({Drift::Kind::kRemnant, std::string(layout::kStunnelDir) + "/" + e.name,
+                     "temporary file of a killed writer"});
+      std::string name = e.name;
+      fixes.push_back([this, name] {
+        if (fs::Fd d = fs::open_dir(root_.get(), layout::kStunnelDir, false)) fs::remove_tree(d.get(), name);
+      });
+    }
+  }
 
   std::vector<Area> areas = all_areas(root_.get(), l.db);
   for (const auto& a : areas) reconcile(root_.get(), l.db, a, false, out);
@@ -379,6 +547,7 @@ std::vector<Drift> Store::sync(bool repair) {
   // root ptrust never wrote has none.
   if (l.state && !capath::inputs_drift(out)) capath::reconcile(root_.get(), ctx_, false, out);
   if (!repair || out.empty()) return out;
+  for (const auto& f : fixes) f();
   apply(l, areas, true);
   return out;
 }

@@ -29,6 +29,13 @@ struct CrlInstallResult {
   std::vector<std::string> warnings;  // e.g. past its nextUpdate
 };
 
+// `sync --adopt`: the records adopted from disk, then what the sync that followed repaired.
+struct AdoptResult {
+  Database adopted;
+  std::vector<std::string> warnings;
+  std::vector<Drift> repaired;
+};
+
 class Store {
  public:
   explicit Store(Context ctx);
@@ -65,8 +72,13 @@ class Store {
   Database eject();
 
   // Compares disk with the database; with `apply`, repairs every difference.
-  // Returns what differed (before repair).
+  // Returns what differed (before repair). DATABASE_MISSING when db.json is missing (or
+  // empty) while the stores hold material: repairing from nothing would delete them all.
   std::vector<Drift> sync(bool apply);
+
+  // Recovery from DATABASE_MISSING: adopts every store file (core/adopt.h), commits the
+  // records, then syncs. USAGE when the root has a database with records.
+  AdoptResult adopt(std::time_t now);
 
   // Runs `fn(state_dir)` (the state directory's descriptor) under the writer lock, creating
   // both when missing: for state the helper keeps beside the stores whose writers must not
@@ -89,6 +101,8 @@ class Store {
   // to do" (false): then nothing is locked, written or bumped (no-op import and eject).
   template <typename Check, typename Change>
   void write(bool create, Check check, Change change);
+  // sync's body under the held lock: state files and directories, every area, capath.
+  std::vector<Drift> drift(Locked& l, bool repair);
 
   Context ctx_;
   fs::Fd root_;

@@ -50,6 +50,9 @@ std::string read_input_file(const std::string& path);
 boost::json::object crl_json(const CrlRecord& r);
 void add_verify_commands(std::vector<Command>& out);  // verify, probe (helper/verify.cc)
 
+// Prints `ptrust: CODE: message` on stderr as one line (control characters escaped).
+void print_refusal(std::string_view code, std::string_view message);
+
 // Prints a JSON value (pretty enough for humans: one document per line).
 void print_json(const boost::json::value& v);
 

@@ -18,6 +18,22 @@ Context Common::context() const {
 
 namespace {
 
+// Every refusal is one line: control characters that came from user input (a name with a
+// newline, an escape sequence) are printed escaped, never raw.
+std::string one_line(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 constexpr const char* kVersion = "0.1.0";
 
 void print_usage(std::ostream& os) {
@@ -55,7 +71,7 @@ void add_common(po::options_description& d, Common& c, bool reads) {
 }
 
 [[noreturn]] void usage_error(const std::string& msg, const char* cmd) {
-  std::cerr << "ptrust: USAGE: " << msg << " (see `ptrust " << (cmd ? std::string(cmd) + " " : "") << "--help`)\n";
+  std::cerr << "ptrust: USAGE: " << one_line(msg) << " (see `ptrust " << (cmd ? std::string(cmd) + " " : "") << "--help`)\n";
   std::exit(2);
 }
 
@@ -130,6 +146,11 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
+// The one place a refusal is printed: `ptrust: CODE: message`, one line.
+void print_refusal(std::string_view code, std::string_view message) {
+  std::cerr << "ptrust: " << code << ": " << one_line(message) << "\n";
+}
+
 }  // namespace ptrust::cli
 
 int main(int argc, char** argv) {
@@ -137,13 +158,13 @@ int main(int argc, char** argv) {
   try {
     return cli::run(argc, argv);
   } catch (const boost::program_options::error& e) {
-    std::cerr << "ptrust: USAGE: " << e.what() << " (see `ptrust --help`)\n";
+    cli::print_refusal("USAGE", std::string(e.what()) + " (see `ptrust --help`)");
     return 2;
   } catch (const Error& e) {
-    std::cerr << "ptrust: " << code_name(e.code()) << ": " << e.what() << "\n";
+    cli::print_refusal(code_name(e.code()), e.what());
     return exit_status(e.code());
   } catch (const std::exception& e) {
-    std::cerr << "ptrust: INTERNAL_ERROR: " << e.what() << "\n";
+    cli::print_refusal("INTERNAL_ERROR", e.what());
     return 1;
   }
 }

@@ -143,19 +143,60 @@ int resolve_cmd(const Common& c, const po::variables_map& vm) {
   return 0;
 }
 
+json::array drift_json(const std::vector<Drift>& drift) {
+  json::array a;
+  for (const auto& d : drift)
+    a.emplace_back(json::object{{"kind", std::string(to_string(d.kind))}, {"path", d.path}, {"detail", d.detail}});
+  return a;
+}
+
+void print_drift(const std::vector<Drift>& drift, bool repaired) {
+  for (const auto& d : drift)
+    std::cout << (repaired ? "repaired " : "") << to_string(d.kind) << ": " << d.path
+              << (d.detail.empty() ? "" : " (" + d.detail + ")") << "\n";
+}
+
+// Recovery after DATABASE_MISSING: adopts the files on disk (validated as their intake
+// commands validate them), then syncs.
+int adopt_cmd(const Common& c) {
+  Store store(c.context());
+  AdoptResult r = store.adopt(std::time(nullptr));
+  for (const auto& w : r.warnings) std::cerr << "ptrust: warning: " << w << "\n";
+  const Database& db = r.adopted;
+  if (c.json) {
+    json::array certs, crls, legacy, pool;
+    for (const auto& x : db.certs) certs.emplace_back(record_json(x));
+    for (const auto& x : db.crls) crls.emplace_back(crl_json(x));
+    for (const auto& x : db.legacy) legacy.emplace_back(x.name);
+    for (const auto& x : db.pool) pool.emplace_back(x.file());
+    print_json(json::object{{"adopted", json::object{{"certificates", std::move(certs)}, {"crls", std::move(crls)},
+                                                     {"legacy", std::move(legacy)}, {"pool", std::move(pool)}}},
+                            {"repaired", drift_json(r.repaired)}});
+    return 0;
+  }
+  for (const auto& x : db.certs)
+    std::cout << "adopted " << to_string(x.type) << " " << x.uuid << " purposes=" << purposes_text(x) << " ("
+              << x.subject << ")\n";
+  for (const auto& x : db.crls) std::cout << "adopted crl " << x.name << "\n";
+  for (const auto& x : db.legacy) std::cout << "adopted legacy " << x.name << "\n";
+  for (const auto& x : db.pool) std::cout << "adopted pool " << x.file() << "\n";
+  print_drift(r.repaired, true);
+  std::cout << "in sync\n";
+  return 0;
+}
+
 int sync_cmd(const Common& c, const po::variables_map& vm) {
   bool check = vm["check"].as<bool>();
+  if (vm["adopt"].as<bool>()) {
+    if (check) throw Error(Code::kUsage, "--adopt and --check exclude each other");
+    return adopt_cmd(c);
+  }
   Store store(c.context());
   auto drift = store.sync(!check);
   if (c.json) {
-    json::array a;
-    for (const auto& d : drift)
-      a.emplace_back(json::object{{"kind", std::string(to_string(d.kind))}, {"path", d.path}, {"detail", d.detail}});
-    print_json(json::object{{"clean", drift.empty()}, {"repaired", !check && !drift.empty()}, {"drift", std::move(a)}});
+    print_json(json::object{{"clean", drift.empty()}, {"repaired", !check && !drift.empty()}, {"drift", drift_json(drift)}});
   } else {
-    for (const auto& d : drift)
-      std::cout << (check ? "" : "repaired ") << to_string(d.kind) << ": " << d.path
-                << (d.detail.empty() ? "" : " (" + d.detail + ")") << "\n";
+    print_drift(drift, !check);
     if (drift.empty()) std::cout << "in sync\n";
   }
   return check && !drift.empty() ? 1 : 0;
@@ -189,9 +230,11 @@ void add_trust_commands(std::vector<Command>& out) {
                    p.add("purpose", 1);
                  },
                  resolve_cmd});
-  out.push_back({"sync", "[--check]", "reconcile the stores with the database", true,
+  out.push_back({"sync", "[--check | --adopt]", "reconcile the stores with the database", true,
                  [](po::options_description& d, po::positional_options_description&) {
-                   d.add_options()("check", po::bool_switch(), "report drift only; exit 1 if any");
+                   d.add_options()("check", po::bool_switch(), "report drift only; exit 1 if any")(
+                       "adopt", po::bool_switch(),
+                       "the database is missing: adopt the store files (validated as install would), then sync");
                  },
                  sync_cmd});
 }

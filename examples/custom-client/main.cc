@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 
 #include <iostream>
+#include <memory>
 #include <string>
 
 #include "ptrust/ptrust.hpp"
@@ -43,7 +44,13 @@ int main(int argc, char** argv) {
     std::cerr << "custom-client: " << error << "\n";
     return 1;
   }
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  // Owned by a unique_ptr: every return below frees it (copy this pattern, not a bare pointer).
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> owner(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+  SSL_CTX* ctx = owner.get();
+  if (!ctx) {
+    std::cerr << "custom-client: cannot create an SSL_CTX\n";
+    return 1;
+  }
   if (!trust->attach(ctx, argv[3])) {  // ptrust: verify peers under PURPOSE
     std::cerr << "custom-client: unknown purpose " << argv[3] << "\n";
     return 1;
@@ -54,6 +61,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   SSL* ssl = SSL_new(ctx);
+  if (!ssl) {
+    close(fd);
+    std::cerr << "custom-client: cannot create an SSL\n";
+    return 1;
+  }
   SSL_set_fd(ssl, fd);
   SSL_set_tlsext_host_name(ssl, host);
   SSL_set1_host(ssl, host);  // name the peer as usual (for an IP use SSL_set1_ip_asc)
@@ -78,6 +90,5 @@ int main(int argc, char** argv) {
   }
   SSL_free(ssl);
   close(fd);
-  SSL_CTX_free(ctx);
   return v && v->ok() ? 0 : 1;
 }

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
+#include <memory>
 #include <thread>
 
 #include "ptrust/ptrust.hpp"
@@ -45,6 +46,11 @@ static bool check_in(SSL_CTX* ctx, const char* host, const char* port, int n) {
     return false;
   }
   SSL* ssl = SSL_new(ctx);
+  if (!ssl) {
+    close(fd);
+    std::cout << "FAILED reason=INTERNAL_ERROR (cannot create an SSL)\n";
+    return false;
+  }
   SSL_set_fd(ssl, fd);
   SSL_set_tlsext_host_name(ssl, host);
   SSL_set1_host(ssl, host);
@@ -79,7 +85,13 @@ int main(int argc, char** argv) {
     std::cerr << "licensing-agent: " << error << "\n";
     return 1;
   }
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  // Owned by a unique_ptr: every return below frees it (copy this pattern, not a bare pointer).
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> owner(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+  SSL_CTX* ctx = owner.get();
+  if (!ctx) {
+    std::cerr << "licensing-agent: cannot create an SSL_CTX\n";
+    return 1;
+  }
   if (!trust->attach(ctx, "licensing")) {
     std::cerr << "licensing-agent: purpose 'licensing' is not declared\n";
     return 1;
@@ -89,6 +101,5 @@ int main(int argc, char** argv) {
     if (n > 1) std::this_thread::sleep_for(std::chrono::milliseconds(interval));
     ok = check_in(ctx, argv[1], argv[2], n);
   }
-  SSL_CTX_free(ctx);
   return ok ? 0 : 1;
 }

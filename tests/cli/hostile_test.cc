@@ -107,6 +107,8 @@ std::vector<Case> cases() {
        kCa, "PRIVATE_KEY_NOT_ALLOWED"},
       {"der_key", file(der_key), kCa, "PRIVATE_KEY_NOT_ALLOWED"},
       {"der_cert_then_der_key", file([] { return fx().ca.der() + der_key(); }), kCa, "PRIVATE_KEY_NOT_ALLOWED"},
+      {"pem_cert_then_der_key", file([] { return fx().ca.pem() + der_key(); }), kCa, "PRIVATE_KEY_NOT_ALLOWED"},
+      {"der_key_then_pem_cert", file([] { return der_key() + "\n" + fx().ca.pem(); }), kCa, "PRIVATE_KEY_NOT_ALLOWED"},
       {"csr", file(csr_pem), kCa, "TRUSTED_CERTIFICATE_INVALID"},
       {"crl_as_cert", file([] { auto c = make_crl(fx().ca, {}); return crl_pem(c.get()); }), kCa,
        "TRUSTED_CERTIFICATE_INVALID"},
@@ -152,6 +154,10 @@ std::vector<Case> cases() {
        "TRUSTED_CERTIFICATE_NOT_FOUND"},
       {"uninstall_path", nullptr, {"uninstall", "../../etc/passwd"}, "TRUSTED_CERTIFICATE_NOT_FOUND"},
       {"uninstall_empty", nullptr, {"uninstall", ""}, "TRUSTED_CERTIFICATE_NOT_FOUND"},
+      // Echoed user input never breaks the one-line promise.
+      {"uninstall_newline", nullptr, {"uninstall", "x\nptrust: OK: forged second line"}, "TRUSTED_CERTIFICATE_NOT_FOUND"},
+      {"purpose_newline", file([] { return fx().ca.pem(); }), {"--ca", "--purpose", "lic\nensing"}, "UNKNOWN_PURPOSE"},
+      {"crl_name_escape", nullptr, {"crl", "uninstall", "a\r\x1b[2Kb"}, "CRL_DOES_NOT_EXIST"},
   };
 }
 
@@ -187,6 +193,8 @@ TEST_P(Hostile, IsRefusedAndLeavesTheRootByteIdentical) {
   EXPECT_EQ(r.out, "") << "a refusal prints no UUID";
   EXPECT_EQ(r.err.rfind(std::string("ptrust: ") + c.code + ": ", 0), 0u) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
+  EXPECT_EQ(std::count_if(r.err.begin(), r.err.end(), [](unsigned char ch) { return ch < 0x20 || ch == 0x7f; }), 1)
+      << "no control character but the final newline: " << r.err;
   EXPECT_EQ(diff(before, snapshot(root_->path())), "");
 }
 

@@ -61,7 +61,9 @@ class Stores : public ::testing::Test {
     Tree before = snapshot(root.path());
     RunResult r = pt(args);
     EXPECT_EQ(r.status, 1) << r.err;
-    EXPECT_EQ(r.err.rfind("ptrust: " + code + ": ", 0), 0u) << "for " << args[0] << " " << args[1] << ": " << r.err;
+    std::string cmd;
+    for (const auto& a : args) cmd += (cmd.empty() ? "" : " ") + a;
+    EXPECT_EQ(r.err.rfind("ptrust: " + code + ": ", 0), 0u) << "for " << cmd << ": " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_EQ(diff(before, snapshot(root.path())), "");
   }
@@ -86,6 +88,16 @@ TEST_F(Stores, CrlRefusals) {
   refused({"crl", "install", in / "garbage.crl"}, "CRL_INVALID");
   refused({"crl", "install", in / "two.crl"}, "CRL_INVALID");
   refused({"crl", "install", in / "keyed.crl"}, "PRIVATE_KEY_NOT_ALLOWED");
+  {  // a DER key beside a PEM CRL, or after a DER CRL, is a key in the input too
+    unsigned char* k = nullptr;
+    int n = i2d_PrivateKey(pki().other.key.get(), &k);
+    std::string der_key(reinterpret_cast<char*>(k), static_cast<size_t>(n));
+    OPENSSL_free(k);
+    write_file(in / "pem-der-key.crl", crl_pem(c1.get()) + der_key);
+    write_file(in / "der-der-key.crl", crl_der(c1.get()) + der_key);
+    refused({"crl", "install", in / "pem-der-key.crl"}, "PRIVATE_KEY_NOT_ALLOWED");
+    refused({"crl", "install", in / "der-der-key.crl"}, "PRIVATE_KEY_NOT_ALLOWED");
+  }
   refused({"crl", "install", in / "forged.crl", "--name", "forged.crl"}, "CRL_SIGNATURE_INVALID");
   refused({"crl", "install", in / "root.der.crl", "--name", "root.crl"}, "CRL_ALREADY_EXISTS");
   for (std::string bad : {".hidden", "a/b", "../x", "8fbbd419.r0", "8fbbd419.0", "sp ace", ""})
@@ -157,7 +169,7 @@ TEST_F(Stores, LegacyStore) {
   EXPECT_EQ(file("etc/stunnel/xapi-stunnel-ca-bundle.pem"), pki().legacy_ca.pem());
   ok({"legacy", "install", "a-other.pem", in / "other.pem"});
   EXPECT_EQ(file("etc/stunnel/xapi-stunnel-ca-bundle.pem"), pki().other.pem() + pki().legacy_ca.pem()) << "by name";
-  for (std::string bad : {"wlb", ".wlb.pem", "a/b.pem", "../x.pem", ".pem", "x y.pem"})
+  for (std::string bad : {"wlb", ".wlb.pem", "a/b.pem", "../x.pem", ".pem", "x y.pem", "a\nb.pem"})
     refused({"legacy", "install", bad, in / "legacy.pem"}, "CERTIFICATE_NAME_INVALID");
   refused({"legacy", "install", "wlb.pem", in / "other.pem"}, "CA_CERTIFICATE_ALREADY_EXISTS");
   write_file(in / "keyed.pem", pki().other.pem() + pki().other.key_pem());
@@ -406,6 +418,187 @@ TEST(Exchange, NamesInADocumentCannotEscapeTheirStore) {
     EXPECT_EQ(diff(before, snapshot(b.path())), "") << name;
   }
   EXPECT_EQ(json::parse(ptrust(b.path(), {"resolve", "licensing", "--json"}).out).at("mode").as_string(), "none");
+}
+
+// Import runs the checks install runs, through the same code: what install refuses, an
+// export document cannot smuggle in.
+TEST(Exchange, ImportRefusesWhatInstallRefuses) {
+  TempDir a, b, in;
+  Issued ca = self_signed({.cn = "Twice", .ca = true});
+  Issued leaf = issue({.cn = "leaf.example"}, ca);
+  write_file(in / "ca.pem", ca.pem());
+  ASSERT_EQ(ptrust(a.path(), {"install", in / "ca.pem", "--ca", "--purpose", "licensing"}).status, 0);
+  ASSERT_EQ(ptrust(a.path(), {"export", in / "doc.json"}).status, 0);
+  std::string doc = read_file(in / "doc.json");
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string d = doc;
+    EXPECT_NE(d.find(from), std::string::npos) << from;
+    d.replace(d.find(from), from.size(), to);
+    return d;
+  };
+  json::value v = json::parse(doc);
+  std::string installed = "\"installed_at\":" + json::serialize(v.at("trusted").as_array()[0].at("installed_at"));
+  std::string leaf_pem = leaf.pem();
+  std::string leaf_json = json::serialize(json::value(leaf_pem));
+  std::string ca_json = json::serialize(json::value(ca.pem()));
+  Tree before = snapshot(b.path());
+  for (auto [name, text, code] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"purpose-twice", with("[\"licensing\"]", "[\"licensing\",\"licensing\"]"), "UNKNOWN_PURPOSE"},
+           {"purpose-general", with("[\"licensing\"]", "[\"general\"]"), "UNKNOWN_PURPOSE"},
+           {"purpose-malformed", with("[\"licensing\"]", "[\"../x\"]"), "UNKNOWN_PURPOSE"},
+           {"installed-at-min", with(installed, "\"installed_at\":-9223372036854775808"), "IMPORT_INVALID"},
+           {"installed-at-negative", with(installed, "\"installed_at\":-1"), "IMPORT_INVALID"},
+           {"leaf-as-ca", with(ca_json, leaf_json), "NOT_A_CA_CERTIFICATE"},
+           {"pinned-without-purpose", with("\"type\":\"ca\",\"purposes\":[\"licensing\"]", "\"type\":\"pinned\",\"purposes\":[]"),
+            "CERTIFICATE_LACKS_PURPOSE"},
+       }) {
+    write_file(in / name, text);
+    RunResult r = ptrust(b.path(), {"import", in / name});
+    EXPECT_EQ(r.status, 1) << name;
+    EXPECT_EQ(r.err.rfind("ptrust: " + code + ": ", 0), 0u) << name << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(diff(before, snapshot(b.path())), "") << name;
+  }
+}
+
+// A missing database never wipes the stores: every writer and sync refuse with
+// DATABASE_MISSING (root byte-identical); `sync --adopt` adopts what is on disk, validated
+// as the intake commands validate it, with UUIDs, types and purposes from where files are.
+TEST_F(Stores, MissingDatabaseIsRefusedThenAdopted) {
+  std::string uuid = pt({"install", in / "root.pem", "--ca", "--purpose", "licensing,ldaps"}).out.substr(0, 36);
+  ok({"install", in / "other.pem", "--ca"});
+  ok({"crl", "install", in / "root.crl", "--name", "root.crl", "--purpose", "licensing"});
+  ok({"legacy", "install", "wlb.pem", in / "legacy.pem"});
+  ok({"pool", "add", kHost1, in / "host1.pem"});
+  ok({"pool", "add", kHost1, in / "host1-next.pem", "--new"});
+  json::value listed = json::parse(pt({"list", "--json"}).out);
+  auto stores = [&] {
+    Tree t = snapshot(root.path());
+    t.erase("var/lib/ptrust/generation");
+    t.erase("var/lib/ptrust/db.json");
+    return t;
+  };
+  Tree installed = stores();
+  ASSERT_EQ(::unlink((root / "var/lib/ptrust/db.json").c_str()), 0);
+
+  refused({"sync"}, "DATABASE_MISSING");
+  refused({"sync", "--check"}, "DATABASE_MISSING");
+  refused({"install", in / "legacy.pem", "--ca", "--purpose", "licensing"}, "DATABASE_MISSING");
+  refused({"uninstall", uuid}, "DATABASE_MISSING");
+  refused({"eject"}, "DATABASE_MISSING");
+  refused({"legacy", "install", "x.pem", in / "other.pem"}, "DATABASE_MISSING");
+  write_file(root / "var/lib/ptrust/db.json", "");  // an empty file is no database either
+  refused({"sync"}, "DATABASE_MISSING");
+  ASSERT_EQ(::unlink((root / "var/lib/ptrust/db.json").c_str()), 0);
+
+  RunResult adopt = pt({"sync", "--adopt"});
+  ASSERT_EQ(adopt.status, 0) << adopt.err;
+  EXPECT_NE(adopt.out.find("adopted ca " + uuid + " purposes=ldaps,licensing"), std::string::npos) << adopt.out;
+  EXPECT_NE(adopt.out.find("adopted crl root.crl"), std::string::npos) << adopt.out;
+  EXPECT_NE(adopt.out.find("adopted legacy wlb.pem"), std::string::npos) << adopt.out;
+  EXPECT_NE(adopt.out.find("adopted pool " + kHost1 + ".new.pem"), std::string::npos) << adopt.out;
+  EXPECT_EQ(diff(installed, stores()), "") << "adopting rewrites nothing: the records are what the files say";
+  EXPECT_EQ(pt({"sync", "--check"}).status, 0);
+  json::value after = json::parse(pt({"list", "--json"}).out);
+  for (const char* k : {"certificates", "crls", "legacy", "pool"}) {
+    auto strip = [](json::value v) {
+      for (auto& r : v.as_array()) r.as_object().erase("installed_at");
+      return v;
+    };
+    EXPECT_EQ(json::serialize(strip(after.at(k))), json::serialize(strip(listed.at(k)))) << k;
+  }
+  RunResult again = pt({"sync", "--adopt"});
+  EXPECT_EQ(again.status, 2) << "a root with a database is not adopted over: " << again.err;
+}
+
+// Adoption validates every file exactly as its intake command would; anything it cannot
+// account for refuses the whole adoption and changes nothing.
+TEST_F(Stores, AdoptRefusesWhatIntakeRefuses) {
+  const std::string u = "11111111-2222-4333-8444-555555555555";
+  Issued expired = self_signed({.cn = "Old", .ca = true, .not_before = -7200, .not_after = -3600});
+  const Issued& leaf = pki().leaf;
+  struct Plant {
+    std::string name, rel, content, code;
+  };
+  for (const auto& p : std::vector<Plant>{
+           {"expired", "etc/trusted-certs/ca-licensing/" + u + ".pem", expired.pem(), "TRUSTED_CERTIFICATE_EXPIRED"},
+           {"leaf-as-ca", "etc/trusted-certs/ca-licensing/" + u + ".pem", leaf.pem(), "NOT_A_CA_CERTIFICATE"},
+           {"keyed", "etc/trusted-certs/pinned-ldaps/" + u + ".pem", leaf.pem() + pki().leaf.key_pem(),
+            "PRIVATE_KEY_NOT_ALLOWED"},
+           {"undeclared", "etc/trusted-certs/pinned-wlb/" + u + ".pem", leaf.pem(), "UNKNOWN_PURPOSE"},
+           {"bad-name", "etc/trusted-certs/ca-licensing/root.pem", pki().root.pem(), "TRUSTED_CERTIFICATE_INVALID"},
+           {"bundle-extra", "etc/trusted-certs/ca-bundle-licensing.pem", pki().other.pem(), "STORE_CORRUPT"},
+           {"legacy-name", "etc/stunnel/certs/wlb", pki().legacy_ca.pem(), "CERTIFICATE_NAME_INVALID"},
+           {"pool-name", "etc/stunnel/certs-pool/host1.pem", pki().host1.pem(), "HOST_UUID_INVALID"},
+           {"crl-garbage", "etc/stunnel/crls/x.crl", "garbage", "CRL_INVALID"},
+       }) {
+    TempDir r;
+    std::filesystem::create_directories(std::filesystem::path(r / p.rel).parent_path());
+    write_file(r / p.rel, p.content);
+    Tree before = snapshot(r.path());
+    RunResult sync = ptrust(r.path(), {"sync"});
+    EXPECT_EQ(sync.err.rfind("ptrust: DATABASE_MISSING: ", 0), 0u) << p.name << ": " << sync.err;
+    RunResult res = ptrust(r.path(), {"sync", "--adopt"});
+    EXPECT_EQ(res.status, 1) << p.name;
+    EXPECT_EQ(res.err.rfind("ptrust: " + p.code + ": ", 0), 0u) << p.name << ": " << res.err;
+    EXPECT_EQ(std::count(res.err.begin(), res.err.end(), '\n'), 1) << res.err;
+    EXPECT_EQ(diff(before, snapshot(r.path())), "") << p.name;
+  }
+}
+
+// State files that would jam a writer after its commit point, or hide from `sync --check`:
+// each is refused before the database commits (root byte-identical) or reported by
+// `sync --check`, and `sync` repairs it.
+TEST_F(Stores, StateFilesThatJamOrHideAreReportedAndRepaired) {
+  ok({"install", in / "root.pem", "--ca", "--purpose", "licensing"});
+  const std::string gen = root / "var/lib/ptrust/generation", lock = root / "var/lib/ptrust/lock";
+  auto check_reports = [&](const std::string& what) {
+    RunResult c = pt({"sync", "--check"});
+    EXPECT_EQ(c.status, 1) << what << ": " << c.out << c.err;
+    EXPECT_NE(c.out.find(what), std::string::npos) << c.out << c.err;
+    RunResult s = pt({"sync"});
+    EXPECT_EQ(s.status, 0) << s.err;
+    RunResult clean = pt({"sync", "--check"});
+    EXPECT_EQ(clean.status, 0) << what << " after sync: " << clean.out << clean.err;
+  };
+  for (int variant = 0; variant < 2; ++variant) {  // generation: a symlink, a directory
+    ASSERT_EQ(::unlink(gen.c_str()), 0);
+    if (variant == 0) ASSERT_EQ(::symlink("/dev/null", gen.c_str()), 0);
+    else ASSERT_EQ(::mkdir(gen.c_str(), 0755), 0);
+    refused({"install", in / "other.pem", "--ca", "--purpose", "licensing"}, "STORE_UNSAFE");
+    refused({"legacy", "install", "x.pem", in / "other.pem"}, "STORE_UNSAFE");
+    check_reports("unsafe: var/lib/ptrust/generation");
+    struct stat st;
+    ASSERT_EQ(::lstat(gen.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISREG(st.st_mode));
+  }
+  for (int variant = 0; variant < 3; ++variant) {  // lock: a directory, a symlink, a FIFO
+    ASSERT_EQ(::unlink(lock.c_str()), 0);
+    if (variant == 0) ASSERT_EQ(::mkdir(lock.c_str(), 0755), 0);
+    else if (variant == 1) ASSERT_EQ(::symlink("/tmp", lock.c_str()), 0);
+    else ASSERT_EQ(::mkfifo(lock.c_str(), 0600), 0);
+    refused({"install", in / "other.pem", "--ca", "--purpose", "licensing"}, "LOCK_FAILED");
+    check_reports("unsafe: var/lib/ptrust/lock");
+    struct stat st;
+    ASSERT_EQ(::lstat(lock.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISREG(st.st_mode));
+    EXPECT_EQ(st.st_mode & 07777, 0600u);
+  }
+  ASSERT_EQ(::chmod(lock.c_str(), 0666), 0);
+  check_reports("mode: var/lib/ptrust/lock");
+  for (const char* dir : {"etc/trusted-certs", "etc/stunnel", "var/lib/ptrust"}) {
+    std::filesystem::create_directories(root / dir);
+    ASSERT_EQ(::chmod((root / dir).c_str(), 0), 0);
+    check_reports(std::string("mode: ") + dir);
+    struct stat st;
+    ASSERT_EQ(::stat((root / dir).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0755u) << dir;
+  }
+  // A writer killed in `legacy install` or `pool add` leaves its temp file beside the bundle.
+  write_file(root / "etc/stunnel/.ptrust-tmp-0123456789abcdef", "half a bundle");
+  check_reports("remnant: etc/stunnel/.ptrust-tmp-0123456789abcdef");
+  EXPECT_FALSE(std::filesystem::exists(root / "etc/stunnel/.ptrust-tmp-0123456789abcdef"));
+  ok({"install", in / "other.pem", "--ca", "--purpose", "licensing"});
 }
 
 // The database is input too: a name in it that is not a file name is refused, not followed.

@@ -66,5 +66,32 @@ TEST(Examples, DemoScriptRuns) {
     EXPECT_NE(std::string::npos, r.out.find(want)) << want << "\n" << r.out;
 }
 
+// Users copy the examples: built with LeakSanitizer, no exit path may leak (an early return
+// after attach() failed used to leak the SSL_CTX).
+TEST(Examples, NoExitPathLeaks) {
+  Root root;
+  TempDir tmp;
+  write_file(tmp / "other.yaml", "purposes:\n  other: {}\n");
+  auto clean = [](const RunResult& r) { return r.err.find("LeakSanitizer") == std::string::npos; };
+  SServer server(tmp, chain().leaf, {&chain().inter}, TLS1_3_VERSION);
+  std::string port = std::to_string(server.port());
+  RunResult bad_purpose = run({CUSTOM_CLIENT_LSAN, "127.0.0.1", port, "nope", root.path(), root.config()});
+  EXPECT_EQ(1, bad_purpose.status) << bad_purpose.err;
+  EXPECT_TRUE(clean(bad_purpose)) << bad_purpose.err;
+  RunResult unreachable = run({CUSTOM_CLIENT_LSAN, "127.0.0.1", "1", "licensing", root.path(), root.config()});
+  EXPECT_EQ(1, unreachable.status) << unreachable.err;
+  EXPECT_TRUE(clean(unreachable)) << unreachable.err;
+  root.install(chain().root.cert.get(), CertType::kCa, {"licensing"});
+  RunResult ok = run({CUSTOM_CLIENT_LSAN, "127.0.0.1", port, "licensing", root.path(), root.config()});
+  EXPECT_EQ(0, ok.status) << ok.out << ok.err;
+  EXPECT_TRUE(clean(ok)) << ok.err;
+  RunResult agent_undeclared = run({LICENSING_AGENT_LSAN, "127.0.0.1", port, "0", "1", root.path(), tmp / "other.yaml"});
+  EXPECT_EQ(1, agent_undeclared.status) << agent_undeclared.err;
+  EXPECT_TRUE(clean(agent_undeclared)) << agent_undeclared.err;
+  RunResult agent = run({LICENSING_AGENT_LSAN, "127.0.0.1", port, "0", "2", root.path(), root.config()});
+  EXPECT_EQ(0, agent.status) << agent.out << agent.err;
+  EXPECT_TRUE(clean(agent)) << agent.err;
+}
+
 }  // namespace
 }  // namespace ptrust::testing
