@@ -214,14 +214,15 @@ TrustSource::TrustSource(std::optional<std::string> root, std::optional<std::str
       config_path_(config_path_for(root_opt_, config_opt_)) {
   std::lock_guard lk(mu_);
   load_config();
-  if (auto c = configured_.load(); c->ctx) open_generation(c->ctx->root);
+  if (auto c = configured(); c->ctx) open_generation(c->ctx->root);
   next_check_ns_.store(steady_ns() + kRecheckNs, std::memory_order_relaxed);
 }
 
 TrustSource::~TrustSource() = default;
 
 std::shared_ptr<const TrustSource::Configured> TrustSource::configured() const noexcept {
-  return configured_.load(std::memory_order_acquire);
+  std::lock_guard g(configured_mu_);
+  return configured_;
 }
 
 void TrustSource::load_config() {
@@ -238,7 +239,11 @@ void TrustSource::load_config() {
     c->code = Code::kConfigInvalid;
     c->error = config_path_ + ": " + e.what();
   }
-  configured_.store(std::move(c), std::memory_order_release);
+  std::shared_ptr<const Configured> old = std::move(c);
+  {
+    std::lock_guard g(configured_mu_);
+    configured_.swap(old);
+  }
 }
 
 void TrustSource::open_generation(const std::string& root) {
@@ -263,7 +268,7 @@ void TrustSource::recheck(std::int64_t now) noexcept {
       load_config();
       moved = true;
     }
-    auto c = configured_.load(std::memory_order_acquire);
+    auto c = configured();
     const GenerationView* v = view_.load(std::memory_order_relaxed);
     // A missing file is looked for again; a replaced one (deleted and re-created: its counter
     // would never move again) or a garbled one is dropped even when no good file exists yet.

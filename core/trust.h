@@ -15,7 +15,7 @@
 // stack, uses thread-local storage, maps a file another process could truncate (SIGBUS), or
 // takes a lock shared between purposes on the path where nothing changed (stamp() is a clock
 // read and an atomic load, with a pread of the generation file at most every 100 µs;
-// TrustSlot::get one atomic shared_ptr load of that purpose's slot).
+// TrustSlot::get a shared_ptr copy under that purpose's own short mutex).
 #pragma once
 
 #include <array>
@@ -175,7 +175,8 @@ class TrustSource {
   std::atomic<std::int64_t> next_check_ns_{0};
   std::atomic<std::uint64_t> epoch_{1};
   std::atomic<const GenerationView*> view_{nullptr};
-  std::atomic<std::shared_ptr<const Configured>> configured_;
+  std::shared_ptr<const Configured> configured_;  // guarded by configured_mu_
+  mutable std::mutex configured_mu_;
   std::atomic<std::uint64_t> builds_{0};
 
   std::mutex mu_;  // the recheck: taken at most once per kRecheck, never waited for by readers
@@ -187,34 +188,46 @@ class TrustSource {
 
 // One purpose's current View: a consumer's OpenSSL objects made from a TrustState. View must
 // be constructible from std::shared_ptr<const TrustState> (it may throw) and expose
-// `const TrustState& state() const`. get() on an unchanged store is one atomic shared_ptr
-// load of this slot; after a change the first caller rebuilds and the others wait for it on
-// this slot's mutex only (never another purpose's).
+// `const TrustState& state() const`. get() on an unchanged store copies this slot's
+// shared_ptr under the slot's own mutex (held for the copy only: a few nanoseconds, never
+// while anything is built or freed); after a change the first caller rebuilds under a second
+// mutex and the others keep the view they have meanwhile... no: they wait for it on that
+// mutex, which belongs to this purpose only.
 template <class View>
 class TrustSlot {
  public:
   // The view as of `now`, or nullptr when memory ran out (fail closed). Never throws.
   std::shared_ptr<const View> get(TrustSource& src, std::string_view purpose, const TrustStamp& now) noexcept {
-    std::shared_ptr<const View> seen = current_.load(std::memory_order_acquire);
+    std::shared_ptr<const View> seen = load();
     if (seen && TrustSource::fresh(seen->state(), now)) return seen;
     try {
-      std::lock_guard lk(mu_);
-      std::shared_ptr<const View> cur = current_.load(std::memory_order_acquire);
+      std::lock_guard lk(build_mu_);
+      std::shared_ptr<const View> cur = load();
       if (cur && cur != seen && !TrustSource::stale(cur->state(), now)) return cur;  // rebuilt meanwhile
       const std::shared_ptr<const View>& prev = cur ? cur : seen;
       std::shared_ptr<const TrustState> state = src.build(purpose, now, nullptr, prev ? &prev->state() : nullptr);
       if (!state) return nullptr;  // never keep serving the old view
-      cur = std::make_shared<const View>(std::move(state));
-      current_.store(cur, std::memory_order_release);
-      return cur;
+      auto fresh = std::make_shared<const View>(std::move(state));
+      std::shared_ptr<const View> old = fresh;
+      {
+        std::lock_guard g(ptr_mu_);
+        current_.swap(old);
+      }
+      return fresh;  // `old` is released here, outside ptr_mu_
     } catch (...) {
       return nullptr;
     }
   }
 
  private:
-  std::atomic<std::shared_ptr<const View>> current_;
-  std::mutex mu_;
+  std::shared_ptr<const View> load() const noexcept {
+    std::lock_guard g(ptr_mu_);
+    return current_;
+  }
+
+  mutable std::mutex ptr_mu_;  // guards current_ (copies and swaps only)
+  std::shared_ptr<const View> current_;
+  std::mutex build_mu_;  // one rebuilder per purpose
 };
 
 // Slots by purpose name for consumers that learn purposes at run time (the provider). Insert
