@@ -10,7 +10,7 @@ server_pid=
 cleanup() { [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 # Bold headings only on a terminal, and never with NO_COLOR set.
-if [[ -t 1 && -z ${NO_COLOR:-} && ${TERM:-dumb} != dumb ]]; then b=$'\033[1m' o=$'\033[0m'; else b= o=; fi
+if [[ -t 1 && -z ${NO_COLOR:-} && ${TERM:-dumb} != dumb ]]; then b=$'\033[1m' o=$'\033[0m'; else b='' o=''; fi
 step() { printf '\n%s== %s%s\n' "$b" "$*" "$o"; }
 
 step "a demo CA and a license server certificate for localhost"

@@ -5,7 +5,7 @@
 if [[ -t 1 && -z ${NO_COLOR:-} && ${TERM:-dumb} != dumb ]]; then
   _b=$'\033[1m' _o=$'\033[0m'
 else
-  _b= _o=
+  _b='' _o=''
 fi
 
 # "3m07s" for a number of seconds.
@@ -19,7 +19,7 @@ phase() { printf '%s[%s] %s%s\n' "$_b" "$1" "$2" "$_o"; }
 # MODE build: cmake's Makefile lines become "[ 42%] compile core/db.cc" / "link ptrust"
 # (anything else, e.g. a compiler diagnostic, passes unchanged) and a summary closes it.
 progress() { # LABEL [MODE]
-  local label=$1 mode=${2:-plain} line pending= rc start=$SECONDS
+  local label=$1 mode=${2:-plain} line pending='' rc start=$SECONDS
   local compiled=0 linked=0 obj rest
   while :; do
     if IFS= read -r -t 10 line; then

@@ -30,8 +30,8 @@ echo "  apt-get install: ${#missing[@]} packages, $n with what they need"
 # apt's machine-readable progress (APT::Status-Fd): dlstatus:N:PERCENT:TEXT while
 # downloading, pmstatus:PACKAGE:PERCENT:TEXT while dpkg unpacks and configures.
 apt_progress() {
-  local kind pkg pct text shown=-1 phase= last=$SECONDS
-  while IFS=: read -r kind pkg pct text; do
+  local kind pct text shown=-1 phase='' last=$SECONDS
+  while IFS=: read -r kind _ pct text; do
     case $kind in dlstatus) kind=download ;; pmstatus) kind=install ;; *) continue ;; esac
     pct=${pct%%.*}
     [[ $kind != "$phase" ]] && { phase=$kind shown=-1; }

@@ -21,7 +21,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2
 trap cleanup EXIT
 root="$work/root"; pki="$work/pki"; mkdir -p "$root/etc/ptrust"
 # Bold headings only on a terminal, and never with NO_COLOR set.
-if [[ -t 1 && -z ${NO_COLOR:-} && ${TERM:-dumb} != dumb ]]; then b=$'\033[1m' o=$'\033[0m'; else b= o=; fi
+if [[ -t 1 && -z ${NO_COLOR:-} && ${TERM:-dumb} != dumb ]]; then b=$'\033[1m' o=$'\033[0m'; else b='' o=''; fi
 say() { printf '\n%s== %s%s\n' "$b" "$*" "$o"; }
 show() { printf '$ %s\n' "$*" | sed "s|$work|\$W|g; s|^\$ pt |\$ ptrust |; s|$module|ptrust.so|g"; "$@" 2>&1 | sed "s|$work|\$W|g; s|$module|ptrust.so|g"; }
 pt() { "$ptrust" --root "$root" "$@"; }
