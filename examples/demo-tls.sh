@@ -9,7 +9,9 @@ work=$(mktemp -d)
 server_pid=
 cleanup() { [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Bold headings only on a terminal, and never with NO_COLOR set.
+if [[ -t 1 && -z ${NO_COLOR:-} && ${TERM:-dumb} != dumb ]]; then b=$'\033[1m' o=$'\033[0m'; else b='' o=''; fi
+step() { printf '\n%s== %s%s\n' "$b" "$*" "$o"; }
 
 step "a demo CA and a license server certificate for localhost"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=Demo License CA" \
@@ -49,9 +51,10 @@ step "licensing agent: 3 check-ins on one SSL_CTX; the CA is removed after the 1
 "$build/examples/licensing-agent" localhost "$port" 1500 3 "$root" &
 agent=$!
 sleep 0.7
-"$ptrust" --root "$root" uninstall "$uuid"
+echo "  (trust change: ptrust uninstall: $("$ptrust" --root "$root" uninstall "$uuid" 2>&1))"
 sleep 1.5
 "$ptrust" --root "$root" install "$work/ca.pem" --ca --purpose licensing >/dev/null
+echo "  (trust change: ptrust install: the demo CA is back)"
 wait "$agent"
 
 step "offline: ptrust verify on the server's chain (now, and as of 30 days from now)"

@@ -11,6 +11,7 @@
 #include <openssl/pem.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <iostream>
@@ -51,6 +52,14 @@ struct NoVerdict {
   std::string detail;
 };
 
+// The generation for people: its last four digits ("..8054"), enough to see whether two lines
+// were decided under the same store (each change moves the counter by 2); --json has it whole.
+std::string short_generation(std::uint64_t g) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "..%04u", static_cast<unsigned>(g % 10000));
+  return buf;
+}
+
 void print_attempt(const Common& c, int n, int total, const PTRUST_RESULT* r, const NoVerdict* nv) {
   if (c.json) {
     json::object o{{"attempt", n}, {"verified", r && r->verified}};
@@ -76,7 +85,7 @@ void print_attempt(const Common& c, int n, int total, const PTRUST_RESULT* r, co
     return;
   }
   std::cout << (r->verified ? "verified" : "FAILED") << " reason=" << ptrust_reason_string(r->reason)
-            << " purpose=" << r->purpose << " mode=" << ptrust_mode_string(r->mode) << " generation=" << r->generation;
+            << " purpose=" << r->purpose << " mode=" << ptrust_mode_string(r->mode) << " generation=" << short_generation(r->generation);
   if (!r->verified) {
     std::cout << " openssl=\"" << X509_verify_cert_error_string(r->x509_error) << "\" depth=" << r->error_depth;
     if (!r->enforced) std::cout << " (report-only: handshake allowed)";

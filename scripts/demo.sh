@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# Quick start, command one: installs dependencies, builds, and runs the end-to-end demo
-# in a temporary root (nothing outside it is touched).
+# Quick start, command one: installs dependencies, builds what the demo runs, and runs the
+# end-to-end demo in a temporary root (nothing outside it is touched). The build uses the
+# flags of scripts/test.sh (scripts/build.sh), so the test run afterwards reuses it.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-"$top/scripts/deps.sh"
+. "$top/scripts/common.sh"
 build=${PTRUST_BUILD_DIR:-$top/build}
-cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j "$(nproc)" >/dev/null
+start=$SECONDS
+phase "demo 1/3" "dependencies (scripts/deps.sh)"
+"$top/scripts/deps.sh"
+phase "demo 2/3" "build the ptrust command, ptrust.so and the example clients into ${build#"$top"/}/ (a few minutes the first time)"
+"$top/scripts/build.sh" "$build" ptrust ptrust_provider custom-client licensing-agent
+phase "demo 3/3" "the demo"
 ptrust="$build/helper/ptrust"
 
 work=$(mktemp -d /tmp/ptrust-demo-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 root="$work/root"; pki="$work/pki"; mkdir -p "$root" "$pki"
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+say() { printf '\n%s== %s%s\n' "$_b" "$*" "$_o"; }
 show() { printf '$ %s\n' "$*" | sed "s|$work|\$DEMO|g; s|$ptrust|ptrust|g"; "$@" 2>&1 | sed "s|$work|\$DEMO|g"; }
 
+demo_start=$SECONDS
 say "A small PKI made with OpenSSL (in $work)"
 "$top/scripts/mkpki.sh" "$pki" >/dev/null
 ls "$pki" | sed 's/^/  /'
@@ -63,4 +69,4 @@ mkdir -p "$work/tls-root"
 say "stunnel 5.68 tunnels rendered by ptrust and kept in step with trust changes"
 PTRUST_BUILD_DIR="$build" "$top/examples/stunnel/walkthrough.sh"
 
-say "Done"
+say "Done in $(dur $((SECONDS - start))) (the demo alone: $(dur $((SECONDS - demo_start))))"

@@ -4,10 +4,11 @@
 # Usage: scripts/tsan.sh [BUILD_DIR]   (default: build-tsan)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/common.sh
 build=${1:-build-tsan}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPTRUST_TSAN=ON -DPTRUST_WERROR=ON >/dev/null
-cmake --build "$build" -j "$(nproc)" --target threads_test provider_tests ptrust_provider ptrust
+./scripts/build.sh "$build" -DPTRUST_TSAN=ON threads_test provider_tests ptrust_provider ptrust
 # Fail on the first report; OpenSSL itself is not instrumented, its own locks are seen.
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
-"$build/tests/hook/threads_test"
-"$build/tests/provider/provider_tests" --gtest_filter='ProviderInProcess.*'
+echo "  running threads_test and provider_tests (ProviderInProcess.*) under TSan"
+"$build/tests/hook/threads_test" 2>&1 | progress "threads_test"
+"$build/tests/provider/provider_tests" --gtest_filter='ProviderInProcess.*' 2>&1 | progress "provider_tests"

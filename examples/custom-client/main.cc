@@ -10,6 +10,7 @@
 
 #include <openssl/ssl.h>
 
+#include <iomanip>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -73,7 +74,8 @@ int main(int argc, char** argv) {
   auto v = ptrust::verdict(ssl);  // ptrust: the typed verdict
   if (v) {
     std::cout << "verdict: " << (v->ok() ? "verified" : "FAILED") << " reason=" << v->reason_name()
-              << " mode=" << v->mode_name() << " generation=" << v->generation << "\n";
+              << " mode=" << v->mode_name() << " generation=.." << std::setfill('0') << std::setw(4)
+              << v->generation % 10000 << "\n";
   }
   if (rc == 1) {
     std::string req = std::string("GET / HTTP/1.0\r\nHost: ") + host + "\r\n\r\n";

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
+#include <iomanip>
 #include <iostream>
 #include <memory>
 #include <thread>
@@ -58,7 +59,8 @@ static bool check_in(SSL_CTX* ctx, const char* host, const char* port, int n) {
   auto v = ptrust::verdict(ssl);
   if (v) {
     std::cout << (v->ok() ? "verified" : "FAILED") << " reason=" << v->reason_name() << " mode=" << v->mode_name()
-              << " generation=" << v->generation;
+              << " generation=.." << std::setfill('0') << std::setw(4)
+              << v->generation % 10000;
   } else {
     std::cout << "FAILED reason=HANDSHAKE_FAILED";
   }

@@ -10,7 +10,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${PTRUST_BUILD_DIR:-$top/build}
 if [[ ! -x $build/helper/ptrust || ! -f $build/provider/ptrust.so ]]; then
-  cmake -S "$top" -B "$build" >/dev/null && cmake --build "$build" -j "$(nproc)" --target ptrust ptrust_provider >/dev/null
+  "$top/scripts/build.sh" "$build" ptrust ptrust_provider  # the flags every script uses, with progress
 fi
 ptrust="$build/helper/ptrust"; module="$build/provider/ptrust.so"
 command -v stunnel >/dev/null || { echo "stunnel (Debian: stunnel4) is needed" >&2; exit 1; }
@@ -20,7 +20,9 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 root="$work/root"; pki="$work/pki"; mkdir -p "$root/etc/ptrust"
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Bold headings only on a terminal, and never with NO_COLOR set.
+if [[ -t 1 && -z ${NO_COLOR:-} && ${TERM:-dumb} != dumb ]]; then b=$'\033[1m' o=$'\033[0m'; else b='' o=''; fi
+say() { printf '\n%s== %s%s\n' "$b" "$*" "$o"; }
 show() { printf '$ %s\n' "$*" | sed "s|$work|\$W|g; s|^\$ pt |\$ ptrust |; s|$module|ptrust.so|g"; "$@" 2>&1 | sed "s|$work|\$W|g; s|$module|ptrust.so|g"; }
 pt() { "$ptrust" --root "$root" "$@"; }
 

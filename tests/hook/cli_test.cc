@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <cstdio>
 #include <future>
 #include <thread>
 
@@ -85,6 +86,12 @@ TEST_F(VerifyCli, HumanOutputNamesReasonModeAndGeneration) {
   RunResult ok = pt(root_, {"verify", "--purpose", "licensing", chain_file_, "--host", "server.test"});
   EXPECT_EQ(0, ok.status) << ok.err;
   EXPECT_NE(std::string::npos, ok.out.find("attempt 1/1: verified reason=OK purpose=licensing mode=ca generation="));
+  // People see the generation's last four digits; --json carries the whole counter.
+  RunResult js = pt(root_, {"verify", "--purpose", "licensing", chain_file_, "--host", "server.test", "--json"});
+  auto g = boost::json::parse(js.out).at("generation").to_number<std::uint64_t>();
+  char tail[16];
+  std::snprintf(tail, sizeof tail, "..%04u", static_cast<unsigned>(g % 10000));
+  EXPECT_NE(std::string::npos, ok.out.find(std::string("generation=") + tail + "\n")) << ok.out << js.out;
   RunResult bad = pt(root_, {"verify", "--purpose", "licensing", chain_file_, "--host", "nope.test"});
   EXPECT_EQ(1, bad.status);
   EXPECT_NE(std::string::npos, bad.out.find("FAILED reason=HOSTNAME_MISMATCH")) << bad.out;

@@ -29,7 +29,7 @@ TEST(Examples, CustomClientVerifiesAndRefuses) {
   root.install(chain().root.cert.get(), CertType::kCa, {"licensing"});
   RunResult ok = run({CUSTOM_CLIENT, "127.0.0.1", port, "licensing", root.path(), root.config()});
   EXPECT_EQ(0, ok.status) << ok.out << ok.err;
-  EXPECT_NE(std::string::npos, ok.out.find("verdict: verified reason=OK mode=ca")) << ok.out;
+  EXPECT_NE(std::string::npos, ok.out.find("verdict: verified reason=OK mode=ca generation=..")) << ok.out;
   EXPECT_NE(std::string::npos, ok.out.find("response: HTTP/1.0 200 ok")) << ok.out;
 
   RunResult bad_purpose = run({CUSTOM_CLIENT, "127.0.0.1", port, "nope", root.path(), root.config()});
