@@ -30,6 +30,7 @@ Selected selected(const Context& ctx, std::string_view purpose) {
   std::shared_ptr<const TrustState> t = build_trust(ctx, purpose, TrustStamp{});
   if (!t) throw std::bad_alloc();
   if (t->failure) throw Error(*t->failure, t->failure_message);
+  refuse_ca_pins_for_chain_consumers(*t);  // programs build chains from the directory
   Selected s;
   s.mode = t->mode;
   for (const auto& c : t->certs)

@@ -51,6 +51,8 @@ enum class Code {
   kStunnelSignalFailed,
   // The database is gone while the stores hold material (additive).
   kDatabaseMissing,
+  // A pinned purpose whose pin is a CA, asked for by a chain-verifying consumer (additive).
+  kPinIsCa,
 };
 
 // What each code is called and how each consumer reports it (core/error.cc holds the table).

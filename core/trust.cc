@@ -190,6 +190,16 @@ std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_vi
   }
 }
 
+void refuse_ca_pins_for_chain_consumers(const TrustState& t) {
+  if (t.mode != Mode::kPinned) return;
+  for (const auto& x : t.decoded)
+    if (X509_check_ca(x.get()) != 0)
+      throw Error(Code::kPinIsCa, "purpose '" + t.purpose + "' pins a CA certificate (" +
+                                      x509::rfc2253(X509_get_subject_name(x.get())) +
+                                      "): a program verifying chains through it would also trust every certificate it "
+                                      "signs; verify this purpose with the ptrust verify hook or stunnel --via files");
+}
+
 std::shared_ptr<const TrustState> failed_trust(std::string_view purpose, Code code, std::string message,
                                                const TrustStamp& at) noexcept {
   try {

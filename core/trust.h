@@ -111,6 +111,15 @@ std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_vi
                                               const PurposePolicy* policy = nullptr,
                                               const TrustState* previous = nullptr) noexcept;
 
+// Pinned mode trusts the pinned certificates themselves, nothing they sign. A consumer that
+// builds chains from what ptrust serves (OpenSSL's X509_STORE through ptrust://P, a CA
+// directory) cannot be held to that when a pin is a CA (CA:TRUE, keyCertSign, or a v1
+// self-signed certificate; a default `openssl req -x509` is one): it would also trust every
+// certificate that pin signs. Such consumers refuse the purpose with PIN_IS_CA: throws it
+// when `t` is pinned and a pin is a CA. The verify hook and stunnel's verifyPeer match the
+// leaf itself and serve it.
+void refuse_ca_pins_for_chain_consumers(const TrustState& t);
+
 // A state that fails every verification with `code` (e.g. CONFIG_INVALID).
 std::shared_ptr<const TrustState> failed_trust(std::string_view purpose, Code code, std::string message,
                                                const TrustStamp& at) noexcept;

@@ -170,6 +170,7 @@ Rendered render_service(const Context& ctx, const StunnelService& svc, StunnelVi
   if (!trust) throw std::bad_alloc();
   const TrustState& t = *trust;
   if (t.failure) throw Error(*t.failure, t.failure_message);
+  if (via == StunnelVia::kProvider) refuse_ca_pins_for_chain_consumers(t);  // the provider refuses it
   Stanza s;
   s.out.mode = t.mode;
   std::string summary = "purpose " + svc.purpose + ", mode " + std::string(to_string(t.mode)) + ", via " +

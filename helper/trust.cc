@@ -68,6 +68,10 @@ int install(const Common& c, const po::variables_map& vm) {
   Certificate cert = Certificate::parse(read_input_file(vm["file"].as<std::string>()));
   Store store(std::move(ctx));
   CertRecord r = store.install(cert, req, std::time(nullptr));
+  if (req.type == CertType::kPinned && X509_check_ca(cert.get()) != 0)
+    std::cerr << "ptrust: warning: PIN_IS_CA: this pinned certificate is a CA; ptrust:// and the capath "
+                 "directories refuse its purposes (a program verifying chains would also trust what it signs); "
+                 "the verify hook and stunnel --via files verify it as a pin\n";
   std::cout << r.uuid << "\n";
   return 0;
 }

@@ -186,6 +186,7 @@ std::shared_ptr<const StoreView> ProvCtx::view(const std::string& purpose) {
   if (!v) throw std::bad_alloc();
   const TrustState& s = v->state();
   if (s.failed()) throw Error(*s.failure, s.failure_message);
+  refuse_ca_pins_for_chain_consumers(s);  // X509_STORE builds chains from what we serve
   return v;
 }
 
