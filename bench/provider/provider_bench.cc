@@ -26,6 +26,7 @@
 #include "core/generation.h"
 #include "core/layout.h"
 #include "core/ossl.h"
+#include "tests/support/testpki.h"
 
 namespace {
 
@@ -43,30 +44,9 @@ std::string cn(int i) { return "ptrust bench CA " + std::to_string(i); }
 // N self-signed CA certificates sharing one key (signing dominates generation time; the
 // loaders' work per certificate does not depend on the key).
 std::string make_bundle(int n, EVP_PKEY* key) {
-  ptrust::ossl::BioPtr out(BIO_new(BIO_s_mem()));
-  for (int i = 0; i < n; ++i) {
-    X509Ptr x(X509_new());
-    X509_set_version(x.get(), 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x.get()), i + 1);
-    X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x.get()), 86400L * 365);
-    X509_NAME* name = X509_get_subject_name(x.get());
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn(i).c_str()), -1,
-                               -1, 0);
-    X509_set_issuer_name(x.get(), name);
-    X509_set_pubkey(x.get(), key);
-    X509V3_CTX ctx;
-    X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, x.get(), x.get(), nullptr, nullptr, 0);
-    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, NID_basic_constraints, "critical,CA:TRUE");
-    X509_add_ext(x.get(), ext, -1);
-    X509_EXTENSION_free(ext);
-    X509_sign(x.get(), key, EVP_sha256());
-    PEM_write_bio_X509(out.get(), x.get());
-  }
-  char* p = nullptr;
-  long len = BIO_get_mem_data(out.get(), &p);
-  return std::string(p, static_cast<size_t>(len));
+  std::string out;
+  for (int i = 0; i < n; ++i) out += ptrust::testing::ca_with_key_pem(cn(i), i + 1, key, 365);
+  return out;
 }
 
 // One temporary root per size: purpose `bench` served by ca-bundle-bench.pem.

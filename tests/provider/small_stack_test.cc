@@ -19,33 +19,23 @@
 #include <vector>
 
 #include "tests/provider/fixture.h"
+#include "tests/support/provider_ctx.h"
 #include "tests/support/small_stack.h"
 
 namespace ptrust::testing {
 namespace {
 
 // An OSSL_LIB_CTX with the default provider and ptrust.so (`root =` the store's root).
-class LibCtx {
+class LibCtx : public ProviderCtx {
  public:
-  explicit LibCtx(const StoreRoot& store) {
-    ::unsetenv("PTRUST_ROOT");
-    ::unsetenv("PTRUST_CONFIG");
-    std::string conf = store.dir() + "/small-stack.cnf";
-    write_file(conf, std::string("openssl_conf = openssl_init\n[openssl_init]\nproviders = provider_sect\n"
-                                 "[provider_sect]\ndefault = default_sect\nptrust = ptrust_sect\n"
-                                 "[default_sect]\nactivate = 1\n[ptrust_sect]\nmodule = ") +
-                         PTRUST_PROVIDER_MODULE + "\nroot = " + store.path() + "\nactivate = 1\n");
-    ctx_ = OSSL_LIB_CTX_new();
-    if (OSSL_LIB_CTX_load_config(ctx_, conf.c_str()) != 1) throw std::runtime_error("cannot load " + conf);
-    if (!OSSL_PROVIDER_available(ctx_, "ptrust")) throw std::runtime_error("ptrust provider not available");
-  }
-  ~LibCtx() { OSSL_LIB_CTX_free(ctx_); }
-  LibCtx(const LibCtx&) = delete;
-  LibCtx& operator=(const LibCtx&) = delete;
-  OSSL_LIB_CTX* get() const { return ctx_; }
+  explicit LibCtx(const StoreRoot& store) : ProviderCtx(module(), store.path(), store.dir()) {}
 
  private:
-  OSSL_LIB_CTX* ctx_ = nullptr;
+  static std::string module() {
+    ::unsetenv("PTRUST_ROOT");
+    ::unsetenv("PTRUST_CONFIG");
+    return PTRUST_PROVIDER_MODULE;
+  }
 };
 
 // The leaf's CRL is required (what stunnel's CRL flag and `openssl verify -crl_check` do).
@@ -151,31 +141,7 @@ TEST(ProviderSmallStack, VerifiesWithCrlsAcrossStoreChangesIn64KiBThread) {
 std::vector<std::string> bulk_cas(int n, EVP_PKEY* key) {
   std::vector<std::string> out;
   out.reserve(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) {
-    ossl::X509Ptr x(X509_new());
-    X509_set_version(x.get(), 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x.get()), i + 1);
-    X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x.get()), 86400L * 30);
-    X509_NAME* name = X509_get_subject_name(x.get());
-    std::string cn = "bulk CA " + std::to_string(i);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
-                               0);
-    X509_set_issuer_name(x.get(), name);
-    X509_set_pubkey(x.get(), key);
-    X509V3_CTX ctx;
-    X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, x.get(), x.get(), nullptr, nullptr, 0);
-    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, NID_basic_constraints, "critical,CA:TRUE");
-    X509_add_ext(x.get(), ext, -1);
-    X509_EXTENSION_free(ext);
-    if (X509_sign(x.get(), key, EVP_sha256()) <= 0) throw std::runtime_error("X509_sign");
-    ossl::BioPtr bio(BIO_new(BIO_s_mem()));
-    PEM_write_bio_X509(bio.get(), x.get());
-    char* d = nullptr;
-    long len = BIO_get_mem_data(bio.get(), &d);
-    out.emplace_back(d, static_cast<size_t>(len));
-  }
+  for (int i = 0; i < n; ++i) out.push_back(ca_with_key_pem("bulk CA " + std::to_string(i), i + 1, key, 30));
   return out;
 }
 

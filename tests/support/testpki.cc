@@ -159,6 +159,29 @@ std::string crl_der(X509_CRL* crl) {
   return s;
 }
 
+std::string ca_with_key_pem(const std::string& cn, long serial, EVP_PKEY* key, long days) {
+  ossl::X509Ptr x(X509_new());
+  X509_set_version(x.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x.get()), serial);
+  X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x.get()), 86400L * days);
+  X509_NAME* name = X509_get_subject_name(x.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  X509_set_issuer_name(x.get(), name);
+  X509_set_pubkey(x.get(), key);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, x.get(), x.get(), nullptr, nullptr, 0);
+  ossl::X509ExtensionPtr ext(X509V3_EXT_conf_nid(nullptr, &ctx, NID_basic_constraints, "critical,CA:TRUE"));
+  if (!ext || !X509_add_ext(x.get(), ext.get(), -1) || X509_sign(x.get(), key, EVP_sha256()) <= 0)
+    throw std::runtime_error("cannot make CA certificate " + cn);
+  ossl::BioPtr bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509(bio.get(), x.get());
+  char* d = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &d);
+  return std::string(d, static_cast<size_t>(len));
+}
+
 void write_file(const std::string& path, const std::string& content) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   check(static_cast<bool>(f), "open for write");

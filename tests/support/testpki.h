@@ -44,6 +44,10 @@ ossl::X509CrlPtr make_crl(const Issued& issuer, const std::vector<X509*>& revoke
 std::string crl_pem(X509_CRL* crl);
 std::string crl_der(X509_CRL* crl);
 
+// A self-signed CA certificate (CN `cn`, serial `serial`) signed by `key`, in PEM: for
+// stores of thousands of CAs, where making a key per certificate would dominate.
+std::string ca_with_key_pem(const std::string& cn, long serial, EVP_PKEY* key, long days);
+
 void write_file(const std::string& path, const std::string& content);
 std::string read_file(const std::string& path);
 
