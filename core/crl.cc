@@ -15,6 +15,10 @@ namespace ptrust {
 
 ossl::X509CrlPtr parse_crl(std::string_view data) {
   if (data.empty()) return nullptr;
+  ERR_set_mark();  // a failed parse leaves the caller's error queue as it was
+  struct PopMark {
+    ~PopMark() { ERR_pop_to_mark(); }
+  } pop;
   ossl::X509CrlPtr crl;
   if (data.find("-----BEGIN") != std::string_view::npos) {
     // Exactly one "X509 CRL" block and no other block.
@@ -33,7 +37,6 @@ ossl::X509CrlPtr parse_crl(std::string_view data) {
     crl.reset(d2i_X509_CRL(nullptr, &q, static_cast<long>(data.size())));
     if (crl && q != p + data.size()) crl.reset();
   }
-  ERR_clear_error();
   return crl;
 }
 

@@ -124,10 +124,13 @@ std::unique_ptr<GenerationView> GenerationView::open(const std::string& root) {
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return nullptr;
   std::uint64_t first = pread_counter(fd);
   if (first == kInvalid) return nullptr;
-  return std::unique_ptr<GenerationView>(new GenerationView(guard.release(), first));
+  std::string path = root + (root.ends_with('/') ? "" : "/") + std::string(layout::kStateDir) + "/" +
+                     std::string(layout::kGenerationFile);
+  return std::unique_ptr<GenerationView>(new GenerationView(guard.release(), first, std::move(path)));
 }
 
-GenerationView::GenerationView(int fd, std::uint64_t first) : fd_(fd), value_(first) {}
+GenerationView::GenerationView(int fd, std::uint64_t first, std::string path)
+    : fd_(fd), path_(std::move(path)), value_(first) {}
 
 GenerationView::~GenerationView() { ::close(fd_); }
 
@@ -144,8 +147,10 @@ std::uint64_t GenerationView::load(std::int64_t now_ns) const noexcept {
 }
 
 bool GenerationView::replaced() const noexcept {
-  struct stat st;
-  return ::fstat(fd_, &st) != 0 || st.st_nlink == 0;
+  struct stat mine, named;
+  if (::fstat(fd_, &mine) != 0 || mine.st_nlink == 0) return true;
+  if (::lstat(path_.c_str(), &named) != 0) return true;
+  return named.st_dev != mine.st_dev || named.st_ino != mine.st_ino;
 }
 
 }  // namespace ptrust

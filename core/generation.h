@@ -50,14 +50,16 @@ class GenerationView {
   // The counter now (one pread). kInvalid when the file went bad.
   std::uint64_t read() const noexcept;
 
-  // True when the file was unlinked (deleted or replaced by a new file): its counter will
-  // never move again and the reader must open a new view. One fstat; call it at a bounded
+  // True when the file was unlinked, or its path now names another file (deleted, replaced,
+  // or the state directory moved): its counter will never move again and the reader must
+  // open a new view. One fstat; call it at a bounded
   // rate, not per handshake.
   bool replaced() const noexcept;
 
  private:
-  GenerationView(int fd, std::uint64_t first);
+  GenerationView(int fd, std::uint64_t first, std::string path);
   int fd_;
+  std::string path_;  // where the file is expected (a moved or replaced state directory shows)
   mutable std::atomic<std::int64_t> next_read_ns_{0};
   mutable std::atomic<std::uint64_t> value_;
 };

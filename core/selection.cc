@@ -24,7 +24,7 @@ std::string_view to_string(Mode m) noexcept {
 
 FileId file_id(const struct stat& st) noexcept {
   return {st.st_dev, st.st_ino, static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
-          st.st_size};
+          static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec, st.st_size};
 }
 
 namespace {

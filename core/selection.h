@@ -40,6 +40,7 @@ struct FileId {
   dev_t dev = 0;
   ino_t ino = 0;
   std::int64_t mtime_ns = 0;
+  std::int64_t ctime_ns = 0;  // moves with chmod / chown too: a permission fixed is noticed
   off_t size = 0;
   bool operator==(const FileId&) const = default;
 };

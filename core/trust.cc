@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "core/crl.h"
+#include "core/fs.h"
 #include "core/layout.h"
 #include "core/x509.h"
 
@@ -126,6 +127,10 @@ TrustInputs inputs_before(const std::string& root) {
   TrustInputs in;
   in.trusted_dir = lstat_id(under(root, layout::kTrustedDir));
   in.crl_dir = lstat_id(under(root, layout::kCrlDir));
+  fs::Fd r = fs::open_root(root);
+  if (fs::Fd crls = fs::open_dir(r.get(), layout::kCrlDir, false))
+    for (const auto& e : fs::list_dir(crls.get()))
+      if (auto st = fs::stat_at(crls.get(), e.name)) in.crl_files.emplace_back(e.name, file_id(*st));
   in.crl_scope = lstat_id(under(root, std::string(layout::kStateDir) + "/" + std::string(layout::kCrlScopeFile)));
   return in;
 }
@@ -143,8 +148,11 @@ PurposePolicy policy_of(const Config& cfg, std::string_view purpose) {
   return it == cfg.purposes.end() ? PurposePolicy{} : it->second;
 }
 
-std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_view purpose, const TrustStamp& at,
-                                              const PurposePolicy* policy, const TrustState* previous) noexcept {
+namespace {
+
+std::shared_ptr<TrustState> build_state(const Context& ctx, std::string_view purpose, const TrustStamp& at,
+                                        const PurposePolicy* policy, const TrustState* previous) noexcept {
+  ERR_set_mark();  // libcrypto errors of our own reading never reach the host's error queue
   try {
     auto s = std::make_shared<TrustState>();
     s->purpose = std::string(purpose);
@@ -182,12 +190,19 @@ std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_vi
     }
     s->next_input_check_ns.store(at.now_ns + kRecheckNs, std::memory_order_relaxed);
     compute_material(*s);
-    ERR_clear_error();
+    ERR_pop_to_mark();
     return s;
   } catch (...) {
-    ERR_clear_error();
+    ERR_pop_to_mark();
     return nullptr;
   }
+}
+
+}  // namespace
+
+std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_view purpose, const TrustStamp& at,
+                                              const PurposePolicy* policy, const TrustState* previous) noexcept {
+  return build_state(ctx, purpose, at, policy, previous);
 }
 
 void refuse_ca_pins_for_chain_consumers(const TrustState& t) {
@@ -200,14 +215,14 @@ void refuse_ca_pins_for_chain_consumers(const TrustState& t) {
                                       "signs; verify this purpose with the ptrust verify hook or stunnel --via files");
 }
 
-std::shared_ptr<const TrustState> failed_trust(std::string_view purpose, Code code, std::string message,
+std::shared_ptr<const TrustState> failed_trust(std::string_view purpose, Code code, std::string_view message,
                                                const TrustStamp& at) noexcept {
   try {
     auto s = std::make_shared<TrustState>();
     s->purpose = std::string(purpose);
     s->stamp = at;
     s->failure = code;
-    s->failure_message = std::move(message);
+    s->failure_message = std::string(message);
     compute_material(*s);
     return s;
   } catch (...) {
@@ -313,11 +328,27 @@ std::shared_ptr<const TrustState> TrustSource::build(std::string_view purpose, c
   std::shared_ptr<const Configured> c = configured();
   if (!c) return nullptr;
   if (!c->ctx) return failed_trust(purpose, c->code, c->error, at);
-  return build_trust(*c->ctx, purpose, at, policy, previous);
+  const GenerationView* v = view_.load(std::memory_order_acquire);
+  TrustStamp stamp = at;
+  // Seqlock reading: the counter before (fresh, not the cached one) and after reading the
+  // store. A state read while a writer moved it may mix old and new files: it is labelled
+  // with a generation the store is not at (an odd one), so it is re-read as soon as the
+  // counter moves on, and within a second at most.
+  if (v != nullptr && at.watched) stamp.generation = v->read();
+  std::shared_ptr<TrustState> s = build_state(*c->ctx, purpose, stamp, policy, previous);
+  if (s && v != nullptr && at.watched) {
+    const std::uint64_t after = v->read();
+    if (after != stamp.generation || !generation_stable(after))
+      s->stamp.generation = generation_stable(after) ? after - 1 : after;  // odd: never taken as settled
+  }
+  return s;
 }
 
 bool TrustSource::fresh(const TrustState& s, const TrustStamp& now) noexcept {
   if (stale(s, now)) return false;
+  // A writer is half-way (stale() keeps the finished state meanwhile): the files are moving
+  // under it, comparing them now would re-read a half-written store.
+  if (s.stamp.generation != now.generation) return true;
   std::int64_t due = s.next_input_check_ns.load(std::memory_order_relaxed);
   if (now.now_ns < due) return true;
   if (!s.next_input_check_ns.compare_exchange_strong(due, now.now_ns + kRecheckNs, std::memory_order_relaxed))
@@ -335,6 +366,9 @@ bool TrustSource::fresh(const TrustState& s, const TrustStamp& now) noexcept {
 
 bool TrustSource::stale(const TrustState& s, const TrustStamp& now) noexcept {
   if (s.stamp.epoch != now.epoch) return true;
+  // The counter only grows (a re-created file moves the epoch): a state read after a fresher
+  // look at it than `now`'s (cached up to 100 µs) is not outdated by it.
+  if (now.watched && generation_stable(s.stamp.generation) && s.stamp.generation > now.generation) return false;
   if (s.stamp.generation != now.generation) {
     // Seqlock reading: the next writer has begun (odd counter) and this state was read from
     // the finished store before it. Keep it until the writer ends its change rather than read a

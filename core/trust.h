@@ -46,7 +46,7 @@ struct TrustStamp {
   std::uint64_t generation = 0;  // store generation counter (0: no generation file)
   std::uint64_t epoch = 0;       // the source's epoch: moves when the config was re-read or the
                                  // generation file re-opened
-  bool watched = false;          // a generation file is mapped, so its counter sees every change
+  bool watched = false;          // a valid generation file is open, so its counter sees every change
   std::int64_t now_ns = 0;       // steady clock
 };
 
@@ -57,6 +57,7 @@ struct TrustStamp {
 // whatever the store size).
 struct TrustInputs {
   std::optional<FileId> trusted_dir, bundle, store_dir, crl_dir, crl_scope;
+  std::vector<std::pair<std::string, FileId>> crl_files;  // a CRL replaced in place moves no directory
   bool operator==(const TrustInputs&) const = default;
 };
 
@@ -121,7 +122,7 @@ std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_vi
 void refuse_ca_pins_for_chain_consumers(const TrustState& t);
 
 // A state that fails every verification with `code` (e.g. CONFIG_INVALID).
-std::shared_ptr<const TrustState> failed_trust(std::string_view purpose, Code code, std::string message,
+std::shared_ptr<const TrustState> failed_trust(std::string_view purpose, Code code, std::string_view message,
                                                const TrustStamp& at) noexcept;
 
 // Where one consumer reads trust from (a provider instance, a PTRUST_CTX, the CLI, the daemon):
@@ -190,9 +191,9 @@ class TrustSource {
 
   std::mutex mu_;  // the recheck: taken at most once per kRecheck, never waited for by readers
   std::optional<FileId> config_id_;                     // of config_path_ when last read
-  std::string view_root_;                               // root the mapped view belongs to
+  std::string view_root_;                               // root the open view belongs to
   std::vector<std::unique_ptr<GenerationView>> views_;  // current last; replaced ones stay
-                                                        // mapped (other threads may read them)
+                                                        // open (other threads may read them)
 };
 
 // One purpose's current View: a consumer's OpenSSL objects made from a TrustState. View must
@@ -200,8 +201,9 @@ class TrustSource {
 // `const TrustState& state() const`. get() on an unchanged store copies this slot's
 // shared_ptr under the slot's own mutex (held for the copy only: a few nanoseconds, never
 // while anything is built or freed); after a change the first caller rebuilds under a second
-// mutex and the others keep the view they have meanwhile... no: they wait for it on that
-// mutex, which belongs to this purpose only.
+// mutex and the other callers of this purpose wait for it (never those of another purpose).
+// std::atomic<std::shared_ptr> is not used: libstdc++ 12 releases its internal lock with
+// relaxed order after a load, a data race ThreadSanitizer reports.
 template <class View>
 class TrustSlot {
  public:
@@ -249,6 +251,12 @@ class TrustSlots {
   TrustSlots& operator=(const TrustSlots&) = delete;
   ~TrustSlots() {
     for (Node* n = head_.load(); n != nullptr;) delete std::exchange(n, n->next);
+  }
+
+  // The slot of `purpose` if it has one (no lock).
+  TrustSlot<View>* find_slot(std::string_view purpose) const noexcept {
+    Node* n = find(purpose);
+    return n ? &n->slot : nullptr;
   }
 
   // The slot of `purpose`, created on first use. Throws std::bad_alloc.

@@ -181,6 +181,7 @@ Verdict decide_chain(const HookView& view, X509* leaf, STACK_OF(X509) * untruste
 }  // namespace
 
 Verdict decide(const HookView& view, X509* leaf, STACK_OF(X509) * untrusted, const X509_VERIFY_PARAM* param) noexcept {
+  ERR_set_mark();
   Verdict v;
   try {
     if (!leaf) {
@@ -198,7 +199,7 @@ Verdict decide(const HookView& view, X509* leaf, STACK_OF(X509) * untrusted, con
   } catch (const std::exception&) {
     v = fail(PTRUST_REASON_INTERNAL_ERROR, X509_V_ERR_OUT_OF_MEM);
   }
-  ERR_clear_error();
+  ERR_pop_to_mark();  // the nested verification's errors are in the verdict, not the host's queue
   return v;
 }
 

@@ -70,13 +70,14 @@ HookView::HookView(std::shared_ptr<const TrustState> state) : state_(std::move(s
       store.reset(X509_STORE_new());
       if (!store) throw std::bad_alloc();
       for (auto& c : certs)
-        if (X509_STORE_add_cert(store.get(), c.get()) != 1) ERR_clear_error();  // duplicates are fine
+        if (X509_STORE_add_cert(store.get(), c.get()) != 1) throw std::bad_alloc();  // 3.0: a duplicate returns 1
+      // 3.0 returns 1 for a duplicate: a failure is out of memory, and a CRL left out would
+      // let a revoked certificate through (the provider would still serve it).
       for (const auto& c : s.crls)
-        if (X509_STORE_add_crl(store.get(), c.crl.get()) != 1) ERR_clear_error();
+        if (X509_STORE_add_crl(store.get(), c.crl.get()) != 1) throw std::bad_alloc();
       break;
     case Mode::kNone: break;
   }
-  ERR_clear_error();
 }
 
 std::shared_ptr<const HookView> PurposeState::with_policy(const PurposePolicy& policy) noexcept {
@@ -84,7 +85,6 @@ std::shared_ptr<const HookView> PurposeState::with_policy(const PurposePolicy& p
     std::shared_ptr<const TrustState> s = source_->build(purpose_, source_->stamp(), &policy);
     return s ? std::make_shared<const HookView>(std::move(s)) : nullptr;
   } catch (...) {
-    ERR_clear_error();
     return nullptr;
   }
 }

@@ -175,13 +175,17 @@ int store_close(void* loaderctx) {
 
 std::shared_ptr<const StoreView> ProvCtx::view(const std::string& purpose) {
   const TrustStamp now = source.stamp();
-  std::shared_ptr<const TrustSource::Configured> c = source.configured();
-  if (!c->ctx) throw Error(c->code, c->error);
   std::shared_ptr<const StoreView> v;
-  if (purpose == kGeneral || c->ctx->config.declares(purpose)) {
-    v = slots.at(purpose).get(source, purpose, now);
-  } else if (auto s = source.build(purpose, now)) {
-    v = std::make_shared<const StoreView>(std::move(s));  // an undeclared name gets no slot
+  if (TrustSlot<StoreView>* slot = slots.find_slot(purpose)) {
+    v = slot->get(source, purpose, now);  // a purpose removed since fails in its state (UNKNOWN_PURPOSE)
+  } else {
+    std::shared_ptr<const TrustSource::Configured> c = source.configured();
+    if (!c->ctx) throw Error(c->code, c->error);
+    if (purpose == kGeneral || c->ctx->config.declares(purpose)) {
+      v = slots.at(purpose).get(source, purpose, now);
+    } else if (auto s = source.build(purpose, now)) {
+      v = std::make_shared<const StoreView>(std::move(s));  // an undeclared name gets no slot
+    }
   }
   if (!v) throw std::bad_alloc();
   const TrustState& s = v->state();

@@ -215,3 +215,19 @@ TEST_F(Robustness, TruncatedOrGarbledGenerationFileNeitherKillsTheHostNorFreezes
 
 }  // namespace
 }  // namespace ptrust::testing
+
+namespace ptrust::testing {
+namespace {
+
+// A CRL overwritten in place (same file, same directory: no directory time moves) by hand
+// is seen within a second: newly revoked certificates must not keep passing until the next
+// ptrust write.
+TEST_F(Robustness, ACrlOverwrittenInPlaceByHandIsSeenWithinASecond) {
+  root_.write_crl("inter.crl", make_crl(a().inter, {}).get());
+  ASSERT_TRUE(connect().ok);
+  write_file(root_.path() + "/etc/stunnel/crls/inter.crl", crl_pem(make_crl(a().inter, {a().leaf.cert.get()}).get()));
+  EXPECT_TRUE(eventually([&] { return connect().result.reason == PTRUST_REASON_CERT_REVOKED; }));
+}
+
+}  // namespace
+}  // namespace ptrust::testing
