@@ -18,6 +18,7 @@
 // TrustSlot::get a shared_ptr copy under that purpose's own short mutex).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -211,6 +212,8 @@ class TrustSlot {
   std::shared_ptr<const View> get(TrustSource& src, std::string_view purpose, const TrustStamp& now) noexcept {
     std::shared_ptr<const View> seen = load();
     if (seen && TrustSource::fresh(seen->state(), now)) return seen;
+    if (seen && now.now_ns < hold_until_ns_.load(std::memory_order_acquire) && seen->state().stamp.epoch == now.epoch)
+      return seen;  // a writer is half-way: the last settled view, until the next retry
     try {
       std::lock_guard lk(build_mu_);
       std::shared_ptr<const View> cur = load();
@@ -218,6 +221,26 @@ class TrustSlot {
       const std::shared_ptr<const View>& prev = cur ? cur : seen;
       std::shared_ptr<const TrustState> state = src.build(purpose, now, nullptr, prev ? &prev->state() : nullptr);
       if (!state) return nullptr;  // never keep serving the old view
+      // Seqlock retry without blocking: a state read while a writer was half-way (labelled with
+      // an odd generation) may mix old and new files, or see a bundle without its directory.
+      // While the last settled view is of the same configuration, serve it and retry every
+      // kTornRetryNs, for at most TrustSource::kRecheck (a writer that takes longer has died).
+      const bool torn = now.watched && !generation_stable(state->stamp.generation);
+      if (torn && prev && generation_stable(prev->state().stamp.generation) && prev->state().stamp.epoch == now.epoch) {
+        // Counted from when this writer was first seen: by stale(), which may already have kept
+        // the view, when it is the writer right after it; else by the first torn read.
+        if (torn_since_ns_ == 0) torn_since_ns_ = now.now_ns;
+        std::int64_t since = torn_since_ns_;
+        if (now.generation == prev->state().stamp.generation + 1)
+          if (std::int64_t seen_at = prev->state().writer_seen_ns.load(std::memory_order_relaxed); seen_at != 0)
+            since = std::min(since, seen_at);
+        if (now.now_ns - since < std::chrono::nanoseconds(TrustSource::kRecheck).count()) {
+          hold_until_ns_.store(now.now_ns + kTornRetryNs, std::memory_order_release);
+          return prev;
+        }
+      }
+      torn_since_ns_ = 0;
+      hold_until_ns_.store(0, std::memory_order_release);
       auto fresh = std::make_shared<const View>(std::move(state));
       std::shared_ptr<const View> old = fresh;
       {
@@ -236,9 +259,13 @@ class TrustSlot {
     return current_;
   }
 
+  static constexpr std::int64_t kTornRetryNs = 5'000'000;  // 5 ms
+
   mutable std::mutex ptr_mu_;  // guards current_ (copies and swaps only)
   std::shared_ptr<const View> current_;
   std::mutex build_mu_;  // one rebuilder per purpose
+  std::int64_t torn_since_ns_ = 0;  // guarded by build_mu_: first torn read of this writer
+  std::atomic<std::int64_t> hold_until_ns_{0};  // serve the settled view until then
 };
 
 // Slots by purpose name for consumers that learn purposes at run time (the provider). Insert

@@ -26,6 +26,7 @@ TEST(HookThreads, SharedSslCtxWhileStoreChanges) {
 
   std::atomic<int> ok{0}, refused{0}, wrong{0}, backwards{0}, resumed{0};
   std::atomic<bool> stop{false};
+  std::atomic<int> last_wrong{PTRUST_REASON_OK};
   std::vector<std::thread> workers;
   for (int t = 0; t < kThreads; ++t) {
     workers.emplace_back([&] {
@@ -38,7 +39,10 @@ TEST(HookThreads, SharedSslCtxWhileStoreChanges) {
           continue;
         }
         bool allowed = o.result.reason == PTRUST_REASON_OK || o.result.reason == PTRUST_REASON_NO_TRUST_FOR_PURPOSE;
-        if (!allowed || o.ok != (o.result.verified == 1)) ++wrong;
+        if (!allowed || o.ok != (o.result.verified == 1)) {
+          ++wrong;
+          last_wrong = o.result.reason;
+        }
         if (o.result.generation < last_gen) ++backwards;
         last_gen = o.result.generation;
         (o.ok ? ok : refused)++;
@@ -62,7 +66,8 @@ TEST(HookThreads, SharedSslCtxWhileStoreChanges) {
   stop = true;
   for (auto& w : workers) w.join();
 
-  EXPECT_EQ(0, wrong.load());
+  EXPECT_EQ(0, wrong.load()) << "last unexpected reason: "
+                             << ptrust_reason_string(static_cast<ptrust_reason>(last_wrong.load()));
   EXPECT_EQ(0, backwards.load());
   EXPECT_GT(ok.load(), 0) << "the workers must have run while the CA was trusted";
   EXPECT_GT(refused.load(), 0) << "... and while it was not";
