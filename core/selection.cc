@@ -172,13 +172,6 @@ BundleRead read_chosen(const Context& ctx, std::string_view purpose) {
 Material load_material(const Context& ctx, std::string_view purpose) {
   BundleRead b = read_chosen(ctx, purpose);
   Material m{b.resolution, b.id, {}};
-  if (b.resolution.mode != Mode::kNone) m.certs = parse_bundle(b.data, b.resolution.path);
-  return m;
-}
-
-DerMaterial load_material_der(const Context& ctx, std::string_view purpose) {
-  BundleRead b = read_chosen(ctx, purpose);
-  DerMaterial m{b.resolution, b.id, {}};
   if (b.resolution.mode != Mode::kNone) m.certs = scan_bundle(b.data, b.resolution.path);
   return m;
 }

@@ -46,22 +46,15 @@ struct FileId {
 };
 FileId file_id(const struct stat& st) noexcept;
 
+// The chosen bundle's certificates as DER + subject (see scan_bundle); the trust state
+// (core/trust.h) decodes them once for every consumer.
 struct Material {
   Resolution resolution;
-  FileId id;                            // of the bundle read (zero for none)
-  std::vector<ossl::X509Ptr> certs;     // empty only for Mode::kNone
+  FileId id;                   // of the bundle read (zero for none)
+  std::vector<DerCert> certs;  // empty only for Mode::kNone
 };
 
-// The chosen bundle's certificates as DER + subject only (see scan_bundle): for consumers
-// that give DER to libcrypto anyway. Same errors as load_material.
-struct DerMaterial {
-  Resolution resolution;
-  FileId id;
-  std::vector<DerCert> certs;
-};
-DerMaterial load_material_der(const Context& ctx, std::string_view purpose);
-
-// resolve() + read + parse of the chosen bundle. STORE_UNREADABLE / STORE_CORRUPT /
+// resolve() + read + scan of the chosen bundle. STORE_UNREADABLE / STORE_CORRUPT /
 // STORE_UNSAFE on any problem with the chosen bundle: there is no fallback.
 Material load_material(const Context& ctx, std::string_view purpose);
 

@@ -161,7 +161,7 @@ std::shared_ptr<TrustState> build_state(const Context& ctx, std::string_view pur
     s->policy = policy ? *policy : policy_of(ctx.config, purpose);
     s->inputs = inputs_before(ctx.root);
     try {
-      DerMaterial m = load_material_der(ctx, purpose);  // UNKNOWN_PURPOSE, STORE_*
+      Material m = load_material(ctx, purpose);  // UNKNOWN_PURPOSE, STORE_*
       s->mode = m.resolution.mode;
       s->bundle = m.resolution.path;
       if (s->mode != Mode::kNone) {
