@@ -68,6 +68,22 @@ void check_hash_entry(int dirfd, const fs::Entry& e, const std::string& path, co
   if (!have.count(sha)) cannot_adopt(Code::kStoreCorrupt, path, "a hash entry holding an object no file of its directory holds");
 }
 
+// Calls `f(entry, path)` for each certificate file of a store directory (a killed writer's
+// temp files skipped), then checks its OpenSSL hash entries against `have`, which `f` fills.
+template <typename F>
+void each_store_file(int dirfd, const std::string& dir_path, const std::set<std::string>& have, F f) {
+  std::vector<fs::Entry> hash_entries;
+  for (const auto& e : fs::list_dir(dirfd)) {
+    if (is_temp(e.name)) continue;
+    if (layout::is_hash_link_name(e.name)) {
+      hash_entries.push_back(e);
+      continue;
+    }
+    f(e, join(dir_path, e.name));
+  }
+  for (const auto& e : hash_entries) check_hash_entry(dirfd, e, join(dir_path, e.name), have, false);
+}
+
 void check_bundle(int dirfd, const std::string& name, const std::string& path, const std::set<std::string>& have) {
   auto st = fs::stat_at(dirfd, name);
   if (!st) return;
@@ -100,14 +116,7 @@ void adopt_trusted(int root, const Config& cfg, std::time_t now, Database& db) {
     if (!key) continue;  // not a store (capath is derived; anything else is reported by sync)
     const std::string dir_path = join(layout::kTrustedDir, d.name);
     fs::Fd dir = fs::open_dir(top.get(), d.name, false);
-    std::vector<fs::Entry> hash_entries;
-    for (const auto& e : fs::list_dir(dir.get())) {
-      const std::string path = join(dir_path, e.name);
-      if (is_temp(e.name)) continue;
-      if (layout::is_hash_link_name(e.name)) {
-        hash_entries.push_back(e);
-        continue;
-      }
+    each_store_file(dir.get(), dir_path, store_sha[*key], [&](const fs::Entry& e, const std::string& path) {
       constexpr std::string_view kExt = ".pem";
       std::string uuid = e.name.size() > kExt.size() ? e.name.substr(0, e.name.size() - kExt.size()) : "";
       if (!valid_uuid(uuid) || e.name != layout::cert_file(uuid))
@@ -123,8 +132,7 @@ void adopt_trusted(int root, const Config& cfg, std::time_t now, Database& db) {
       if (f.general && !f.purposes.empty())
         cannot_adopt(Code::kStoreCorrupt, path, "the same UUID in the general store and a purpose's store");
       store_sha[*key].insert(cert.info().sha256);
-    }
-    for (const auto& e : hash_entries) check_hash_entry(dir.get(), e, join(dir_path, e.name), store_sha[*key], false);
+    });
   }
   for (const auto& [key, name] : bundles) check_bundle(top.get(), name, join(layout::kTrustedDir, name), store_sha[key]);
   for (auto& [uuid, f] : by_uuid) {
@@ -201,20 +209,12 @@ void adopt_cert_dir(int root, std::string_view sub, std::string_view bundle, Mak
   const std::string dir_path = join(layout::kStunnelDir, sub);
   std::set<std::string> have;
   if (dir) {
-    std::vector<fs::Entry> hash_entries;
-    for (const auto& e : fs::list_dir(dir.get())) {
-      const std::string path = join(dir_path, e.name);
-      if (is_temp(e.name)) continue;
-      if (layout::is_hash_link_name(e.name)) {
-        hash_entries.push_back(e);
-        continue;
-      }
+    each_store_file(dir.get(), dir_path, have, [&](const fs::Entry& e, const std::string& path) {
       std::string data = read_store_file(dir.get(), e, path);
       Certificate cert = at(path, [&] { return Certificate::parse(data); });
       at(path, [&] { make(e.name, cert); });
       have.insert(cert.info().sha256);
-    }
-    for (const auto& e : hash_entries) check_hash_entry(dir.get(), e, join(dir_path, e.name), have, false);
+    });
   }
   if (stunnel) check_bundle(stunnel.get(), std::string(bundle), join(layout::kStunnelDir, bundle), have);
 }
