@@ -43,12 +43,16 @@ const std::vector<Command>& commands();
 void add_trust_commands(std::vector<Command>& out);
 void add_store_commands(std::vector<Command>& out);  // crl, legacy, pool, export, import, eject
 void add_stunnel_commands(std::vector<Command>& out);  // stunnel render, stunnel sync
+void add_status_commands(std::vector<Command>& out);   // status, alerts (helper/status_cmd.cc)
 
 // Reads a user-supplied input file (regular file, no symlink, at most 1 MiB).
 std::string read_input_file(const std::string& path);
 
 boost::json::object crl_json(const CrlRecord& r);
 void add_verify_commands(std::vector<Command>& out);  // verify, probe (helper/verify.cc)
+
+// --at TIME: YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC) or @EPOCH; USAGE otherwise.
+std::int64_t parse_time(const std::string& s);
 
 // Prints `ptrust: CODE: message` on stderr as one line (control characters escaped).
 void print_refusal(std::string_view code, std::string_view message);

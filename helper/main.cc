@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "helper/cli.h"
+#include "helper/host_config.h"
 #include "helper/stunnel_config.h"
 
 namespace ptrust::cli {
@@ -13,6 +14,7 @@ namespace ptrust::cli {
 Context Common::context() const {
   Context ctx = open_context(root, config);
   parse_stunnel_config(ctx.config);
+  parse_host_config(ctx.config);
   return ctx;
 }
 

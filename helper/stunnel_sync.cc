@@ -157,6 +157,8 @@ std::uint64_t current_generation(const Context& ctx) {
   return state ? read_generation(state.get()) : 0;
 }
 
+}  // namespace
+
 // Renders every service of the instance into one configuration text.
 std::string render_instance(const Context& ctx, const StunnelInstance& in, InstanceReport& rep) {
   std::ostringstream file;
@@ -183,6 +185,8 @@ std::string render_instance(const Context& ctx, const StunnelInstance& in, Insta
   }
   return file.str();
 }
+
+namespace {
 
 // Which services' stanzas differ from the file being replaced.
 void mark_changed(const std::optional<std::string>& old, const std::string& text, InstanceReport& rep) {
@@ -233,6 +237,19 @@ void publish(const Context& ctx, const StunnelInstance& in, const std::string& t
 }
 
 }  // namespace
+
+std::optional<std::string> applied_digest(const Context& ctx, const StunnelInstance& in) {
+  fs::Fd root = fs::open_root(ctx.root);
+  fs::Fd records = fs::open_dir(root.get(), std::string(layout::kStateDir) + "/" + std::string(layout::kStunnelStateDir), false);
+  if (!records) return std::nullopt;
+  return fs::read_at(records.get(), applied_name(in), 4096);
+}
+
+long live_pid(const std::string& pidfile) {
+  long pid = read_pid(pidfile);
+  if (pid <= 0) return 0;
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM ? pid : 0;
+}
 
 InstanceReport sync_instance(Store& store, const StunnelInstance& in) {
   const Context& ctx = store.context();

@@ -2,6 +2,7 @@
 // declared stunnel instance, write it atomically when it changed, SIGHUP its stunnel.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,14 @@ struct InstanceReport {
 // configuration file is signalled. Files, signal and record are written under the store's
 // writer lock (Store::with_state_lock): concurrent syncs and store changes do not interleave.
 InstanceReport sync_instance(Store& store, const StunnelInstance& in);
+
+// What sync would write for `in` now (services reported in `rep`), without writing it.
+std::string render_instance(const Context& ctx, const StunnelInstance& in, InstanceReport& rep);
+// The SHA-256 (hex) of the configuration stunnel was last told to load; nullopt when none is
+// recorded (never signalled by ptrust).
+std::optional<std::string> applied_digest(const Context& ctx, const StunnelInstance& in);
+// The pid in `pidfile` when that process exists; 0 otherwise (no pid file, no pid, gone).
+long live_pid(const std::string& pidfile);
 
 // Replaces a file named by the administrator (outside the stores) atomically, 0644.
 void write_file_atomic(const std::string& path, const std::string& data);

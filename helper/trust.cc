@@ -250,6 +250,7 @@ const std::vector<Command>& commands() {
     add_store_commands(v);
     add_verify_commands(v);
     add_stunnel_commands(v);
+    add_status_commands(v);
     return v;
   }();
   return all;

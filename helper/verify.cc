@@ -28,6 +28,18 @@ namespace ptrust::cli {
 
 namespace json = boost::json;
 
+std::int64_t parse_time(const std::string& s) {
+  std::string digits = s.starts_with('@') ? s.substr(1) : s;
+  if (!digits.empty() && digits.size() <= 18 && digits.find_first_not_of("0123456789") == std::string::npos)
+    return std::stoll(digits);  // 18 digits always fit in int64
+  for (const char* fmt : {"%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d"}) {
+    std::tm tm{};
+    const char* end = strptime(s.c_str(), fmt, &tm);
+    if (end && *end == '\0') return timegm(&tm);
+  }
+  throw Error(Code::kUsage, "--at: '" + s + "' is not a time (use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or @EPOCH)");
+}
+
 namespace {
 
 constexpr size_t kMaxChainFile = 4u << 20;
@@ -105,18 +117,6 @@ ossl::X509StackPtr read_chain(const std::string& path) {
 }
 
 // Seconds since the epoch from "@N", "N", "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM:SSZ" (UTC).
-std::int64_t parse_time(const std::string& s) {
-  std::string digits = s.starts_with('@') ? s.substr(1) : s;
-  if (!digits.empty() && digits.size() <= 18 && digits.find_first_not_of("0123456789") == std::string::npos)
-    return std::stoll(digits);  // 18 digits always fit in int64
-  for (const char* fmt : {"%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d"}) {
-    std::tm tm{};
-    const char* end = strptime(s.c_str(), fmt, &tm);
-    if (end && *end == '\0') return timegm(&tm);
-  }
-  throw Error(Code::kUsage, "--at: '" + s + "' is not a time (use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or @EPOCH)");
-}
-
 bool is_ip(const std::string& s);
 
 int verify_cmd(const Common& c, const po::variables_map& vm) {
