@@ -15,6 +15,7 @@
 #include "core/layout.h"
 #include "tests/hook/hook_util.h"
 #include "tests/support/run.h"
+#include "tests/support/small_stack.h"
 
 namespace ptrust::testing {
 namespace {
@@ -200,6 +201,26 @@ TEST_F(Counters, TwoContextsKeepTheirOwnCountsAndTheFileSumsThem) {
   client.reset();
   ptrust_ctx_free(a);
   ptrust_ctx_free(b);
+}
+
+// Publishing starts where a host first uses a purpose, possibly on a 64 KiB worker thread:
+// creating, filling and mapping the file and claiming a slot must fit there.
+TEST_F(Counters, FirstUseOnA64KiBStackPublishes) {
+  PTRUST_CTX* pt = root_.open();
+  ptrust_reason r1 = PTRUST_REASON_COUNT, r2 = PTRUST_REASON_COUNT;
+  size_t used = on_small_stack([&] {
+    r1 = verify(pt, "licensing", good());
+    r2 = verify(pt, "licensing", stranger());
+  });
+  EXPECT_EQ(r1, PTRUST_REASON_OK);
+  EXPECT_EQ(r2, PTRUST_REASON_CHAIN_UNTRUSTED);
+  EXPECT_LT(used, kStunnelStack);
+  auto all = counters::read_counters(root_.path());
+  const ProcessCounters* p = find(all, ::getpid());
+  ASSERT_NE(p, nullptr) << "not published";
+  EXPECT_EQ(p->purposes.at("licensing")[PTRUST_REASON_OK], 1u);
+  EXPECT_EQ(p->purposes.at("licensing")[PTRUST_REASON_CHAIN_UNTRUSTED], 1u);
+  ptrust_ctx_free(pt);
 }
 
 // More purposes than slots: the ones beyond still count, in-process, and nothing fails.
