@@ -27,6 +27,9 @@ inline constexpr std::string_view kGenerationFile = "generation";
 // JSON object {"<crl name>": ["purpose", ...]} for CRLs installed with --purpose; 0644.
 inline constexpr std::string_view kCrlScopeFile = "crl-scope.json";  // in kStateDir
 inline constexpr std::string_view kStunnelStateDir = "stunnel";      // in kStateDir: stunnel sync's records
+// Host-wide verdict counters (core/counters.h): one file per process running the verify hook;
+// made 01777 by the daemon, never created by a hook.
+inline constexpr std::string_view kCountersDir = "run/ptrust/counters";
 
 // ptrust's own configuration directory; the file read when none is named.
 inline constexpr std::string_view kEtcDir = "etc/ptrust";

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 
+#include "core/counters.h"
 #include "core/error.h"
 #include "hook/verifier.h"
 #include "ptrust/ptrust.h"
@@ -207,7 +208,11 @@ std::shared_ptr<PurposeState> purpose_state(PTRUST_CTX* ctx, const char* purpose
   ctx->source->stamp();  // notices an edited configuration (at most once a second)
   std::shared_ptr<const TrustSource::Configured> c = ctx->source->configured();
   if (!c->ctx || (name != kGeneral && !c->ctx->config.declares(name))) return nullptr;
-  auto st = std::make_shared<PurposeState>(ctx->source, std::string(name));
+  // Host-wide counters when the daemon made the counters directory, else in-process; a slot
+  // per PurposeState keeps ptrust_ctx_get_counters per context.
+  std::uint64_t* shared = nullptr;
+  if (ptrust::counters::Publisher* pub = ptrust::counters::publisher_for(c->ctx->root)) shared = pub->claim(name);
+  auto st = std::make_shared<PurposeState>(ctx->source, std::string(name), shared);
   ctx->purposes.emplace(std::string(name), st);
   return st;
 }

@@ -64,8 +64,10 @@ ptrust_reason reason_for_x509_error(int err) noexcept;
 // a clock read) plus one atomic shared_ptr load of this purpose's slot.
 class PurposeState {
  public:
-  PurposeState(std::shared_ptr<TrustSource> source, std::string purpose)
-      : source_(std::move(source)), purpose_(std::move(purpose)) {}
+  // `shared`: this purpose's PTRUST_REASON_COUNT counters in the process's host-wide counters
+  // file (core/counters.h), used by this PurposeState only; nullptr counts in-process.
+  PurposeState(std::shared_ptr<TrustSource> source, std::string purpose, std::uint64_t* shared = nullptr)
+      : source_(std::move(source)), purpose_(std::move(purpose)), counters_(shared ? shared : local_.data()) {}
 
   const std::string& purpose() const noexcept { return purpose_; }
 
@@ -74,14 +76,22 @@ class PurposeState {
   // A view of the same trust under another policy (offline overrides); not cached.
   std::shared_ptr<const HookView> with_policy(const PurposePolicy& policy) noexcept;
 
-  void count(ptrust_reason r) noexcept { counters_[r].fetch_add(1, std::memory_order_relaxed); }
-  std::uint64_t counter(ptrust_reason r) const noexcept { return counters_[r].load(std::memory_order_relaxed); }
+  // One relaxed atomic add, wherever the counters live: publishing costs nothing extra.
+  void count(ptrust_reason r) noexcept {
+    std::atomic_ref<std::uint64_t>(counters_[r]).fetch_add(1, std::memory_order_relaxed);
+  }
+  std::uint64_t counter(ptrust_reason r) const noexcept {
+    return std::atomic_ref<std::uint64_t>(counters_[r]).load(std::memory_order_relaxed);
+  }
+  // Whether the counts are visible host-wide (tests, diagnostics).
+  bool published() const noexcept { return counters_ != local_.data(); }
 
  private:
   const std::shared_ptr<TrustSource> source_;
   const std::string purpose_;
   TrustSlot<HookView> slot_;
-  std::array<std::atomic<std::uint64_t>, PTRUST_REASON_COUNT> counters_{};
+  alignas(64) std::array<std::uint64_t, PTRUST_REASON_COUNT> local_{};
+  std::uint64_t* const counters_;  // into local_ or into a slot of the shared file
 };
 
 }  // namespace ptrust::hook

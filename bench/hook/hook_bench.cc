@@ -4,8 +4,11 @@
 //   ChangeDetection                   goal <= 0.2 us per handshake
 //   Handshake/hook vs /plain          goal >= 0.95x handshakes/s (TLS 1.3, ECDSA P-256)
 //   Handshake/hook threads:2 vs :1    goal >= 1.8x
+//   Count/shared vs Count/local       goal: added <= 20 ns per verdict (one relaxed add either way)
+//   PinnedVerify/published vs /local  goal: added <= 20 ns per verification
 #include <benchmark/benchmark.h>
 
+#include "core/counters.h"
 #include "hook/verifier.h"
 #include "tests/hook/hook_util.h"
 
@@ -33,9 +36,9 @@ struct Fixture {
     X509_up_ref(chain.inter.cert.get());
     sk_X509_push(untrusted.get(), chain.inter.cert.get());
   }
-  std::unique_ptr<hook::PurposeState> state(const char* purpose) {
+  std::unique_ptr<hook::PurposeState> state(const char* purpose, std::uint64_t* shared = nullptr) {
     auto source = std::make_shared<TrustSource>(root.path(), root.config());
-    return std::make_unique<hook::PurposeState>(std::move(source), purpose);
+    return std::make_unique<hook::PurposeState>(std::move(source), purpose, shared);
   }
 };
 
@@ -99,6 +102,62 @@ void ChangeDetection(benchmark::State& s) {
   for (auto _ : s) benchmark::DoNotOptimize(st->current());
 }
 BENCHMARK(ChangeDetection);
+
+// The verdict counter: in-process array vs a slot of the host-wide counters file
+// (core/counters.h). Both are one relaxed atomic add through a pointer.
+void Count(benchmark::State& s, bool shared) {
+  // One PurposeState per side, shared by the threads as a process's handshakes share one.
+  static Root published;  // has run/ptrust/counters
+  static std::unique_ptr<hook::PurposeState> local_state = fx().state("licensing");
+  static std::unique_ptr<hook::PurposeState> shared_state = [] {
+    counters::ensure_counters_dir(published.path());
+    counters::Publisher* pub = counters::publisher_for(published.path());
+    return fx().state("licensing", pub ? pub->claim("licensing") : nullptr);
+  }();
+  hook::PurposeState& st = shared ? *shared_state : *local_state;
+  if (st.published() != shared) s.SkipWithError("wrong side");
+  const std::uint64_t before = st.counter(PTRUST_REASON_OK) + st.counter(PTRUST_REASON_PIN_MISMATCH);
+  int i = 0;
+  for (auto _ : s) {
+    st.count(static_cast<ptrust_reason>(i & 1));  // OK / PIN_MISMATCH, as a mix of verdicts would
+    ++i;
+  }
+  if (st.counter(PTRUST_REASON_OK) + st.counter(PTRUST_REASON_PIN_MISMATCH) - before < static_cast<std::uint64_t>(i))
+    s.SkipWithError("lost counts");
+}
+BENCHMARK_CAPTURE(Count, local, false)->Threads(1)->Threads(2);
+BENCHMARK_CAPTURE(Count, shared, true)->Threads(1)->Threads(2);
+
+// A whole offline verification (pinned, ~1-2 us) through the C API, counted in-process or
+// published: the cost publishing adds per verification.
+void PinnedVerify(benchmark::State& s, bool publish) {
+  struct Side {
+    Root root;
+    PTRUST_CTX* pt = nullptr;
+    explicit Side(bool publish) {
+      root.install(fx().chain.leaf.cert.get(), CertType::kPinned, {"spki"});
+      if (publish) counters::ensure_counters_dir(root.path());
+      pt = root.open();
+    }
+  };
+  static Side local(false), published(true);
+  PTRUST_CTX* pt = publish ? published.pt : local.pt;
+  ossl::X509StackPtr chain(sk_X509_new_null());
+  X509_up_ref(fx().wire_leaf.get());
+  sk_X509_push(chain.get(), fx().wire_leaf.get());
+  PTRUST_RESULT r{};
+  for (auto _ : s)
+    if (ptrust_verify_chain(pt, "spki", chain.get(), nullptr, &r) != 1 || !r.verified) s.SkipWithError("not verified");
+  // The published side's count must have reached the file.
+  if (publish) {
+    std::uint64_t seen = 0;
+    for (const counters::ProcessCounters& p : counters::read_counters(published.root.path()))
+      if (p.pid == ::getpid() && p.purposes.count("spki")) seen += p.purposes.at("spki")[PTRUST_REASON_OK];
+    if (seen < static_cast<std::uint64_t>(s.iterations())) s.SkipWithError("not published");
+  }
+}
+BENCHMARK_CAPTURE(PinnedVerify, local, false);
+BENCHMARK_CAPTURE(PinnedVerify, published, true);
 
 // Full TLS 1.3 handshakes over an in-memory BIO pair (both ends in this thread).
 void Handshake(benchmark::State& s, bool hook) {

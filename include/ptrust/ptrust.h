@@ -145,8 +145,10 @@ int ptrust_verify_chain(PTRUST_CTX *ctx, const char *purpose, STACK_OF(X509) *ch
 
 /* ptrust_ctx_get_counters copies the number of verdicts per reason for `purpose` (indexed by
  * ptrust_reason; index PTRUST_REASON_OK counts successes) into `out[0..n)`. Counts cover
- * every SSL_CTX attached to `ctx` with that purpose, and ptrust_verify_chain calls. Returns
- * 1, or 0 when an argument is NULL or the purpose is unknown. */
+ * every SSL_CTX attached to `ctx` with that purpose, and ptrust_verify_chain calls (and, when
+ * the counts are published host-wide, those of children forked after the purpose was first
+ * used: they share its counters; see docs/hook.md "Host-wide counters"). Returns 1, or 0
+ * when an argument is NULL or the purpose is unknown. */
 int ptrust_ctx_get_counters(PTRUST_CTX *ctx, const char *purpose, uint64_t *out, size_t n);
 
 /* ptrust_reason_string returns the stable name of `reason` (e.g. "PIN_MISMATCH"), or
