@@ -9,6 +9,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "core/counters.h"
 #include "core/db.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -18,6 +19,7 @@
 #include "core/trust.h"
 #include "core/x509.h"
 #include "helper/stunnel_config.h"
+#include "ptrust/ptrust.h"
 #include "helper/stunnel_sync.h"
 
 namespace ptrust::status {
@@ -338,6 +340,22 @@ Report collect(const Context& ctx, const HostConfig& hc, std::int64_t now, const
   for (auto& [name, e] : crls)
     if (!opt.purpose || std::find(e.applies_to.begin(), e.applies_to.end(), *opt.purpose) != e.applies_to.end())
       r.crls.push_back(std::move(e));
+
+  // Verdicts published by hooks anywhere on the host (plus the folded ones of exited processes).
+  std::map<std::string, std::vector<std::uint64_t>> verdicts;
+  if (opt.folded) verdicts = *opt.folded;
+  for (const auto& proc : counters::read_counters(ctx.root))
+    for (const auto& [purpose, counts] : proc.purposes) {
+      auto& v = verdicts[purpose];
+      v.resize(std::max(v.size(), counts.size()));
+      for (size_t i = 0; i < counts.size(); ++i) v[i] += counts[i];
+    }
+  for (auto& p : r.purposes) {
+    auto it = verdicts.find(p.name);
+    if (it == verdicts.end()) continue;
+    for (size_t i = 0; i < it->second.size(); ++i)
+      if (it->second[i]) p.verdicts[ptrust_reason_string(static_cast<ptrust_reason>(i))] = it->second[i];
+  }
 
   // Drift, as `sync --check` reports it.
   if (opt.drift) {

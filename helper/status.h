@@ -91,6 +91,9 @@ struct Report {
 struct Options {
   std::optional<std::string> purpose;  // restrict to one purpose (findings too)
   bool drift = true;                   // run the drift check
+  // Verdicts of hooks whose counter files are gone (the daemon folds and removes them), by
+  // purpose, indexed by ptrust_reason; added to what the counter files hold.
+  const std::map<std::string, std::vector<std::uint64_t>>* folded = nullptr;
 };
 
 // Reads the whole host at `now` (seconds since the epoch).
