@@ -691,9 +691,14 @@ EventLoop::~EventLoop() {
   impl_->shutdown();
 }
 
-void EventLoop::listen_unix(const std::string& path, SimpleHandler handler) {
-  listen_unix(path, [h = std::move(handler)](std::string_view m, const json::object& p, const Peer&) { return h(m, p); });
+namespace {
+Handler with_peer(SimpleHandler h) {
+  return [h = std::move(h)](std::string_view m, const json::object& p, const Peer&) { return h(m, p); };
 }
+}  // namespace
+
+void EventLoop::listen_unix(const std::string& path, SimpleHandler handler) { listen_unix(path, with_peer(std::move(handler))); }
+bool EventLoop::listen_systemd(SimpleHandler handler) { return listen_systemd(with_peer(std::move(handler))); }
 
 void EventLoop::listen_unix(const std::string& path, Handler handler) {
   sockaddr_un addr = unix_address(path);

@@ -90,6 +90,7 @@ class EventLoop {
   // Socket activation: false when systemd passed no socket; Error USAGE when it passed more
   // than one, or one that is not a listening AF_UNIX stream socket. Unsets LISTEN_* env.
   bool listen_systemd(Handler handler);
+  bool listen_systemd(SimpleHandler handler);
 
   // The metrics endpoint (GET /metrics). Refuses a non-loopback address (USAGE). Returns the
   // bound endpoint (port 0 binds a free port: tests).

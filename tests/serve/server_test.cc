@@ -34,6 +34,14 @@ TEST_F(ServerTest, RepliesInOrderWithIds) {
   EXPECT_EQ(c.line(), R"({"id":{"x":3},"result":{}})");
 }
 
+TEST_F(ServerTest, HandlerWithoutPeerWorksToo) {
+  server = std::make_unique<LoopThread>();
+  server->loop.listen_unix(sock, [](std::string_view method, const json::object&) -> json::value { return json::string(method); });
+  server->start();
+  Client c = Client::at_path(sock);
+  EXPECT_EQ(c.call(R"({"method":"status","id":1})").at("result"), json::value("status"));
+}
+
 TEST_F(ServerTest, PeerCredentialsReachTheHandler) {
   serve();
   Client c = Client::at_path(sock);
