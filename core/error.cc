@@ -50,6 +50,7 @@ constexpr CodeInfo kCodes[] = {
     {Code::kStunnelSignalFailed, "STUNNEL_SIGNAL_FAILED", 35, PTRUST_REASON_INTERNAL_ERROR},
     {Code::kDatabaseMissing, "DATABASE_MISSING", 36, PTRUST_REASON_INTERNAL_ERROR},
     {Code::kPinIsCa, "PIN_IS_CA", 37, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kLimitExceeded, "LIMIT_EXCEEDED", 38, PTRUST_REASON_INTERNAL_ERROR},
 };
 
 constexpr bool rows_in_enum_order() {
@@ -58,7 +59,7 @@ constexpr bool rows_in_enum_order() {
   return true;
 }
 static_assert(rows_in_enum_order(), "kCodes rows must follow the order of enum Code");
-static_assert(std::size(kCodes) == static_cast<size_t>(Code::kPinIsCa) + 1, "a Code lacks its row");
+static_assert(std::size(kCodes) == static_cast<size_t>(Code::kLimitExceeded) + 1, "a Code lacks its row");
 
 constexpr bool provider_reasons_unique() {
   for (size_t i = 0; i < std::size(kCodes); ++i)

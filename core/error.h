@@ -53,6 +53,8 @@ enum class Code {
   kDatabaseMissing,
   // A pinned purpose whose pin is a CA, asked for by a chain-verifying consumer (additive).
   kPinIsCa,
+  // A client went over a limit of `ptrust serve` (line length, connections) (additive).
+  kLimitExceeded,
 };
 
 // What each code is called and how each consumer reports it (core/error.cc holds the table).

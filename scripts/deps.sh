@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config openssl libssl-dev
       libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev
       libyaml-cpp-dev libgtest-dev libgmock-dev googletest libbenchmark-dev stunnel4
-      prometheus-cpp-dev python3-prometheus-client
+      libsystemd-dev prometheus-cpp-dev python3-prometheus-client  # ptrust serve
       curl python3 ca-certificates)  # curl, python3: the capath tests run them as unmodified programs;
       # ca-certificates: the system bundle whose leak into default paths they measure
 missing=()

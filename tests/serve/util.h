@@ -1,0 +1,126 @@
+// What the serve I/O tests share: the loop on a thread, and plain blocking clients.
+#pragma once
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "helper/serve_io.h"
+#include "tests/serve/dummy.h"
+#include "tests/support/run.h"
+#include "tests/support/testpki.h"
+
+namespace ptrust::testing {
+
+// An EventLoop running on its own thread. Calls into the loop go through on_loop (the loop
+// is single-threaded by design).
+class LoopThread {
+ public:
+  explicit LoopThread(serve::Limits limits = {}) : loop(limits) {}
+  ~LoopThread() { stop(); }
+  void start() { thread_ = std::thread([this] { loop.run(); }); }
+  void stop() {
+    if (!thread_.joinable()) return;
+    loop.stop();
+    thread_.join();
+  }
+  template <class F>
+  auto on_loop(F f) -> decltype(f()) {
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto fut = task.get_future();
+    boost::asio::post(loop.context(), [&task] { task(); });
+    return fut.get();
+  }
+  size_t connections() { return on_loop([this] { return loop.connections(); }); }
+  serve::EventLoop loop;
+
+ private:
+  std::thread thread_;
+};
+
+// A blocking client on a stream socket, with a deadline on every read.
+class Client {
+ public:
+  explicit Client(int fd) : fd_(fd) {}
+  static Client at_path(const std::string& path) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(fd);
+      throw std::runtime_error("connect " + path + ": " + std::strerror(errno));
+    }
+    return Client(fd);
+  }
+  Client(Client&& o) noexcept : fd_(o.fd_), buf_(std::move(o.buf_)) { o.fd_ = -1; }
+  ~Client() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int fd() const { return fd_; }
+  // False when the peer closed or failed (MSG_NOSIGNAL: no SIGPIPE).
+  bool send(std::string_view s) {
+    while (!s.empty()) {
+      ssize_t n = ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      s.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+  // The next line (without '\n'); "<eof>" when closed first, "<timeout>" after `limit`.
+  std::string line(std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      if (auto nl = buf_.find('\n'); nl != std::string::npos) {
+        std::string l = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return l;
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      pollfd p{fd_, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) == 0) return "<timeout>";
+      char b[65536];
+      ssize_t n = ::recv(fd_, b, sizeof b, 0);
+      if (n <= 0) return "<eof>";
+      buf_.append(b, static_cast<size_t>(n));
+    }
+  }
+  // Everything until the peer closes (HTTP).
+  std::string all(std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+    std::string s;
+    for (;;) {
+      std::string l = line(limit);
+      if (l == "<eof>" || l == "<timeout>") return s + buf_;
+      s += l + "\n";
+    }
+  }
+  boost::json::object call(const std::string& request) {
+    if (!send(request + "\n")) return {{"send", "failed"}};
+    std::string l = line();
+    boost::system::error_code ec;
+    auto v = boost::json::parse(l, ec);
+    if (ec || !v.is_object()) return {{"unparsed", l}};
+    return v.as_object();
+  }
+
+ private:
+  int fd_;
+  std::string buf_;
+};
+
+inline std::string error_code_of(const boost::json::object& reply) {
+  auto* e = reply.if_contains("error");
+  return e && e->is_object() && e->as_object().contains("code") ? std::string(e->at("code").as_string()) : "<no error>";
+}
+
+}  // namespace ptrust::testing
