@@ -341,21 +341,7 @@ Report collect(const Context& ctx, const HostConfig& hc, std::int64_t now, const
     if (!opt.purpose || std::find(e.applies_to.begin(), e.applies_to.end(), *opt.purpose) != e.applies_to.end())
       r.crls.push_back(std::move(e));
 
-  // Verdicts published by hooks anywhere on the host (plus the folded ones of exited processes).
-  std::map<std::string, std::vector<std::uint64_t>> verdicts;
-  if (opt.folded) verdicts = *opt.folded;
-  for (const auto& proc : counters::read_counters(ctx.root))
-    for (const auto& [purpose, counts] : proc.purposes) {
-      auto& v = verdicts[purpose];
-      v.resize(std::max(v.size(), counts.size()));
-      for (size_t i = 0; i < counts.size(); ++i) v[i] += counts[i];
-    }
-  for (auto& p : r.purposes) {
-    auto it = verdicts.find(p.name);
-    if (it == verdicts.end()) continue;
-    for (size_t i = 0; i < it->second.size(); ++i)
-      if (it->second[i]) p.verdicts[ptrust_reason_string(static_cast<ptrust_reason>(i))] = it->second[i];
-  }
+  add_verdicts(r, opt.folded);
 
   // Drift, as `sync --check` reports it.
   if (opt.drift) {
@@ -407,6 +393,24 @@ Report collect(const Context& ctx, const HostConfig& hc, std::int64_t now, const
                    [](const Finding& a, const Finding& b) { return a.severity > b.severity; });
   r.health = worst(r.findings);
   return r;
+}
+
+void add_verdicts(Report& r, const Folded* folded) {
+  Folded all;
+  if (folded) all = *folded;
+  for (const auto& proc : counters::read_counters(r.root))
+    for (const auto& [purpose, counts] : proc.purposes) {
+      auto& v = all[purpose];
+      v.resize(std::max(v.size(), counts.size()));
+      for (size_t i = 0; i < counts.size(); ++i) v[i] += counts[i];
+    }
+  for (auto& p : r.purposes) {
+    p.verdicts.clear();
+    auto it = all.find(p.name);
+    if (it == all.end()) continue;
+    for (size_t i = 0; i < it->second.size(); ++i)
+      if (it->second[i]) p.verdicts[ptrust_reason_string(static_cast<ptrust_reason>(i))] = it->second[i];
+  }
 }
 
 // ---- alerts ---------------------------------------------------------------------------

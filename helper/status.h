@@ -88,16 +88,22 @@ struct Report {
   Health health = Health::kOk;
 };
 
+// Verdict counts by purpose, indexed by ptrust_reason.
+using Folded = std::map<std::string, std::vector<std::uint64_t>>;
+
 struct Options {
   std::optional<std::string> purpose;  // restrict to one purpose (findings too)
   bool drift = true;                   // run the drift check
-  // Verdicts of hooks whose counter files are gone (the daemon folds and removes them), by
-  // purpose, indexed by ptrust_reason; added to what the counter files hold.
-  const std::map<std::string, std::vector<std::uint64_t>>* folded = nullptr;
+  // Verdicts of hooks whose counter files are gone (see add_verdicts).
+  const Folded* folded = nullptr;
 };
 
 // Reads the whole host at `now` (seconds since the epoch).
 Report collect(const Context& ctx, const HostConfig& hc, std::int64_t now, const Options& opt = {});
+
+// Sets each purpose's verdicts: what the hooks' counter files hold now, plus `folded` (the
+// counts of exited processes whose files the daemon removed). Cheap: a few small files.
+void add_verdicts(Report& r, const Folded* folded);
 
 // xapi's alert and beyond: one per object, the most severe.
 struct Alert {

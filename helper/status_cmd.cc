@@ -1,8 +1,15 @@
 // `ptrust status` and `ptrust alerts`: the host's health for operators and scripts.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <iostream>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "helper/cli.h"
 #include "helper/host_config.h"
 #include "helper/status.h"
@@ -18,11 +25,56 @@ std::int64_t at_time(const po::variables_map& vm) {
   return vm.count("at") ? parse_time(vm["at"].as<std::string>()) : std::time(nullptr);
 }
 
+// One request to a running `ptrust serve` over its Unix socket: the result, or the daemon's
+// refusal printed as ours (exit 1).
+std::optional<json::object> ask_daemon(const std::string& path, std::string_view method, json::object params) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) throw Error(Code::kUsage, "--socket path too long: " + path);
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  fs::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    throw Error(Code::kIoError, "cannot connect to " + path + ": " + std::strerror(errno) + " (is `ptrust serve` running?)");
+  timeval tv{.tv_sec = 30, .tv_usec = 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string req = json::serialize(json::object{{"method", method}, {"params", std::move(params)}, {"id", 1}}) + "\n";
+  for (size_t off = 0; off < req.size();) {
+    ssize_t n = ::send(fd.get(), req.data() + off, req.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) throw Error(Code::kIoError, "cannot send to " + path + ": " + std::strerror(errno));
+    off += static_cast<size_t>(n);
+  }
+  std::string line;
+  char buf[16384];
+  while (line.find('\n') == std::string::npos) {
+    ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (n <= 0) throw Error(Code::kIoError, "no answer from " + path + (n < 0 ? std::string(": ") + std::strerror(errno) : ""));
+    line.append(buf, static_cast<size_t>(n));
+    if (line.size() > (256u << 20)) throw Error(Code::kIoError, "answer from " + path + " too large");
+  }
+  json::value v = json::parse(line.substr(0, line.find('\n')));
+  if (auto* e = v.as_object().if_contains("error")) {
+    print_refusal(std::string(e->at("code").as_string()), std::string(e->at("message").as_string()));
+    return std::nullopt;
+  }
+  return v.at("result").as_object();
+}
+
 void add_at(po::options_description& d) {
-  d.add_options()("at", po::value<std::string>(), "evaluate as of TIME (YYYY-MM-DD[THH:MM:SSZ] or @EPOCH) instead of now");
+  d.add_options()("socket", po::value<std::string>(), "ask a running `ptrust serve` on this Unix socket")("at", po::value<std::string>(), "evaluate as of TIME (YYYY-MM-DD[THH:MM:SSZ] or @EPOCH) instead of now");
 }
 
 int status_cmd(const Common& c, const po::variables_map& vm) {
+  if (vm.count("socket")) {
+    if (vm.count("at")) throw Error(Code::kUsage, "--at and --socket exclude each other (the daemon reports now)");
+    json::object params{{"text", !c.json}};
+    if (vm.count("purpose")) params["purpose"] = vm["purpose"].as<std::string>();
+    auto r = ask_daemon(vm["socket"].as<std::string>(), "status", std::move(params));
+    if (!r) return 1;
+    std::string health(r->at("health").as_string());
+    if (c.json) print_json(*r);
+    else std::cout << r->at("text").as_string().c_str();
+    return health == "ok" ? 0 : health == "warning" ? 3 : 1;
+  }
   Context ctx = c.context();
   status::Options opt;
   if (vm.count("purpose")) {
@@ -37,6 +89,21 @@ int status_cmd(const Common& c, const po::variables_map& vm) {
 }
 
 int alerts_cmd(const Common& c, const po::variables_map& vm) {
+  if (vm.count("socket")) {
+    if (vm.count("at")) throw Error(Code::kUsage, "--at and --socket exclude each other (the daemon reports now)");
+    auto r = ask_daemon(vm["socket"].as<std::string>(), "alerts", {});
+    if (!r) return 1;
+    if (c.json) {
+      print_json(*r);
+    } else if (r->at("alerts").as_array().empty()) {
+      std::cout << "no alerts\n";
+    } else {
+      for (const auto& a : r->at("alerts").as_array())
+        std::cout << a.at("priority").as_int64() << " " << a.at("name").as_string().c_str() << " "
+                  << a.at("object").as_string().c_str() << ": " << a.at("message").as_string().c_str() << "\n";
+    }
+    return 0;
+  }
   Context ctx = c.context();
   HostConfig hc = parse_host_config(ctx.config);
   status::Report r = status::collect(ctx, hc, at_time(vm));
@@ -56,14 +123,14 @@ int alerts_cmd(const Common& c, const po::variables_map& vm) {
 }  // namespace
 
 void add_status_commands(std::vector<Command>& out) {
-  out.push_back({"status", "[--purpose P]",
+  out.push_back({"status", "[--purpose P] [--at TIME | --socket PATH]",
                  "the host's trust health: ok, warning or error, then per purpose (exit 0 ok, 3 warning, 1 error)", true,
                  [](po::options_description& d, po::positional_options_description&) {
                    d.add_options()("purpose", po::value<std::string>(), "report on this purpose only");
                    add_at(d);
                  },
                  status_cmd});
-  out.push_back({"alerts", "", "the alerts a management stack raises (xapi's names and priorities), most urgent first",
+  out.push_back({"alerts", "[--at TIME | --socket PATH]", "the alerts a management stack raises (xapi's names and priorities), most urgent first",
                  true, [](po::options_description& d, po::positional_options_description&) { add_at(d); }, alerts_cmd});
 }
 

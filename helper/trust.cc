@@ -251,6 +251,7 @@ const std::vector<Command>& commands() {
     add_verify_commands(v);
     add_stunnel_commands(v);
     add_status_commands(v);
+    add_serve_commands(v);
     return v;
   }();
   return all;
