@@ -20,68 +20,11 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// serve_io_demo started through `sh -c 'LISTEN_PID=$$ exec ...'` (so LISTEN_PID is the
-// daemon's own pid, as systemd sets it), with `fd3` as its descriptor 3 when given.
-class Daemon {
+// serve_io_demo as a daemon process.
+class Daemon : public DaemonProcess {
  public:
   Daemon(const TempDir& dir, const std::string& args, std::vector<std::string> env = {}, int fd3 = -1)
-      : out_(dir / ("demo" + std::to_string(++seq_) + ".out")), err_(out_ + ".err") {
-    for (char** e = environ; *e; ++e) env.push_back(*e);
-    std::vector<char*> envp;
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    std::string script = "LISTEN_PID=$$ exec " + std::string(SERVE_IO_DEMO) + " " + args;
-    const char* argv[] = {"/bin/sh", "-c", script.c_str(), nullptr};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int high = -1;
-    if (fd3 >= 0) {
-      high = fcntl(fd3, F_DUPFD_CLOEXEC, 50);  // dup2 from a number other than 3 clears CLOEXEC on 3
-      posix_spawn_file_actions_adddup2(&fa, high, 3);
-    }
-    if (posix_spawn(&pid_, "/bin/sh", &fa, nullptr, const_cast<char**>(argv), envp.data()) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
-    if (high >= 0) ::close(high);
-  }
-  ~Daemon() {
-    if (pid_ > 0 && !reaped_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
-  std::string out() const { return read_file(out_); }
-  std::string err() const { return read_file(err_); }
-  bool says(const std::string& text, std::chrono::milliseconds limit = 10s) {
-    return eventually([&] { return out().find(text) != std::string::npos; }, limit);
-  }
-  int wait() {  // exit status; -signal when killed
-    int st = 0;
-    ::waitpid(pid_, &st, 0);
-    reaped_ = true;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-  }
-  // user + system CPU ticks so far
-  long cpu_ticks() const {
-    std::ifstream f("/proc/" + std::to_string(pid_) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(f)), {});
-    std::istringstream rest(s.substr(s.rfind(')') + 2));
-    std::string field;
-    long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14) utime = std::stol(field);
-      if (i == 15) stime = std::stol(field);
-    }
-    return utime + stime;
-  }
-
- private:
-  static inline int seq_ = 0;
-  std::string out_, err_;
-  pid_t pid_ = -1;
-  bool reaped_ = false;
+      : DaemonProcess(dir, std::string(SERVE_IO_DEMO) + " " + args, std::move(env), fd3) {}
 };
 
 TEST(Process, SighupCallsBackSigtermStopsCleanlyAndIdleUsesNoCpu) {

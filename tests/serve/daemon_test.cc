@@ -1,0 +1,306 @@
+// `ptrust serve` as a real process on a temporary root: store changes seen in status, alerts
+// and metrics within 1 s; hostile clients; metrics parsed by python's prometheus_client;
+// counters from a process running the hook; consumers reloaded; SIGHUP and SIGTERM.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "ptrust/ptrust.h"
+#include "tests/serve/util.h"
+#include "tests/support/sserver.h"
+
+namespace ptrust::testing {
+namespace {
+
+namespace json = boost::json;
+constexpr long kDay = 24 * 3600;
+
+class Serve : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::filesystem::create_directories(root / "etc/ptrust");
+    config("");
+  }
+  void config(const std::string& extra) {
+    write_file(root / "etc/ptrust/ptrust.yaml", "purposes:\n  licensing: {}\n  ldaps: {}\n" + extra);
+  }
+  RunResult pt(std::vector<std::string> args) { return ptrust(root.path(), std::move(args)); }
+  std::string install(const Issued& c, std::vector<std::string> args) {
+    std::string f = in / (std::to_string(++n_) + ".pem");
+    write_file(f, c.pem());
+    args.insert(args.begin(), {"install", f});
+    RunResult r = pt(args);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.out.substr(0, 36);
+  }
+  void start(const std::string& extra = "") {
+    port = free_port();
+    d = std::make_unique<DaemonProcess>(in, std::string(PTRUST_BIN) + " --root " + root.path() + " serve --socket " +
+                                                sock + " --metrics 127.0.0.1:" + std::to_string(port) + extra);
+    ASSERT_TRUE(logs("serving ")) << d->err();
+  }
+  bool logs(const std::string& text, std::chrono::milliseconds limit = 10s) {
+    return eventually([&] { return d->err().find(text) != std::string::npos; }, limit);
+  }
+  json::object call(const std::string& method, json::object params = {}) {
+    Client c = Client::at_path(sock);
+    return c.call(json::serialize(json::object{{"method", method}, {"params", std::move(params)}, {"id", 7}}));
+  }
+  json::object result(const std::string& method, json::object params = {}) {
+    json::object r = call(method, std::move(params));
+    EXPECT_TRUE(r.contains("result")) << json::serialize(r);
+    return r.contains("result") ? r.at("result").as_object() : json::object{};
+  }
+  std::string scrape() {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(fd);
+      return "<connect failed>";
+    }
+    Client c(fd);
+    c.send("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    std::string all = c.all();
+    auto body = all.find("\r\n\r\n");
+    return body == std::string::npos ? all : all.substr(body + 4);
+  }
+  bool has_alert(const std::string& name) {
+    for (const auto& a : result("alerts").at("alerts").as_array())
+      if (a.at("name").as_string() == name) return true;
+    return false;
+  }
+  long rss_kib() const {
+    std::ifstream f("/proc/" + std::to_string(d->pid()) + "/status");
+    for (std::string line; std::getline(f, line);)
+      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    return -1;
+  }
+
+  TempDir root, in;
+  std::string sock = root / "run/ptrust/ptrust.sock";
+  int port = 0;
+  std::unique_ptr<DaemonProcess> d;
+  int n_ = 0;
+};
+
+TEST_F(Serve, StoreChangeIsSeenInStatusAlertsAndMetricsWithinOneSecond) {
+  Issued far = self_signed({.cn = "Far CA", .ca = true, .not_after = 400 * kDay});
+  install(far, {"--ca"});
+  start();
+  EXPECT_EQ(result("status").at("health"), "ok");  // both purposes verify with the general CA
+  EXPECT_EQ(scrape().find("Soon CA"), std::string::npos);
+
+  Issued soon = self_signed({.cn = "Soon CA", .ca = true, .not_after = 5 * kDay});
+  std::string uuid = install(soon, {"--ca", "--purpose", "licensing"});
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(eventually([&] { return has_alert("POOL_CA_CERTIFICATE_EXPIRING_07"); }, 1s));
+  EXPECT_TRUE(eventually([&] { return scrape().find("subject_CN=\"Soon CA\"") != std::string::npos; }, 1s));
+  auto s = result("status");
+  EXPECT_EQ(s.at("health"), "error");  // a priority 1 alert
+  std::cout << "[ measured ] change visible after "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()
+            << " ms\n";
+  EXPECT_TRUE(logs("alert POOL_CA_CERTIFICATE_EXPIRING_07 (priority 1) " + uuid));
+
+  // The same for the other direction, and the methods besides status and alerts.
+  ASSERT_EQ(pt({"uninstall", uuid}).status, 0);
+  EXPECT_TRUE(eventually([&] { return !has_alert("POOL_CA_CERTIFICATE_EXPIRING_07"); }, 1s));
+  EXPECT_TRUE(logs("alert cleared POOL_CA_CERTIFICATE_EXPIRING_07 " + uuid));
+  EXPECT_EQ(result("resolve", {{"purpose", "licensing"}}).at("mode"), "general");
+  EXPECT_EQ(result("sync-check").at("clean"), true);
+  std::filesystem::remove(root / "etc/trusted-certs/ca-bundle-general.pem");
+  EXPECT_TRUE(eventually([&] { return has_alert("STORE_DRIFT"); }, 1s));
+  EXPECT_EQ(result("sync-check").at("clean"), false);
+  EXPECT_EQ(error_code_of(call("nope")), "USAGE");
+  EXPECT_EQ(error_code_of(call("status", {{"purpose", "nope"}})), "UNKNOWN_PURPOSE");
+
+  // The CLI as a client of the daemon.
+  RunResult cli = pt({"status", "--socket", sock});
+  EXPECT_EQ(cli.status, 3) << cli.err;
+  EXPECT_EQ(cli.out.rfind("warning: ", 0), 0u) << cli.out;
+  RunResult cli_alerts = pt({"alerts", "--socket", sock, "--json"});
+  EXPECT_NE(cli_alerts.out.find("STORE_DRIFT"), std::string::npos) << cli_alerts.out;
+}
+
+// Hostile clients at the real daemon: it keeps answering the others and its memory stays small.
+TEST_F(Serve, GarbageHugeLinesSilentClientsAndManyClients) {
+  install(self_signed({.cn = "CA", .ca = true, .not_after = 400 * kDay}), {"--ca"});
+  start();
+  long rss0 = rss_kib();
+  Client silent = Client::at_path(sock);  // connects and never sends
+  Client garbage = Client::at_path(sock);
+  EXPECT_EQ(error_code_of(garbage.call("{not json")), "USAGE");
+  EXPECT_EQ(error_code_of(garbage.call("[1,2]")), "USAGE");
+  EXPECT_EQ(garbage.call(R"({"method":"alerts","id":2})").at("id"), 2) << "the connection stays usable";
+  {
+    Client huge = Client::at_path(sock);
+    std::string chunk(1 << 20, 'x');
+    for (int i = 0; i < 10 && huge.send(chunk); ++i) {
+    }
+    std::string reply = huge.line();
+    EXPECT_NE(reply.find("LIMIT_EXCEEDED"), std::string::npos) << reply.substr(0, 200);
+  }
+  std::vector<std::thread> threads;
+  std::atomic<int> answered{0};
+  for (int i = 0; i < 100; ++i)
+    threads.emplace_back([&] {
+      try {
+        Client c = Client::at_path(sock);
+        if (c.call(R"({"method":"status","id":1})").contains("result")) ++answered;
+      } catch (const std::exception&) {
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(answered, 100);
+  long rss1 = rss_kib();
+  std::cout << "[ measured ] daemon RSS " << rss0 << " KiB at start, " << rss1 << " KiB after the hostile clients\n";
+  EXPECT_LT(rss1, 64 * 1024);
+  EXPECT_LT(rss1 - rss0, 8 * 1024) << "a 10 MiB line must not be buffered";
+}
+
+// python3's prometheus_client parses the page; the x509-certificate-exporter names are there.
+TEST_F(Serve, MetricsParseWithPrometheusClientAndCountHookVerdicts) {
+  Issued ca = self_signed({.cn = "Metrics CA", .ca = true, .not_after = 100 * kDay});
+  install(ca, {"--ca", "--purpose", "licensing"});
+  auto crl = make_crl(ca, {});
+  write_file(in / "ca.crl", crl_pem(crl.get()));
+  ASSERT_EQ(pt({"crl", "install", in / "ca.crl", "--name", "metrics.crl"}).status, 0);
+  start();
+
+  // A process running the hook (this test) publishes its verdicts; the daemon serves them.
+  ASSERT_TRUE(std::filesystem::exists(root / "run/ptrust/counters"));
+  PTRUST_CTX* ctx = ptrust_ctx_new(root.path().c_str(), (root / "etc/ptrust/ptrust.yaml").c_str(), nullptr, 0);
+  ASSERT_NE(ctx, nullptr);
+  Issued leaf = issue({.cn = "leaf.test", .dns = {"leaf.test"}}, ca);
+  Issued stranger = self_signed({.cn = "stranger"});
+  for (const auto* c : {&leaf, &leaf, &leaf, &stranger}) {
+    STACK_OF(X509)* chain = sk_X509_new_null();  // borrows the certificate
+    sk_X509_push(chain, c->cert.get());
+    PTRUST_RESULT r{};
+    int rc = ptrust_verify_chain(ctx, "licensing", chain, nullptr, &r);
+    sk_X509_free(chain);
+    ASSERT_EQ(rc, 1);
+  }
+  std::string page = scrape();
+  write_file(in / "metrics.txt", page);
+  std::string py =
+      "import sys\n"
+      "from prometheus_client.parser import text_string_to_metric_families as parse\n"
+      "fams = {f.name: f for f in parse(open(sys.argv[1]).read())}\n"
+      "def one(name, **labels):\n"
+      "    got = [s.value for s in fams[name].samples if all(s.labels.get(k) == v for k, v in labels.items())]\n"
+      "    assert len(got) == 1, (name, labels, got)\n"
+      "    return got[0]\n"
+      "print(int(one('x509_cert_not_after', subject_CN='Metrics CA', purpose='licensing', type='ca')))\n"
+      "print(int(one('x509_cert_expired', subject_CN='Metrics CA')))\n"
+      "print(int(one('x509_crl_stale', issuer_CN='Metrics CA')))\n"
+      "print(int(one('x509_crl_next_update', issuer_CN='Metrics CA')))\n"
+      "print(int(one('ptrust_purpose_mode', purpose='licensing', mode='ca')))\n"
+      "print(int(one('ptrust_verify', purpose='licensing', reason='OK')))\n"
+      "print(int(one('ptrust_verify', purpose='licensing', reason='CHAIN_UNTRUSTED')))\n"
+      "print(int(one('ptrust_drift', kind='missing')))\n";
+  write_file(in / "parse.py", py);
+  RunResult r = run({"/usr/bin/python3", in / "parse.py", in / "metrics.txt"});  // Debian's, with python3-prometheus-client
+  ASSERT_EQ(r.status, 0) << r.err << page;
+  std::tm tm{};
+  ASN1_TIME_to_tm(X509_get0_notAfter(ca.cert.get()), &tm);
+  std::tm crl_tm{};
+  ASN1_TIME_to_tm(X509_CRL_get0_nextUpdate(crl.get()), &crl_tm);
+  EXPECT_EQ(r.out, std::to_string(timegm(&tm)) + "\n0\n0\n" + std::to_string(timegm(&crl_tm)) + "\n1\n3\n1\n0\n");
+
+  // The hook's process exits (here: frees its context; the file stays until the process is
+  // gone, so the count must survive in status either way).
+  ptrust_ctx_free(ctx);
+  auto s = result("status");
+  for (const auto& p : s.at("purposes").as_array()) {
+    if (p.at("purpose") == "licensing") {
+      EXPECT_EQ(p.at("verdicts").at("OK"), 3) << p;
+    }
+  }
+}
+
+// A service that caches trust is reloaded (its reload-signal) when the trust of its purpose
+// changes, then reported ok; an unrelated purpose's change does not reload it.
+TEST_F(Serve, DeclaredConsumerIsReloadedOnChangeAndReturnsToOk) {
+  install(self_signed({.cn = "Agent CA", .ca = true, .not_after = 400 * kDay}), {"--ca", "--purpose", "licensing"});
+  std::string pidfile = in / "agent.pid", reloads = in / "reloads";
+  pid_t agent = fork();
+  if (agent == 0) {
+    execl("/bin/sh", "sh", "-c",
+          ("trap 'echo r >> " + reloads + "' USR1; echo $$ > " + pidfile + "; while :; do sleep 0.05; done").c_str(),
+          nullptr);
+    _exit(127);
+  }
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  } reap{agent};
+  ASSERT_TRUE(eventually([&] { return std::filesystem::exists(pidfile) && read_file(pidfile).size() > 1; }));
+  config("consumers:\n  - name: agent\n    purposes: [licensing]\n    pidfile: " + pidfile +
+         "\n    reload-signal: SIGUSR1\n");
+  start();
+  auto count = [&]() -> long {
+    if (!std::filesystem::exists(reloads)) return 0;
+    std::string s = read_file(reloads);
+    return std::count(s.begin(), s.end(), 'r');
+  };
+  // Never reloaded by ptrust: what it loaded is unknown, so it is reloaded once at start.
+  EXPECT_TRUE(eventually([&] { return count() == 1; })) << d->err();
+  EXPECT_TRUE(logs("consumer agent: reload done"));
+  EXPECT_EQ(result("status").at("consumers").at(0).at("state"), "ok");
+
+  install(self_signed({.cn = "Agent CA 2", .ca = true, .not_after = 400 * kDay}), {"--ca", "--purpose", "licensing"});
+  EXPECT_TRUE(eventually([&] { return count() == 2; }, 2s)) << d->err();
+  install(self_signed({.cn = "Ldaps CA", .ca = true, .not_after = 400 * kDay}), {"--ca", "--purpose", "ldaps"});
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(count(), 2) << "a change to another purpose reloaded it";
+  EXPECT_EQ(result("reload-consumers").at("consumers").at(0).at("state"), "ok");
+}
+
+TEST_F(Serve, SighupReloadsTheConfigurationSigtermExitsCleanly) {
+  install(self_signed({.cn = "CA", .ca = true, .not_after = 400 * kDay}), {"--ca"});
+  start();
+  EXPECT_EQ(result("status").at("purposes").as_array().size(), 3u);
+  // An edit is followed by itself; SIGHUP forces a re-read, a broken file keeps the old one.
+  config("  extra: {}\n");
+  EXPECT_TRUE(eventually([&] { return result("status").at("purposes").as_array().size() == 4u; }, 2s));
+  write_file(root / "etc/ptrust/ptrust.yaml", "purposes: [broken\n");
+  ASSERT_EQ(::kill(d->pid(), SIGHUP), 0);
+  EXPECT_TRUE(logs("configuration not reloaded: CONFIG_INVALID"));
+  EXPECT_EQ(result("status").at("purposes").as_array().size(), 4u);
+  config("");
+  ASSERT_EQ(::kill(d->pid(), SIGHUP), 0);
+  EXPECT_TRUE(eventually([&] { return result("status").at("purposes").as_array().size() == 3u; }, 2s));
+
+  ASSERT_EQ(::kill(d->pid(), SIGTERM), 0);
+  EXPECT_EQ(d->wait(), 0) << d->err();
+  EXPECT_FALSE(std::filesystem::exists(sock));
+}
+
+TEST_F(Serve, RefusesNonLoopbackMetricsAndASecondDaemon) {
+  for (std::string bad : {"0.0.0.0:9100", "10.0.0.1:9100", "[::]:9100", "example.com:80"}) {
+    RunResult r = pt({"serve", "--socket", sock, "--metrics", bad});
+    EXPECT_EQ(r.status, 2) << bad << r.err;
+    EXPECT_EQ(r.err.rfind("ptrust: USAGE: ", 0), 0u) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(sock)) << bad;
+  }
+  start();
+  RunResult second = pt({"serve", "--socket", sock});
+  EXPECT_EQ(second.status, 1);
+  EXPECT_NE(second.err.find("IO_ERROR"), std::string::npos) << second.err;
+  struct stat st {};
+  ASSERT_EQ(::stat(sock.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+}  // namespace
+}  // namespace ptrust::testing
