@@ -269,6 +269,18 @@ TEST_F(Serve, DeclaredConsumerIsReloadedOnChangeAndReturnsToOk) {
   EXPECT_EQ(result("reload-consumers").at("consumers").at(0).at("state"), "ok");
 }
 
+// Time alone moves a certificate into the next window: the daemon's one timer, set at the
+// next boundary, raises it without any file changing (windows shortened to seconds here).
+TEST_F(Serve, TheAlertTimerRaisesTheNextWindowWithoutAnyChange) {
+  config("alerts:\n  certificate-expiring-days: [30, 14, 0.0002]\n");  // _07 window: 17.28 s
+  Issued ca = self_signed({.cn = "Short CA", .ca = true, .not_before = -60, .not_after = 21});
+  std::string uuid = install(ca, {"--ca", "--purpose", "licensing"});
+  start();
+  EXPECT_TRUE(has_alert("POOL_CA_CERTIFICATE_EXPIRING_14"));
+  EXPECT_TRUE(eventually([&] { return has_alert("POOL_CA_CERTIFICATE_EXPIRING_07"); }, 8s)) << d->err();
+  EXPECT_TRUE(logs("PTRUST_TRIGGER=timer")) << d->err();
+}
+
 TEST_F(Serve, SighupReloadsTheConfigurationSigtermExitsCleanly) {
   install(self_signed({.cn = "CA", .ca = true, .not_after = 400 * kDay}), {"--ca"});
   start();
