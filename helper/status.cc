@@ -505,7 +505,7 @@ std::vector<Alert> alerts(const Report& r, const AlertPolicy& policy) {
       Alert a{.name = "CRL_NEXT_UPDATE_SOON", .priority = 3, .cls = "CRL", .object = c.name, .subject = c.issuer,
               .date = c.next_update};
       a.message = "CRL " + c.name + " (" + c.issuer + ") reaches its nextUpdate on " + rfc3339(c.next_update) +
-                  (c.applies_to.empty() ? "" : "; then " + join(c.applies_to) + " fail unless a newer CRL is installed");
+                  (c.applies_to.empty() ? "" : "; then every verification of " + join(c.applies_to) + " fails unless a newer CRL is installed");
       a.body = body("The CRL needs an update soon.", c.next_update);
       raise(std::move(a));
     }

@@ -52,6 +52,22 @@ show "$ptrust" --root "$root" sync --check || true
 show "$ptrust" --root "$root" sync
 show "$ptrust" --root "$root" sync --check
 
+say "Health for the management stack: status (exit 3: a warning), xapi-style alerts, and the alerts 8 days from now"
+show "$ptrust" --root "$root" status || true
+show "$ptrust" --root "$root" alerts
+show "$ptrust" --root "$root" alerts --at "@$(($(date +%s) + 8 * 86400))"
+
+say "The daemon: the same report on its Unix socket, Prometheus metrics on loopback, SIGTERM"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$ptrust" --root "$root" serve --metrics "127.0.0.1:$port" 2>"$work/serve.log" &
+serve_pid=$!
+for _ in $(seq 50); do grep -q "serving " "$work/serve.log" && break; sleep 0.1; done
+sed "s|$work|\$DEMO|g" "$work/serve.log"
+show "$ptrust" --root "$root" alerts --socket "$root/run/ptrust/ptrust.sock"
+printf '$ curl -s http://127.0.0.1:%s/metrics | grep -E "^(x509_crl_next_update|ptrust_purpose_mode.* 1$)"\n' "$port"
+curl -s "http://127.0.0.1:$port/metrics" | grep -E "^(x509_crl_next_update|ptrust_purpose_mode.* 1$)" | sed "s|$work|\$DEMO|g"
+kill -TERM "$serve_pid" && wait "$serve_pid" && echo "serve exited 0 on SIGTERM"
+
 say "Unmodified openssl verifies by purpose through the provider (ptrust://PURPOSE)"
 prov=(-provider-path "$build/provider" -provider ptrust -provider default)
 export PTRUST_ROOT="$root"
