@@ -10,6 +10,7 @@
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -620,6 +621,9 @@ struct Alarm {
 struct EventLoop::Impl {
   explicit Impl(Limits l) : limits(l), watcher(ioc), alarm(ioc), signals(ioc) {}
   asio::io_context ioc;  // first: destroyed last, after everything that uses it
+  // run() returns only at stop(): with nothing pending (no listener yet, timer cancelled) an
+  // io_context would return at once and work posted later would never run.
+  asio::executor_work_guard<asio::io_context::executor_type> keep_running{ioc.get_executor()};
   Limits limits;
   std::vector<std::shared_ptr<UnixServer>> unix_servers;
   std::vector<std::shared_ptr<MetricsServer>> metrics_servers;
@@ -681,6 +685,7 @@ struct EventLoop::Impl {
     watcher.close();
     alarm.sd.close(ec);
     signals.cancel(ec);
+    keep_running.reset();
     ioc.stop();
   }
 };
