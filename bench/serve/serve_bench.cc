@@ -319,7 +319,7 @@ class World {
     }
     // One CRL, from a CA of its own (installed too: its signature checks).
     testing::Issued crl_ca = testing::self_signed({.cn = "ptrust serve bench CRL CA", .ca = true, .not_after = 365L * 86400});
-    auto crl = testing::make_crl(crl_ca, {});
+    auto crl = testing::make_crl(crl_ca, {}, -3600, 60L * 86400);  // far from CRL_NEXT_UPDATE_SOON
     db.crls.push_back(make_crl_record(testing::crl_pem(crl.get()), "", {}, now));
     CertRecord crl_rec = make_cert_record(Certificate::parse(crl_ca.pem()), CertType::kCa, {}, now);
     crl_rec.uuid = new_uuid();
