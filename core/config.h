@@ -2,6 +2,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -64,10 +65,16 @@ void check_purposes(const std::vector<std::string>& purposes, const Config& cfg)
 // none of # $ \ " (comment, variable, escape and quote characters of openssl.cnf).
 bool safe_config_path(std::string_view path) noexcept;
 
+struct TrustMemo;  // core/trust.h
+
 // Where ptrust works: the root prefix and the configuration.
 struct Context {
   std::string root;
   Config config;
+  // Set by a caller that builds the same purposes several times in a row (a status report:
+  // its own view, the drift check's capath comparison, stunnel rendering): build_trust then
+  // lends each purpose's last decoded certificates to its next build. Null for consumers.
+  std::shared_ptr<TrustMemo> memo;
 };
 
 // The configuration file open_context() reads (when it exists): `config`, else

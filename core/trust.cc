@@ -202,7 +202,21 @@ std::shared_ptr<TrustState> build_state(const Context& ctx, std::string_view pur
 
 std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_view purpose, const TrustStamp& at,
                                               const PurposePolicy* policy, const TrustState* previous) noexcept {
-  return build_state(ctx, purpose, at, policy, previous);
+  if (previous || !ctx.memo) return build_state(ctx, purpose, at, policy, previous);
+  std::shared_ptr<const TrustState> last;
+  {
+    std::lock_guard lk(ctx.memo->mu);
+    if (auto it = ctx.memo->last.find(purpose); it != ctx.memo->last.end()) last = it->second;
+  }
+  std::shared_ptr<const TrustState> s = build_state(ctx, purpose, at, policy, last.get());
+  if (s && !policy) {
+    try {
+      std::lock_guard lk(ctx.memo->mu);
+      ctx.memo->last[std::string(purpose)] = s;
+    } catch (...) {  // only a cache
+    }
+  }
+  return s;
 }
 
 void refuse_ca_pins_for_chain_consumers(const TrustState& t) {

@@ -23,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -105,10 +106,17 @@ struct TrustState {
 // (`general`, or a purpose the configuration does not declare).
 PurposePolicy policy_of(const Config& cfg, std::string_view purpose);
 
+// Each purpose's last state built under a Context that carries this memo (Context::memo).
+struct TrustMemo {
+  std::mutex mu;
+  std::map<std::string, std::shared_ptr<const TrustState>, std::less<>> last;
+};
+
 // Builds `purpose`'s trust under `ctx`. `policy` replaces the configured policy (an offline
 // verification with another crl-policy). Never throws: failures are recorded in the state;
 // nullptr only when memory runs out.
-// `previous` (the purpose's last state, if any) lends the certificates it already decoded.
+// `previous` (the purpose's last state, if any) lends the certificates it already decoded;
+// without one, ctx.memo's last state of the purpose does (and the new state is kept there).
 std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_view purpose, const TrustStamp& at,
                                               const PurposePolicy* policy = nullptr,
                                               const TrustState* previous = nullptr) noexcept;

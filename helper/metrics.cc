@@ -40,7 +40,17 @@ std::string purposes_label(const CertEntry& c) {
 
 }  // namespace
 
-std::string metrics(const Report& r) {
+std::string verdict_metrics(const Report& r) {
+  MetricFamily verify = family("ptrust_verify_total", "Verdicts of the hooks that publish counters, by purpose and reason",
+                               MetricType::Counter);
+  for (const auto& p : r.purposes)
+    for (const auto& [reason, n] : p.verdicts) gauge(verify, {{"purpose", p.name}, {"reason", reason}}, static_cast<double>(n));
+  std::ostringstream os;
+  prometheus::TextSerializer().Serialize(os, {verify});
+  return os.str();
+}
+
+std::string metrics(const Report& r, bool verdicts) {
   std::vector<MetricFamily> fs;
   MetricFamily not_after = family("x509_cert_not_after", "Certificate notAfter, seconds since the epoch");
   MetricFamily not_before = family("x509_cert_not_before", "Certificate notBefore, seconds since the epoch");
@@ -67,13 +77,10 @@ std::string metrics(const Report& r) {
   gauge(generation, {}, static_cast<double>(r.generation));
   MetricFamily mode = family("ptrust_purpose_mode", "1 for the mode each purpose is verified in");
   MetricFamily failing = family("ptrust_purpose_failing", "1 when every verification of the purpose fails (store unusable)");
-  MetricFamily verify = family("ptrust_verify_total", "Verdicts of the hooks that publish counters, by purpose and reason",
-                               MetricType::Counter);
   for (const auto& p : r.purposes) {
     for (const char* m : {"pinned", "ca", "general", "none"})
       gauge(mode, {{"purpose", p.name}, {"mode", m}}, p.mode == m ? 1 : 0);
     gauge(failing, {{"purpose", p.name}}, p.failure ? 1 : 0);
-    for (const auto& [reason, n] : p.verdicts) gauge(verify, {{"purpose", p.name}, {"reason", reason}}, static_cast<double>(n));
   }
   MetricFamily drift = family("ptrust_drift", "Differences between the stores and the database, by kind (sync --check)");
   for (auto k : {Drift::Kind::kMissing, Drift::Kind::kRemnant, Drift::Kind::kStale, Drift::Kind::kMode, Drift::Kind::kUnsafe}) {
@@ -86,11 +93,11 @@ std::string metrics(const Report& r) {
     for (const char* s : {"ok", "update_available", "reload_needed"})
       gauge(consumer, {{"consumer", c.name}, {"state", s}}, c.state == s ? 1 : 0);
   for (auto* f : {&not_after, &not_before, &expired, &this_update, &next_update, &stale, &number, &generation, &mode,
-                  &failing, &verify, &drift, &consumer})
+                  &failing, &drift, &consumer})
     fs.push_back(std::move(*f));
   std::ostringstream os;
   prometheus::TextSerializer().Serialize(os, fs);
-  return os.str();
+  return verdicts ? os.str() + verdict_metrics(r) : os.str();
 }
 
 }  // namespace ptrust::status

@@ -245,7 +245,11 @@ Health worst(const std::vector<Finding>& f) {
 
 }  // namespace
 
-Report collect(const Context& ctx, const HostConfig& hc, std::int64_t now, const Options& opt) {
+Report collect(const Context& context, const HostConfig& hc, std::int64_t now, const Options& opt) {
+  // Each purpose is built here, again by the drift check (capath) and by stunnel rendering:
+  // the memo decodes each bundle's certificates once for all three.
+  Context ctx = context;
+  if (!ctx.memo) ctx.memo = std::make_shared<TrustMemo>();
   Report r;
   r.now = now;
   r.root = ctx.root;

@@ -125,8 +125,11 @@ std::string text(const Report& r);
 // The exit status of `ptrust status`: 0 ok, 3 warning, 1 error (2 stays "usage").
 int exit_status(Health h) noexcept;
 
-// Prometheus text exposition (x509-certificate-exporter's names plus ptrust's own).
-std::string metrics(const Report& r);
+// Prometheus text exposition (x509-certificate-exporter's names plus ptrust's own). The
+// daemon renders everything but the verdicts once per refresh (`verdicts` false) and the
+// verdicts, which hooks move all the time, per scrape (verdict_metrics).
+std::string metrics(const Report& r, bool verdicts = true);
+std::string verdict_metrics(const Report& r);
 
 // The subject's or issuer's CN from RFC 2253 text ("" when it has none).
 std::string common_name(std::string_view rfc2253);

@@ -32,6 +32,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -273,6 +274,10 @@ class World {
   }
   ~World() {
     hosts_.clear();  // daemons stopped first
+    if (std::getenv("PTRUST_BENCH_KEEP")) {  // to profile a command on the roots afterwards
+      std::fprintf(stderr, "roots kept in %s\n", dir_.c_str());
+      return;
+    }
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
   }
