@@ -50,12 +50,18 @@
 #include "core/layout.h"
 #include "core/ossl.h"
 #include "core/records.h"
+#include "tests/serve/util.h"
 #include "tests/support/run.h"
+#include "tests/support/sserver.h"
 #include "tests/support/testpki.h"
 
-extern char** environ;
-
 namespace {
+
+using ptrust::testing::Client;
+using ptrust::testing::free_port;
+using ptrust::testing::proc_cpu_ticks;
+using ptrust::testing::proc_rss_kib;
+using ptrust::testing::scrape_metrics;
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
@@ -72,82 +78,20 @@ void fail(benchmark::State& state, const std::string& why) {
 
 // ---- clients --------------------------------------------------------------------------
 
-class Conn {
- public:
-  explicit Conn(int fd) : fd_(fd) {}
-  Conn(const Conn&) = delete;
-  ~Conn() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  static Conn unix_socket(const std::string& path) {
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd);
-      return Conn(-1);
-    }
-    return Conn(fd);
-  }
-  static Conn loopback(int port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd);
-      return Conn(-1);
-    }
-    return Conn(fd);
-  }
-  bool ok() const { return fd_ >= 0; }
-  bool send(std::string_view s) {
-    while (!s.empty()) {
-      ssize_t n = ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      s.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
-  // Reads until `stop` holds on what was read, or EOF, or 30 s.
-  template <class Stop>
-  std::string read_until(Stop stop) {
-    std::string buf;
-    auto deadline = Clock::now() + 30s;
-    char b[1 << 16];
-    while (!stop(buf)) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      pollfd p{fd_, POLLIN, 0};
-      if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) break;
-      ssize_t n = ::recv(fd_, b, sizeof b, 0);
-      if (n <= 0) break;
-      buf.append(b, static_cast<size_t>(n));
-    }
-    return buf;
-  }
-
- private:
-  int fd_;
-};
-
 // One JSON-lines request on a new connection (what `ptrust status --socket` does); the reply
-// line, unparsed.
+// line, unparsed ("" when the daemon cannot be reached).
 std::string request(const std::string& sock, const std::string& method) {
-  Conn c = Conn::unix_socket(sock);
-  if (!c.ok() || !c.send(R"({"method":")" + method + R"(","id":1})" + "\n")) return {};
-  std::string r = c.read_until([](const std::string& b) { return b.find('\n') != std::string::npos; });
-  return r.substr(0, r.find('\n'));
+  try {
+    Client c = Client::at_path(sock);
+    if (!c.send(R"({"method":")" + method + R"(","id":1})" + "\n")) return {};
+    std::string r = c.line(30s);
+    return r == "<eof>" || r == "<timeout>" ? std::string{} : r;
+  } catch (const std::exception&) {
+    return {};
+  }
 }
 
-std::string scrape(int port) {
-  Conn c = Conn::loopback(port);
-  if (!c.ok() || !c.send("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")) return {};
-  std::string all = c.read_until([](const std::string&) { return false; });  // to EOF
-  auto body = all.find("\r\n\r\n");
-  return all.rfind("HTTP/1.1 200", 0) == 0 && body != std::string::npos ? all.substr(body + 4) : std::string{};
-}
+std::string scrape(int port) { return scrape_metrics(port); }
 
 std::uint64_t generation_of(const std::string& status_reply) {
   boost::system::error_code ec;
@@ -159,46 +103,17 @@ std::uint64_t generation_of(const std::string& status_reply) {
   return g && g->is_number() ? g->to_number<std::uint64_t>() : 0;
 }
 
-std::string proc_status_field(pid_t pid, const std::string& field) {
+long rss_kib(pid_t pid) { return proc_rss_kib(pid); }
+long peak_rss_kib(pid_t pid) {  // VmHWM
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
   for (std::string line; std::getline(f, line);)
-    if (line.rfind(field + ":", 0) == 0) return line.substr(field.size() + 1);
-  return {};
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
 }
-
-long rss_kib(pid_t pid) {
-  std::string v = proc_status_field(pid, "VmRSS");
-  return v.empty() ? -1 : std::stol(v);
-}
-
-long cpu_ticks(pid_t pid) {  // utime + stime
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(f)), {});
-  std::istringstream rest(s.substr(s.rfind(')') + 2));
-  std::string field;
-  long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14) utime = std::stol(field);
-    if (i == 15) stime = std::stol(field);
-  }
-  return utime + stime;
-}
+long cpu_ticks(pid_t pid) { return proc_cpu_ticks(pid); }
 
 // ---- the daemon -----------------------------------------------------------------------
 
-// A port nothing listens on now (the daemon refuses port 0).
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    throw std::runtime_error("no free port");
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 class Daemon {
  public:
@@ -409,8 +324,7 @@ void DaemonMetrics(benchmark::State& state) {
   state.counters["body_bytes"] = static_cast<double>(bytes);
   state.counters["rss_start_KiB"] = static_cast<double>(d.rss_after_start());
   state.counters["rss_scraped_KiB"] = static_cast<double>(rss_kib(d.pid()));
-  std::string hwm = proc_status_field(d.pid(), "VmHWM");
-  state.counters["rss_peak_KiB"] = hwm.empty() ? -1 : std::stod(hwm);
+  state.counters["rss_peak_KiB"] = static_cast<double>(peak_rss_kib(d.pid()));
   state.counters["start_ms"] = d.start_ms();
 }
 

@@ -54,34 +54,14 @@ class Serve : public ::testing::Test {
     EXPECT_TRUE(r.contains("result")) << json::serialize(r);
     return r.contains("result") ? r.at("result").as_object() : json::object{};
   }
-  std::string scrape() {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd);
-      return "<connect failed>";
-    }
-    Client c(fd);
-    c.send("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    std::string all = c.all();
-    auto body = all.find("\r\n\r\n");
-    return body == std::string::npos ? all : all.substr(body + 4);
-  }
+  std::string scrape() { return scrape_metrics(port); }
   bool has_alert(const std::string& name) {
     json::object r = result("alerts");  // kept: the loop reads into it
     for (const auto& a : r.at("alerts").as_array())
       if (a.at("name").as_string() == name) return true;
     return false;
   }
-  long rss_kib() const {
-    std::ifstream f("/proc/" + std::to_string(d->pid()) + "/status");
-    for (std::string line; std::getline(f, line);)
-      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-    return -1;
-  }
+  long rss_kib() const { return proc_rss_kib(d->pid()); }
 
   TempDir root, in;
   std::string sock = root / "run/ptrust/ptrust.sock";

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -73,6 +74,19 @@ class Client {
     }
     return Client(fd);
   }
+  // A TCP connection to 127.0.0.1:`port`; throws when nothing accepts it.
+  static Client at_loopback(int port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(fd);
+      throw std::runtime_error("connect 127.0.0.1:" + std::to_string(port) + ": " + std::strerror(errno));
+    }
+    return Client(fd);
+  }
   Client(Client&& o) noexcept : fd_(o.fd_), buf_(std::move(o.buf_)) { o.fd_ = -1; }
   ~Client() {
     if (fd_ >= 0) ::close(fd_);
@@ -105,13 +119,19 @@ class Client {
       buf_.append(b, static_cast<size_t>(n));
     }
   }
-  // Everything until the peer closes (HTTP).
+  // Everything until the peer closes (HTTP), or until `limit` passes.
   std::string all(std::chrono::milliseconds limit = std::chrono::seconds(10)) {
-    std::string s;
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    std::string s = std::move(buf_);
+    buf_.clear();
+    char b[65536];
     for (;;) {
-      std::string l = line(limit);
-      if (l == "<eof>" || l == "<timeout>") return s + buf_;
-      s += l + "\n";
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      pollfd p{fd_, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return s;
+      ssize_t n = ::recv(fd_, b, sizeof b, 0);
+      if (n <= 0) return s;
+      s.append(b, static_cast<size_t>(n));
     }
   }
   boost::json::object call(const std::string& request) {
@@ -127,6 +147,26 @@ class Client {
   int fd_;
   std::string buf_;
 };
+
+// A process's resident memory (VmRSS, KiB; -1 when gone) and CPU time (utime + stime ticks).
+inline long proc_rss_kib(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+inline long proc_cpu_ticks(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(f)), {});
+  std::istringstream rest(s.substr(s.rfind(')') + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) stime = std::stol(field);
+  }
+  return utime + stime;
+}
 
 // A daemon `command` started through `sh -c 'LISTEN_PID=$$ exec COMMAND'` (so LISTEN_PID is the
 // daemon's own pid, as systemd sets it), with `fd3` as its descriptor 3 when given.
@@ -171,19 +211,7 @@ class DaemonProcess {
     reaped_ = true;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
   }
-  // user + system CPU ticks so far
-  long cpu_ticks() const {
-    std::ifstream f("/proc/" + std::to_string(pid_) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(f)), {});
-    std::istringstream rest(s.substr(s.rfind(')') + 2));
-    std::string field;
-    long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14) utime = std::stol(field);
-      if (i == 15) stime = std::stol(field);
-    }
-    return utime + stime;
-  }
+  long cpu_ticks() const { return proc_cpu_ticks(pid_); }  // user + system CPU ticks so far
 
  private:
   static inline int seq_ = 0;
@@ -191,6 +219,19 @@ class DaemonProcess {
   pid_t pid_ = -1;
   bool reaped_ = false;
 };
+
+// GET /metrics from a daemon's loopback endpoint: the body of a 200, else "".
+inline std::string scrape_metrics(int port) {
+  try {
+    Client c = Client::at_loopback(port);
+    if (!c.send("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")) return {};
+    std::string all = c.all(std::chrono::seconds(30));
+    auto body = all.find("\r\n\r\n");
+    return all.rfind("HTTP/1.1 200", 0) == 0 && body != std::string::npos ? all.substr(body + 4) : std::string{};
+  } catch (const std::exception&) {
+    return {};
+  }
+}
 
 inline std::string error_code_of(const boost::json::object& reply) {
   auto* e = reply.if_contains("error");
