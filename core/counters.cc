@@ -154,9 +154,10 @@ std::unique_ptr<Publisher> Publisher::create(const std::string& root) noexcept {
     store<std::uint32_t>(h + kOffSlots, kSlots);
     store<std::uint32_t>(h + kOffReasons, PTRUST_REASON_COUNT);
     store<std::uint32_t>(h + kOffSlotSize, slot_size(PTRUST_REASON_COUNT));
-    // The magic last: a reader that sees it sees a complete header.
-    std::atomic_thread_fence(std::memory_order_release);
-    std::memcpy(h, kMagic, sizeof kMagic);
+    // The magic last, as one release store: a reader that sees it sees a complete header.
+    std::uint64_t magic;
+    std::memcpy(&magic, kMagic, sizeof magic);
+    std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(h)).store(magic, std::memory_order_release);
     p->fd_ = fd.release();
     return p;
   } catch (...) {

@@ -41,7 +41,6 @@ std::string common_name(std::string_view dn) {
   // RFC 2253: attributes separated by unescaped ',' (or '+' inside one RDN); '\' escapes.
   size_t i = 0;
   while (i < dn.size()) {
-    size_t start = i;
     std::string value;
     bool in_value = false;
     std::string type;
@@ -58,7 +57,6 @@ std::string common_name(std::string_view dn) {
       }
       (in_value ? value : type) += c;
     }
-    (void)start;
     if (type == "CN") return value;
     ++i;  // past the separator
   }
