@@ -121,8 +121,13 @@ Plan crl_plan(const Database& db) {
   Plan p;
   p.parent = std::string(layout::kStunnelDir);
   p.dir = "crls";
+  // The index is written in name order whatever order the records are in (an install appends,
+  // a loaded database is canonical): the same records always give the same bytes.
+  std::map<std::string, const CrlRecord*> by_name;
+  for (const auto& c : db.crls) by_name[c.name] = &c;
   boost::json::object scope;
-  for (const auto& c : db.crls) {
+  for (const auto& [_, cp] : by_name) {
+    const CrlRecord& c = *cp;
     p.files[c.name] = c.pem;
     if (!c.purposes.empty()) {
       boost::json::array a;

@@ -1,4 +1,5 @@
 // ptrust — per-purpose TLS trust stores for OpenSSL 3. See README.md.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -106,21 +107,34 @@ int run(int argc, char** argv) {
   }
   po::notify(gvm);
   std::string name = gvm["command"].as<std::string>();
-  std::vector<std::string> rest = po::collect_unrecognized(parsed.options, po::include_positional);
-  rest.erase(rest.begin());  // the command name itself
-  // Groups ("crl install", "legacy list", ...): the action follows the group name.
+  // Everything but the global options and the command name, in order: options the global
+  // parser does not know (`--json`, `--dry-run`, ...) may come before the command name.
+  std::vector<std::string> rest;
+  bool named = false;
+  for (const auto& o : parsed.options) {
+    if (o.position_key >= 0 && !named) {
+      named = true;  // the command name itself
+      continue;
+    }
+    if (o.unregistered || o.position_key >= 0) rest.insert(rest.end(), o.original_tokens.begin(), o.original_tokens.end());
+  }
+  // Groups ("crl install", "legacy list", ...): the action is the first word after the group
+  // name that is not an option.
   bool group = false;
   for (const auto& c : commands()) group |= std::string(c.name).rfind(name + " ", 0) == 0;
   if (group) {
-    if (rest.empty() || rest[0].empty() || rest[0][0] == '-') {
-      if (gvm.count("help") || (!rest.empty() && (rest[0] == "--help" || rest[0] == "-h"))) {
+    auto action = std::find_if(rest.begin(), rest.end(), [](const std::string& a) { return !a.empty() && a[0] != '-'; });
+    if (action == rest.end()) {
+      if (gvm.count("help") || std::find_if(rest.begin(), rest.end(), [](const std::string& a) {
+                                 return a == "--help" || a == "-h";
+                               }) != rest.end()) {
         print_usage(std::cout);
         return 0;
       }
       usage_error("'" + name + "' needs an action", nullptr);
     }
-    name += " " + rest[0];
-    rest.erase(rest.begin());
+    name += " " + *action;
+    rest.erase(action);
   }
   const Command* cmd = nullptr;
   for (const auto& c : commands())

@@ -163,6 +163,25 @@ TEST_F(Commands, RefusalsCreateNoLockFile) {
   EXPECT_EQ(diff(before, snapshot(root.path())), "");
 }
 
+// Options may come before the command, as README and --help say: the command's own options
+// (--json, --dry-run) too, and before a group's action.
+TEST_F(Commands, CommandOptionsBeforeTheCommandName) {
+  install({"install", in / "ca.pem", "--ca"});
+  RunResult list = pt({"--json", "list"});
+  ASSERT_EQ(list.status, 0) << list.err;
+  EXPECT_EQ(json::parse(list.out).at("certificates").as_array().size(), 1u);
+  for (std::vector<std::string> args : {std::vector<std::string>{"--json", "crl", "list"}, {"crl", "--json", "list"}}) {
+    RunResult crls = pt(args);
+    ASSERT_EQ(crls.status, 0) << args[0] << " " << args[1] << ": " << crls.err;
+    EXPECT_TRUE(json::parse(crls.out).at("crls").as_array().empty());
+  }
+  RunResult exported = pt({"export", in / "doc.json"});
+  ASSERT_EQ(exported.status, 0) << exported.err;
+  RunResult dry = pt({"--dry-run", "import", in / "doc.json"});
+  EXPECT_EQ(dry.status, 0) << dry.err;
+  EXPECT_EQ(pt({"crl"}).err.rfind("ptrust: USAGE: 'crl' needs an action", 0), 0u);
+}
+
 TEST_F(Commands, RootFromTheEnvironment) {
   ASSERT_EQ(::setenv("PTRUST_ROOT", root.path().c_str(), 1), 0);
   RunResult r = run({PTRUST_BIN, "install", in / "ca.pem", "--ca"});

@@ -163,6 +163,18 @@ TEST_F(Stores, CrlScopeLimitsWhichPurposesSeeACrl) {
   EXPECT_FALSE(std::filesystem::exists(root / "var/lib/ptrust/crl-scope.json")) << "no scoped CRL, no index";
 }
 
+// The scope index is written in name order whatever order the CRLs were installed in: two
+// scoped installs in reverse name order used to leave `sync --check` reporting it stale.
+TEST_F(Stores, CrlScopeIndexIsTheSameWhateverTheInstallOrder) {
+  auto c = make_crl(pki().other, {});
+  write_file(in / "o.crl", crl_pem(c.get()));
+  ok({"crl", "install", in / "o.crl", "--name", "zeta.crl", "--purpose", "ldaps"});
+  ok({"crl", "install", in / "root.crl", "--name", "alpha.crl", "--purpose", "licensing"});
+  RunResult check = pt({"sync", "--check"});
+  EXPECT_EQ(check.status, 0) << check.out;
+  EXPECT_EQ(file("var/lib/ptrust/crl-scope.json"), "{\"alpha.crl\":[\"licensing\"],\"zeta.crl\":[\"ldaps\"]}\n");
+}
+
 TEST_F(Stores, LegacyStore) {
   ok({"legacy", "install", "wlb.pem", in / "legacy.pem"});
   EXPECT_EQ(file("etc/stunnel/certs/wlb.pem"), pki().legacy_ca.pem());
