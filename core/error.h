@@ -55,6 +55,8 @@ enum class Code {
   kPinIsCa,
   // A client went over a limit of `ptrust serve` (line length, connections) (additive).
   kLimitExceeded,
+  // A change would widen a purpose's trust (ca -> general, pinned -> ca/general) (additive).
+  kModeChangeWidensTrust,
 };
 
 // What each code is called and how each consumer reports it (core/error.cc holds the table).

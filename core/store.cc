@@ -164,8 +164,56 @@ bool needed(Check& check, const Database& db) {
 
 }  // namespace
 
+bool ModeChange::widens() const noexcept {
+  auto rank = [](Mode m) { return m == Mode::kPinned ? 1 : m == Mode::kCa ? 2 : m == Mode::kGeneral ? 3 : 0; };
+  return before != Mode::kNone && after != Mode::kNone && rank(after) > rank(before);
+}
+
+Mode mode_in(const Database& db, std::string_view purpose) {
+  bool pinned = false, ca = false, general = false;
+  for (const auto& r : db.certs) {
+    if (r.purposes.empty()) {
+      general |= r.type == CertType::kCa;
+    } else if (std::find(r.purposes.begin(), r.purposes.end(), purpose) != r.purposes.end()) {
+      pinned |= r.type == CertType::kPinned;
+      ca |= r.type == CertType::kCa;
+    }
+  }
+  return pinned ? Mode::kPinned : ca ? Mode::kCa : general ? Mode::kGeneral : Mode::kNone;
+}
+
+namespace {
+
+std::vector<ModeChange> changes_between(const Config& cfg, const Database& before, const Database& after) {
+  std::vector<ModeChange> out;
+  for (const auto& [p, _] : cfg.purposes) {
+    ModeChange c{p, mode_in(before, p), mode_in(after, p)};
+    if (c.before != c.after) out.push_back(std::move(c));
+  }
+  return out;
+}
+
+}  // namespace
+
+// Refuses a change that widens a purpose's trust unless allowed; records every mode change.
+void Store::guard_modes(const Database& before, const Database& after) {
+  mode_changes_ = changes_between(ctx_.config, before, after);
+  if (allow_mode_change_) return;
+  std::string widened;
+  for (const auto& c : mode_changes_)
+    if (c.widens())
+      widened += (widened.empty() ? "" : ", ") + c.purpose + " " + std::string(to_string(c.before)) + " -> " +
+                 std::string(to_string(c.after));
+  if (!widened.empty())
+    throw Error(Code::kModeChangeWidensTrust,
+                "this change would widen trust: " + widened +
+                    " (more certificates would be trusted for it); nothing was changed; repeat with "
+                    "--allow-mode-change to accept");
+}
+
 template <typename Check, typename Change>
 void Store::write(bool create, Check check, Change change) {
+  mode_changes_.clear();
   // Refusals (and no-ops) before anything is created, not even the lock file.
   {
     Locked r(root_.get(), Locked::Mode::kRead);
@@ -173,13 +221,18 @@ void Store::write(bool create, Check check, Change change) {
     if (r.state) check_can_finish(r.state.get());
     refuse_missing_database(root_.get(), r.db_found);
     if (!needed(check, r.db)) return;
+    Database preview = r.db;
+    change(preview);
+    guard_modes(r.db, preview);
   }
   Locked l(root_.get(), create ? Locked::Mode::kCreate : Locked::Mode::kWrite);
   // Again under the lock: another writer may have raced us.
   check_can_finish(l.state.get());
   refuse_missing_database(root_.get(), l.db_found);
   if (!needed(check, l.db)) return;
+  Database before = l.db;
   std::vector<Area> areas = change(l.db);
+  guard_modes(before, l.db);
   commit(l, areas);
 }
 
@@ -391,7 +444,7 @@ ImportPlan Store::import_document(const std::string& doc, bool dry_run) {
     return !dry_run && merged.serialize() != db.serialize();
   };
   write(true, check, [&](Database& db) {
-    db = std::move(merged);
+    db = merged;  // a copy: the mode check previews the change first
     return all_areas(root_.get(), db);
   });
   return plan;

@@ -16,6 +16,7 @@
 #include "core/exchange.h"
 #include "core/fs.h"
 #include "core/reconcile.h"
+#include "core/selection.h"
 
 namespace ptrust {
 
@@ -29,6 +30,18 @@ struct CrlInstallResult {
   std::vector<std::string> warnings;  // e.g. past its nextUpdate
 };
 
+// A purpose whose mode a change moves (selection.h: pinned > ca > general > none).
+struct ModeChange {
+  std::string purpose;
+  Mode before = Mode::kNone, after = Mode::kNone;
+  // Trust gets wider: pinned -> ca or general, ca -> general. From none, a purpose only gains
+  // what was installed for it; to none, it fails closed.
+  bool widens() const noexcept;
+};
+
+// Each declared purpose's mode as `db` selects it (the selection rule on records, not disk).
+Mode mode_in(const Database& db, std::string_view purpose);
+
 // `sync --adopt`: the records adopted from disk, then what the sync that followed repaired.
 struct AdoptResult {
   Database adopted;
@@ -41,6 +54,13 @@ class Store {
   explicit Store(Context ctx);
 
   const Context& context() const noexcept { return ctx_; }
+
+  // Every writer computes each declared purpose's mode before and after its change. One that
+  // widens a purpose's trust is refused with MODE_CHANGE_WIDENS_TRUST (nothing written) unless
+  // allowed here; the changes of the last write, widening or not, are kept for the caller to
+  // report.
+  void allow_mode_change(bool allow) noexcept { allow_mode_change_ = allow; }
+  const std::vector<ModeChange>& mode_changes() const noexcept { return mode_changes_; }
   Database database() const;
 
   // Trusted certificates. Refusals: NOT_A_CA_CERTIFICATE, CERTIFICATE_LACKS_PURPOSE,
@@ -101,11 +121,14 @@ class Store {
   // to do" (false): then nothing is locked, written or bumped (no-op import and eject).
   template <typename Check, typename Change>
   void write(bool create, Check check, Change change);
+  void guard_modes(const Database& before, const Database& after);
   // sync's body under the held lock: state files and directories, every area, capath.
   std::vector<Drift> drift(Locked& l, bool repair);
 
   Context ctx_;
   fs::Fd root_;
+  bool allow_mode_change_ = false;
+  std::vector<ModeChange> mode_changes_;
 };
 
 }  // namespace ptrust

@@ -11,6 +11,7 @@
 
 #include "core/config.h"
 #include "core/db.h"
+#include "core/store.h"
 
 namespace ptrust::cli {
 
@@ -57,6 +58,12 @@ std::int64_t parse_time(const std::string& s);
 
 // Prints `ptrust: CODE: message` on stderr as one line (control characters escaped).
 void print_refusal(std::string_view code, std::string_view message);
+
+// --allow-mode-change for the commands that change which certificates a purpose trusts
+// (install, uninstall, import, eject), and the report of the modes they moved (stderr).
+void add_mode_change_option(po::options_description& d);
+void apply_mode_change_option(Store& store, const po::variables_map& vm);
+void report_mode_changes(const Store& store);
 
 // Prints a JSON value (pretty enough for humans: one document per line).
 void print_json(const boost::json::value& v);

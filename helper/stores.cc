@@ -152,7 +152,9 @@ int import_cmd(const Common& c, const po::variables_map& vm) {
   std::string path = vm["file"].as<std::string>();
   std::string doc = fs::read_input(path, 256u << 20);
   bool dry = vm["dry-run"].as<bool>();
+  apply_mode_change_option(store, vm);
   ImportPlan plan = store.import_document(doc, dry);
+  report_mode_changes(store);
   if (c.json) {
     json::array added, same;
     for (const auto& a : plan.added) added.emplace_back(a);
@@ -166,9 +168,13 @@ int import_cmd(const Common& c, const po::variables_map& vm) {
   return 0;
 }
 
-int eject_cmd(const Common& c, const po::variables_map&) {
+int eject_cmd(const Common& c, const po::variables_map& vm) {
+  if (!vm["yes"].as<bool>())
+    throw Error(Code::kUsage, "eject empties every trusted, legacy and CRL store: every purpose then fails closed "
+                              "until trust is installed again; repeat with --yes to do it");
   Store store(c.context());
   Database removed = store.eject();
+  report_mode_changes(store);
   std::cout << "removed " << removed.certs.size() << " trusted certificates, " << removed.legacy.size()
             << " legacy CAs, " << removed.crls.size() << " CRLs (pool certificates kept)\n";
   return 0;
@@ -235,11 +241,16 @@ void add_store_commands(std::vector<Command>& out) {
                  [](po::options_description& d, po::positional_options_description& p) {
                    d.add_options()("file", po::value<std::string>()->required(), "export document")(
                        "dry-run", po::bool_switch(), "report what would change; change nothing");
+                   add_mode_change_option(d);
                    p.add("file", 1);
                  },
                  import_cmd});
-  out.push_back({"eject", "", "empty the trusted, legacy and CRL stores (a host leaving its pool; pool store kept)",
-                 false, none(), eject_cmd});
+  out.push_back({"eject", "--yes", "empty the trusted, legacy and CRL stores (a host leaving its pool; pool store kept)",
+                 false,
+                 [](po::options_description& d, po::positional_options_description&) {
+                   d.add_options()("yes", po::bool_switch(), "yes, empty them (every purpose then fails closed)");
+                 },
+                 eject_cmd});
 }
 
 }  // namespace ptrust::cli

@@ -58,6 +58,25 @@ std::string purposes_text(const CertRecord& r) {
   return s;
 }
 
+}  // namespace
+
+void add_mode_change_option(po::options_description& d) {
+  d.add_options()("allow-mode-change", po::bool_switch(),
+                  "accept a change that widens a purpose's trust (pinned -> ca or general, ca -> general)");
+}
+
+void apply_mode_change_option(Store& store, const po::variables_map& vm) {
+  store.allow_mode_change(vm.count("allow-mode-change") && vm["allow-mode-change"].as<bool>());
+}
+
+void report_mode_changes(const Store& store) {
+  for (const auto& m : store.mode_changes())
+    std::cerr << "ptrust: mode: " << m.purpose << ": " << to_string(m.before) << " -> " << to_string(m.after)
+              << (m.widens() ? " (wider trust, allowed by --allow-mode-change)" : "") << "\n";
+}
+
+namespace {
+
 int install(const Common& c, const po::variables_map& vm) {
   bool ca = vm["ca"].as<bool>(), pinned = vm["pinned"].as<bool>();
   if (ca == pinned) throw Error(Code::kUsage, "give exactly one of --ca or --pinned");
@@ -67,7 +86,9 @@ int install(const Common& c, const po::variables_map& vm) {
   if (vm.count("purpose")) req.purposes = parse_purpose_list(vm["purpose"].as<std::string>(), ctx.config);
   Certificate cert = Certificate::parse(read_input_file(vm["file"].as<std::string>()));
   Store store(std::move(ctx));
+  apply_mode_change_option(store, vm);
   CertRecord r = store.install(cert, req, std::time(nullptr));
+  report_mode_changes(store);
   if (req.type == CertType::kPinned && X509_check_ca(cert.get()) != 0)
     std::cerr << "ptrust: warning: PIN_IS_CA: this pinned certificate is a CA; ptrust:// and the capath "
                  "directories refuse its purposes (a program verifying chains would also trust what it signs); "
@@ -78,8 +99,10 @@ int install(const Common& c, const po::variables_map& vm) {
 
 int uninstall(const Common& c, const po::variables_map& vm) {
   Store store(c.context());
+  apply_mode_change_option(store, vm);
   CertRecord r = store.uninstall(vm["uuid"].as<std::string>(), vm["force"].as<bool>());
   std::cerr << "removed " << to_string(r.type) << " " << r.uuid << " (" << r.subject << ")\n";
+  report_mode_changes(store);
   return 0;
 }
 
@@ -216,13 +239,15 @@ void add_trust_commands(std::vector<Command>& out) {
                        "ca", po::bool_switch(), "a CA: peers must chain to it")(
                        "pinned", po::bool_switch(), "a pinned peer: the peer's leaf must equal it")(
                        "purpose", po::value<std::string>(), "comma-separated purposes (none: general CA)");
+                   add_mode_change_option(d);
                    p.add("file", 1);
                  },
                  install});
-  out.push_back({"uninstall", "UUID [--force]", "remove a trusted certificate", false,
+  out.push_back({"uninstall", "UUID [--force] [--allow-mode-change]", "remove a trusted certificate", false,
                  [](po::options_description& d, po::positional_options_description& p) {
                    d.add_options()("uuid", po::value<std::string>()->required(), "UUID printed by install")(
                        "force", po::bool_switch(), "also drop a record whose files are already gone");
+                   add_mode_change_option(d);
                    p.add("uuid", 1);
                  },
                  uninstall});

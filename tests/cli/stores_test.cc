@@ -175,6 +175,40 @@ TEST_F(Stores, CrlScopeIndexIsTheSameWhateverTheInstallOrder) {
   EXPECT_EQ(file("var/lib/ptrust/crl-scope.json"), "{\"alpha.crl\":[\"licensing\"],\"zeta.crl\":[\"ldaps\"]}\n");
 }
 
+// A change that widens a purpose's trust is refused, the root byte-identical, unless
+// --allow-mode-change; every mode change is reported; eject needs --yes.
+TEST_F(Stores, ModeChangesAreExplicitAndWideningIsRefused) {
+  ok({"install", in / "other.pem", "--ca"});  // general
+  RunResult first = pt({"install", in / "root.pem", "--ca", "--purpose", "licensing"});
+  ASSERT_EQ(first.status, 0) << first.err;
+  EXPECT_NE(first.err.find("ptrust: mode: licensing: general -> ca"), std::string::npos) << first.err;
+  std::string ca = first.out.substr(0, 36);
+
+  refused({"uninstall", ca}, "MODE_CHANGE_WIDENS_TRUST");
+  RunResult why = pt({"uninstall", ca});
+  EXPECT_NE(why.err.find("licensing ca -> general"), std::string::npos) << why.err;
+  EXPECT_NE(why.err.find("--allow-mode-change"), std::string::npos) << why.err;
+
+  // A pin narrows (ca -> pinned): allowed and reported; removing it again widens.
+  write_file(in / "pin.pem", pki().host1.pem());
+  RunResult pin = pt({"install", in / "pin.pem", "--pinned", "--purpose", "licensing"});
+  ASSERT_EQ(pin.status, 0) << pin.err;
+  EXPECT_NE(pin.err.find("ptrust: mode: licensing: ca -> pinned"), std::string::npos) << pin.err;
+  refused({"uninstall", pin.out.substr(0, 36)}, "MODE_CHANGE_WIDENS_TRUST");
+  RunResult allowed = pt({"uninstall", pin.out.substr(0, 36), "--allow-mode-change"});
+  ASSERT_EQ(allowed.status, 0) << allowed.err;
+  EXPECT_NE(allowed.err.find("ptrust: mode: licensing: pinned -> ca (wider trust"), std::string::npos) << allowed.err;
+
+  // To none is narrowing (fail closed): allowed, reported.
+  ok({"install", in / "legacy.pem", "--ca", "--purpose", "ldaps"});
+  RunResult eject = pt({"eject"});
+  EXPECT_EQ(eject.status, 2);
+  EXPECT_NE(eject.err.find("--yes"), std::string::npos) << eject.err;
+  RunResult yes = pt({"eject", "--yes"});
+  ASSERT_EQ(yes.status, 0) << yes.err;
+  EXPECT_NE(yes.err.find("ptrust: mode: licensing: ca -> none"), std::string::npos) << yes.err;
+}
+
 TEST_F(Stores, LegacyStore) {
   ok({"legacy", "install", "wlb.pem", in / "legacy.pem"});
   EXPECT_EQ(file("etc/stunnel/certs/wlb.pem"), pki().legacy_ca.pem());
@@ -254,7 +288,7 @@ TEST_F(Stores, EjectEmptiesEverythingButThePool) {
   ok({"crl", "install", in / "root.crl"});
   ok({"legacy", "install", "wlb.pem", in / "legacy.pem"});
   ok({"pool", "add", kHost1, in / "host1.pem"});
-  ok({"eject"});
+  ok({"eject", "--yes"});
   json::value l = json::parse(pt({"list", "--json"}).out);
   EXPECT_EQ(l.at("certificates").as_array().size(), 0u);
   EXPECT_EQ(l.at("crls").as_array().size(), 0u);
@@ -270,11 +304,11 @@ TEST_F(Stores, EjectEmptiesEverythingButThePool) {
 // Nothing to eject (a fresh root, or only the pool left): nothing is created or bumped.
 TEST_F(Stores, EjectWithNothingToEjectTouchesNothing) {
   Tree fresh = snapshot(root.path());
-  ok({"eject"});
+  ok({"eject", "--yes"});
   EXPECT_EQ(diff(fresh, snapshot(root.path())), "") << "a no-op eject on a fresh root creates nothing";
   ok({"pool", "add", kHost1, in / "host1.pem"});
   Tree pool_only = snapshot(root.path());
-  ok({"eject"});
+  ok({"eject", "--yes"});
   EXPECT_EQ(diff(pool_only, snapshot(root.path())), "") << "a no-op eject touches nothing, not even the generation";
 }
 
@@ -497,7 +531,7 @@ TEST_F(Stores, MissingDatabaseIsRefusedThenAdopted) {
   refused({"sync", "--check"}, "DATABASE_MISSING");
   refused({"install", in / "legacy.pem", "--ca", "--purpose", "licensing"}, "DATABASE_MISSING");
   refused({"uninstall", uuid}, "DATABASE_MISSING");
-  refused({"eject"}, "DATABASE_MISSING");
+  refused({"eject", "--yes"}, "DATABASE_MISSING");
   refused({"legacy", "install", "x.pem", in / "other.pem"}, "DATABASE_MISSING");
   write_file(root / "var/lib/ptrust/db.json", "");  // an empty file is no database either
   refused({"sync"}, "DATABASE_MISSING");

@@ -90,7 +90,7 @@ TEST_F(Serve, StoreChangeIsSeenInStatusAlertsAndMetricsWithinOneSecond) {
   EXPECT_TRUE(logs("alert POOL_CA_CERTIFICATE_EXPIRING_07 (priority 1) " + uuid));
 
   // The same for the other direction, and the methods besides status and alerts.
-  ASSERT_EQ(pt({"uninstall", uuid}).status, 0);
+  ASSERT_EQ(pt({"uninstall", uuid, "--allow-mode-change"}).status, 0);  // licensing: ca -> general
   EXPECT_TRUE(eventually([&] { return !has_alert("POOL_CA_CERTIFICATE_EXPIRING_07"); }, 1s));
   EXPECT_TRUE(logs("alert cleared POOL_CA_CERTIFICATE_EXPIRING_07 " + uuid));
   EXPECT_EQ(result("resolve", {{"purpose", "licensing"}}).at("mode"), "general");
