@@ -57,6 +57,8 @@ enum class Code {
   kLimitExceeded,
   // A change would widen a purpose's trust (ca -> general, pinned -> ca/general) (additive).
   kModeChangeWidensTrust,
+  // A certificate selector (UUID prefix, fingerprint, file) matches several records (additive).
+  kCertificateSelectorAmbiguous,
 };
 
 // What each code is called and how each consumer reports it (core/error.cc holds the table).

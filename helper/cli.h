@@ -51,6 +51,13 @@ void add_serve_commands(std::vector<Command>& out);    // serve (helper/serve.cc
 std::string read_input_file(const std::string& path);
 
 boost::json::object crl_json(const CrlRecord& r);
+boost::json::object record_json(const CertRecord& r);
+
+// The one record `selector` names: a UUID, a unique UUID prefix (8+ characters), a SHA-256
+// fingerprint (any case, colons optional) or the path of a certificate file.
+// TRUSTED_CERTIFICATE_NOT_FOUND, or CERTIFICATE_SELECTOR_AMBIGUOUS listing the candidates.
+const CertRecord& select_certificate(const Database& db, const std::string& selector);
+void add_show_commands(std::vector<Command>& out);  // show, crl show (helper/show.cc)
 void add_verify_commands(std::vector<Command>& out);  // verify, probe (helper/verify.cc)
 
 // --at TIME: YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC) or @EPOCH; USAGE otherwise.

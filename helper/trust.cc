@@ -14,10 +14,6 @@ namespace ptrust::cli {
 
 namespace json = boost::json;
 
-namespace {
-
-constexpr size_t kMaxInput = 1u << 20;  // 1 MiB: no certificate is bigger
-
 json::object record_json(const CertRecord& r) {
   json::array ps;
   for (const auto& p : r.purposes) ps.emplace_back(p);
@@ -34,6 +30,11 @@ json::object record_json(const CertRecord& r) {
           {"key", r.key_type + "-" + std::to_string(r.key_bits)},
           {"installed_at", x509::format_time(r.installed_at)}};
 }
+
+namespace {
+
+constexpr size_t kMaxInput = 1u << 20;  // 1 MiB: no certificate is bigger
+
 
 }  // namespace
 
@@ -100,7 +101,8 @@ int install(const Common& c, const po::variables_map& vm) {
 int uninstall(const Common& c, const po::variables_map& vm) {
   Store store(c.context());
   apply_mode_change_option(store, vm);
-  CertRecord r = store.uninstall(vm["uuid"].as<std::string>(), vm["force"].as<bool>());
+  std::string uuid = select_certificate(store.database(), vm["uuid"].as<std::string>()).uuid;
+  CertRecord r = store.uninstall(uuid, vm["force"].as<bool>());
   std::cerr << "removed " << to_string(r.type) << " " << r.uuid << " (" << r.subject << ")\n";
   report_mode_changes(store);
   return 0;
@@ -243,9 +245,10 @@ void add_trust_commands(std::vector<Command>& out) {
                    p.add("file", 1);
                  },
                  install});
-  out.push_back({"uninstall", "UUID [--force] [--allow-mode-change]", "remove a trusted certificate", false,
+  out.push_back({"uninstall", "SELECTOR [--force] [--allow-mode-change]", "remove a trusted certificate", false,
                  [](po::options_description& d, po::positional_options_description& p) {
-                   d.add_options()("uuid", po::value<std::string>()->required(), "UUID printed by install")(
+                   d.add_options()("uuid", po::value<std::string>()->required(),
+                                   "UUID printed by install, a UUID prefix (8+), the SHA-256 or the certificate file")(
                        "force", po::bool_switch(), "also drop a record whose files are already gone");
                    add_mode_change_option(d);
                    p.add("uuid", 1);
@@ -277,6 +280,7 @@ const std::vector<Command>& commands() {
     add_stunnel_commands(v);
     add_status_commands(v);
     add_serve_commands(v);
+    add_show_commands(v);
     return v;
   }();
   return all;

@@ -182,6 +182,53 @@ TEST_F(Commands, CommandOptionsBeforeTheCommandName) {
   EXPECT_EQ(pt({"crl"}).err.rfind("ptrust: USAGE: 'crl' needs an action", 0), 0u);
 }
 
+// Certificates are found by what people have: a UUID prefix, a fingerprint, the file.
+TEST_F(Commands, SelectorsFindCertificatesAndShowDescribesThem) {
+  std::string ca_uuid = install({"install", in / "ca.pem", "--ca", "--purpose", "licensing"});
+  std::string pin_uuid = install({"install", in / "peer.pem", "--pinned", "--purpose", "ldaps"});
+  // The same CA pinned for ldaps too: one fingerprint, two records.
+  std::string ca_pin = install({"install", in / "ca.pem", "--pinned", "--purpose", "ldaps"});
+  auto uuid_of = [&](const std::string& sel) {
+    RunResult r = pt({"show", sel, "--json"});
+    return r.status == 0 ? std::string(json::parse(r.out).at("uuid").as_string()) : r.err;
+  };
+  EXPECT_EQ(uuid_of(pin_uuid), pin_uuid);
+  EXPECT_EQ(uuid_of(pin_uuid.substr(0, 8)), pin_uuid);
+  EXPECT_EQ(uuid_of(in / "peer.pem"), pin_uuid);
+  RunResult shown = pt({"show", pin_uuid, "--json"});
+  std::string fp(json::parse(shown.out).at("sha256").as_string());
+  std::string bare;
+  for (char ch : fp)
+    if (ch != ':') bare += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  EXPECT_EQ(uuid_of(bare), pin_uuid) << "lower case, no colons";
+  EXPECT_EQ(uuid_of(fp), pin_uuid);
+
+  RunResult amb = pt({"show", in / "ca.pem"});
+  EXPECT_EQ(amb.status, 1);
+  EXPECT_EQ(amb.err.rfind("ptrust: CERTIFICATE_SELECTOR_AMBIGUOUS: ", 0), 0u) << amb.err;
+  EXPECT_NE(amb.err.find(ca_uuid), std::string::npos) << amb.err;
+  EXPECT_NE(amb.err.find(ca_pin), std::string::npos) << amb.err;
+  EXPECT_EQ(pt({"uninstall", in / "ca.pem"}).err.rfind("ptrust: CERTIFICATE_SELECTOR_AMBIGUOUS: ", 0), 0u);
+  EXPECT_EQ(pt({"show", "0123456789"}).err.rfind("ptrust: TRUSTED_CERTIFICATE_NOT_FOUND: ", 0), 0u);
+  EXPECT_EQ(pt({"show", "abc"}).err.rfind("ptrust: TRUSTED_CERTIFICATE_NOT_FOUND: ", 0), 0u) << "too short a prefix";
+
+  RunResult text = pt({"show", ca_uuid.substr(0, 12)});
+  ASSERT_EQ(text.status, 0) << text.err;
+  for (const char* want : {"subject:     CN=Cmd Root", "constraints: CA:TRUE", "days left", "ca-bundle-licensing.pem"})
+    EXPECT_NE(text.out.find(want), std::string::npos) << want << "\n" << text.out;
+
+  RunResult un = pt({"uninstall", in / "peer.pem", "--allow-mode-change"});
+  ASSERT_EQ(un.status, 0) << un.err;
+  EXPECT_NE(un.err.find("removed pinned " + pin_uuid), std::string::npos) << un.err;
+
+  write_file(in / "ca.crl", crl_pem(make_crl(ca, {peer.cert.get()}).get()));
+  ASSERT_EQ(pt({"crl", "install", in / "ca.crl", "--name", "cmd.crl"}).status, 0);
+  RunResult crl = pt({"crl", "show", "cmd.crl", "--json"});
+  ASSERT_EQ(crl.status, 0) << crl.err;
+  EXPECT_EQ(json::parse(crl.out).at("entries"), 1);
+  EXPECT_EQ(pt({"crl", "show", "nope"}).err.rfind("ptrust: CRL_DOES_NOT_EXIST: ", 0), 0u);
+}
+
 TEST_F(Commands, RootFromTheEnvironment) {
   ASSERT_EQ(::setenv("PTRUST_ROOT", root.path().c_str(), 1), 0);
   RunResult r = run({PTRUST_BIN, "install", in / "ca.pem", "--ca"});
