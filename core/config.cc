@@ -218,7 +218,7 @@ Config load_config_file(const std::string& path) {
   return parse_config(ss.str(), path);
 }
 
-std::vector<std::string> parse_purpose_list(std::string_view csv, const Config& cfg) {
+std::vector<std::string> parse_purpose_list(std::string_view csv, const Config& cfg, std::string_view root) {
   if (csv.empty()) throw Error(Code::kUnknownPurpose, "empty purpose list; omit --purpose for the general store");
   std::vector<std::string> out;
   size_t pos = 0;
@@ -228,11 +228,11 @@ std::vector<std::string> parse_purpose_list(std::string_view csv, const Config& 
     if (comma == csv.npos) break;
     pos = comma + 1;
   }
-  check_purposes(out, cfg);
+  check_purposes(out, cfg, root);
   return out;
 }
 
-void check_purposes(const std::vector<std::string>& purposes, const Config& cfg) {
+void check_purposes(const std::vector<std::string>& purposes, const Config& cfg, std::string_view root) {
   std::set<std::string> seen;
   for (const auto& name : purposes) {
     if (name == kGeneral)
@@ -240,7 +240,7 @@ void check_purposes(const std::vector<std::string>& purposes, const Config& cfg)
     if (!valid_purpose_name(name))
       throw Error(Code::kUnknownPurpose, "malformed purpose '" + name + "' (expected [a-z0-9][a-z0-9_-]{0,31})");
     if (!cfg.declares(name))
-      throw Error(Code::kUnknownPurpose, "purpose '" + name + "' is not declared in " + cfg.source);
+      throw unknown_purpose(cfg, name, root);
     if (!seen.insert(name).second) throw Error(Code::kUnknownPurpose, "purpose '" + name + "' listed twice");
   }
 }
@@ -270,6 +270,19 @@ Context open_context(const std::optional<std::string>& root_opt, const std::opti
   if (ctx.root.empty()) ctx.root = ".";
   ctx.root = std::filesystem::absolute(ctx.root).lexically_normal().string();
   return ctx;
+}
+
+Error unknown_purpose(const Config& cfg, std::string_view purpose, std::string_view root) {
+  std::string p(purpose);
+  if (cfg.source == "<built-in>") {
+    std::string file = (root.empty() ? std::string("<root>/") : root == "/" ? std::string("/") : std::string(root) + "/") +
+                       std::string(layout::kConfigFile);
+    return Error(Code::kUnknownPurpose, "purpose '" + p + "' is not declared: there is no configuration file, and the " +
+                                           "built-in one declares licensing and ldaps; create " + file +
+                                           " declaring it under `purposes:` as `  " + p + ": {}` (see config/ptrust.yaml)");
+  }
+  return Error(Code::kUnknownPurpose, "purpose '" + p + "' is not declared in " + cfg.source + "; add `  " + p +
+                                          ": {}` under `purposes:` there");
 }
 
 }  // namespace ptrust

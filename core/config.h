@@ -53,13 +53,19 @@ Config default_config();
 Config parse_config(const std::string& text, const std::string& source);
 Config load_config_file(const std::string& path);
 
+// The UNKNOWN_PURPOSE refusal for `purpose`, saying where and how to declare it: the line to
+// add under `purposes:` in the configuration file (or, with the built-in configuration, the
+// file to create under `root`).
+class Error;
+Error unknown_purpose(const Config& cfg, std::string_view purpose, std::string_view root = "");
+
 // Parses "a,b" for install: every name well-formed, declared, not `general`, not repeated.
 // UNKNOWN_PURPOSE otherwise. An empty string is refused (omit --purpose for general).
-std::vector<std::string> parse_purpose_list(std::string_view csv, const Config& cfg);
+std::vector<std::string> parse_purpose_list(std::string_view csv, const Config& cfg, std::string_view root = "");
 // The same rule for a list already split (import, adopt, the store writer): every name
 // well-formed, declared, not `general`, not repeated; UNKNOWN_PURPOSE otherwise. An empty
 // list is allowed (general).
-void check_purposes(const std::vector<std::string>& purposes, const Config& cfg);
+void check_purposes(const std::vector<std::string>& purposes, const Config& cfg, std::string_view root = "");
 
 // A path that can be written into openssl.cnf or a stunnel configuration as it is: one line,
 // none of # $ \ " (comment, variable, escape and quote characters of openssl.cnf).

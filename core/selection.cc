@@ -36,8 +36,7 @@ void check_purpose(const Context& ctx, std::string_view purpose) {
   if (!valid_purpose_name(purpose))
     throw Error(Code::kUnknownPurpose, "malformed purpose '" + std::string(purpose) + "'");
   if (!ctx.config.declares(purpose))
-    throw Error(Code::kUnknownPurpose,
-                "purpose '" + std::string(purpose) + "' is not declared in " + ctx.config.source);
+    throw unknown_purpose(ctx.config, purpose, ctx.root);
 }
 
 struct Candidate {

@@ -192,7 +192,7 @@ class Daemon {
         if (!p->is_string()) throw Error(Code::kUsage, "purpose must be a string");
         std::string purpose(p->as_string());
         if (purpose != kGeneral && !ctx_.config.declares(purpose))
-          throw Error(Code::kUnknownPurpose, "purpose '" + purpose + "' is not declared in " + ctx_.config.source);
+          throw unknown_purpose(ctx_.config, purpose, ctx_.root);
         r = status::collect(ctx_, hc_, std::time(nullptr), {.purpose = purpose, .folded = &folded_});
       } else {
         fold_dead_counters();

@@ -80,7 +80,7 @@ int status_cmd(const Common& c, const po::variables_map& vm) {
   if (vm.count("purpose")) {
     opt.purpose = vm["purpose"].as<std::string>();
     if (*opt.purpose != kGeneral && !ctx.config.declares(*opt.purpose))
-      throw Error(Code::kUnknownPurpose, "purpose '" + *opt.purpose + "' is not declared in " + ctx.config.source);
+      throw unknown_purpose(ctx.config, *opt.purpose, ctx.root);
   }
   status::Report r = status::collect(ctx, parse_host_config(ctx.config), at_time(vm), opt);
   if (c.json) print_json(status::to_json(r));

@@ -1,6 +1,7 @@
 // install / uninstall / list / resolve / sync.
 #include <ctime>
 #include <iostream>
+#include <optional>
 
 #include "core/cert.h"
 #include "core/error.h"
@@ -84,7 +85,7 @@ int install(const Common& c, const po::variables_map& vm) {
   Context ctx = c.context();
   InstallRequest req;
   req.type = ca ? CertType::kCa : CertType::kPinned;
-  if (vm.count("purpose")) req.purposes = parse_purpose_list(vm["purpose"].as<std::string>(), ctx.config);
+  if (vm.count("purpose")) req.purposes = parse_purpose_list(vm["purpose"].as<std::string>(), ctx.config, ctx.root);
   Certificate cert = Certificate::parse(read_input_file(vm["file"].as<std::string>()));
   Store store(std::move(ctx));
   apply_mode_change_option(store, vm);
@@ -101,19 +102,53 @@ int install(const Common& c, const po::variables_map& vm) {
 int uninstall(const Common& c, const po::variables_map& vm) {
   Store store(c.context());
   apply_mode_change_option(store, vm);
-  std::string uuid = select_certificate(store.database(), vm["uuid"].as<std::string>()).uuid;
+  // A full UUID goes to the writer as it is (its refusals, DATABASE_MISSING first, apply).
+  const std::string& sel = vm["uuid"].as<std::string>();
+  std::string uuid = valid_uuid(sel) ? sel : select_certificate(store.database(), sel).uuid;
   CertRecord r = store.uninstall(uuid, vm["force"].as<bool>());
   std::cerr << "removed " << to_string(r.type) << " " << r.uuid << " (" << r.subject << ")\n";
   report_mode_changes(store);
   return 0;
 }
 
-int list(const Common& c, const po::variables_map&) {
+int list(const Common& c, const po::variables_map& vm) {
   Store store(c.context());
   Database db = store.database();
+  std::time_t now = std::time(nullptr);
+  // Filters: --purpose P (its own records; `general` for the general store), --expiring DAYS.
+  std::optional<std::string> purpose;
+  if (vm.count("purpose")) {
+    purpose = vm["purpose"].as<std::string>();
+    if (*purpose != kGeneral && !store.context().config.declares(*purpose))
+      throw unknown_purpose(store.context().config, *purpose, store.context().root);
+  }
+  std::optional<long> expiring;
+  if (vm.count("expiring")) {
+    expiring = vm["expiring"].as<long>();
+    if (*expiring < 0) throw Error(Code::kUsage, "--expiring takes a number of days (0 or more)");
+  }
+  auto soon = [&](std::int64_t not_after) { return !expiring || not_after - now <= *expiring * 86400L; };
+  std::erase_if(db.certs, [&](const CertRecord& r) {
+    bool in = !purpose || (r.purposes.empty() ? *purpose == kGeneral
+                                              : std::find(r.purposes.begin(), r.purposes.end(), *purpose) != r.purposes.end());
+    return !in || !soon(r.not_after);
+  });
+  if (purpose) db.crls.clear(), db.legacy.clear(), db.pool.clear();
+  std::erase_if(db.legacy, [&](const LegacyRecord& r) { return !soon(r.not_after); });
+  std::erase_if(db.pool, [&](const PoolRecord& r) { return !soon(r.not_after); });
+  if (expiring) std::erase_if(db.crls, [&](const CrlRecord& r) { return !r.next_update || !soon(r.next_update); });
+  // By purpose, then subject: what an administrator scans for.
+  std::stable_sort(db.certs.begin(), db.certs.end(), [](const CertRecord& a, const CertRecord& b) {
+    return std::pair(purposes_text(a), a.subject) < std::pair(purposes_text(b), b.subject);
+  });
+  auto days = [&](std::int64_t t) { return static_cast<long>((t - now) / 86400); };
   if (c.json) {
     json::array a, crls, legacy, pool;
-    for (const auto& r : db.certs) a.emplace_back(record_json(r));
+    for (const auto& r : db.certs) {
+      json::object o = record_json(r);
+      o["days_left"] = days(r.not_after);
+      a.emplace_back(std::move(o));
+    }
     for (const auto& r : db.crls) crls.emplace_back(crl_json(r));
     for (const auto& r : db.legacy)
       legacy.emplace_back(json::object{{"name", r.name}, {"subject", r.subject}, {"sha256", r.sha256},
@@ -126,13 +161,14 @@ int list(const Common& c, const po::variables_map&) {
     return 0;
   }
   if (db.certs.empty() && db.crls.empty() && db.legacy.empty() && db.pool.empty()) {
-    std::cout << "nothing installed\n";
+    std::cout << (purpose || expiring ? "nothing matches\n" : "nothing installed\n");
     return 0;
   }
   for (const auto& r : db.certs) {
     std::cout << r.uuid << "  " << to_string(r.type) << "  purposes=" << purposes_text(r)
-              << "  expires=" << x509::format_time(r.not_after) << "\n"
+              << "  expires=" << x509::format_time(r.not_after) << " (" << days(r.not_after) << " days)\n"
               << "    subject: " << r.subject << "\n"
+              << "    issuer:  " << r.issuer << "\n"
               << "    sha256:  " << r.sha256 << "\n";
   }
   for (const auto& r : db.crls)
@@ -254,8 +290,13 @@ void add_trust_commands(std::vector<Command>& out) {
                    p.add("uuid", 1);
                  },
                  uninstall});
-  out.push_back({"list", "", "list trusted certificates, CRLs, legacy and pool certificates", true,
-                 [](po::options_description&, po::positional_options_description&) {}, list});
+  out.push_back({"list", "[--purpose P] [--expiring DAYS]",
+                 "list trusted certificates (by purpose, then subject), CRLs, legacy and pool certificates", true,
+                 [](po::options_description& d, po::positional_options_description&) {
+                   d.add_options()("purpose", po::value<std::string>(), "only the certificates installed for P (or general)")(
+                       "expiring", po::value<long>(), "only what expires (or whose CRL nextUpdate comes) within DAYS");
+                 },
+                 list});
   out.push_back({"resolve", "PURPOSE", "show which store serves PURPOSE (pinned|ca|general|none)", true,
                  [](po::options_description& d, po::positional_options_description& p) {
                    d.add_options()("purpose", po::value<std::string>()->required(), "purpose, or general");

@@ -50,7 +50,7 @@ using CtxHandle = std::unique_ptr<PTRUST_CTX, ossl::Deleter<ptrust_ctx_free>>;
 CtxHandle open_ptrust(const Common& c, const std::string& purpose) {
   Context ctx = c.context();  // the same resolution as every command; errors name a code
   if (purpose != kGeneral && !ctx.config.declares(purpose))
-    throw Error(Code::kUnknownPurpose, "purpose '" + purpose + "' is not declared in " + ctx.config.source);
+    throw unknown_purpose(ctx.config, purpose, ctx.root);
   char err[512];
   PTRUST_CTX* p = ptrust_ctx_new(ctx.root.c_str(), ctx.config.source == "<built-in>" ? nullptr : ctx.config.source.c_str(),
                                  err, sizeof err);

@@ -229,6 +229,42 @@ TEST_F(Commands, SelectorsFindCertificatesAndShowDescribesThem) {
   EXPECT_EQ(pt({"crl", "show", "nope"}).err.rfind("ptrust: CRL_DOES_NOT_EXIST: ", 0), 0u);
 }
 
+TEST_F(Commands, ListFiltersAndOrderAndUnknownPurposeSaysHowToDeclareIt) {
+  Issued zeta = self_signed({.cn = "Zeta CA", .ca = true, .not_after = 400L * 24 * 3600});
+  Issued alpha = self_signed({.cn = "Alpha CA", .ca = true, .not_after = 5L * 24 * 3600});
+  write_file(in / "zeta.pem", zeta.pem());
+  write_file(in / "alpha.pem", alpha.pem());
+  install({"install", in / "zeta.pem", "--ca", "--purpose", "licensing"});
+  install({"install", in / "alpha.pem", "--ca", "--purpose", "licensing"});
+  install({"install", in / "ca.pem", "--ca"});
+  auto subjects = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"list", "--json"});
+    RunResult r = pt(args);
+    std::vector<std::string> out;
+    if (r.status != 0) return std::vector<std::string>{r.err};
+    json::value v = json::parse(r.out);  // kept: the loop reads into it
+    for (const auto& c : v.at("certificates").as_array()) out.emplace_back(c.at("subject").as_string());
+    return out;
+  };
+  EXPECT_EQ(subjects({}), (std::vector<std::string>{"CN=Cmd Root", "CN=Alpha CA", "CN=Zeta CA"})) << "general, then licensing by subject";
+  EXPECT_EQ(subjects({"--purpose", "licensing"}), (std::vector<std::string>{"CN=Alpha CA", "CN=Zeta CA"}));
+  EXPECT_EQ(subjects({"--purpose", "general"}), (std::vector<std::string>{"CN=Cmd Root"}));
+  EXPECT_EQ(subjects({"--expiring", "10"}), (std::vector<std::string>{"CN=Alpha CA"}));
+  RunResult text = pt({"list", "--expiring", "10"});
+  EXPECT_NE(text.out.find("issuer:  CN=Alpha CA"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(" days)"), std::string::npos) << text.out;
+
+  RunResult unknown = pt({"install", in / "zeta.pem", "--ca", "--purpose", "wlb"});
+  EXPECT_EQ(unknown.status, 1);
+  EXPECT_NE(unknown.err.find("create " + root.path() + "/etc/ptrust/ptrust.yaml"), std::string::npos) << unknown.err;
+  EXPECT_NE(unknown.err.find("`  wlb: {}`"), std::string::npos) << unknown.err;
+  write_file(in / "ptrust.yaml", "purposes:\n  licensing: {}\n");
+  RunResult declared = pt({"--config", in / "ptrust.yaml", "list", "--purpose", "wlb"});
+  EXPECT_NE(declared.err.find("is not declared in " + in / "ptrust.yaml" + "; add `  wlb: {}` under `purposes:`"),
+            std::string::npos)
+      << declared.err;
+}
+
 TEST_F(Commands, RootFromTheEnvironment) {
   ASSERT_EQ(::setenv("PTRUST_ROOT", root.path().c_str(), 1), 0);
   RunResult r = run({PTRUST_BIN, "install", in / "ca.pem", "--ca"});
