@@ -60,7 +60,8 @@ const CertRecord& select_certificate(const Database& db, const std::string& sele
 void add_show_commands(std::vector<Command>& out);  // show, crl show (helper/show.cc)
 void add_verify_commands(std::vector<Command>& out);  // verify, probe (helper/verify.cc)
 
-// --at TIME: YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC) or @EPOCH; USAGE otherwise.
+// --at TIME: YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS with or without Z (UTC), @EPOCH, or +30d / -2h /
+// +15m / +10s from now; USAGE otherwise.
 std::int64_t parse_time(const std::string& s);
 
 // Prints `ptrust: CODE: message` on stderr as one line (control characters escaped).

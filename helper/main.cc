@@ -1,7 +1,9 @@
 // ptrust — per-purpose TLS trust stores for OpenSSL 3. See README.md.
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <iostream>
+#include <vector>
 
 #include <openssl/err.h>
 
@@ -73,6 +75,47 @@ void add_common(po::options_description& d, Common& c, bool reads) {
   if (reads) d.add_options()("json", po::bool_switch(&c.json), "machine-readable JSON output");
 }
 
+// Edit distance, for "did you mean".
+size_t distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// " (did you mean 'x'?)" when one candidate is close to `word`, else "".
+std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = 3;  // at most 2 edits
+  for (const auto& c : candidates) {
+    size_t d = distance(word, c);
+    if (d < best_d) best_d = d, best = c;
+  }
+  return best.empty() ? "" : " (did you mean '" + best + "'?)";
+}
+
+// The commands of a group ("crl", "legacy", ...) with their summaries.
+bool print_group(std::ostream& os, const std::string& group) {
+  bool any = false;
+  for (const auto& c : commands()) {
+    std::string n = c.name;
+    if (n.rfind(group + " ", 0) != 0) continue;
+    if (!any) os << "usage: ptrust " << group << " ACTION [ARGS...]\n\nactions:\n";
+    any = true;
+    os << "  " << n << " " << c.args << "\n      " << c.summary << "\n";
+  }
+  if (any) os << "\n`ptrust " << group << " ACTION --help` explains one action.\n";
+  return any;
+}
+
 [[noreturn]] void usage_error(const std::string& msg, const char* cmd) {
   std::cerr << "ptrust: USAGE: " << one_line(msg) << " (see `ptrust " << (cmd ? std::string(cmd) + " " : "") << "--help`)\n";
   std::exit(2);
@@ -128,7 +171,7 @@ int run(int argc, char** argv) {
       if (gvm.count("help") || std::find_if(rest.begin(), rest.end(), [](const std::string& a) {
                                  return a == "--help" || a == "-h";
                                }) != rest.end()) {
-        print_usage(std::cout);
+        print_group(std::cout, name);
         return 0;
       }
       usage_error("'" + name + "' needs an action", nullptr);
@@ -137,23 +180,67 @@ int run(int argc, char** argv) {
     rest.erase(action);
   }
   const Command* cmd = nullptr;
-  for (const auto& c : commands())
+  std::vector<std::string> names;
+  for (const auto& c : commands()) {
     if (name == c.name) cmd = &c;
-  if (!cmd) usage_error("unknown command '" + name + "'", nullptr);
+    names.push_back(c.name);
+    std::string n = c.name;
+    if (auto sp = n.find(' '); sp != std::string::npos) names.push_back(n.substr(0, sp));
+  }
+  if (!cmd) usage_error("unknown command '" + name + "'" + did_you_mean(name, names), nullptr);
 
   po::options_description desc(std::string("usage: ptrust ") + cmd->name + " " + cmd->args + "\n\n" + cmd->summary +
                                "\n\noptions");
   add_common(desc, common, cmd->reads);
   po::positional_options_description pos;
   cmd->describe(desc, pos);
+  // Positional arguments are options inside program_options; users see them by their
+  // synopsis names (SELECTOR, FILE), never as --selector.
+  std::vector<std::string> positional;
+  for (unsigned i = 0; i < pos.max_total_count() && i < 8; ++i) positional.push_back(pos.name_for_position(i));
+  auto is_positional = [&](const std::string& o) { return std::find(positional.begin(), positional.end(), o) != positional.end(); };
+  auto shown = [](const std::string& o) {
+    std::string u;
+    for (char ch : o) u += ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    return u;
+  };
   po::variables_map vm;
-  po::store(po::command_line_parser(rest).options(desc).positional(pos).run(), vm);
+  try {
+    po::store(po::command_line_parser(rest).options(desc).positional(pos).run(), vm);
+  } catch (const po::unknown_option& e) {
+    std::vector<std::string> opts;
+    for (const auto& o : desc.options())
+      if (!is_positional(o->long_name())) opts.push_back("--" + o->long_name());
+    usage_error(std::string(e.what()) + did_you_mean(e.get_option_name(), opts), cmd->name);
+  } catch (const po::too_many_positional_options_error&) {
+    usage_error("too many arguments: `ptrust " + std::string(cmd->name) + " " + cmd->args + "`", cmd->name);
+  }
   if (vm.count("help") || gvm.count("help")) {
-    std::cout << desc << "\n";
+    po::options_description visible(std::string("usage: ptrust ") + cmd->name + " " + cmd->args + "\n\n" + cmd->summary +
+                                    "\n\noptions");
+    std::string args;
+    for (const auto& o : desc.options()) {
+      if (is_positional(o->long_name())) args += "  " + shown(o->long_name()) + "  " + o->description() + "\n";
+      else visible.add(o);
+    }
+    if (!args.empty()) std::cout << "usage: ptrust " << cmd->name << " " << cmd->args << "\n\n" << cmd->summary
+                                 << "\n\narguments:\n" << args << "\n" << "options:\n";
+    if (args.empty()) std::cout << visible << "\n";
+    else {
+      po::options_description plain;
+      for (const auto& o : visible.options()) plain.add(o);
+      std::cout << plain << "\n";
+    }
     return 0;
   }
   try {
     po::notify(vm);
+  } catch (const po::required_option& e) {
+    std::string o = e.get_option_name();
+    while (!o.empty() && o[0] == '-') o.erase(0, 1);
+    usage_error(is_positional(o) ? "missing " + shown(o) + ": `ptrust " + std::string(cmd->name) + " " + cmd->args + "`"
+                                 : std::string(e.what()),
+                cmd->name);
   } catch (const po::error& e) {
     usage_error(e.what(), cmd->name);
   }

@@ -60,7 +60,7 @@ std::optional<json::object> ask_daemon(const std::string& path, std::string_view
 }
 
 void add_at(po::options_description& d) {
-  d.add_options()("socket", po::value<std::string>(), "ask a running `ptrust serve` on this Unix socket")("at", po::value<std::string>(), "evaluate as of TIME (YYYY-MM-DD[THH:MM:SSZ] or @EPOCH) instead of now");
+  d.add_options()("socket", po::value<std::string>(), "ask a running `ptrust serve` on this Unix socket")("at", po::value<std::string>(), "evaluate as of TIME (YYYY-MM-DD[THH:MM:SS[Z]], @EPOCH, +30d, -2h) instead of now");
 }
 
 int status_cmd(const Common& c, const po::variables_map& vm) {

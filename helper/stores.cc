@@ -3,6 +3,7 @@
 
 #include <ctime>
 #include <iostream>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/store.h"
@@ -150,7 +151,15 @@ int export_cmd(const Common& c, const po::variables_map& vm) {
 int import_cmd(const Common& c, const po::variables_map& vm) {
   Store store(c.context());
   std::string path = vm["file"].as<std::string>();
-  std::string doc = fs::read_input(path, 256u << 20);
+  std::string doc;
+  if (path == "-") {  // as `export -` writes: a document piped from another host
+    std::ostringstream ss;
+    ss << std::cin.rdbuf();
+    doc = ss.str();
+    if (doc.size() > (256u << 20)) throw Error(Code::kInputUnreadable, "standard input is larger than 256 MiB");
+  } else {
+    doc = fs::read_input(path, 256u << 20);
+  }
   bool dry = vm["dry-run"].as<bool>();
   apply_mode_change_option(store, vm);
   ImportPlan plan = store.import_document(doc, dry);
@@ -239,7 +248,7 @@ void add_store_commands(std::vector<Command>& out) {
                  false, positional({{"file", "output file, or -"}}), export_cmd});
   out.push_back({"import", "FILE [--dry-run]", "merge an export document; all or nothing", true,
                  [](po::options_description& d, po::positional_options_description& p) {
-                   d.add_options()("file", po::value<std::string>()->required(), "export document")(
+                   d.add_options()("file", po::value<std::string>()->required(), "export document, or - for standard input")(
                        "dry-run", po::bool_switch(), "report what would change; change nothing");
                    add_mode_change_option(d);
                    p.add("file", 1);

@@ -103,10 +103,10 @@ int uninstall(const Common& c, const po::variables_map& vm) {
   Store store(c.context());
   apply_mode_change_option(store, vm);
   // A full UUID goes to the writer as it is (its refusals, DATABASE_MISSING first, apply).
-  const std::string& sel = vm["uuid"].as<std::string>();
+  const std::string& sel = vm["selector"].as<std::string>();
   std::string uuid = valid_uuid(sel) ? sel : select_certificate(store.database(), sel).uuid;
   CertRecord r = store.uninstall(uuid, vm["force"].as<bool>());
-  std::cerr << "removed " << to_string(r.type) << " " << r.uuid << " (" << r.subject << ")\n";
+  std::cout << "removed " << to_string(r.type) << " " << r.uuid << " (" << r.subject << ")\n";
   report_mode_changes(store);
   return 0;
 }
@@ -283,11 +283,11 @@ void add_trust_commands(std::vector<Command>& out) {
                  install});
   out.push_back({"uninstall", "SELECTOR [--force] [--allow-mode-change]", "remove a trusted certificate", false,
                  [](po::options_description& d, po::positional_options_description& p) {
-                   d.add_options()("uuid", po::value<std::string>()->required(),
+                   d.add_options()("selector", po::value<std::string>()->required(),
                                    "UUID printed by install, a UUID prefix (8+), the SHA-256 or the certificate file")(
                        "force", po::bool_switch(), "also drop a record whose files are already gone");
                    add_mode_change_option(d);
-                   p.add("uuid", 1);
+                   p.add("selector", 1);
                  },
                  uninstall});
   out.push_back({"list", "[--purpose P] [--expiring DAYS]",

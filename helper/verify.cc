@@ -32,12 +32,22 @@ std::int64_t parse_time(const std::string& s) {
   std::string digits = s.starts_with('@') ? s.substr(1) : s;
   if (!digits.empty() && digits.size() <= 18 && digits.find_first_not_of("0123456789") == std::string::npos)
     return std::stoll(digits);  // 18 digits always fit in int64
-  for (const char* fmt : {"%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d"}) {
+  // Relative to now: +30d, -2h, +15m, +10s.
+  if (s.size() >= 3 && (s[0] == '+' || s[0] == '-') && s.size() <= 12 &&
+      s.find_first_not_of("0123456789", 1) == s.size() - 1) {
+    long unit = s.back() == 'd' ? 86400 : s.back() == 'h' ? 3600 : s.back() == 'm' ? 60 : s.back() == 's' ? 1 : 0;
+    if (unit) {
+      long n = std::stol(s.substr(1, s.size() - 2)) * unit;
+      return static_cast<std::int64_t>(std::time(nullptr)) + (s[0] == '+' ? n : -n);
+    }
+  }
+  for (const char* fmt : {"%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"}) {
     std::tm tm{};
     const char* end = strptime(s.c_str(), fmt, &tm);
-    if (end && *end == '\0') return timegm(&tm);
+    if (end && *end == '\0') return timegm(&tm);  // UTC, with or without the Z
   }
-  throw Error(Code::kUsage, "--at: '" + s + "' is not a time (use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or @EPOCH)");
+  throw Error(Code::kUsage, "--at: '" + s + "' is not a time (use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS[Z] (UTC), "
+                                             "@EPOCH, or +30d / -2h / +15m / +10s from now)");
 }
 
 namespace {
@@ -111,12 +121,19 @@ ossl::X509StackPtr read_chain(const std::string& path) {
   ossl::X509StackPtr chain(sk_X509_new_null());
   while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) sk_X509_push(chain.get(), x);
   ERR_clear_error();
+  if (sk_X509_num(chain.get()) == 0) {  // DER: one certificate, the leaf, and nothing after it
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(pem.data());
+    X509* x = d2i_X509(nullptr, &p, static_cast<long>(pem.size()));
+    ERR_clear_error();
+    if (x && p == reinterpret_cast<const unsigned char*>(pem.data()) + pem.size()) sk_X509_push(chain.get(), x);
+    else X509_free(x);
+  }
   if (sk_X509_num(chain.get()) == 0)
-    throw Error(Code::kInputUnreadable, path + " holds no PEM certificate (expected the leaf first, then intermediates)");
+    throw Error(Code::kInputUnreadable,
+                path + " holds no certificate: PEM (the leaf first, then intermediates) or one DER certificate");
   return chain;
 }
 
-// Seconds since the epoch from "@N", "N", "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM:SSZ" (UTC).
 bool is_ip(const std::string& s);
 
 int verify_cmd(const Common& c, const po::variables_map& vm) {
@@ -252,13 +269,13 @@ int probe_cmd(const Common& c, const po::variables_map& vm) {
 
 void add_verify_commands(std::vector<Command>& out) {
   out.push_back({"verify", "--purpose P CHAIN_FILE [--host NAME | --ip IP] [--at TIME] [--crl-policy ...] [--crl-scope ...]",
-                 "verify a leaf-first PEM chain as the verify hook would (offline)", true,
+                 "verify a leaf-first PEM chain (or one DER certificate) as the verify hook would (offline)", true,
                  [](po::options_description& d, po::positional_options_description& p) {
                    d.add_options()("purpose", po::value<std::string>()->required(), "purpose, or general")(
                        "chain", po::value<std::string>()->required(), "PEM file: the leaf first, then intermediates")(
                        "host", po::value<std::string>(), "check the leaf against this DNS name")(
                        "ip", po::value<std::string>(), "check the leaf against this IP address")(
-                       "at", po::value<std::string>(), "verify as of TIME (YYYY-MM-DD[THH:MM:SSZ] or @EPOCH)")(
+                       "at", po::value<std::string>(), "verify as of TIME (YYYY-MM-DD[THH:MM:SS[Z]], @EPOCH, +30d, -2h)")(
                        "crl-policy", po::value<std::string>(), "off | if-present | require (overrides the purpose's)")(
                        "crl-scope", po::value<std::string>(), "leaf | chain (overrides the purpose's)");
                    p.add("chain", 1);

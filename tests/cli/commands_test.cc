@@ -219,7 +219,7 @@ TEST_F(Commands, SelectorsFindCertificatesAndShowDescribesThem) {
 
   RunResult un = pt({"uninstall", in / "peer.pem", "--allow-mode-change"});
   ASSERT_EQ(un.status, 0) << un.err;
-  EXPECT_NE(un.err.find("removed pinned " + pin_uuid), std::string::npos) << un.err;
+  EXPECT_NE(un.out.find("removed pinned " + pin_uuid), std::string::npos) << un.out << un.err;
 
   write_file(in / "ca.crl", crl_pem(make_crl(ca, {peer.cert.get()}).get()));
   ASSERT_EQ(pt({"crl", "install", in / "ca.crl", "--name", "cmd.crl"}).status, 0);
@@ -263,6 +263,43 @@ TEST_F(Commands, ListFiltersAndOrderAndUnknownPurposeSaysHowToDeclareIt) {
   EXPECT_NE(declared.err.find("is not declared in " + in / "ptrust.yaml" + "; add `  wlb: {}` under `purposes:`"),
             std::string::npos)
       << declared.err;
+}
+
+// Usage that helps: names users see, "did you mean", group help, stdin, DER, relative times.
+TEST_F(Commands, UsageThatHelps) {
+  RunResult missing = pt({"uninstall"});
+  EXPECT_EQ(missing.status, 2);
+  EXPECT_EQ(missing.err.rfind("ptrust: USAGE: missing SELECTOR", 0), 0u) << missing.err;
+  EXPECT_NE(pt({"instal", "x"}).err.find("did you mean 'install'?"), std::string::npos);
+  EXPECT_NE(pt({"install", "--purpse", "x"}).err.find("did you mean '--purpose'?"), std::string::npos);
+  EXPECT_NE(pt({"resolve", "a", "b"}).err.find("too many arguments"), std::string::npos);
+  RunResult help = pt({"uninstall", "--help"});
+  EXPECT_EQ(help.status, 0);
+  EXPECT_NE(help.out.find("arguments:\n  SELECTOR"), std::string::npos) << help.out;
+  EXPECT_EQ(help.out.find("--selector"), std::string::npos) << "no internal option in --help:\n" << help.out;
+  RunResult group = pt({"crl", "--help"});
+  EXPECT_EQ(group.status, 0);
+  EXPECT_NE(group.out.find("crl install FILE"), std::string::npos) << group.out;
+  EXPECT_NE(group.out.find("crl show NAME"), std::string::npos) << group.out;
+
+  install({"install", in / "ca.pem", "--ca"});
+  RunResult doc = pt({"export", "-"});
+  ASSERT_EQ(doc.status, 0) << doc.err;
+  TempDir other;
+  RunResult imported = run({PTRUST_BIN, "--root", other.path(), "import", "-"}, doc.out);
+  EXPECT_EQ(imported.status, 0) << imported.err;
+  EXPECT_NE(imported.out.find("added"), std::string::npos) << imported.out;
+
+  Issued leaf = issue({.cn = "leaf.example", .dns = {"leaf.example"}}, ca);
+  write_file(in / "leaf.der", leaf.der());
+  RunResult der = pt({"verify", "--purpose", "licensing", in / "leaf.der", "--host", "leaf.example"});
+  EXPECT_EQ(der.status, 0) << der.out << der.err;
+  EXPECT_NE(der.out.find(": verified reason=OK"), std::string::npos) << der.out;
+  RunResult later = pt({"verify", "--purpose", "licensing", in / "leaf.der", "--at", "+400d"});
+  EXPECT_NE(later.out.find("CERT_EXPIRED"), std::string::npos) << later.out << later.err;
+  EXPECT_EQ(pt({"verify", "--purpose", "licensing", in / "leaf.der", "--at", "2026-01-01T00:00:00"}).err.find("USAGE"),
+            std::string::npos);
+  EXPECT_EQ(pt({"verify", "--purpose", "licensing", in / "leaf.der", "--at", "+3x"}).status, 2);
 }
 
 TEST_F(Commands, RootFromTheEnvironment) {
