@@ -295,6 +295,46 @@ auto find_if_ptr(Vec& v, Pred p) -> decltype(&v[0]) {
 
 }  // namespace
 
+std::vector<CertRecord> Store::install_each(const std::vector<Certificate>& certs, const InstallRequest& req,
+                                            std::time_t now) {
+  // Each is checked as a single install; the first refusal names its place in the bundle and
+  // nothing is installed.
+  std::vector<CertRecord> rs;
+  for (size_t i = 0; i < certs.size(); ++i) {
+    try {
+      rs.push_back(vet_trusted(certs[i], req.type, req.purposes, ctx_.config, static_cast<std::int64_t>(now), now));
+    } catch (const Error& e) {
+      throw Error(e.code(), "certificate " + std::to_string(i + 1) + " of " + std::to_string(certs.size()) + ": " +
+                                e.what() + "; nothing was installed");
+    }
+  }
+  auto check = [&](const Database& db) {
+    for (size_t i = 0; i < rs.size(); ++i) {
+      try {
+        if (const auto* o = duplicate_of(db, rs[i])) already_exists(*o);
+        for (size_t j = 0; j < i; ++j)
+          if (rs[j].sha256 == rs[i].sha256)
+            throw Error(Code::kTrustedCertificateAlreadyExists,
+                        "it repeats certificate " + std::to_string(j + 1) + " of the bundle");
+      } catch (const Error& e) {
+        throw Error(e.code(), "certificate " + std::to_string(i + 1) + " of " + std::to_string(rs.size()) + " (" +
+                                  rs[i].subject + "): " + e.what() + "; nothing was installed");
+      }
+    }
+  };
+  write(true, check, [&](Database& db) {
+    std::vector<Area> areas;
+    for (auto& r : rs) {
+      r.uuid = new_uuid();
+      db.certs.push_back(r);
+      for (const auto& a : areas_of(r))
+        if (std::find(areas.begin(), areas.end(), a) == areas.end()) areas.push_back(a);
+    }
+    return areas;
+  });
+  return rs;
+}
+
 CertRecord Store::install(const Certificate& cert, const InstallRequest& req, std::time_t now) {
   CertRecord r = vet_trusted(cert, req.type, req.purposes, ctx_.config, static_cast<std::int64_t>(now), now);
   auto check = [&](const Database& db) {

@@ -67,6 +67,9 @@ class Store {
   // UNKNOWN_PURPOSE, TRUSTED_CERTIFICATE_EXPIRED / _NOT_VALID_YET,
   // TRUSTED_CERTIFICATE_ALREADY_EXISTS. Nothing is written when it refuses.
   CertRecord install(const Certificate& cert, const InstallRequest& req, std::time_t now);
+  // Every certificate of a bundle as its own record, in one change: all or nothing, each
+  // checked as install() checks one (and no two alike); the first refusal names its place.
+  std::vector<CertRecord> install_each(const std::vector<Certificate>& certs, const InstallRequest& req, std::time_t now);
   // TRUSTED_CERTIFICATE_NOT_FOUND, or TRUSTED_CERTIFICATE_FILE_MISSING unless `force`.
   CertRecord uninstall(const std::string& uuid, bool force);
 

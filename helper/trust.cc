@@ -86,7 +86,31 @@ int install(const Common& c, const po::variables_map& vm) {
   InstallRequest req;
   req.type = ca ? CertType::kCa : CertType::kPinned;
   if (vm.count("purpose")) req.purposes = parse_purpose_list(vm["purpose"].as<std::string>(), ctx.config, ctx.root);
-  Certificate cert = Certificate::parse(read_input_file(vm["file"].as<std::string>()));
+  std::string input = read_input_file(vm["file"].as<std::string>());
+  if (vm["each"].as<bool>()) {
+    // A PEM bundle: each block is parsed as an input of its own (a key anywhere refuses all).
+    std::vector<Certificate> certs;
+    for (size_t at = 0; (at = input.find("-----BEGIN ", at)) != std::string::npos;) {
+      size_t end = input.find("-----END ", at);
+      size_t stop = end == std::string::npos ? std::string::npos : input.find("-----", end + 9);
+      if (stop == std::string::npos) throw Error(Code::kTrustedCertificateInvalid, "a PEM block is not closed");
+      std::string block = input.substr(at, stop + 5 - at);
+      try {
+        certs.push_back(Certificate::parse(block));
+      } catch (const Error& e) {
+        throw Error(e.code(), "block " + std::to_string(certs.size() + 1) + " of the bundle: " + e.what() +
+                                  "; nothing was installed");
+      }
+      at = stop + 5;
+    }
+    if (certs.empty()) throw Error(Code::kTrustedCertificateInvalid, "--each needs a PEM bundle; no PEM block found");
+    Store store(std::move(ctx));
+    apply_mode_change_option(store, vm);
+    for (const auto& r : store.install_each(certs, req, std::time(nullptr))) std::cout << r.uuid << "\n";
+    report_mode_changes(store);
+    return 0;
+  }
+  Certificate cert = Certificate::parse(input);
   Store store(std::move(ctx));
   apply_mode_change_option(store, vm);
   CertRecord r = store.install(cert, req, std::time(nullptr));
@@ -181,6 +205,42 @@ int list(const Common& c, const po::variables_map& vm) {
   return 0;
 }
 
+// The declared purposes, their policies and modes, and where they are declared.
+int purposes_cmd(const Common& c, const po::variables_map&) {
+  Context ctx = c.context();
+  json::array out;
+  std::vector<std::string> names;
+  for (const auto& [p, _] : ctx.config.purposes) names.push_back(p);
+  names.push_back(std::string(kGeneral));
+  if (!c.json) std::cout << "declared in " << ctx.config.source << "\n";
+  for (const auto& p : names) {
+    PurposePolicy pol = policy_of(ctx.config, p);
+    auto t = build_trust(ctx, p, TrustStamp{});
+    if (!t) throw std::bad_alloc();
+    std::string mode(to_string(t->mode));
+    std::string failure = t->failure ? std::string(code_name(*t->failure)) : "";
+    if (c.json) {
+      out.emplace_back(json::object{{"purpose", p},
+                                    {"mode", mode},
+                                    {"failure", failure.empty() ? json::value(nullptr) : json::value(failure)},
+                                    {"crl_policy", std::string(to_string(pol.crl_policy))},
+                                    {"crl_scope", std::string(to_string(pol.crl_scope))},
+                                    {"allow_expired_crl", pol.allow_expired_crl},
+                                    {"pin_match", std::string(to_string(pol.pin_match))},
+                                    {"enforce_pin_validity", pol.enforce_pin_validity},
+                                    {"report_only", pol.report_only}});
+      continue;
+    }
+    std::cout << "  " << p << ": " << mode << (failure.empty() ? "" : " (FAILS: " + failure + ")")
+              << "  crl-policy=" << to_string(pol.crl_policy) << " crl-scope=" << to_string(pol.crl_scope)
+              << (pol.allow_expired_crl ? " allow-expired-crl" : "") << " pin-match=" << to_string(pol.pin_match)
+              << (pol.enforce_pin_validity ? "" : " enforce-pin-validity=false") << (pol.report_only ? " REPORT-ONLY" : "")
+              << (p == kGeneral ? "  (reserved: the general CAs)" : "") << "\n";
+  }
+  if (c.json) print_json(json::object{{"source", ctx.config.source}, {"purposes", std::move(out)}});
+  return 0;
+}
+
 int resolve_cmd(const Common& c, const po::variables_map& vm) {
   Context ctx = c.context();
   // What every consumer trusts for the purpose (a failure is the refusal they all make).
@@ -270,13 +330,14 @@ int sync_cmd(const Common& c, const po::variables_map& vm) {
 }  // namespace
 
 void add_trust_commands(std::vector<Command>& out) {
-  out.push_back({"install", "FILE (--ca | --pinned) [--purpose a,b]",
+  out.push_back({"install", "FILE (--ca | --pinned) [--purpose a,b] [--each]",
                  "install a trusted certificate (PEM or DER); prints its UUID", false,
                  [](po::options_description& d, po::positional_options_description& p) {
                    d.add_options()("file", po::value<std::string>()->required(), "certificate file (PEM or DER)")(
                        "ca", po::bool_switch(), "a CA: peers must chain to it")(
                        "pinned", po::bool_switch(), "a pinned peer: the peer's leaf must equal it")(
-                       "purpose", po::value<std::string>(), "comma-separated purposes (none: general CA)");
+                       "purpose", po::value<std::string>(), "comma-separated purposes (none: general CA)")(
+                       "each", po::bool_switch(), "FILE is a PEM bundle: install each certificate (all or nothing); prints one UUID per line");
                    add_mode_change_option(d);
                    p.add("file", 1);
                  },
@@ -297,6 +358,8 @@ void add_trust_commands(std::vector<Command>& out) {
                        "expiring", po::value<long>(), "only what expires (or whose CRL nextUpdate comes) within DAYS");
                  },
                  list});
+  out.push_back({"purposes", "", "list the declared purposes: mode, policy, and the file that declares them", true,
+                 [](po::options_description&, po::positional_options_description&) {}, purposes_cmd});
   out.push_back({"resolve", "PURPOSE", "show which store serves PURPOSE (pinned|ca|general|none)", true,
                  [](po::options_description& d, po::positional_options_description& p) {
                    d.add_options()("purpose", po::value<std::string>()->required(), "purpose, or general");

@@ -209,6 +209,34 @@ TEST_F(Stores, ModeChangesAreExplicitAndWideningIsRefused) {
   EXPECT_NE(yes.err.find("ptrust: mode: licensing: ca -> none"), std::string::npos) << yes.err;
 }
 
+// A corporate bundle: each certificate its own record, all or nothing.
+TEST_F(Stores, BundleInstallIsAllOrNothing) {
+  write_file(in / "bundle.pem", "# corporate roots\n" + pki().root.pem() + "\n" + pki().other.pem() + pki().legacy_ca.pem());
+  RunResult r = pt({"install", in / "bundle.pem", "--ca", "--purpose", "licensing", "--each"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;
+  EXPECT_EQ(file("etc/trusted-certs/ca-bundle-licensing.pem").size(),
+            pki().root.pem().size() + pki().other.pem().size() + pki().legacy_ca.pem().size());
+
+  ok({"uninstall", r.out.substr(0, 36)});
+  write_file(in / "with-leaf.pem", pki().other.pem() + pki().host1.pem() + pki().root.pem());
+  refused({"install", in / "with-leaf.pem", "--ca", "--purpose", "ldaps", "--each"}, "NOT_A_CA_CERTIFICATE");
+  RunResult why = pt({"install", in / "with-leaf.pem", "--ca", "--purpose", "ldaps", "--each"});
+  EXPECT_NE(why.err.find("certificate 2 of 3"), std::string::npos) << why.err;
+  write_file(in / "with-key.pem", pki().other.pem() + pki().other.key_pem());
+  refused({"install", in / "with-key.pem", "--ca", "--purpose", "ldaps", "--each"}, "PRIVATE_KEY_NOT_ALLOWED");
+  write_file(in / "twice.pem", pki().other.pem() + pki().other.pem());
+  refused({"install", in / "twice.pem", "--ca", "--purpose", "ldaps", "--each"}, "TRUSTED_CERTIFICATE_ALREADY_EXISTS");
+  refused({"install", in / "bundle.pem", "--ca", "--purpose", "licensing", "--each"}, "TRUSTED_CERTIFICATE_ALREADY_EXISTS");
+
+  RunResult ps = pt({"purposes", "--json"});
+  ASSERT_EQ(ps.status, 0) << ps.err;
+  auto v = boost::json::parse(ps.out);
+  EXPECT_EQ(v.at("source"), "<built-in>");
+  EXPECT_EQ(v.at("purposes").at(1).at("purpose"), "licensing");
+  EXPECT_EQ(v.at("purposes").at(1).at("mode"), "ca");
+}
+
 TEST_F(Stores, LegacyStore) {
   ok({"legacy", "install", "wlb.pem", in / "legacy.pem"});
   EXPECT_EQ(file("etc/stunnel/certs/wlb.pem"), pki().legacy_ca.pem());
