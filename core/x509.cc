@@ -1,5 +1,8 @@
 #include "core/x509.h"
 
+#include <openssl/bn.h>
+#include <openssl/x509v3.h>
+
 #include <openssl/pem.h>
 
 #include <ctime>
@@ -103,6 +106,18 @@ std::string pem(const X509* x) {
 
 std::string pem(const X509_CRL* crl) {
   return pem_of(crl, [](BIO* b, const X509_CRL* o) { return PEM_write_bio_X509_CRL(b, o) == 1; });
+}
+
+std::string crl_number(const X509_CRL* crl) {
+  auto* n = static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(crl, NID_crl_number, nullptr, nullptr));
+  if (!n) return "";
+  BIGNUM* bn = ASN1_INTEGER_to_BN(n, nullptr);
+  ASN1_INTEGER_free(n);
+  char* dec = bn ? BN_bn2dec(bn) : nullptr;
+  BN_free(bn);
+  std::string out = dec ? dec : "";
+  OPENSSL_free(dec);
+  return out;
 }
 
 }  // namespace ptrust::x509

@@ -35,6 +35,9 @@ std::string format_time(std::int64_t t);
 // RFC 2253 text of a name, UTF-8 left unescaped ("CN=Demo Root CA,O=ptrust").
 std::string rfc2253(const X509_NAME* name);
 
+// A CRL's crlNumber in decimal; "" when it has none.
+std::string crl_number(const X509_CRL* crl);
+
 // Encodings; empty when OpenSSL cannot encode (callers refuse with their own code).
 std::string der(const X509* x);
 std::string pem(const X509* x);

@@ -159,15 +159,7 @@ int crl_show_cmd(const Common& c, const po::variables_map& vm) {
   if (it == db.crls.end()) throw Error(Code::kCrlDoesNotExist, "no CRL named '" + name + "'");
   auto crl = parse_crl(it->pem);
   if (!crl) throw Error(Code::kDatabaseInvalid, "the CRL '" + name + "' in the database does not parse");
-  ASN1_INTEGER* num = static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(crl.get(), NID_crl_number, nullptr, nullptr));
-  std::string number;
-  if (num) {
-    ossl::BnPtr bn(ASN1_INTEGER_to_BN(num, nullptr));
-    char* d = bn ? BN_bn2dec(bn.get()) : nullptr;
-    number = d ? d : "";
-    OPENSSL_free(d);
-    ASN1_INTEGER_free(num);
-  }
+  std::string number = x509::crl_number(crl.get());
   bool delta = X509_CRL_get_ext_by_NID(crl.get(), NID_delta_crl, -1) >= 0;
   int entries = std::max(0, sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl.get())));  // -1: none listed
   std::vector<std::string> applies;

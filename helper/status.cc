@@ -77,17 +77,6 @@ std::string serial_of(const X509* x) {
   return out;
 }
 
-std::string crl_number_of(const X509_CRL* crl) {
-  ASN1_INTEGER* n = static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(crl, NID_crl_number, nullptr, nullptr));
-  if (!n) return "";
-  ossl::BnPtr bn(ASN1_INTEGER_to_BN(n, nullptr));
-  ASN1_INTEGER_free(n);
-  if (!bn) return "";
-  char* dec = BN_bn2dec(bn.get());
-  std::string out = dec ? dec : "";
-  OPENSSL_free(dec);
-  return out;
-}
 
 std::string path_in(const Context& ctx, std::string_view rel) {
   std::string root = ctx.root;
@@ -308,7 +297,7 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
         e.filepath = path_in(ctx, std::string(layout::kCrlDir) + "/" + c.name);
         e.issuer = x509::rfc2253(X509_CRL_get_issuer(c.crl.get()));
         e.issuer_cn = common_name(e.issuer);
-        e.crl_number = crl_number_of(c.crl.get());
+        e.crl_number = x509::crl_number(c.crl.get());
         e.this_update = x509::to_epoch(X509_CRL_get0_lastUpdate(c.crl.get())).value_or(0);
         e.next_update = X509_CRL_get0_nextUpdate(c.crl.get()) ? x509::to_epoch(X509_CRL_get0_nextUpdate(c.crl.get())).value_or(0) : 0;
         e.stale = e.next_update != 0 && e.next_update < now;
