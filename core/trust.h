@@ -232,12 +232,15 @@ class TrustSlot {
       // Seqlock retry without blocking: a state read while a writer was half-way (labelled with
       // an odd generation) may mix old and new files, or see a bundle without its directory.
       // While the last settled view is of the same configuration, serve it and retry every
-      // kTornRetryNs, for at most TrustSource::kRecheck (a writer that takes longer has died).
+      // kTornRetryNs, until the generation has not moved for TrustSource::kRecheck (a writer
+      // that stops half-way that long has died). Writers that follow each other move it, so a
+      // store under steady changes is never taken for a dead writer's.
       const bool torn = now.watched && !generation_stable(state->stamp.generation);
       if (torn && prev && generation_stable(prev->state().stamp.generation) && prev->state().stamp.epoch == now.epoch) {
         // Counted from when this writer was first seen: by stale(), which may already have kept
         // the view, when it is the writer right after it; else by the first torn read.
-        if (torn_since_ns_ == 0) torn_since_ns_ = now.now_ns;
+        if (torn_since_ns_ == 0 || now.generation != torn_generation_) torn_since_ns_ = now.now_ns;
+        torn_generation_ = now.generation;
         std::int64_t since = torn_since_ns_;
         if (now.generation == prev->state().stamp.generation + 1)
           if (std::int64_t seen_at = prev->state().writer_seen_ns.load(std::memory_order_relaxed); seen_at != 0)
@@ -273,6 +276,7 @@ class TrustSlot {
   std::shared_ptr<const View> current_;
   std::mutex build_mu_;  // one rebuilder per purpose
   std::int64_t torn_since_ns_ = 0;  // guarded by build_mu_: first torn read of this writer
+  std::uint64_t torn_generation_ = 0;  // guarded by build_mu_: the generation it saw then
   std::atomic<std::int64_t> hold_until_ns_{0};  // serve the settled view until then
 };
 
