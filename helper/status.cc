@@ -316,7 +316,6 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
       }
     }
     for (const auto& c : t->crls) e.crls.push_back(c.name);
-    e.material = material[p];
     r.purposes.push_back(std::move(e));
   }
   // CRLs installed but applying to no purpose still expire.
@@ -335,16 +334,14 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
   add_verdicts(r, opt.folded);
 
   // Drift, as `sync --check` reports it.
-  if (opt.drift) {
-    try {
-      r.drift = Store(ctx).sync(false);
-    } catch (const Error& e) {
-      r.drift_error = std::string(code_name(e.code())) + ": " + e.what();
-    }
-    for (const auto& d : r.drift)
-      for (auto& p : r.purposes)
-        if (drift_purpose(d.path) == p.name) ++p.drift;
+  try {
+    r.drift = Store(ctx).sync(false);
+  } catch (const Error& e) {
+    r.drift_error = std::string(code_name(e.code())) + ": " + e.what();
   }
+  for (const auto& d : r.drift)
+    for (auto& p : r.purposes)
+      if (drift_purpose(d.path) == p.name) ++p.drift;
 
   // Consumers.
   try {

@@ -63,7 +63,6 @@ struct PurposeEntry {
   std::size_t drift = 0;               // drift entries in its stores
   std::vector<std::string> consumers;  // names
   std::map<std::string, std::uint64_t> verdicts;  // by reason name, host-wide (published hooks)
-  std::string material;                // hex digest of what it trusts (consumer records)
 };
 
 struct Finding {
@@ -93,7 +92,6 @@ using Folded = std::map<std::string, std::vector<std::uint64_t>>;
 
 struct Options {
   std::optional<std::string> purpose;  // restrict to one purpose (findings too)
-  bool drift = true;                   // run the drift check
   // Verdicts of hooks whose counter files are gone (see add_verdicts).
   const Folded* folded = nullptr;
 };

@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "bench/support/ratio_reporter.h"
 #include "core/fs.h"
 #include "core/generation.h"
 #include "core/layout.h"
@@ -183,24 +184,13 @@ BENCHMARK(PtrustWarm)->Arg(100)->Arg(1000)->Arg(10000)->Unit(benchmark::kMicrose
 BENCHMARK(PtrustCold)->Arg(100)->Arg(1000)->Arg(10000)->Unit(benchmark::kMicrosecond);
 BENCHMARK(PtrustSubject)->Arg(100)->Arg(1000)->Arg(10000)->Unit(benchmark::kMicrosecond);
 
-// Keeps the mean real time per iteration of every run, to print ratios at the end.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const auto& r : runs)
-      if (!r.error_occurred && r.iterations > 0)
-        times[r.benchmark_name()] = r.real_accumulated_time / static_cast<double>(r.iterations);
-  }
-  std::map<std::string, double> times;
-};
 
 }  // namespace
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  RatioReporter reporter;
+  ptrust::bench::RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   std::printf("\nratio to File (same N; < 1 is faster than file:)\n");
   bool ok = !reporter.times.empty() && g_failures == 0;

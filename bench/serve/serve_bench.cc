@@ -44,6 +44,7 @@
 #include <string>
 #include <thread>
 
+#include "bench/support/ratio_reporter.h"
 #include "core/cert.h"
 #include "core/db.h"
 #include "core/fs.h"
@@ -380,24 +381,13 @@ BENCHMARK(DaemonIdle)->SIZES->Iterations(1)->Unit(benchmark::kMillisecond);
 // Last: it adds certificates.
 BENCHMARK(DaemonRefresh)->SIZES->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
 
-// Keeps the mean real time per iteration of every run, to print ratios at the end.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const auto& r : runs)
-      if (!r.error_occurred && r.iterations > 0)
-        times[r.benchmark_name()] = r.real_accumulated_time / static_cast<double>(r.iterations);
-  }
-  std::map<std::string, double> times;
-};
 
 }  // namespace
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  RatioReporter reporter;
+  ptrust::bench::RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   std::printf("\nratios to a baseline of the same N\n");
   const std::pair<const char*, const char*> pairs[] = {{"CliStatusJson", "CliListJson"},
