@@ -43,4 +43,7 @@ using OsslStr = Ptr<char, openssl_free>;
 inline void x509_stack_free(STACK_OF(X509) * s) noexcept { sk_X509_pop_free(s, X509_free); }
 using X509StackPtr = Ptr<STACK_OF(X509), x509_stack_free>;
 
+inline void x509_crl_stack_free(STACK_OF(X509_CRL) * s) noexcept { sk_X509_CRL_pop_free(s, X509_CRL_free); }
+using X509CrlStackPtr = Ptr<STACK_OF(X509_CRL), x509_crl_stack_free>;
+
 }  // namespace ptrust::ossl

@@ -29,6 +29,10 @@ class HookView {
   ptrust_reason failure = PTRUST_REASON_OK;
   // ca / general: the bundle's CAs and the CRLs that apply to the purpose.
   ossl::X509StorePtr store;
+  // The same CRLs, handed to each verification as well: OpenSSL looks CRLs up in the store by
+  // the certificate's issuer name only, which misses an indirect CRL (another issuer's, with
+  // cRLIssuer in the distribution point) and a CRL-signing key's own CRL.
+  ossl::X509CrlStackPtr crls;
   // pinned: SHA-256 of each pinned certificate (DER) or of its SPKI, per the purpose's policy.
   struct Pin {
     Digest digest;

@@ -73,8 +73,13 @@ HookView::HookView(std::shared_ptr<const TrustState> state) : state_(std::move(s
         if (X509_STORE_add_cert(store.get(), c.get()) != 1) throw std::bad_alloc();  // 3.0: a duplicate returns 1
       // 3.0 returns 1 for a duplicate: a failure is out of memory, and a CRL left out would
       // let a revoked certificate through (the provider would still serve it).
-      for (const auto& c : s.crls)
+      crls.reset(sk_X509_CRL_new_reserve(nullptr, static_cast<int>(s.crls.size())));
+      if (!crls) throw std::bad_alloc();
+      for (const auto& c : s.crls) {
         if (X509_STORE_add_crl(store.get(), c.crl.get()) != 1) throw std::bad_alloc();
+        X509_CRL_up_ref(c.crl.get());
+        sk_X509_CRL_push(crls.get(), c.crl.get());  // reserved: cannot fail
+      }
       break;
     case Mode::kNone: break;
   }
