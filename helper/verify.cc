@@ -136,15 +136,14 @@ ossl::X509StackPtr read_chain(const std::string& path) {
 
 bool is_ip(const std::string& s);
 
-int verify_cmd(const Common& c, const po::variables_map& vm) {
-  std::string purpose = vm["purpose"].as<std::string>();
-  PTRUST_VERIFY_OPTIONS opts{};
-  std::string host, ip;
+// --host / --ip / --at / --crl-policy / --crl-scope into `opts`; `host` and `ip` own the strings.
+void read_verify_options(const po::variables_map& vm, PTRUST_VERIFY_OPTIONS& opts, std::string& host, std::string& ip) {
   if (vm.count("host") && vm.count("ip")) throw Error(Code::kUsage, "give at most one of --host and --ip");
   if (vm.count("host")) opts.host = (host = vm["host"].as<std::string>()).c_str();
   if (vm.count("ip")) opts.ip = (ip = vm["ip"].as<std::string>()).c_str();
   // An empty name would clear OpenSSL's host check instead of failing it.
   if (vm.count("host") && host.empty()) throw Error(Code::kUsage, "--host must not be empty");
+  if (vm.count("host") && is_ip(host)) throw Error(Code::kUsage, "--host '" + host + "' is an IP address: use --ip");
   if (vm.count("ip") && !is_ip(ip)) throw Error(Code::kUsage, "--ip '" + ip + "' is not an IP address");
   if (vm.count("at")) opts.at = parse_time(vm["at"].as<std::string>());
   if (vm.count("crl-policy")) {
@@ -164,6 +163,13 @@ int verify_cmd(const Common& c, const po::variables_map& vm) {
       case CrlScope::kChain: opts.crl_scope = PTRUST_CRL_SCOPE_CHAIN; break;
     }
   }
+}
+
+int verify_cmd(const Common& c, const po::variables_map& vm) {
+  std::string purpose = vm["purpose"].as<std::string>();
+  PTRUST_VERIFY_OPTIONS opts{};
+  std::string host, ip;
+  read_verify_options(vm, opts, host, ip);
   ossl::X509StackPtr chain = read_chain(vm["chain"].as<std::string>());
   CtxHandle pt = open_ptrust(c, purpose);
   PTRUST_RESULT r{};
@@ -222,14 +228,34 @@ int probe_cmd(const Common& c, const po::variables_map& vm) {
   int count = vm["count"].as<int>(), interval = vm["interval"].as<int>();
   if (count < 1 || count > 100000) throw Error(Code::kUsage, "--count must be 1..100000");
   if (interval < 0 || interval > 3600000) throw Error(Code::kUsage, "--interval must be 0..3600000 ms");
-  std::string name = vm.count("servername") ? vm["servername"].as<std::string>() : t.host;
-  // An empty name would clear OpenSSL's host check instead of failing it.
-  if (name.empty()) throw Error(Code::kUsage, "--servername must not be empty");
+  PTRUST_VERIFY_OPTIONS opts{};
+  std::string host, ip;
+  read_verify_options(vm, opts, host, ip);
+  std::string sni;
+  if (vm.count("servername")) {
+    sni = vm["servername"].as<std::string>();
+    // An empty name would clear OpenSSL's host check instead of failing it.
+    if (sni.empty()) throw Error(Code::kUsage, "--servername must not be empty");
+    if (is_ip(sni)) throw Error(Code::kUsage, "--servername '" + sni + "' is an IP address (RFC 6066 forbids one in SNI): use --ip");
+  }
+  // What is checked: --host / --ip, else the name sent, else the target's host (a name, or an
+  // IP literal checked as an IP address). An IP is never sent as SNI.
+  if (!opts.host && !opts.ip) {
+    if (!sni.empty()) opts.host = (host = sni).c_str();
+    else if (is_ip(t.host)) opts.ip = (ip = t.host).c_str();
+    else opts.host = (host = t.host).c_str();
+  }
+  if (sni.empty() && opts.host) sni = host;
+  // The purpose's own policy is what an attached SSL_CTX verifies with; an override is
+  // applied by verifying the chain the peer presented with the same decision (offline).
+  const bool override_policy = opts.crl_policy != PTRUST_CRL_POLICY_DEFAULT || opts.crl_scope != PTRUST_CRL_SCOPE_DEFAULT;
   CtxHandle pt = open_ptrust(c, purpose);
 
   // One SSL_CTX for every attempt: trust changes must show up without a new one.
   ossl::SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
-  if (!ctx || ptrust_SSL_CTX_set1_purpose(ctx.get(), pt.get(), purpose.c_str()) != 1)
+  if (!ctx) throw Error(Code::kIoError, "cannot set up TLS");
+  if (override_policy) SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
+  else if (ptrust_SSL_CTX_set1_purpose(ctx.get(), pt.get(), purpose.c_str()) != 1)
     throw Error(Code::kIoError, "cannot set up TLS");
   int failures = 0;
   for (int n = 1; n <= count; ++n) {
@@ -241,14 +267,17 @@ int probe_cmd(const Common& c, const po::variables_map& vm) {
     if (fd >= 0) {
       ossl::SslPtr ssl(SSL_new(ctx.get()));
       SSL_set_fd(ssl.get(), fd);
-      if (is_ip(name)) {
-        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl.get()), name.c_str());
-      } else {
-        SSL_set_tlsext_host_name(ssl.get(), name.c_str());
-        SSL_set1_host(ssl.get(), name.c_str());
-      }
+      if (!sni.empty()) SSL_set_tlsext_host_name(ssl.get(), sni.c_str());
+      if (opts.host) SSL_set1_host(ssl.get(), opts.host);
+      if (opts.ip) X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl.get()), opts.ip);
       int rc = SSL_connect(ssl.get());
-      have = ptrust_SSL_get_result(ssl.get(), &r) == 1;
+      if (override_policy) {
+        STACK_OF(X509)* presented = rc == 1 ? SSL_get_peer_cert_chain(ssl.get()) : nullptr;  // leaf first
+        have = presented && sk_X509_num(presented) > 0 &&
+               ptrust_verify_chain(pt.get(), purpose.c_str(), presented, &opts, &r) == 1;
+      } else {
+        have = ptrust_SSL_get_result(ssl.get(), &r) == 1;
+      }
       if (rc == 1) SSL_shutdown(ssl.get());
       if (!have) {
         nv.reason = "HANDSHAKE_FAILED";
@@ -281,12 +310,20 @@ void add_verify_commands(std::vector<Command>& out) {
                    p.add("chain", 1);
                  },
                  verify_cmd});
-  out.push_back({"probe", "HOST:PORT --purpose P [--servername NAME] [--count N --interval MS]",
+  out.push_back({"probe",
+                 "HOST:PORT --purpose P [--servername NAME] [--host NAME | --ip IP] [--crl-policy ...] [--crl-scope ...] "
+                 "[--count N --interval MS]",
                  "verify a live TLS peer with the verify hook (one SSL_CTX for all attempts)", true,
                  [](po::options_description& d, po::positional_options_description& p) {
                    d.add_options()("target", po::value<std::string>()->required(), "HOST:PORT ([v6]:PORT)")(
                        "purpose", po::value<std::string>()->required(), "purpose, or general")(
-                       "servername", po::value<std::string>(), "name to send (SNI) and check (default: HOST)")(
+                       "servername", po::value<std::string>(),
+                       "DNS name to send as SNI, and check unless --host/--ip (default: --host, or HOST when a name)")(
+                       "host", po::value<std::string>(), "check the peer against this DNS name (default: HOST)")(
+                       "ip", po::value<std::string>(), "check the peer against this IP address (default: HOST when an IP)")(
+                       "crl-policy", po::value<std::string>(),
+                       "off | if-present | require: verify the presented chain under this policy instead")(
+                       "crl-scope", po::value<std::string>(), "leaf | chain: likewise")(
                        "count", po::value<int>()->default_value(1), "number of attempts")(
                        "interval", po::value<int>()->default_value(1000), "milliseconds between attempts");
                    p.add("target", 1);

@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <map>
+#include <type_traits>
 
 #include "core/counters.h"
 #include "core/error.h"
@@ -85,6 +86,14 @@ PTRUST_RESULT make_result(const PurposeState& st, const HookView* view, const Ve
   return r;
 }
 
+// The verdict as a server puts it in a session ticket's application data.
+constexpr char kTicketMagic[8] = {'p', 't', 'r', 'u', 's', 't', '1', '\0'};
+struct TicketVerdict {
+  char magic[8];
+  PTRUST_RESULT result;
+};
+static_assert(std::is_trivially_copyable_v<TicketVerdict>);
+
 // Keeps the verdict on the SSL (for ptrust_SSL_get_result) and stamps the session being
 // established with the trust it was verified under.
 void record(SSL* ssl, const PTRUST_RESULT& r, const Digest& material) {
@@ -107,7 +116,30 @@ void record(SSL* ssl, const PTRUST_RESULT& r, const Digest& material) {
       }
     }
     if (stamp) *stamp = {material, r};
+    // A server's session may come back in a ticket, which carries no ex_data: the verdict
+    // travels inside the ticket too (encrypted under the server's ticket key, like the rest of
+    // the session). An application that sets its own ticket appdata later keeps it; such a
+    // resumed session then reports no result, as before.
+    if (SSL_is_server(ssl)) {
+      TicketVerdict t;
+      std::memcpy(t.magic, kTicketMagic, sizeof t.magic);
+      t.result = r;
+      SSL_SESSION_set1_ticket_appdata(sess, &t, sizeof t);
+    }
   }
+}
+
+// The verdict a resumed server session brought back in its ticket, if it carries ptrust's.
+bool verdict_from_ticket(SSL_SESSION* sess, PTRUST_RESULT& out) {
+  void* data = nullptr;
+  size_t len = 0;
+  if (SSL_SESSION_get0_ticket_appdata(sess, &data, &len) != 1 || len != sizeof(TicketVerdict) || !data) return false;
+  TicketVerdict t;
+  std::memcpy(&t, data, sizeof t);
+  if (std::memcmp(t.magic, kTicketMagic, sizeof t.magic) != 0) return false;
+  t.result.purpose[sizeof t.result.purpose - 1] = '\0';
+  out = t.result;
+  return true;
 }
 
 // The decision, or INTERNAL_ERROR when no view could be made (out of memory: fail closed).
@@ -288,8 +320,8 @@ int ptrust_SSL_get_result(const SSL* ssl, PTRUST_RESULT* out) {
   if (SSL_session_reused(ssl)) {
     SSL_SESSION* sess = SSL_get_session(ssl);
     auto* stamp = sess ? static_cast<Stamp*>(SSL_SESSION_get_ex_data(sess, idx.session)) : nullptr;
-    if (!stamp) return 0;
-    *out = stamp->result;
+    if (stamp) *out = stamp->result;
+    else if (!sess || !SSL_is_server(ssl) || !verdict_from_ticket(sess, *out)) return 0;
     out->resumed = 1;
     return 1;
   }

@@ -161,6 +161,9 @@ Verdict decide_chain(const HookView& view, X509* leaf, STACK_OF(X509) * untruste
   // Only ptrust decides these: a partial chain would let any cached intermediate anchor
   // trust, and CRL checking follows the purpose's policy, not the caller's flags.
   X509_VERIFY_PARAM_clear_flags(p, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+  // A host name is matched against subjectAltName only, never the subject CN (RFC 6125 6.4.4;
+  // what browsers and Go do): a CN-only leaf fails with HOSTNAME_MISMATCH.
+  X509_VERIFY_PARAM_set_hostflags(p, X509_VERIFY_PARAM_get_hostflags(p) | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
   if (unsigned long f = crl_flags(policy))
     X509_VERIFY_PARAM_set_flags(p, f | X509_V_FLAG_EXTENDED_CRL_SUPPORT | X509_V_FLAG_USE_DELTAS);
   if (view.crls && sk_X509_CRL_num(view.crls.get()) > 0) X509_STORE_CTX_set0_crls(ctx.get(), view.crls.get());

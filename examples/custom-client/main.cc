@@ -4,6 +4,7 @@
 //
 // Connects, verifies the server under PURPOSE, sends an HTTP/1.0 request and prints the
 // verdict and the first response line. Exit 0 when the server verified.
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -68,8 +69,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   SSL_set_fd(ssl, fd);
-  SSL_set_tlsext_host_name(ssl, host);
-  SSL_set1_host(ssl, host);  // name the peer as usual (for an IP use SSL_set1_ip_asc)
+  // Name the peer: a DNS name is sent as SNI and checked; an IP literal is checked as an IP
+  // (RFC 6066 forbids an IP address in SNI).
+  unsigned char ip[16];
+  if (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1) {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
+  } else {
+    SSL_set_tlsext_host_name(ssl, host);
+    SSL_set1_host(ssl, host);
+  }
   int rc = SSL_connect(ssl);
   auto v = ptrust::verdict(ssl);  // ptrust: the typed verdict
   if (v) {

@@ -6,6 +6,7 @@
 //   licensing-agent HOST PORT INTERVAL_MS COUNT [ROOT [CONFIG]]
 //
 // Exit 0 when the last check-in verified.
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -53,8 +54,15 @@ static bool check_in(SSL_CTX* ctx, const char* host, const char* port, int n) {
     return false;
   }
   SSL_set_fd(ssl, fd);
-  SSL_set_tlsext_host_name(ssl, host);
-  SSL_set1_host(ssl, host);
+  // Name the peer: a DNS name is sent as SNI and checked; an IP literal is checked as an IP
+  // (RFC 6066 forbids an IP address in SNI).
+  unsigned char ip[16];
+  if (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1) {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
+  } else {
+    SSL_set_tlsext_host_name(ssl, host);
+    SSL_set1_host(ssl, host);
+  }
   bool connected = SSL_connect(ssl) == 1;
   auto v = ptrust::verdict(ssl);
   if (v) {

@@ -179,6 +179,40 @@ TEST(ProbeCliLive, TrustChangeBetweenAttemptsWithoutRestart) {
   EXPECT_NE(std::string::npos, r.out.find("attempt 2/2: FAILED reason=NO_TRUST_FOR_PURPOSE")) << r.out;
 }
 
+// probe names the peer as verify does (--host / --ip) and takes verify's CRL overrides.
+TEST(ProbeCliLive, HostIpAndCrlOverrides) {
+  const Chain& c = chain_of(KeyKind::kP256);
+  Root root;
+  root.install(c.root.cert.get(), CertType::kCa, {"licensing"});
+  root.write_crl("root.crl", make_crl(c.root, {c.inter.cert.get()}).get());  // the intermediate revoked
+  root.write_crl("inter.crl", make_crl(c.inter, {}).get());
+  SServer server(TempDir(), c.leaf, {&c.inter}, TLS1_3_VERSION);
+  auto probe = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"probe", server.target(), "--purpose", "licensing"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return pt(root, args);
+  };
+  RunResult chain = probe({"--host", "server.test"});  // licensing: crl-scope chain
+  EXPECT_EQ(1, chain.status) << chain.out << chain.err;
+  EXPECT_NE(std::string::npos, chain.out.find("reason=CERT_REVOKED")) << chain.out;
+  RunResult leaf = probe({"--host", "server.test", "--crl-scope", "leaf"});
+  EXPECT_EQ(0, leaf.status) << leaf.out << leaf.err;
+  RunResult off = probe({"--ip", "127.0.0.1", "--crl-policy", "off"});
+  EXPECT_EQ(0, off.status) << off.out << off.err;
+  RunResult wrong_host = probe({"--host", "x.test", "--crl-policy", "off"});
+  EXPECT_NE(std::string::npos, wrong_host.out.find("reason=HOSTNAME_MISMATCH")) << wrong_host.out;
+  RunResult wrong_ip = probe({"--ip", "10.9.8.7", "--crl-policy", "off"});
+  EXPECT_NE(std::string::npos, wrong_ip.out.find("reason=IP_MISMATCH")) << wrong_ip.out;
+  // The SNI is a name sent, so --servername checks it unless --host says otherwise.
+  RunResult sni_and_host = probe({"--servername", "x.test", "--host", "server.test", "--crl-scope", "leaf"});
+  EXPECT_EQ(0, sni_and_host.status) << sni_and_host.out;
+  // An IP literal is never sent as SNI (RFC 6066) and never taken as a host name.
+  EXPECT_EQ(2, probe({"--servername", "127.0.0.1"}).status);
+  EXPECT_EQ(2, probe({"--host", "127.0.0.1"}).status);
+  EXPECT_EQ(2, probe({"--host", "server.test", "--ip", "127.0.0.1"}).status);
+  EXPECT_EQ(2, probe({"--crl-policy", "maybe"}).status);
+}
+
 TEST(ProbeCliLive, UsageAndConnectErrors) {
   Root root;
   EXPECT_EQ(2, pt(root, {"probe", "--purpose", "licensing"}).status);

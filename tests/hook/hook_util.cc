@@ -182,6 +182,7 @@ Outcome handshake(SSL_CTX* client, SSL_CTX* server, const std::string& host, con
   ERR_clear_error();
   o.have_result = ptrust_SSL_get_result(c.get(), &o.result) == 1;
   o.reused = SSL_session_reused(c.get()) == 1;
+  o.server_have_result = ptrust_SSL_get_result(s.get(), &o.server_result) == 1;
   o.verify_result = SSL_get_verify_result(c.get());
   if (o.ok) {
     o.session.reset(SSL_get1_session(c.get()));

@@ -56,6 +56,8 @@ struct Outcome {
   PTRUST_RESULT result{};
   bool reused = false;
   long verify_result = -1;
+  bool server_have_result = false;  // ptrust_SSL_get_result on the server's SSL returned 1
+  PTRUST_RESULT server_result{};
   SessionPtr session;  // the client's session after the handshake (tickets processed)
 };
 

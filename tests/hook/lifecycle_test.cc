@@ -147,6 +147,16 @@ TEST_P(Lifecycle, ServerSessionsAreKeyedToTheGeneration) {
   Outcome resumed = handshake(client.get(), server.get(), "", "", first.session.get());
   ASSERT_TRUE(resumed.ok);
   EXPECT_TRUE(resumed.reused) << "control: within one generation the server resumes";
+  // The server resumed from a session ticket (OpenSSL's default, TLS 1.2 and 1.3): it still
+  // reports the original verdict, marked resumed.
+  ASSERT_TRUE(first.server_have_result);
+  EXPECT_EQ(0, first.server_result.resumed);
+  ASSERT_TRUE(resumed.server_have_result) << "no verdict for a ticket-resumed session";
+  EXPECT_EQ(1, resumed.server_result.resumed);
+  EXPECT_EQ(1, resumed.server_result.verified);
+  EXPECT_EQ(PTRUST_REASON_OK, resumed.server_result.reason);
+  EXPECT_STREQ("licensing", resumed.server_result.purpose);
+  EXPECT_EQ(first.server_result.generation, resumed.server_result.generation);
 
   root_.install(b().root.cert.get(), CertType::kCa, {"licensing"});  // a change that keeps trust
   Outcome again = handshake(client.get(), server.get(), "", "", resumed.session.get());

@@ -15,12 +15,13 @@ namespace {
 
 constexpr long kDay = 24 * 3600;
 
-enum class Served { kGood, kOther, kExpired };
+enum class Served { kGood, kOther, kExpired, kCnOnly };
 
 struct Pki {
   Chain a, other;
   Issued expired;    // issued by a.inter, expired yesterday
   Issued same_key;   // self-signed, a.leaf's key: an SPKI pin of a.leaf
+  Issued cn_only;    // issued by a.inter, CN server.test and no subjectAltName
 };
 
 const Pki& pki(KeyKind k) {
@@ -36,6 +37,9 @@ const Pki& pki(KeyKind k) {
     e.not_before = -10 * kDay;
     e.not_after = -kDay;
     p->expired = issue(e, p->a.inter, k);
+    CertSpec n;
+    n.cn = "server.test";
+    p->cn_only = issue(n, p->a.inter, k);
     CertSpec s;
     s.cn = "server.test pin";
     EVP_PKEY_up_ref(p->a.leaf.key.get());
@@ -149,6 +153,10 @@ const std::vector<Case>& cases() {
       {"CaAcceptsIp", "licensing", ca("licensing"), OK, CA, Served::kGood, "", "127.0.0.1"},
       {"CaRejectsIpMismatch", "licensing", ca("licensing"), PTRUST_REASON_IP_MISMATCH, CA, Served::kGood, "", "10.9.8.7"},
       {"CaAcceptsUnnamedPeer", "licensing", ca("licensing"), OK, CA, Served::kGood, ""},
+      // Names are matched against subjectAltName only: a CN-only leaf never matches.
+      {"CaRejectsCnOnlyLeaf", "licensing", ca("licensing"), PTRUST_REASON_HOSTNAME_MISMATCH, CA, Served::kCnOnly},
+      {"GeneralRejectsCnOnlyLeaf", "licensing", general(), PTRUST_REASON_HOSTNAME_MISMATCH, GEN, Served::kCnOnly},
+      {"CnOnlyLeafWithoutNameAccepted", "licensing", ca("licensing"), OK, CA, Served::kCnOnly, ""},
       {"CaRejectsExpiredLeaf", "licensing", ca("licensing"), PTRUST_REASON_CERT_EXPIRED, CA, Served::kExpired},
       {"GeneralAccepts", "licensing", general(), OK, GEN},
       {"GeneralRejectsOtherRoot", "licensing", general(true), PTRUST_REASON_CHAIN_UNTRUSTED, GEN},
@@ -219,6 +227,7 @@ TEST_P(HookDecision, HandshakeAndOfflineAgree) {
     case Served::kGood: break;
     case Served::kOther: leaf = &p.other.leaf; extra = {&p.other.inter}; break;
     case Served::kExpired: leaf = &p.expired; break;
+    case Served::kCnOnly: leaf = &p.cn_only; break;
   }
   auto server = server_ctx(*leaf, extra, version);
   auto client = client_ctx(version);
