@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include <algorithm>
 #include <map>
 
 #include <boost/json.hpp>
@@ -84,6 +85,14 @@ std::vector<NamedCrl> load_crls(const Context& ctx, std::string_view purpose) {
     out.push_back({e.name, std::move(crl)});
   }
   return out;
+}
+
+std::vector<std::string> crls_scoped_to(const Context& ctx, std::string_view purpose) {
+  std::vector<std::string> out;
+  fs::Fd root = fs::open_root(ctx.root);
+  for (const auto& [name, purposes] : load_scope(root.get()))
+    if (std::find(purposes.begin(), purposes.end(), purpose) != purposes.end()) out.push_back(name);
+  return out;  // std::map order: sorted
 }
 
 }  // namespace ptrust

@@ -26,4 +26,9 @@ struct NamedCrl {
 // CRL file is STORE_UNSAFE. A missing CRL directory means no CRLs.
 std::vector<NamedCrl> load_crls(const Context& ctx, std::string_view purpose);
 
+// Names of the CRLs the scope index explicitly limits to purposes that include `purpose`
+// (installed with --purpose), sorted. An unscoped CRL is not among them. STORE_CORRUPT for a
+// malformed index, as load_crls.
+std::vector<std::string> crls_scoped_to(const Context& ctx, std::string_view purpose);
+
 }  // namespace ptrust

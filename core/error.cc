@@ -53,6 +53,7 @@ constexpr CodeInfo kCodes[] = {
     {Code::kLimitExceeded, "LIMIT_EXCEEDED", 38, PTRUST_REASON_INTERNAL_ERROR},
     {Code::kModeChangeWidensTrust, "MODE_CHANGE_WIDENS_TRUST", 39, PTRUST_REASON_INTERNAL_ERROR},
     {Code::kCertificateSelectorAmbiguous, "CERTIFICATE_SELECTOR_AMBIGUOUS", 40, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kRenderCannotExpress, "RENDER_CANNOT_EXPRESS", 41, PTRUST_REASON_INTERNAL_ERROR},
 };
 
 constexpr bool rows_in_enum_order() {
@@ -61,7 +62,7 @@ constexpr bool rows_in_enum_order() {
   return true;
 }
 static_assert(rows_in_enum_order(), "kCodes rows must follow the order of enum Code");
-static_assert(std::size(kCodes) == static_cast<size_t>(Code::kCertificateSelectorAmbiguous) + 1, "a Code lacks its row");
+static_assert(std::size(kCodes) == static_cast<size_t>(Code::kRenderCannotExpress) + 1, "a Code lacks its row");
 
 constexpr bool provider_reasons_unique() {
   for (size_t i = 0; i < std::size(kCodes); ++i)

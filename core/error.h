@@ -59,6 +59,9 @@ enum class Code {
   kModeChangeWidensTrust,
   // A certificate selector (UUID prefix, fingerprint, file) matches several records (additive).
   kCertificateSelectorAmbiguous,
+  // `stunnel render`/`sync`: stunnel 5.68 cannot express the purpose's policy and the
+  // difference is not accepted by an explicit option (additive).
+  kRenderCannotExpress,
 };
 
 // What each code is called and how each consumer reports it (core/error.cc holds the table).

@@ -35,6 +35,9 @@ inline constexpr std::string_view kCountersDir = "run/ptrust/counters";
 inline constexpr std::string_view kEtcDir = "etc/ptrust";
 inline constexpr std::string_view kConfigFile = "etc/ptrust/ptrust.yaml";  // kEtcDir + "/ptrust.yaml"
 inline constexpr std::string_view kStunnelPlaceholder = "stunnel-placeholder.pem";  // in kEtcDir
+// `stunnel render`/`sync --via files`: one PEM file of CRLs per purpose and CRL set, named
+// <purpose>.<16 hex of its SHA-256>.pem (never rewritten with other content), for CRLfile.
+inline constexpr std::string_view kStunnelCrlDir = "etc/ptrust/stunnel-crls";
 
 // The xapi stunnel directory: CRLs, legacy CAs, pool members' certificates.
 inline constexpr std::string_view kStunnelDir = "etc/stunnel";

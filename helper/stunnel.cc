@@ -30,6 +30,7 @@ int render_cmd(const Common& c, const po::variables_map& vm) {
   if (vm.count("check-host")) svc.check_host = vm["check-host"].as<std::string>();
   if (vm.count("check-ip")) svc.check_ip = vm["check-ip"].as<std::string>();
   svc.no_subject_check = vm["no-subject-check"].as<bool>();
+  svc.accept_stricter = vm["accept-stricter"].as<bool>();
   if ((svc.check_host ? 1 : 0) + (svc.check_ip ? 1 : 0) + (svc.no_subject_check ? 1 : 0) > 1)
     throw Error(Code::kUsage, "give at most one of --check-host, --check-ip, --no-subject-check");
   for (auto [what, v] : {std::pair{"--name", &svc.name}, {"--accept", &svc.accept}, {"--connect", &svc.connect}})
@@ -53,6 +54,8 @@ int render_cmd(const Common& c, const po::variables_map& vm) {
     cnf = stunnel::render_openssl_cnf(ctx, module);
   }
   stunnel::Rendered r = stunnel::render_service(ctx, svc, via);
+  // The stanza names it: it exists before the stanza is printed (the same file sync writes).
+  if (r.crl_file) stunnel::write_crl_file(ctx, *r.crl_file);
   if (vm.count("openssl-conf")) {
     const std::string& path = vm["openssl-conf"].as<std::string>();
     stunnel::write_file_atomic(path, cnf);
@@ -161,7 +164,7 @@ int sync_cmd(const Common& c, const po::variables_map& vm) {
 void add_stunnel_commands(std::vector<Command>& out) {
   out.push_back({"stunnel render",
                  "--purpose P --name SERVICE --accept ADDR --connect HOST:PORT [--check-host NAME | --check-ip IP | "
-                 "--no-subject-check] [--via files|provider]",
+                 "--no-subject-check] [--via files|provider] [--accept-stricter]",
                  "print a stunnel client stanza for the purpose's current mode", false,
                  [](po::options_description& d, po::positional_options_description&) {
                    d.add_options()("purpose", po::value<std::string>()->required(), "purpose, or general")(
@@ -171,8 +174,10 @@ void add_stunnel_commands(std::vector<Command>& out) {
                        "check-host", po::value<std::string>(), "host name the server certificate must match")(
                        "check-ip", po::value<std::string>(), "IP address the server certificate must match")(
                        "no-subject-check", po::bool_switch(), "accept any name (chain modes; explicit opt-out)")(
+                       "accept-stricter", po::bool_switch(),
+                       "render a policy 5.68 can only enforce more strictly (pin-match spki) with a warning")(
                        "via", po::value<std::string>()->default_value("files"),
-                       "files: CAfile = chosen bundle + CRLpath (CRLs enforced); provider: VerifyCAStore")(
+                       "files: CAfile = chosen bundle + CRLfile (CRLs enforced); provider: VerifyCAStore")(
                        "openssl-conf", po::value<std::string>(), "--via provider: write the openssl.cnf here")(
                        "module", po::value<std::string>(), "--via provider: ptrust.so path (default: ptrust.so)");
                  },

@@ -84,6 +84,8 @@ StunnelService parse_stunnel_service(const YAML::Node& n, const std::string& src
       s.check_ip = one_line(v, src, key);
     } else if (key == "no-subject-check") {
       s.no_subject_check = boolean(v, src, key);
+    } else if (key == "accept-stricter") {
+      s.accept_stricter = boolean(v, src, key);
     } else {
       error(src, kv.first.Mark(), "unknown stunnel service setting '" + key + "'");
     }

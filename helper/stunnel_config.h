@@ -28,6 +28,9 @@ struct StunnelService {
   std::optional<std::string> check_host;
   std::optional<std::string> check_ip;
   bool no_subject_check = false;  // explicit opt-out; otherwise one check is required
+  // Render a policy 5.68 can only express more strictly (pin-match spki) with a warning
+  // instead of refusing it with RENDER_CANNOT_EXPRESS (docs/stunnel.md).
+  bool accept_stricter = false;
 };
 
 // One stunnel process: ptrust writes its whole configuration file and signals its pid.

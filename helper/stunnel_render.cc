@@ -6,6 +6,9 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <span>
 #include <sstream>
@@ -23,6 +26,22 @@ namespace {
 
 // Matches nothing a real peer can present: `.invalid` is reserved (RFC 2606).
 constexpr std::string_view kFailClosedHost = "fail-closed.ptrust.invalid";
+
+// Measured (TunnelNameTest): 5.68's checkHost is X509_check_host without
+// X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, so it matches the subject CN when the certificate has
+// no DNS subjectAltName; ptrust's hook never looks at the CN.
+constexpr const char* kCnFallbackWarning =
+    "checkHost: stunnel 5.68 matches the subject CN when the certificate has no DNS subjectAltName: a CN-only "
+    "certificate is accepted by stunnel 5.68 but refused by ptrust's hook";
+
+// Measured (TunnelPinTest): verifyPeer accepts a self-signed leaf only when it is the pinned
+// certificate itself, and a CA-issued leaf whose subject and public key are a pin's.
+constexpr const char* kPinCertificateNote =
+    "pinned: stunnel 5.68 accepts a self-signed pin only as the pinned certificate itself, but a CA-issued pin "
+    "by subject + public key (a re-issued certificate with the same subject and key is accepted)";
+constexpr const char* kPinSpkiDifference =
+    "stunnel 5.68's verifyPeer needs the pinned subject, and for a self-signed pin the pinned certificate "
+    "itself, so a re-issued certificate with the pinned key is refused by stunnel while ptrust accepts it";
 
 std::string under_root(const std::string& root, std::string_view rel) {
   std::string r = root;
@@ -61,22 +80,6 @@ std::string material_digest(const TrustState& t) {
   return d.hex_value();
 }
 
-// What stunnel's CRLpath lookup can see: every hash entry of the CRL directory.
-std::string crl_dir_digest(const Context& ctx) {
-  Digest d;
-  fs::Fd root = fs::open_root(ctx.root);
-  fs::Fd dir = fs::open_dir(root.get(), layout::kCrlDir, false);
-  if (!dir) return d.hex_value();
-  for (const auto& e : fs::list_dir(dir.get())) {
-    if (!layout::is_hash_link_name(e.name)) continue;
-    auto data = fs::read_at(dir.get(), e.name, 64u << 20);
-    if (!data) continue;
-    d.add(e.name);
-    d.add(*data);
-  }
-  return d.hex_value();
-}
-
 struct Stanza {
   std::ostringstream os;
   Rendered out;
@@ -99,7 +102,10 @@ void head(Stanza& s, const StunnelService& svc, std::string_view summary) {
 }
 
 void subject_check(Stanza& s, const StunnelService& svc) {
-  if (svc.check_host) s.line("checkHost", *svc.check_host);
+  if (svc.check_host) {
+    s.line("checkHost", *svc.check_host);
+    s.warn(kCnFallbackWarning);
+  }
   if (svc.check_ip) s.line("checkIP", *svc.check_ip);
   if (!svc.check_host && !svc.check_ip) {
     if (!svc.no_subject_check)
@@ -109,34 +115,72 @@ void subject_check(Stanza& s, const StunnelService& svc) {
   }
 }
 
-// CRLs with --via files: stunnel 5.68 sets X509_V_FLAG_CRL_CHECK (leaf only, CRL required)
-// on the CAfile store when CRLpath is given; nothing else can be expressed.
+// The CRLs a --via files stanza hands stunnel: of those that apply to the purpose
+// (TrustState::crls), the ones that can matter for its chains: issued by the subject of a
+// certificate in the chosen bundle, or explicitly limited to this purpose (crl install
+// --purpose: the administrator said it applies). Any other CRL only switches on stunnel's
+// CRL check (which then demands a CRL for every leaf's issuer) without checking anything.
+std::vector<const TrustCrl*> stanza_crls(const Context& ctx, const TrustState& t) {
+  std::vector<const TrustCrl*> out;
+  if (t.crls.empty()) return out;
+  std::vector<std::string> scoped = crls_scoped_to(ctx, t.purpose);
+  for (const auto& c : t.crls) {
+    bool keep = std::binary_search(scoped.begin(), scoped.end(), c.name);
+    for (size_t i = 0; !keep && i < t.decoded.size(); ++i)
+      keep = X509_NAME_cmp(X509_get_subject_name(t.decoded[i].get()), X509_CRL_get_issuer(c.crl.get())) == 0;
+    if (keep) out.push_back(&c);
+  }
+  return out;
+}
+
+std::string crl_pem(const TrustCrl& c) {
+  ossl::BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || !PEM_write_bio_X509_CRL(bio.get(), c.crl.get())) throw Error(Code::kIoError, "cannot encode CRL " + c.name);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(n));
+}
+
+// CRLs with --via files. stunnel 5.68 sets X509_V_FLAG_CRL_CHECK (leaf only, a CRL for the
+// leaf's issuer required) on the CAfile store once CRLfile or CRLpath is given; nothing else
+// can be expressed. The stanza names a file holding exactly stanza_crls(), so a CRL that
+// cannot matter for this purpose changes neither the text nor the reload digest.
 void crls_files(Stanza& s, const Context& ctx, const TrustState& t) {
   const PurposePolicy& p = t.policy;
-  switch (p.crl_policy) {
-    case CrlPolicy::kOff:
-      s.note("crl-policy off: revocation is not checked");
+  if (p.crl_policy == CrlPolicy::kOff) {
+    s.note("crl-policy off: revocation is not checked");
+    return;
+  }
+  std::vector<const TrustCrl*> crls = stanza_crls(ctx, t);
+  if (p.crl_policy == CrlPolicy::kIfPresent) {
+    if (crls.empty()) {
+      s.note("crl-policy if-present: no CRL for this purpose's CAs is installed (sync adds CRLfile once one is)");
       return;
-    case CrlPolicy::kIfPresent:
-      if (t.crls.empty()) {
-        s.note("crl-policy if-present: no CRL applies yet (sync adds CRLpath once one is installed)");
-        return;
-      }
-      s.warn("crl-policy if-present: stunnel 5.68 requires a CRL from the leaf's issuer once CRLpath is set");
-      break;
-    case CrlPolicy::kRequire:
-      break;
+    }
+    s.warn("crl-policy if-present: stunnel 5.68 refuses a peer whose certificate's issuer has no CRL in CRLfile "
+           "(\"unable to get certificate CRL\"); ptrust accepts it");
   }
   switch (p.crl_scope) {
     case CrlScope::kLeaf:
       break;
     case CrlScope::kChain:
-      s.warn("crl-scope chain: stunnel 5.68 checks the leaf's CRL only, not the intermediates'");
+      s.warn("crl-scope chain: stunnel 5.68 checks the leaf's CRL only, not the intermediates': a server behind a "
+             "revoked intermediate is accepted");
       break;
   }
   if (p.allow_expired_crl) s.warn("allow-expired-crl: stunnel 5.68 refuses a peer whose CRL has expired");
-  s.line("CRLpath", under_root(ctx.root, layout::kCrlDir));
-  s.note("crls sha256 " + crl_dir_digest(ctx));
+  if (crls.empty()) {  // crl-policy require: a directory that never holds a CRL hash entry
+    s.line("CRLpath", under_root(ctx.root, layout::kStunnelCrlDir));
+    s.note("crl-policy require: no CRL for this purpose's CAs is installed: every peer is refused");
+    return;
+  }
+  std::string pem;
+  for (const TrustCrl* c : crls) pem += crl_pem(*c);
+  std::string digest = x509::sha256_hex(pem);
+  CrlFile f{.name = t.purpose + "." + digest.substr(0, 16) + ".pem", .pem = std::move(pem)};
+  s.line("CRLfile", under_root(ctx.root, std::string(layout::kStunnelCrlDir) + "/" + f.name));
+  s.note("crls sha256 " + digest);
+  s.out.crl_file = std::move(f);
 }
 
 void crls_provider(Stanza& s, const TrustState& t) {
@@ -182,10 +226,20 @@ Rendered render_service(const Context& ctx, const StunnelService& svc, StunnelVi
                                                 "unverified tunnel");
     case Mode::kPinned:
       head(s, svc, summary + material_digest(t));
-      // verifyPeer: the leaf must be in the store (stunnel compares subject and public key).
+      // verifyPeer: the leaf must be in the store (see docs/stunnel.md, "Pinned mode").
       s.line("verifyPeer", "yes");
-      if (t.policy.pin_match == PinMatch::kCertificate)
-        s.note("pinned: stunnel 5.68 matches the leaf by subject + public key, not the whole certificate");
+      switch (t.policy.pin_match) {
+        case PinMatch::kCertificate:
+          s.note(kPinCertificateNote);
+          break;
+        case PinMatch::kSpki:
+          if (!svc.accept_stricter)
+            throw Error(Code::kRenderCannotExpress,
+                        "purpose '" + svc.purpose + "' has pin-match: spki, which stunnel 5.68 cannot express: " +
+                            kPinSpkiDifference + " (accept-stricter renders it anyway, with a warning)");
+          s.warn(std::string("pin-match spki: ") + kPinSpkiDifference);
+          break;
+      }
       if (svc.check_host || svc.check_ip) s.note("pinned: the pin identifies the peer; no host/IP check");
       break;
     case Mode::kCa:
@@ -277,6 +331,29 @@ std::string ensure_placeholder(const Context& ctx) {
   auto existing = fs::read_at(dir.get(), name, 64u << 10);
   if (!existing || !is_single_cert(*existing)) fs::write_atomic(dir.get(), name, make_placeholder_pem(), fs::kFileMode);
   return under_root(ctx.root, std::string(layout::kEtcDir) + "/" + name);
+}
+
+std::string write_crl_file(const Context& ctx, const CrlFile& f) {
+  if (f.name.empty() || f.name.find('/') != std::string::npos || f.name[0] == '.')
+    throw Error(Code::kIoError, "bad stunnel CRL file name '" + f.name + "'");
+  fs::Fd root = fs::open_root(ctx.root);
+  fs::Fd dir = fs::open_dir(root.get(), layout::kStunnelCrlDir, true);
+  auto existing = fs::read_at(dir.get(), f.name, 64u << 20);  // STORE_UNSAFE for a symlink
+  if (existing != f.pem) fs::write_atomic(dir.get(), f.name, f.pem, fs::kFileMode);
+  return under_root(ctx.root, std::string(layout::kStunnelCrlDir) + "/" + f.name);
+}
+
+size_t remove_crl_files_except(const Context& ctx, const std::vector<std::string>& keep) {
+  fs::Fd root = fs::open_root(ctx.root);
+  fs::Fd dir = fs::open_dir(root.get(), layout::kStunnelCrlDir, false);
+  if (!dir) return 0;
+  size_t n = 0;
+  for (const auto& e : fs::list_dir(dir.get())) {
+    if (std::find(keep.begin(), keep.end(), e.name) != keep.end()) continue;
+    if (e.type == S_IFDIR || e.name[0] == '.') continue;  // not ours, or a write under way
+    n += fs::remove_at(dir.get(), e.name) ? 1 : 0;
+  }
+  return n;
 }
 
 std::string render_openssl_cnf(const Context& ctx, const std::string& module) {

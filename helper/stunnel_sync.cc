@@ -166,6 +166,7 @@ std::string render_instance(const Context& ctx, const StunnelInstance& in, Insta
        << "pid = " << in.pidfile << "\n";
   for (const auto& g : in.global) file << g << "\n";
   rep.services.clear();
+  rep.crl_files.clear();
   for (const auto& svc : in.services) {
     ServiceReport s{.name = svc.name, .purpose = svc.purpose};
     Rendered r;
@@ -180,6 +181,8 @@ std::string render_instance(const Context& ctx, const StunnelInstance& in, Insta
     s.mode = r.mode;
     s.fail_closed = r.fail_closed;
     s.warnings = r.warnings;
+    if (r.crl_file && std::find(rep.crl_files.begin(), rep.crl_files.end(), *r.crl_file) == rep.crl_files.end())
+      rep.crl_files.push_back(*r.crl_file);
     file << "\n" << r.text;
     rep.services.push_back(std::move(s));
   }
@@ -198,6 +201,37 @@ void mark_changed(const std::optional<std::string>& old, const std::string& text
   }
 }
 
+// The CRLfile names (in etc/ptrust/stunnel-crls) a stunnel configuration text refers to.
+void crl_files_named(const std::string& text, const std::string& prefix, std::vector<std::string>& out) {
+  std::istringstream is(text);
+  for (std::string line; std::getline(is, line);)
+    if (line.rfind(prefix, 0) == 0) out.push_back(line.substr(prefix.size()));
+}
+
+// Removes the CRLfiles no instance's configuration file (as on disk now) names. Nothing is
+// removed when the instances cannot be listed or a configuration cannot be read: a file a
+// running stunnel may re-read on its next reload is never removed on a guess. A stanza
+// printed by `stunnel render` and pasted elsewhere is not seen here (docs/stunnel.md).
+size_t collect_crl_files(const Context& ctx) {
+  std::string root = ctx.root;
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  const std::string prefix =
+      "CRLfile = " + (root == "/" ? "" : root) + "/" + std::string(layout::kStunnelCrlDir) + "/";
+  std::vector<std::string> keep;
+  try {
+    for (const auto& in : parse_stunnel_config(ctx.config)) {
+      std::error_code ec;
+      if (!std::filesystem::exists(std::filesystem::symlink_status(in.config, ec)) && !ec) continue;
+      auto text = read_text(in.config);
+      if (!text) return 0;
+      crl_files_named(*text, prefix, keep);
+    }
+    return remove_crl_files_except(ctx, keep);
+  } catch (const Error&) {
+    return 0;  // the store's own state decides nothing here; the next sync collects
+  }
+}
+
 // Writes the instance's files, signals stunnel and records what it was told to load. Runs
 // under the store's writer lock (`state` is its state directory), so two syncs, or a sync
 // and a store change, never interleave their writes. `stable`: `text` is the stores'
@@ -213,10 +247,13 @@ void publish(const Context& ctx, const StunnelInstance& in, const std::string& t
       rep.openssl_conf_written = true;
     }
   }
+  // What the configuration names exists before stunnel can read the configuration.
+  for (const auto& f : rep.crl_files) write_crl_file(ctx, f);
   if (old != text) {
     write_file_atomic(in.config, text);
     rep.written = true;
   }
+  rep.crl_files_removed = collect_crl_files(ctx);
   // Records live in their own directory: the store's own temp-file and drift checks of the
   // state directory never see a record being written.
   fs::Fd records = fs::open_dir(state, layout::kStunnelStateDir, true);

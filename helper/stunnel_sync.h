@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "core/selection.h"
 #include "helper/stunnel_config.h"
+#include "helper/stunnel_render.h"
 #include "core/store.h"
 
 namespace ptrust::stunnel {
@@ -31,6 +32,8 @@ struct InstanceReport {
   std::string reload_detail;
   bool pending = false;  // stunnel has not been told to load the current file (retried next sync)
   std::vector<ServiceReport> services;
+  std::vector<CrlFile> crl_files;  // the CRLfiles the rendered services name (written before the file)
+  size_t crl_files_removed = 0;    // CRLfiles no managed configuration names any more
 };
 
 // Never keeps an old stanza: a purpose whose material is gone or unusable gets the
@@ -40,6 +43,8 @@ struct InstanceReport {
 // or interrupted reload is retried. Only a stunnel binary started with this instance's
 // configuration file is signalled. Files, signal and record are written under the store's
 // writer lock (Store::with_state_lock): concurrent syncs and store changes do not interleave.
+// The CRLfiles the services name (--via files) are written before the configuration; then
+// the files of etc/ptrust/stunnel-crls that no instance's configuration file names are removed.
 InstanceReport sync_instance(Store& store, const StunnelInstance& in);
 
 // What sync would write for `in` now (services reported in `rep`), without writing it.

@@ -63,7 +63,7 @@ ca_uuid=$(pt install "$pki/root-ca.pem" --ca --purpose licensing)
 echo "\$ ptrust install \$W/pki/root-ca.pem --ca --purpose licensing"; echo "$ca_uuid"
 show pt crl install "$pki/root-ca.crl"
 
-say "render --via files: CAfile = the chosen bundle, CRLpath = the CRL directory"
+say "render --via files: CAfile = the chosen bundle, CRLfile = the CRLs of licensing's CAs"
 show pt stunnel render --purpose licensing --name licensing --accept 127.0.0.1:8443 \
   --connect "127.0.0.1:$good" --check-host licensing.example
 say "render --via provider: VerifyCAStore:ptrust://licensing (CRLs are NOT enforced by 5.68 this way)"

@@ -54,6 +54,17 @@ StunnelPki make_pki() {
   p.inter_leaf = issue(leaf_spec("leaf.test"), p.inter);
   p.crl = make_crl(p.root, {p.revoked.cert.get(), p.inter.cert.get()});
   p.inter_crl = make_crl(p.inter, {});
+  p.other_crl = make_crl(p.other_ca, {});
+  p.general_crl = make_crl(p.general_ca, {});
+  CertSpec cn_only;
+  cn_only.cn = "leaf.test";
+  p.cn_only = issue(cn_only, p.root);
+  EVP_PKEY_up_ref(p.pinned.key.get());
+  p.pinned_reissued = issue_with_key(leaf_spec("peer.test"), p.pinned, ossl::PkeyPtr(p.pinned.key.get()));
+  EVP_PKEY_up_ref(p.pinned.key.get());
+  p.pinned_renamed = issue_with_key(leaf_spec("renamed.test"), p.pinned, ossl::PkeyPtr(p.pinned.key.get()));
+  EVP_PKEY_up_ref(p.leaf.key.get());
+  p.leaf_reissued = issue_with_key(leaf_spec("leaf.test"), p.root, ossl::PkeyPtr(p.leaf.key.get()));
   return p;
 }
 
@@ -123,7 +134,9 @@ Env::Env() : root_(dir_.path() + "/root") {
       {"root", &p.root},         {"leaf", &p.leaf},         {"revoked", &p.revoked},
       {"other_ca", &p.other_ca}, {"other_leaf", &p.other_leaf}, {"general_ca", &p.general_ca},
       {"general_leaf", &p.general_leaf}, {"pinned", &p.pinned}, {"impostor", &p.impostor},
-      {"inter", &p.inter},       {"inter_leaf", &p.inter_leaf},
+      {"inter", &p.inter},       {"inter_leaf", &p.inter_leaf}, {"cn_only", &p.cn_only},
+      {"pinned_reissued", &p.pinned_reissued}, {"pinned_renamed", &p.pinned_renamed},
+      {"leaf_reissued", &p.leaf_reissued},
   };
   for (const auto& [name, c] : files) {
     write_file(pem(name), c->pem());
@@ -131,6 +144,8 @@ Env::Env() : root_(dir_.path() + "/root") {
   }
   write_file(path("pki/root.crl"), crl_pem(p.crl.get()));
   write_file(path("pki/inter.crl"), crl_pem(p.inter_crl.get()));
+  write_file(path("pki/other_ca.crl"), crl_pem(p.other_crl.get()));
+  write_file(path("pki/general_ca.crl"), crl_pem(p.general_crl.get()));
 }
 
 void Env::write_config(const std::string& extra) const {
@@ -152,8 +167,10 @@ void Env::uninstall(const std::string& uuid) const {
   if (r.status != 0) throw std::runtime_error("ptrust uninstall: " + r.err);
 }
 
-void Env::install_crl(const std::string& name) const {
-  RunResult r = ptrust({"crl", "install", path("pki/" + name + ".crl"), "--name", name + ".crl"});
+void Env::install_crl(const std::string& name, const std::string& purposes) const {
+  std::vector<std::string> args{"crl", "install", path("pki/" + name + ".crl"), "--name", name + ".crl"};
+  if (!purposes.empty()) args.insert(args.end(), {"--purpose", purposes});
+  RunResult r = ptrust(args);
   if (r.status != 0) throw std::runtime_error("ptrust crl install: " + r.err);
 }
 

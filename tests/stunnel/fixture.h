@@ -23,6 +23,12 @@ struct StunnelPki {
   Issued inter, inter_leaf;          // root -> inter (revoked by root) -> inter_leaf (leaf.test)
   ossl::X509CrlPtr crl;              // root's CRL revoking `revoked` and `inter`
   ossl::X509CrlPtr inter_crl;        // inter's CRL, revoking nothing
+  ossl::X509CrlPtr other_crl;        // other_ca's CRL, revoking nothing
+  ossl::X509CrlPtr general_crl;      // general_ca's CRL, revoking nothing
+  Issued cn_only;                    // root -> CN=leaf.test, no subjectAltName
+  Issued pinned_reissued;            // pinned's subject and key, new serial and dates, self-signed
+  Issued pinned_renamed;             // pinned's key, CN=renamed.test, issued by pinned
+  Issued leaf_reissued;              // leaf's subject, names and key, new serial, issued by root
   static const StunnelPki& get();
 };
 
@@ -41,7 +47,8 @@ class Env {
 
   std::string install(const std::string& name, const std::string& type, const std::string& purposes = "") const;
   void uninstall(const std::string& uuid) const;
-  void install_crl(const std::string& name = "root") const;  // pki/<name>.crl via `ptrust crl install`
+  // pki/<name>.crl via `ptrust crl install` as <name>.crl (--purpose `purposes` when given).
+  void install_crl(const std::string& name = "root", const std::string& purposes = "") const;
   RunResult ptrust(const std::vector<std::string>& args) const;
 
  private:

@@ -62,7 +62,7 @@ TEST(StunnelRenderTest, ChainModeNeedsASubjectCheckUnlessExplicitlyWaived) {
   EXPECT_EQ(render(env, "licensing", {"--check-ip", "not-an-ip"}).status, 2);
 }
 
-TEST(StunnelRenderTest, CaModeFilesStanzaUsesChosenBundleAndCrlDir) {
+TEST(StunnelRenderTest, CaModeFilesStanzaUsesChosenBundleAndCrlFile) {
   Env env;
   env.install("root", "ca", "licensing");
   env.install("general_ca", "ca");
@@ -72,8 +72,27 @@ TEST(StunnelRenderTest, CaModeFilesStanzaUsesChosenBundleAndCrlDir) {
   for (const char* l : {"[svc]", "client = yes", "sessionResume = no", "verifyChain = yes", "checkHost = leaf.test"})
     EXPECT_TRUE(has_line(r.out, l)) << l << "\n" << r.out;
   EXPECT_TRUE(has_line(r.out, "CAfile = " + env.root() + "/etc/trusted-certs/ca-bundle-licensing.pem")) << r.out;
-  EXPECT_TRUE(has_line(r.out, "CRLpath = " + env.root() + "/etc/stunnel/crls")) << r.out;
+  // The CRLs that can matter for licensing, in a file named by purpose and content.
+  std::string prefix = "\nCRLfile = " + env.root() + "/etc/ptrust/stunnel-crls/licensing.";
+  auto at = r.out.find(prefix);
+  ASSERT_NE(at, std::string::npos) << r.out;
+  std::string file = r.out.substr(at + 11, r.out.find('\n', at + 1) - at - 11);
+  struct stat st{};
+  ASSERT_EQ(::lstat(file.c_str(), &st), 0) << file;
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0644u);
+  EXPECT_EQ(r.out.find("CRLpath"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("verifyPeer"), std::string::npos);
+  // Rendering again gives the same text and leaves the file as it was.
+  EXPECT_EQ(render(env, "licensing", {"--check-host", "leaf.test"}).out, r.out);
+  // A symlink in its place is never followed: refused, nothing printed.
+  ASSERT_EQ(::unlink(file.c_str()), 0);
+  ASSERT_EQ(::symlink(env.pem("root").c_str(), file.c_str()), 0);
+  RunResult bad = render(env, "licensing", {"--check-host", "leaf.test"});
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("STORE_UNSAFE"), std::string::npos) << bad.err;
+  EXPECT_EQ(bad.out, "");
+  ASSERT_EQ(::unlink(file.c_str()), 0);
   // ldaps has no CA of its own: the general bundle.
   r = render(env, "ldaps", {"--check-host", "general.test"});
   EXPECT_TRUE(has_line(r.out, "CAfile = " + env.root() + "/etc/trusted-certs/ca-bundle-general.pem")) << r.out;
@@ -86,7 +105,22 @@ TEST(StunnelRenderTest, CrlPolicyOffRendersNoCrlPath) {
   env.install_crl();
   RunResult r = render(env, "licensing", {"--check-host", "leaf.test"});
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(r.out.find("CRLpath"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("\nCRLpath"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("\nCRLfile"), std::string::npos) << r.out;
+}
+
+// crl-policy require with no CRL of the purpose's CAs: stunnel must still demand one, from a
+// directory that never holds a CRL (every peer refused, as ptrust refuses it).
+TEST(StunnelRenderTest, RequireWithoutAnApplicableCrlPointsAtADirectoryWithoutCrls) {
+  Env env;
+  write_file(env.config_file(), "purposes:\n  licensing: {crl-policy: require}\n  ldaps: {}\n");
+  env.install("root", "ca", "licensing");
+  env.install("other_ca", "ca", "ldaps");
+  env.install_crl("other_ca");
+  RunResult r = render(env, "licensing", {"--check-host", "leaf.test"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has_line(r.out, "CRLpath = " + env.root() + "/etc/ptrust/stunnel-crls")) << r.out;
+  EXPECT_EQ(r.out.find("CRLfile"), std::string::npos) << r.out;
 }
 
 TEST(StunnelRenderTest, PinnedModeStanzaIsVerifyPeerWithoutHostCheck) {

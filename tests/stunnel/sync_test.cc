@@ -138,6 +138,50 @@ TEST_F(SyncTest, CrlInstalledThenSyncMakesRunningStunnelRefuseRevokedServer) {
   EXPECT_EQ(through("good"), Outcome::kEstablished);
 }
 
+// A CRL that cannot matter for licensing (unscoped, issued by ldaps's CA) neither rewrites
+// nor reloads licensing's tunnel; one of licensing's CA does, and its CRLfile is written
+// before the configuration. A CRLfile no configuration names any more is removed.
+TEST_F(SyncTest, OnlyCrlsThatCanMatterRewriteAndReloadAndStaleCrlFilesAreRemoved) {
+  env.install("root", "ca", "licensing");
+  env.install("other_ca", "ca", "ldaps");
+  TlsServer good(env, "leaf"), revoked(env, "revoked");
+  declare("files", {{"good", "licensing", good.address(), "check-host: leaf.test"},
+                    {"revoked", "licensing", revoked.address(), "check-host: leaf.test"}});
+  sync();
+  start();
+  sync();  // records what the running stunnel loaded (one harmless SIGHUP, see docs)
+  ASSERT_TRUE(st_->wait_configured(2, 2)) << st_->log();
+  std::string before = read_file(conf_);
+
+  env.install_crl("other_ca");
+  json::object r = sync();
+  EXPECT_FALSE(service(r, "good").at("changed").as_bool());
+  EXPECT_FALSE(r.at("instances").as_array()[0].at("written").as_bool());
+  EXPECT_EQ(r.at("instances").as_array()[0].at("reload").as_string(), "none");
+  EXPECT_EQ(read_file(conf_), before);
+  EXPECT_EQ(through("good"), Outcome::kEstablished);
+
+  env.install_crl("root");
+  r = sync();
+  EXPECT_TRUE(service(r, "revoked").at("changed").as_bool());
+  EXPECT_EQ(r.at("instances").as_array()[0].at("reload").as_string(), "sighup");
+  ASSERT_TRUE(st_->wait_configured(3, 2)) << st_->log();
+  EXPECT_EQ(through("revoked"), Outcome::kRefused);
+  EXPECT_EQ(through("good"), Outcome::kEstablished);
+  std::string crl_dir = env.root() + "/etc/ptrust/stunnel-crls";
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(crl_dir)) files.push_back(e.path().filename().string());
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].rfind("licensing.", 0), 0u) << files[0];
+  EXPECT_NE(read_file(conf_).find("CRLfile = " + crl_dir + "/" + files[0] + "\n"), std::string::npos);
+
+  RunResult rm = env.ptrust({"crl", "uninstall", "root.crl"});
+  ASSERT_EQ(rm.status, 0) << rm.err;
+  r = sync();
+  EXPECT_EQ(read_file(conf_).find("\nCRLfile"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(crl_dir + "/" + files[0]));
+}
+
 TEST_F(SyncTest, CorruptChosenBundleFailsClosedAndExitsOne) {
   env.install("general_ca", "ca");
   env.install("root", "ca", "licensing");

@@ -2,6 +2,7 @@
 // server and refuses the wrong one, with both --via forms.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 #include "tests/stunnel/fixture.h"
@@ -41,6 +42,7 @@ class Tunnels {
     if (!st_->wait_configured()) throw std::runtime_error("stunnel did not start:\n" + st_->log());
   }
   Outcome through(const std::string& svc) const { return testing::through(ports_.at(svc), *st_); }
+  std::string log() const { return st_->log(); }
 
  private:
   std::map<std::string, int> ports_;
@@ -103,6 +105,17 @@ TEST(TunnelCrlTest, FilesFormRefusesRevokedServerAndAcceptsGoodOne) {
   Env env;
   env.install("root", "ca", "licensing");
   env.install_crl();
+  env.install("other_ca", "ca", "ldaps");
+  env.install_crl("other_ca");  // unscoped and beside the point for licensing: left out
+  RunResult r = env.ptrust({"stunnel", "render", "--purpose", "licensing", "--name", "x", "--accept", "1",
+                            "--connect", "h:1", "--check-host", "leaf.test"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  // CRLfile holds root's CRL alone: the file the stanza names, exactly.
+  auto at = r.out.find("CRLfile = ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  std::string file = r.out.substr(at + 10, r.out.find('\n', at) - at - 10);
+  EXPECT_EQ(read_file(file), crl_pem(StunnelPki::get().crl.get()));
+  EXPECT_EQ(r.out.find("CRLpath"), std::string::npos) << r.out;
   TlsServer good(env, "leaf"), revoked(env, "revoked");
   Tunnels t(env, "files",
             {{"good", "licensing", "good", {"--check-host", "leaf.test"}},
@@ -118,8 +131,9 @@ TEST(TunnelCrlTest, FilesFormRefusesRevokedServerAndAcceptsGoodOne) {
 TEST(TunnelCrlTest, FilesFormChecksTheLeafCrlOnlyOn568AndRenderSaysSo) {
   Env env;
   env.install("root", "ca", "licensing");
-  env.install_crl("root");   // revokes inter
-  env.install_crl("inter");  // inter's CRL: inter_leaf not revoked
+  env.install_crl("root");                // revokes inter
+  env.install_crl("inter", "licensing");  // inter's CRL (inter_leaf not revoked), scoped: inter is no
+                                          // CA of the bundle, so only --purpose puts it in the stanza
   RunResult r = env.ptrust({"stunnel", "render", "--purpose", "licensing", "--name", "x", "--accept", "1",
                             "--connect", "h:1", "--check-host", "leaf.test"});
   ASSERT_EQ(r.status, 0) << r.err;
@@ -159,6 +173,149 @@ TEST(TunnelCrlTest, RequirePolicyWithoutCrlRefusesIfPresentAccepts) {
             {{"good", &good}});
   EXPECT_EQ(t.through("if-present"), Outcome::kEstablished);
   EXPECT_EQ(t.through("require"), Outcome::kRefused);
+}
+
+// Measured before the fix: an unscoped CRL whose issuer is no CA of licensing gave licensing's
+// stanza CRLpath, and 5.68 then demanded a CRL for leaf.test's issuer ("unable to get
+// certificate CRL"): the tunnel refused every connection while ptrust's hook accepted the
+// server. The CRL cannot matter for licensing's chains, so the stanza does not change.
+TEST(TunnelCrlTest, UnscopedCrlOfAnotherPurposesIssuerLeavesTheTunnelAlone) {
+  Env env;
+  env.install("root", "ca", "licensing");
+  env.install("other_ca", "ca", "ldaps");
+  std::vector<std::string> args{"stunnel", "render", "--purpose", "licensing", "--name", "x", "--accept", "1",
+                                "--connect", "h:1", "--check-host", "leaf.test"};
+  RunResult before = env.ptrust(args);
+  ASSERT_EQ(before.status, 0) << before.err;
+  env.install_crl("other_ca");  // unscoped: applies to every purpose
+  RunResult after = env.ptrust(args);
+  ASSERT_EQ(after.status, 0) << after.err;
+  EXPECT_EQ(after.out, before.out);  // byte-identical, so the same reload digest
+  EXPECT_EQ(after.out.find("\nCRLfile"), std::string::npos) << after.out;
+  EXPECT_EQ(after.out.find("\nCRLpath"), std::string::npos) << after.out;
+  // ldaps's bundle holds other_ca: its stanza does take the CRL.
+  RunResult ldaps = env.ptrust({"stunnel", "render", "--purpose", "ldaps", "--name", "x", "--accept", "1",
+                                "--connect", "h:1", "--check-host", "leaf.test"});
+  EXPECT_NE(ldaps.out.find("CRLfile = "), std::string::npos) << ldaps.out;
+
+  TlsServer good(env, "leaf"), other(env, "other_leaf");
+  Tunnels t(env, "files",
+            {{"licensing", "licensing", "good", {"--check-host", "leaf.test"}},
+             {"ldaps", "ldaps", "other", {"--check-host", "leaf.test"}}},
+            {{"good", &good}, {"other", &other}});
+  EXPECT_EQ(t.through("licensing"), Outcome::kEstablished);
+  EXPECT_EQ(t.through("ldaps"), Outcome::kEstablished);  // other_ca's CRL revokes nothing
+  // The hook agrees on the same server (crl-policy if-present).
+  RunResult probe = env.ptrust({"probe", good.address(), "--purpose", "licensing", "--servername", "leaf.test"});
+  EXPECT_EQ(probe.status, 0) << probe.out << probe.err;
+}
+
+// A CRL explicitly limited to the purpose stays in its stanza whatever its issuer: then
+// 5.68 demands a CRL for every leaf's issuer (crl-policy if-present is stricter on 5.68, as
+// the stanza's warning says) and refuses a server whose issuer has none.
+TEST(TunnelCrlTest, ScopedCrlIsKeptAndIfPresentThenDemandsTheLeafIssuersCrl) {
+  Env env;
+  env.install("root", "ca", "licensing");
+  env.install("other_ca", "ca", "ldaps");
+  env.install_crl("other_ca", "licensing");
+  RunResult r = env.ptrust({"stunnel", "render", "--purpose", "licensing", "--name", "x", "--accept", "1",
+                            "--connect", "h:1", "--check-host", "leaf.test"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("CRLfile = "), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("refuses a peer whose certificate's issuer has no CRL"), std::string::npos) << r.err;
+  TlsServer good(env, "leaf");
+  Tunnels t(env, "files", {{"x", "licensing", "good", {"--check-host", "leaf.test"}}}, {{"good", &good}});
+  EXPECT_EQ(t.through("x"), Outcome::kRefused);
+  EXPECT_NE(t.log().find("unable to get certificate CRL"), std::string::npos) << t.log();
+}
+
+// 5.68's checkHost falls back to the subject CN when the certificate has no DNS
+// subjectAltName (ptrust's hook never reads the CN): measured here, warned in every stanza
+// with checkHost. This test fails the day stunnel stops matching the CN.
+TEST(TunnelNameTest, CheckHostOn568AcceptsACnOnlyCertificateAndRenderSaysSo) {
+  Env env;
+  env.install("root", "ca", "licensing");
+  RunResult r = env.ptrust({"stunnel", "render", "--purpose", "licensing", "--name", "x", "--accept", "1",
+                            "--connect", "h:1", "--check-host", "leaf.test"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("; warning: checkHost: stunnel 5.68 matches the subject CN"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("a CN-only certificate is accepted by stunnel 5.68 but refused by ptrust's hook"),
+            std::string::npos) << r.err;
+  RunResult ip = env.ptrust({"stunnel", "render", "--purpose", "licensing", "--name", "x", "--accept", "1",
+                             "--connect", "h:1", "--check-ip", "127.0.0.1"});
+  EXPECT_EQ(ip.out.find("subject CN"), std::string::npos) << ip.out;  // checkIP never reads the CN
+
+  TlsServer cn_only(env, "cn_only");
+  Tunnels t(env, "files",
+            {{"cn", "licensing", "cn_only", {"--check-host", "leaf.test"}},
+             {"cn-other", "licensing", "cn_only", {"--check-host", "other.test"}},
+             {"cn-ip", "licensing", "cn_only", {"--check-ip", "127.0.0.1"}}},
+            {{"cn_only", &cn_only}});
+  EXPECT_EQ(t.through("cn"), Outcome::kEstablished);
+  EXPECT_EQ(t.through("cn-other"), Outcome::kRefused);
+  EXPECT_EQ(t.through("cn-ip"), Outcome::kRefused);
+}
+
+// What 5.68's verifyPeer matches, measured with certificates that share a pinned key:
+//  - a self-signed pin re-issued (same subject and key, new serial and dates): refused before
+//    any lookup ("Pre-verification error: self-signed certificate"): OpenSSL trusts a
+//    self-signed leaf only when that very certificate is in the store;
+//  - the self-signed pin's key under another subject: refused ("Certificate not found in
+//    local repository": the lookup is by subject);
+//  - a CA-issued pin re-issued by its CA (same subject and key): accepted (the chain error
+//    at depth 0 is ignored, then the subject + public key lookup matches).
+// ptrust's hook accepts none of them with pin-match certificate and all of them with spki.
+TEST(TunnelPinTest, VerifyPeerOn568MatchesSelfSignedPinsWholeAndIssuedPinsBySubjectAndKey) {
+  Env env;
+  env.install("pinned", "pinned", "peer");
+  env.install("leaf", "pinned", "ldaps");
+  TlsServer pinned(env, "pinned"), reissued(env, "pinned_reissued"), renamed(env, "pinned_renamed"),
+      leaf(env, "leaf"), leaf_reissued(env, "leaf_reissued");
+  Tunnels t(env, "files",
+            {{"ok", "peer", "pinned", {}},
+             {"reissued", "peer", "reissued", {}},
+             {"renamed", "peer", "renamed", {}},
+             {"issued-ok", "ldaps", "leaf", {}},
+             {"issued-reissued", "ldaps", "leaf_reissued", {}}},
+            {{"pinned", &pinned}, {"reissued", &reissued}, {"renamed", &renamed}, {"leaf", &leaf},
+             {"leaf_reissued", &leaf_reissued}});
+  EXPECT_EQ(t.through("ok"), Outcome::kEstablished) << t.log();
+  EXPECT_EQ(t.through("reissued"), Outcome::kRefused) << t.log();
+  EXPECT_NE(t.log().find("Pre-verification error: self-signed certificate"), std::string::npos) << t.log();
+  EXPECT_EQ(t.through("renamed"), Outcome::kRefused) << t.log();
+  EXPECT_NE(t.log().find("Certificate not found in local repository"), std::string::npos) << t.log();
+  EXPECT_EQ(t.through("issued-ok"), Outcome::kEstablished) << t.log();
+  EXPECT_EQ(t.through("issued-reissued"), Outcome::kEstablished) << t.log();
+}
+
+TEST(TunnelPinTest, PinMatchSpkiIsRefusedUnlessStricterIsAccepted) {
+  Env env;
+  write_file(env.config_file(), "purposes:\n  licensing: {}\n  ldaps: {}\n  peer: {pin-match: spki}\n");
+  env.install("pinned", "pinned", "peer");
+  std::vector<std::string> args{"stunnel", "render", "--purpose", "peer", "--name", "x", "--accept", "1",
+                                "--connect", "h:1"};
+  for (const char* via : {"files", "provider"}) {
+    std::vector<std::string> a = args;
+    a.insert(a.end(), {"--via", via});
+    RunResult r = env.ptrust(a);
+    EXPECT_EQ(r.status, 1) << via;
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err.rfind("ptrust: RENDER_CANNOT_EXPRESS: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find("pin-match: spki"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    a.push_back("--accept-stricter");
+    r = env.ptrust(a);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("verifyPeer = yes"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("; warning: pin-match spki: "), std::string::npos) << r.out;
+  }
+  // Rendered anyway, the stanza is the stricter one: the re-issued certificate is refused.
+  TlsServer pinned(env, "pinned"), reissued(env, "pinned_reissued");
+  Tunnels t(env, "files",
+            {{"ok", "peer", "pinned", {"--accept-stricter"}}, {"reissued", "peer", "reissued", {"--accept-stricter"}}},
+            {{"pinned", &pinned}, {"reissued", &reissued}});
+  EXPECT_EQ(t.through("ok"), Outcome::kEstablished);
+  EXPECT_EQ(t.through("reissued"), Outcome::kRefused);
 }
 
 TEST(TunnelStartTest, ProviderFormMakesStunnelRefuseToStartForUnknownPurpose) {
