@@ -58,9 +58,29 @@ auto vetted(const std::string& what, F f) -> decltype(f()) {
 
 }  // namespace
 
-std::string export_json(const Database& in) {
+std::string export_json(const Database& in, const Config* cfg) {
   Database db = in;
   db.canonicalize();
+  json::object declared;
+  if (cfg) {
+    std::set<std::string> names;
+    for (const auto& r : db.certs) names.insert(r.purposes.begin(), r.purposes.end());
+    for (const auto& r : db.crls) names.insert(r.purposes.begin(), r.purposes.end());
+    const PurposePolicy strict;
+    for (const auto& n : names) {
+      auto it = cfg->purposes.find(n);
+      if (it == cfg->purposes.end()) continue;
+      const PurposePolicy& p = it->second;
+      json::object o;
+      if (p.crl_policy != strict.crl_policy) o["crl-policy"] = std::string(to_string(p.crl_policy));
+      if (p.crl_scope != strict.crl_scope) o["crl-scope"] = std::string(to_string(p.crl_scope));
+      if (p.allow_expired_crl != strict.allow_expired_crl) o["allow-expired-crl"] = p.allow_expired_crl;
+      if (p.pin_match != strict.pin_match) o["pin-match"] = std::string(to_string(p.pin_match));
+      if (p.enforce_pin_validity != strict.enforce_pin_validity) o["enforce-pin-validity"] = p.enforce_pin_validity;
+      if (p.report_only != strict.report_only) o["report-only"] = p.report_only;
+      declared[n] = std::move(o);
+    }
+  }
   json::array trusted, legacy, crls;
   for (const auto& r : db.certs)
     trusted.emplace_back(json::object{{"uuid", r.uuid},
@@ -75,7 +95,49 @@ std::string export_json(const Database& in) {
         {"name", r.name}, {"purposes", strings(r.purposes)}, {"installed_at", r.installed_at}, {"pem", r.pem}});
   json::object doc{{"format", kFormat}, {"version", kVersion}, {"trusted", std::move(trusted)},
                    {"legacy", std::move(legacy)}, {"crls", std::move(crls)}};
+  if (cfg) doc["purposes"] = std::move(declared);
   return json::serialize(doc) + "\n";
+}
+
+DocumentPurposes document_purposes(const std::string& text) {
+  DocumentPurposes out;
+  try {
+    json::value doc = json::parse(text);
+    const json::object& o = doc.as_object();
+    for (const char* list : {"trusted", "crls"})
+      if (const json::value* v = o.if_contains(list))
+        for (const auto& item : v->as_array())
+          if (const json::value* ps = item.as_object().if_contains("purposes"))
+            for (const auto& p : ps->as_array()) out.referenced.emplace(p.as_string());
+    const json::value* declared = o.if_contains("purposes");
+    if (!declared || declared->as_object().empty()) return out;
+    // Validated as ptrust.yaml is, by the same parser, from a YAML text built only of
+    // well-formed names and plain words (nothing from the document reaches it unchecked).
+    auto word = [](std::string_view s) {
+      return !s.empty() && s.size() <= 32 && s.find_first_not_of("abcdefghijklmnopqrstuvwxyz-") == std::string_view::npos;
+    };
+    std::string yaml = "purposes:\n";
+    for (const auto& [name, policy] : declared->as_object()) {
+      if (!valid_purpose_name(name) || name == kGeneral)
+        throw std::invalid_argument("bad purpose name '" + std::string(name) + "'");
+      yaml += "  " + std::string(name) + ": {";
+      bool first = true;
+      for (const auto& [k, v] : policy.as_object()) {
+        std::string value = v.is_bool() ? (v.as_bool() ? "true" : "false") : std::string(v.as_string());
+        if (!word(k) || !word(value)) throw std::invalid_argument("bad setting of purpose '" + std::string(name) + "'");
+        yaml += (first ? " " : ", ") + std::string(k) + ": " + value;
+        first = false;
+      }
+      yaml += " }\n";
+    }
+    Config cfg = parse_config(yaml, "the document's purposes");
+    out.declared = cfg.purposes;
+  } catch (const Error& e) {
+    throw Error(Code::kImportInvalid, std::string("malformed purpose declarations: ") + e.what());
+  } catch (const std::exception& e) {
+    throw Error(Code::kImportInvalid, std::string("malformed export document: ") + e.what());
+  }
+  return out;
 }
 
 Incoming parse_export(const std::string& text, const Config& cfg) {

@@ -3,6 +3,8 @@
 // by xapi's keys, all or nothing.
 #pragma once
 
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -22,7 +24,18 @@ struct Incoming {
   std::vector<CrlRecord> crls;
 };
 
-std::string export_json(const Database& db);
+// With `cfg`, the document also carries the declarations (policies) of the purposes its
+// objects name, so that a host without them can declare the same (import --declare-purposes).
+std::string export_json(const Database& db, const Config* cfg = nullptr);
+
+// What a document says about purposes: every purpose its objects name, and the declarations
+// it carries (documents written before exports carried them have none). Declarations are
+// validated as ptrust.yaml's are. IMPORT_INVALID when malformed.
+struct DocumentPurposes {
+  std::set<std::string> referenced;
+  std::map<std::string, PurposePolicy> declared;
+};
+DocumentPurposes document_purposes(const std::string& doc);
 
 // Parses and validates every object through the checks `install`, `crl install` and `legacy
 // install` run (records.h: one certificate, no key, CA check, purposes well-formed, declared

@@ -472,7 +472,7 @@ std::vector<PoolRecord> Store::pool_remove(const std::string& host, bool staged_
   return removed;
 }
 
-std::string Store::export_document() const { return export_json(database()); }
+std::string Store::export_document() const { return export_json(database(), &ctx_.config); }
 
 ImportPlan Store::import_document(const std::string& doc, bool dry_run) {
   Incoming in = parse_export(doc, ctx_.config);  // validates everything before any lock

@@ -1,11 +1,18 @@
 // crl / legacy / pool / export / import / eject.
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <ctime>
+#include <filesystem>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <sstream>
 
+#include "core/config_edit.h"
 #include "core/error.h"
+#include "core/exchange.h"
+#include "core/layout.h"
 #include "core/store.h"
 #include "core/x509.h"
 #include "helper/cli.h"
@@ -148,8 +155,44 @@ int export_cmd(const Common& c, const po::variables_map& vm) {
   return 0;
 }
 
+// The configuration file purposes get declared in: the one in use, or (with the built-in
+// configuration) <root>/etc/ptrust/ptrust.yaml, created with the built-in purposes.
+struct ConfigEdit {
+  std::string path;
+  std::string text;  // new content
+};
+
+ConfigEdit plan_declarations(Context& ctx, const std::map<std::string, PurposePolicy>& missing) {
+  ConfigEdit e;
+  std::string base;
+  if (ctx.config.source == "<built-in>") {
+    e.path = ctx.root + "/" + std::string(layout::kConfigFile);
+    base = "purposes:\n";
+    for (const auto& l : declaration_lines(ctx.config.purposes)) base += l + "\n";
+  } else {
+    e.path = ctx.config.source;
+    struct stat st;
+    if (::lstat(e.path.c_str(), &st) == 0 && S_ISLNK(st.st_mode))
+      throw Error(Code::kConfigInvalid, e.path + " is a symbolic link: declare the purposes in the file it points to");
+    base = fs::read_input(e.path, 1u << 20);
+  }
+  e.text = declare_purposes(base, e.path, missing);
+  ctx.config = parse_config(e.text, e.path);
+  return e;
+}
+
+void write_config(const ConfigEdit& e) {
+  std::filesystem::path p(e.path);
+  std::filesystem::create_directories(p.parent_path());
+  fs::Fd dir(::open(p.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) throw_errno(Code::kIoError, "cannot open the directory of " + e.path);
+  struct stat st;
+  mode_t mode = ::stat(e.path.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0644;
+  fs::write_atomic(dir.get(), p.filename().string(), e.text, mode);
+}
+
 int import_cmd(const Common& c, const po::variables_map& vm) {
-  Store store(c.context());
+  Context ctx = c.context();
   std::string path = vm["file"].as<std::string>();
   std::string doc;
   if (path == "-") {  // as `export -` writes: a document piped from another host
@@ -161,7 +204,43 @@ int import_cmd(const Common& c, const po::variables_map& vm) {
     doc = fs::read_input(path, 256u << 20);
   }
   bool dry = vm["dry-run"].as<bool>();
+  // Purposes the document names that this host does not declare: refused with the lines to
+  // add (the exporting host's policies), or declared with --declare-purposes.
+  DocumentPurposes dp = document_purposes(doc);
+  std::map<std::string, PurposePolicy> missing;
+  for (const auto& name : dp.referenced) {
+    if (!valid_purpose_name(name) || name == kGeneral) continue;  // refused below, as install refuses it
+    auto theirs = dp.declared.find(name);
+    if (!ctx.config.declares(name)) {
+      missing[name] = theirs != dp.declared.end() ? theirs->second : PurposePolicy{};
+    } else if (theirs != dp.declared.end() && !(theirs->second == ctx.config.purposes.at(name))) {
+      std::cerr << "ptrust: note: purpose " << name << " is declared here as " << policy_yaml(ctx.config.purposes.at(name))
+                << "; the exporting host had " << policy_yaml(theirs->second) << " (this host's is kept)\n";
+    }
+  }
+  std::optional<ConfigEdit> edit;
+  if (!missing.empty()) {
+    std::string names, lines;
+    for (const auto& [n, p] : missing) names += (names.empty() ? "" : ", ") + n;
+    for (const auto& l : declaration_lines(missing)) lines += (lines.empty() ? "`" : ", `") + l + "`";
+    if (!vm["declare-purposes"].as<bool>()) {
+      std::string where = ctx.config.source == "<built-in>"
+                              ? "the built-in configuration (create " + ctx.root + "/" + std::string(layout::kConfigFile) + ")"
+                              : ctx.config.source;
+      throw Error(Code::kUnknownPurpose, "the document uses purposes not declared in " + where + ": " + names +
+                                             "; add under `purposes:` " + lines + ", or import with --declare-purposes");
+    }
+    edit = plan_declarations(ctx, missing);  // ctx.config now declares them (in memory)
+  }
+  Store store(ctx);
   apply_mode_change_option(store, vm);
+  if (edit) {
+    store.import_document(doc, true);  // every refusal before the configuration is touched
+    for (const auto& [n, p] : missing)
+      std::cerr << "ptrust: " << (dry ? "would declare" : "declared") << " purpose " << n << " in " << edit->path << ": "
+                << policy_yaml(p) << "\n";
+    if (!dry) write_config(*edit);
+  }
   ImportPlan plan = store.import_document(doc, dry);
   report_mode_changes(store);
   if (c.json) {
@@ -246,10 +325,13 @@ void add_store_commands(std::vector<Command>& out) {
   out.push_back({"pool list", "", "list pool members' certificates", true, none(), pool_list});
   out.push_back({"export", "FILE", "write everything this host trusts to FILE (- for stdout), for a pool exchange",
                  false, positional({{"file", "output file, or -"}}), export_cmd});
-  out.push_back({"import", "FILE [--dry-run]", "merge an export document; all or nothing", true,
+  out.push_back({"import", "FILE [--dry-run] [--declare-purposes]", "merge an export document; all or nothing", true,
                  [](po::options_description& d, po::positional_options_description& p) {
                    d.add_options()("file", po::value<std::string>()->required(), "export document, or - for standard input")(
-                       "dry-run", po::bool_switch(), "report what would change; change nothing");
+                       "dry-run", po::bool_switch(), "report what would change; change nothing")(
+                       "declare-purposes", po::bool_switch(),
+                       "declare the purposes the document uses and this host lacks in ptrust.yaml, with the "
+                       "exporting host's policies (an edit that keeps the rest of the file)");
                    add_mode_change_option(d);
                    p.add("file", 1);
                  },

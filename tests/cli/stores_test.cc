@@ -535,6 +535,84 @@ TEST(Exchange, ImportRefusesWhatInstallRefuses) {
   }
 }
 
+// An export carries the declarations of the purposes it uses: a host lacking one is told the
+// exact line to add, or gets it added with --declare-purposes (comments and order kept).
+TEST(Exchange, ImportDeclaresThePurposesItNeedsOnlyWhenAsked) {
+  TempDir a, b, in;
+  Issued ca = self_signed({.cn = "Wlb CA", .ca = true});
+  write_file(in / "ca.pem", ca.pem());
+  write_file(in / "a.yaml", "purposes:\n  wlb:\n    crl-policy: require\n    crl-scope: leaf\n");
+  ASSERT_EQ(ptrust(a.path(), {"--config", in / "a.yaml", "install", in / "ca.pem", "--ca", "--purpose", "wlb"}).status, 0);
+  ASSERT_EQ(ptrust(a.path(), {"--config", in / "a.yaml", "export", in / "doc.json"}).status, 0);
+  json::value doc = json::parse(read_file(in / "doc.json"));
+  EXPECT_EQ(json::serialize(doc.at("purposes")), R"({"wlb":{"crl-policy":"require","crl-scope":"leaf"}})");
+
+  const std::string b_yaml = "# site trust policy\npurposes:\n    licensing: {}   # the agent\n\n    # ldap\n"
+                             "    ldaps: {}\nroot: " + b.path() + "  # this host\n";
+  write_file(in / "b.yaml", b_yaml);
+  Tree before = snapshot(b.path());
+  RunResult refused = ptrust(b.path(), {"--config", in / "b.yaml", "import", in / "doc.json"});
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_EQ(refused.err.rfind("ptrust: UNKNOWN_PURPOSE: ", 0), 0u) << refused.err;
+  EXPECT_NE(refused.err.find("`  wlb: { crl-policy: require, crl-scope: leaf }`"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("--declare-purposes"), std::string::npos) << refused.err;
+  EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+  EXPECT_EQ(diff(before, snapshot(b.path())), "");
+  EXPECT_EQ(read_file(in / "b.yaml"), b_yaml);
+
+  RunResult dry = ptrust(b.path(), {"--config", in / "b.yaml", "import", in / "doc.json", "--dry-run", "--declare-purposes"});
+  EXPECT_EQ(dry.status, 0) << dry.err;
+  EXPECT_NE(dry.err.find("would declare purpose wlb"), std::string::npos) << dry.err;
+  EXPECT_EQ(read_file(in / "b.yaml"), b_yaml);
+  EXPECT_EQ(diff(before, snapshot(b.path())), "");
+
+  RunResult ok = ptrust(b.path(), {"--config", in / "b.yaml", "import", in / "doc.json", "--declare-purposes"});
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  // The entry joins the block at its indentation; every other byte is kept.
+  EXPECT_EQ(read_file(in / "b.yaml"), "# site trust policy\npurposes:\n    licensing: {}   # the agent\n\n    # ldap\n"
+                                      "    ldaps: {}\n    wlb: { crl-policy: require, crl-scope: leaf }\nroot: " +
+                                          b.path() + "  # this host\n");
+  RunResult purposes = ptrust(b.path(), {"--config", in / "b.yaml", "purposes", "--json"});
+  EXPECT_NE(purposes.out.find("\"wlb\""), std::string::npos) << purposes.out;
+  EXPECT_NE(purposes.out.find("\"require\""), std::string::npos) << purposes.out;
+  // Both hosts now hold the same records.
+  RunResult la = ptrust(a.path(), {"--config", in / "a.yaml", "list", "--json"});
+  RunResult lb = ptrust(b.path(), {"--config", in / "b.yaml", "list", "--json"});
+  EXPECT_EQ(json::parse(la.out).at("certificates").as_array()[0].at("uuid"),
+            json::parse(lb.out).at("certificates").as_array()[0].at("uuid"));
+}
+
+TEST(Exchange, DeclarePurposesWithTheBuiltInConfigurationCreatesTheFile) {
+  TempDir a, b, in;
+  Issued ca = self_signed({.cn = "Wlb CA", .ca = true});
+  write_file(in / "ca.pem", ca.pem());
+  write_file(in / "a.yaml", "purposes:\n  wlb: {}\n");
+  ASSERT_EQ(ptrust(a.path(), {"--config", in / "a.yaml", "install", in / "ca.pem", "--ca", "--purpose", "wlb"}).status, 0);
+  ASSERT_EQ(ptrust(a.path(), {"--config", in / "a.yaml", "export", in / "doc.json"}).status, 0);
+  RunResult ok = ptrust(b.path(), {"import", in / "doc.json", "--declare-purposes"});
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  EXPECT_EQ(read_file(b / "etc/ptrust/ptrust.yaml"), "purposes:\n  ldaps: {}\n  licensing: {}\n  wlb: {}\n");
+  EXPECT_EQ(ptrust(b.path(), {"resolve", "wlb"}).status, 0);
+}
+
+TEST(Exchange, DeclarePurposesRefusesAFlowMappingAndChangesNothing) {
+  TempDir a, b, in;
+  Issued ca = self_signed({.cn = "Wlb CA", .ca = true});
+  write_file(in / "ca.pem", ca.pem());
+  write_file(in / "a.yaml", "purposes:\n  wlb: {}\n");
+  ASSERT_EQ(ptrust(a.path(), {"--config", in / "a.yaml", "install", in / "ca.pem", "--ca", "--purpose", "wlb"}).status, 0);
+  ASSERT_EQ(ptrust(a.path(), {"--config", in / "a.yaml", "export", in / "doc.json"}).status, 0);
+  const std::string flow = "purposes: { licensing: {} }\n";
+  write_file(in / "b.yaml", flow);
+  Tree before = snapshot(b.path());
+  RunResult r = ptrust(b.path(), {"--config", in / "b.yaml", "import", in / "doc.json", "--declare-purposes"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err.rfind("ptrust: CONFIG_INVALID: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("`  wlb: {}`"), std::string::npos) << r.err;
+  EXPECT_EQ(read_file(in / "b.yaml"), flow);
+  EXPECT_EQ(diff(before, snapshot(b.path())), "");
+}
+
 // A missing database never wipes the stores: every writer and sync refuse with
 // DATABASE_MISSING (root byte-identical); `sync --adopt` adopts what is on disk, validated
 // as the intake commands validate it, with UUIDs, types and purposes from where files are.
