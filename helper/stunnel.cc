@@ -65,6 +65,7 @@ int render_cmd(const Common& c, const po::variables_map& vm) {
                  "(--openssl-conf PATH writes one)\n";
   }
   for (const auto& w : r.warnings) std::cerr << "ptrust: warning: " << w << "\n";
+  for (const auto& a : r.advisories) std::cerr << "ptrust: note: " << a << "\n";
   std::cout << r.text;
   return 0;
 }

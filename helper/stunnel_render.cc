@@ -120,7 +120,8 @@ void subject_check(Stanza& s, const StunnelService& svc) {
 // certificate in the chosen bundle, or explicitly limited to this purpose (crl install
 // --purpose: the administrator said it applies). Any other CRL only switches on stunnel's
 // CRL check (which then demands a CRL for every leaf's issuer) without checking anything.
-std::vector<const TrustCrl*> stanza_crls(const Context& ctx, const TrustState& t) {
+// `left_out` gets the others: an intermediate's CRL is among them unless it was scoped.
+std::vector<const TrustCrl*> stanza_crls(const Context& ctx, const TrustState& t, std::vector<std::string>& left_out) {
   std::vector<const TrustCrl*> out;
   if (t.crls.empty()) return out;
   std::vector<std::string> scoped = crls_scoped_to(ctx, t.purpose);
@@ -129,6 +130,7 @@ std::vector<const TrustCrl*> stanza_crls(const Context& ctx, const TrustState& t
     for (size_t i = 0; !keep && i < t.decoded.size(); ++i)
       keep = X509_NAME_cmp(X509_get_subject_name(t.decoded[i].get()), X509_CRL_get_issuer(c.crl.get())) == 0;
     if (keep) out.push_back(&c);
+    else left_out.push_back(c.name);
   }
   return out;
 }
@@ -151,7 +153,16 @@ void crls_files(Stanza& s, const Context& ctx, const TrustState& t) {
     s.note("crl-policy off: revocation is not checked");
     return;
   }
-  std::vector<const TrustCrl*> crls = stanza_crls(ctx, t);
+  std::vector<std::string> left_out;
+  std::vector<const TrustCrl*> crls = stanza_crls(ctx, t, left_out);
+  if (!left_out.empty()) {
+    std::string names;
+    for (const auto& n : left_out) names += (names.empty() ? "" : ", ") + n;
+    s.out.advisories.push_back("CRLs not issued by a CA of purpose '" + t.purpose + "' are left out of its stanza (" +
+                               names + "): stunnel would otherwise demand a CRL for every leaf's issuer. If one is "
+                               "an intermediate's CRL for this purpose's peers, install it with `crl install --purpose " +
+                               t.purpose + "` so stunnel checks it too (the verify hook already does)");
+  }
   if (p.crl_policy == CrlPolicy::kIfPresent) {
     if (crls.empty()) {
       s.note("crl-policy if-present: no CRL for this purpose's CAs is installed (sync adds CRLfile once one is)");

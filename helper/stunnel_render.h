@@ -31,6 +31,9 @@ struct Rendered {
   Mode mode = Mode::kNone;
   bool fail_closed = false;           // refuses every connection
   std::vector<std::string> warnings;  // where 5.68 cannot express the purpose's policy
+  // For the operator only, never in the stanza (so they change neither its text nor the reload
+  // digest): unscoped CRLs left out because no CA of the bundle issued them.
+  std::vector<std::string> advisories;
   std::optional<CrlFile> crl_file;    // the CRLfile the stanza names; write_crl_file() before use
 };
 

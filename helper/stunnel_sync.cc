@@ -181,6 +181,7 @@ std::string render_instance(const Context& ctx, const StunnelInstance& in, Insta
     s.mode = r.mode;
     s.fail_closed = r.fail_closed;
     s.warnings = r.warnings;
+    s.warnings.insert(s.warnings.end(), r.advisories.begin(), r.advisories.end());
     if (r.crl_file && std::find(rep.crl_files.begin(), rep.crl_files.end(), *r.crl_file) == rep.crl_files.end())
       rep.crl_files.push_back(*r.crl_file);
     file << "\n" << r.text;

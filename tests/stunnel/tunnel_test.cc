@@ -193,6 +193,10 @@ TEST(TunnelCrlTest, UnscopedCrlOfAnotherPurposesIssuerLeavesTheTunnelAlone) {
   EXPECT_EQ(after.out, before.out);  // byte-identical, so the same reload digest
   EXPECT_EQ(after.out.find("\nCRLfile"), std::string::npos) << after.out;
   EXPECT_EQ(after.out.find("\nCRLpath"), std::string::npos) << after.out;
+  // The operator is told, off the stanza, that a CRL was left out and how to include it.
+  EXPECT_EQ(before.err.find("left out"), std::string::npos) << before.err;
+  EXPECT_NE(after.err.find("left out of its stanza"), std::string::npos) << after.err;
+  EXPECT_NE(after.err.find("crl install --purpose licensing"), std::string::npos) << after.err;
   // ldaps's bundle holds other_ca: its stanza does take the CRL.
   RunResult ldaps = env.ptrust({"stunnel", "render", "--purpose", "ldaps", "--name", "x", "--accept", "1",
                                 "--connect", "h:1", "--check-host", "leaf.test"});
