@@ -382,8 +382,17 @@ struct CrlFacts {
   ossl::X509CrlPtr crl;
   Int number;  // crlNumber; null when absent
   Int base;    // a delta's BaseCRLNumber; null for a complete CRL
+  // What tells concurrent CRLs of one issuer name apart (a rolled-over key, CRLs partitioned
+  // by distribution point or reasons): the AKID keyIdentifier and the issuingDistributionPoint
+  // DER, nullopt when absent.
+  std::optional<std::string> akid, idp;
   bool delta() const noexcept { return base != nullptr; }
 };
+
+std::optional<std::string> octets(const ASN1_OCTET_STRING* s) {
+  if (!s) return std::nullopt;
+  return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<size_t>(ASN1_STRING_length(s)));
+}
 
 CrlFacts facts_of(const CrlRecord& r) {
   CrlFacts f;
@@ -391,6 +400,11 @@ CrlFacts facts_of(const CrlRecord& r) {
   if (!f.crl) throw Error(Code::kDatabaseInvalid, "the CRL '" + r.name + "' in the database does not parse");
   f.number.reset(static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(f.crl.get(), NID_crl_number, nullptr, nullptr)));
   f.base.reset(static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(f.crl.get(), NID_delta_crl, nullptr, nullptr)));
+  ossl::Ptr<AUTHORITY_KEYID, AUTHORITY_KEYID_free> akid(
+      static_cast<AUTHORITY_KEYID*>(X509_CRL_get_ext_d2i(f.crl.get(), NID_authority_key_identifier, nullptr, nullptr)));
+  if (akid) f.akid = octets(akid->keyid);
+  if (int i = X509_CRL_get_ext_by_NID(f.crl.get(), NID_issuing_distribution_point, -1); i >= 0)
+    f.idp = octets(X509_EXTENSION_get_data(X509_CRL_get_ext(f.crl.get(), i)));
   return f;
 }
 
@@ -413,19 +427,24 @@ std::string scope_text(const std::vector<std::string>& purposes) {
   return "--purpose " + s;
 }
 
-// The installed CRLs of `r`'s issuer (X509_NAME_cmp) and scope (the same purpose set), other
-// than `r` itself. Only those whose issuer text has the same key are decoded.
+// The installed CRLs of the same line as `r` (other than `r`): the same issuer name
+// (X509_NAME_cmp), AKID keyIdentifier, issuingDistributionPoint and scope (purpose set). Of
+// those, a CRL replaces the older one of its own kind (complete or delta), and a delta's base
+// is a complete one (OpenSSL matches a delta to its base on the same name, AKID and IDP). A
+// CRL of another line is installed beside them. Only records whose issuer text has the same
+// key are decoded.
 struct Peer {
   const CrlRecord* record;
   CrlFacts facts;
 };
-std::vector<Peer> peers_of(const Database& db, const CrlRecord& r, const X509_CRL* crl) {
+std::vector<Peer> peers_of(const Database& db, const CrlRecord& r, const CrlFacts& rf) {
   std::vector<Peer> out;
   const std::string key = x509::name_key(r.issuer);
   for (const auto& o : db.crls) {
     if (&o == &r || o.purposes != r.purposes || x509::name_key(o.issuer) != key) continue;
     CrlFacts f = facts_of(o);
-    if (X509_NAME_cmp(X509_CRL_get_issuer(f.crl.get()), X509_CRL_get_issuer(crl)) == 0)
+    if (X509_NAME_cmp(X509_CRL_get_issuer(f.crl.get()), X509_CRL_get_issuer(rf.crl.get())) == 0 && f.akid == rf.akid &&
+        f.idp == rf.idp)
       out.push_back({&o, std::move(f)});
   }
   return out;
@@ -447,7 +466,7 @@ CrlPlan plan_crl_install(const Database& db, const CrlRecord& r, const CrlFacts&
   plan.signer = check_crl_signature(db, r, issuers);
   plan.number = x509::crl_number(rf.crl.get());
   const std::string what = "from '" + r.issuer + "' (" + scope_text(r.purposes) + ")";
-  std::vector<Peer> peers = peers_of(db, r, rf.crl.get());
+  std::vector<Peer> peers = peers_of(db, r, rf);
   const Peer* target = nullptr;  // the newest installed CRL of the same kind
   const Peer* base = nullptr;    // a delta's base: the complete CRL with the highest crlNumber
   for (const auto& p : peers) {
@@ -481,13 +500,19 @@ CrlPlan plan_crl_install(const Database& db, const CrlRecord& r, const CrlFacts&
     if (drop) plan.dropped.push_back(p.record->name);
   }
   plan.name = explicit_name || !plan.replaced ? r.name : *plan.replaced;
-  auto leaving = [&](const std::string& n) {
-    return n == plan.replaced || std::find(plan.dropped.begin(), plan.dropped.end(), n) != plan.dropped.end();
+  auto taken = [&](const std::string& n) -> const CrlRecord* {
+    if (n == plan.replaced || std::find(plan.dropped.begin(), plan.dropped.end(), n) != plan.dropped.end()) return nullptr;
+    auto it = std::find_if(db.crls.begin(), db.crls.end(), [&](const CrlRecord& o) { return o.name == n; });
+    return it == db.crls.end() ? nullptr : &*it;
   };
-  for (const auto& o : db.crls)
-    if (o.name == plan.name && !leaving(o.name))
-      throw Error(Code::kCrlAlreadyExists, "a CRL named '" + plan.name + "' is already installed (from '" + o.issuer +
-                                               "', " + scope_text(o.purposes) + ")");
+  if (!explicit_name && !plan.replaced) {
+    // A derived name that another line holds: Name-2.crl, Name-3.crl, ...
+    const std::string stem = r.name.substr(0, r.name.size() - 4);  // derived names end in .crl
+    for (int i = 2; taken(plan.name) && i <= 1000; ++i) plan.name = stem + "-" + std::to_string(i) + ".crl";
+  }
+  if (const CrlRecord* o = taken(plan.name))
+    throw Error(Code::kCrlAlreadyExists, "a CRL named '" + plan.name + "' is already installed (from '" + o->issuer +
+                                             "', " + scope_text(o->purposes) + ")");
   return plan;
 }
 
@@ -603,7 +628,7 @@ CrlRemoval Store::crl_uninstall(const std::string& name) {
     }
     if (f && !f->delta()) {
       // Its deltas go with it, unless another complete CRL of the issuer and scope is their base.
-      std::vector<Peer> peers = peers_of(db, *it, f->crl.get());
+      std::vector<Peer> peers = peers_of(db, *it, *f);
       std::vector<std::string> drop;
       for (const auto& p : peers) {
         if (!p.facts.delta()) continue;

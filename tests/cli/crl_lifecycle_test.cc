@@ -133,11 +133,11 @@ TEST_F(CrlLifecycle, WithoutCrlNumbersTheLaterThisUpdateIsNewer) {
 TEST_F(CrlLifecycle, EachPurposeSetIsItsOwnScope) {
   ok({"install", in / "root.pem", "--ca"});
   ok({"crl", "install", crl("3.crl", pki().root, {.number = 3})});
-  // The same issuer for other purpose sets: not a replacement (the derived name is taken).
-  refused({"crl", "install", in / "3.crl", "--purpose", "licensing"}, "CRL_ALREADY_EXISTS");
+  // The same issuer for other purpose sets: installed beside it, under a derived name of its own.
+  EXPECT_EQ(ok({"crl", "install", in / "3.crl", "--purpose", "ldaps"}).out, "Life_Root-2.crl\n");
   ok({"crl", "install", in / "3.crl", "--purpose", "licensing", "--name", "lic.crl"});
   ok({"crl", "install", in / "3.crl", "--purpose", "licensing,ldaps", "--name", "both.crl"});
-  ASSERT_EQ(crls().size(), 3u);
+  ASSERT_EQ(crls().size(), 4u);
   // A newer one for licensing replaces lic.crl only.
   RunResult r = ok({"crl", "install", crl("4.crl", pki().root, {.number = 4}), "--purpose", "licensing"});
   EXPECT_EQ(r.out, "lic.crl\n");
@@ -145,12 +145,41 @@ TEST_F(CrlLifecycle, EachPurposeSetIsItsOwnScope) {
   EXPECT_EQ(show("lic.crl").at("crl_number"), "4");
   EXPECT_EQ(show("Life_Root.crl").at("crl_number"), "3");
   EXPECT_EQ(show("both.crl").at("crl_number"), "3");
+  EXPECT_EQ(show("Life_Root-2.crl").at("crl_number"), "3");
   // The scope is the set, not the order it was given in.
   EXPECT_EQ(ok({"crl", "install", in / "4.crl", "--purpose", "ldaps,licensing"}).out, "both.crl\n");
   refused({"crl", "install", in / "3.crl", "--purpose", "licensing"}, "CRL_NOT_NEWER");
   // Another issuer under a taken name is no replacement.
   refused({"crl", "install", crl("o.crl", pki().other, {.number = 7}), "--name", "lic.crl", "--purpose", "licensing"},
           "CRL_ALREADY_EXISTS");
+}
+
+TEST_F(CrlLifecycle, ConcurrentCrlsOfOneIssuerNameLiveSideBySide) {
+  // A rolled-over key (another AKID) and CRLs partitioned by distribution point are not
+  // successors of each other: neither replaces (nor is refused by) the other.
+  Issued rolled_self = self_signed({.cn = "Life Root", .ca = true});
+  write_file(in / "rolled.pem", rolled_self.pem());
+  ok({"install", in / "root.pem", "--ca"});
+  ok({"install", in / "rolled.pem", "--ca"});
+  ok({"crl", "install", crl("5.crl", pki().root, {.number = 5})});
+  RunResult r = ok({"crl", "install", crl("rolled-1.crl", rolled_self, {.number = 1})});
+  EXPECT_EQ(r.out, "Life_Root-2.crl\n");
+  EXPECT_EQ(r.err, "");
+  const std::string part_a = crl("a.crl", pki().root, {.number = 1, .idp = "fullname:URI:http://crl.example/a.crl"});
+  const std::string part_b = crl("b.crl", pki().root, {.number = 1, .idp = "fullname:URI:http://crl.example/b.crl"});
+  EXPECT_EQ(ok({"crl", "install", part_a}).out, "Life_Root-3.crl\n");
+  EXPECT_EQ(ok({"crl", "install", part_b}).out, "Life_Root-4.crl\n");
+  ASSERT_EQ(crls().size(), 4u);
+  // Within one line the rules hold: partition a's next CRL replaces it, its older one is refused.
+  r = ok({"crl", "install", crl("a2.crl", pki().root, {.number = 2, .idp = "fullname:URI:http://crl.example/a.crl"})});
+  EXPECT_EQ(r.err, "ptrust: replaced CRL Life_Root-3.crl (crlNumber 1 -> 2)\n");
+  refused({"crl", "install", part_a}, "CRL_NOT_NEWER");
+  refused({"crl", "install", crl("4.crl", pki().root, {.number = 4})}, "CRL_NOT_NEWER");
+  EXPECT_EQ(show("Life_Root.crl").at("crl_number"), "5");
+  EXPECT_EQ(show("Life_Root-2.crl").at("crl_number"), "1");
+  EXPECT_EQ(show("Life_Root-4.crl").at("crl_number"), "1");
+  // A delta finds its base only in its own line.
+  refused({"crl", "install", crl("d.crl", rolled_self, {.number = 6, .delta_base = 5})}, "CRL_DELTA_WITHOUT_BASE");
 }
 
 TEST_F(CrlLifecycle, IssuerChecksACrlWhoseIssuerIsNotInstalled) {
