@@ -239,23 +239,24 @@ Describe none() {
 
 void add_store_commands(std::vector<Command>& out) {
   out.push_back({"crl install", "FILE [--name NAME] [--purpose a,b] [--issuer CERTS]",
-                 "install a CRL (PEM or DER); prints its name. Without --purpose it applies to every purpose. "
-                 "A newer CRL (higher crlNumber, else later thisUpdate) of the same issuer and purpose set replaces "
-                 "the installed one in one change and keeps its name (an older or equal one: CRL_NOT_NEWER). A delta "
-                 "CRL needs its complete base installed (CRL_DELTA_WITHOUT_BASE) and is replaced by newer deltas; a "
-                 "new complete CRL drops the deltas below its number. The signature is checked with --issuer, else "
-                 "with an installed CA of the issuer's name, else only at verification (a warning says so). Warns "
-                 "which purposes fail while the CRL is past its nextUpdate",
+                 "install a CRL (PEM or DER), for every purpose or the --purpose ones; a newer CRL of the same line "
+                 "(issuer, AKID, distribution point, purposes) replaces the installed one; prints its name",
                  false,
                  [](po::options_description& d, po::positional_options_description& p) {
-                   d.add_options()("file", po::value<std::string>()->required(), "CRL file")(
+                   d.add_options()("file", po::value<std::string>()->required(),
+                                   "CRL file. Newer = higher crlNumber when both have one, else later thisUpdate; an "
+                                   "older or equal one is CRL_NOT_NEWER. A delta CRL needs a complete CRL of its line "
+                                   "with crlNumber >= its base (CRL_DELTA_WITHOUT_BASE); a complete CRL drops the deltas "
+                                   "below its number. A CRL past its nextUpdate is accepted with a warning naming the "
+                                   "purposes it fails")(
                        "name", po::value<std::string>(), "file name in etc/stunnel/crls ([A-Za-z0-9._-]; default from the issuer, "
                        "or the name of the CRL it replaces)")(
                        "purpose", po::value<std::string>(), "limit the CRL to these purposes")(
                        "issuer", po::value<std::string>(),
                        "certificates (PEM or DER) that may have signed the CRL, e.g. an intermediate that is not installed: "
                        "one named as the CRL's issuer must verify it (CRL_SIGNATURE_INVALID otherwise); never trusted, "
-                       "kept in the CRL's record");
+                       "kept in the CRL's record. Without it an installed CA of the issuer's name checks it; with none, "
+                       "a warning says the signature is checked only at verification");
                    p.add("file", 1);
                  },
                  crl_install});
