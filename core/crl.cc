@@ -41,6 +41,13 @@ ossl::X509CrlPtr parse_crl(std::string_view data) {
   return crl;
 }
 
+bool crl_in_scope(const std::vector<std::string>& scope, std::string_view purpose) noexcept {
+  if (scope.empty()) return true;
+  for (const auto& p : scope)
+    if (p == purpose) return true;
+  return false;
+}
+
 namespace {
 
 // name → purposes for CRLs limited to some purposes.
@@ -73,11 +80,10 @@ std::vector<NamedCrl> load_crls(const Context& ctx, std::string_view purpose) {
   auto scope = load_scope(root.get());
   for (const auto& e : fs::list_dir(dir.get())) {
     if (e.name[0] == '.' || layout::is_hash_link_name(e.name)) continue;
-    if (auto it = scope.find(e.name); it != scope.end()) {
-      bool applies = false;
-      for (const auto& p : it->second) applies |= (p == purpose);
-      if (!applies) continue;
-    }
+    // In the index = limited to its purposes (the writer never indexes an unscoped CRL).
+    if (auto it = scope.find(e.name);
+        it != scope.end() && (it->second.empty() || !crl_in_scope(it->second, purpose)))
+      continue;
     auto data = fs::read_at(dir.get(), e.name, 64u << 20);
     if (!data) continue;  // removed while we listed
     auto crl = parse_crl(*data);

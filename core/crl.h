@@ -16,6 +16,10 @@ namespace ptrust {
 // Parses exactly one CRL from PEM or DER; nullptr when it is not exactly one CRL.
 ossl::X509CrlPtr parse_crl(std::string_view data);
 
+// Whether a CRL limited to `scope` (its record's purposes; empty = unscoped) applies to
+// `purpose`: the one scope rule, for consumers (load_crls) and the writer's reports.
+bool crl_in_scope(const std::vector<std::string>& scope, std::string_view purpose) noexcept;
+
 struct NamedCrl {
   std::string name;
   ossl::X509CrlPtr crl;

@@ -106,14 +106,21 @@ std::vector<std::string> strings_from(const json::value& v) {
 }
 
 json::object to_json(const CrlRecord& r) {
-  return {{"name", r.name},         {"purposes", strings(r.purposes)}, {"issuer", r.issuer},
-          {"sha256", r.sha256},     {"last_update", r.last_update},    {"next_update", r.next_update},
-          {"installed_at", r.installed_at}, {"pem", r.pem}};
+  json::object o{{"name", r.name},         {"purposes", strings(r.purposes)}, {"issuer", r.issuer},
+                 {"sha256", r.sha256},     {"last_update", r.last_update},    {"next_update", r.next_update},
+                 {"installed_at", r.installed_at}, {"pem", r.pem}};
+  // Written only when set: a database without deltas or --issuer keeps its bytes.
+  if (!r.delta_base.empty()) o["delta_base"] = r.delta_base;
+  if (!r.issuer_pem.empty()) o["issuer_pem"] = r.issuer_pem;
+  return o;
 }
 
 CrlRecord crl_from_json(const json::object& o) {
-  return {str(o, "name"),        strings_from(o.at("purposes")), str(o, "issuer"),      str(o, "sha256"),
-          num(o, "last_update"), num(o, "next_update"),          num(o, "installed_at"), str(o, "pem")};
+  CrlRecord r{str(o, "name"),        strings_from(o.at("purposes")), str(o, "issuer"),      str(o, "sha256"),
+              num(o, "last_update"), num(o, "next_update"),          num(o, "installed_at"), str(o, "pem"), "", ""};
+  if (o.if_contains("delta_base")) r.delta_base = str(o, "delta_base");
+  if (o.if_contains("issuer_pem")) r.issuer_pem = str(o, "issuer_pem");
+  return r;
 }
 
 json::object to_json(const LegacyRecord& r) {

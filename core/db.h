@@ -38,6 +38,11 @@ struct CrlRecord {
   std::int64_t last_update = 0, next_update = 0;  // next_update 0 = none
   std::int64_t installed_at = 0;
   std::string pem;  // re-encoded X509 CRL block
+  // A delta CRL (deltaCRLIndicator): its BaseCRLNumber in decimal; "" for a complete CRL.
+  std::string delta_base;
+  // The certificate `crl install --issuer` checked the signature with (re-encoded PEM; never
+  // trusted, never written to a store); "" when an installed CA checked it or none could.
+  std::string issuer_pem;
 };
 
 // A CA installed through the deprecated xapi API: etc/stunnel/certs/<name>.

@@ -54,6 +54,8 @@ constexpr CodeInfo kCodes[] = {
     {Code::kModeChangeWidensTrust, "MODE_CHANGE_WIDENS_TRUST", 39, PTRUST_REASON_INTERNAL_ERROR},
     {Code::kCertificateSelectorAmbiguous, "CERTIFICATE_SELECTOR_AMBIGUOUS", 40, PTRUST_REASON_INTERNAL_ERROR},
     {Code::kRenderCannotExpress, "RENDER_CANNOT_EXPRESS", 41, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kCrlNotNewer, "CRL_NOT_NEWER", 42, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kCrlDeltaWithoutBase, "CRL_DELTA_WITHOUT_BASE", 43, PTRUST_REASON_INTERNAL_ERROR},
 };
 
 constexpr bool rows_in_enum_order() {
@@ -62,7 +64,7 @@ constexpr bool rows_in_enum_order() {
   return true;
 }
 static_assert(rows_in_enum_order(), "kCodes rows must follow the order of enum Code");
-static_assert(std::size(kCodes) == static_cast<size_t>(Code::kRenderCannotExpress) + 1, "a Code lacks its row");
+static_assert(std::size(kCodes) == static_cast<size_t>(Code::kCrlDeltaWithoutBase) + 1, "a Code lacks its row");
 
 constexpr bool provider_reasons_unique() {
   for (size_t i = 0; i < std::size(kCodes); ++i)

@@ -62,6 +62,10 @@ enum class Code {
   // `stunnel render`/`sync`: stunnel 5.68 cannot express the purpose's policy and the
   // difference is not accepted by an explicit option (additive).
   kRenderCannotExpress,
+  // `crl install` of a CRL no newer than the installed one it would replace (additive).
+  kCrlNotNewer,
+  // A delta CRL whose base (a complete CRL of the same issuer and scope) is not installed (additive).
+  kCrlDeltaWithoutBase,
 };
 
 // What each code is called and how each consumer reports it (core/error.cc holds the table).

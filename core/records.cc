@@ -63,8 +63,23 @@ CrlRecord make_crl_record(std::string_view data, std::string name, std::vector<s
   refuse_private_keys(data);
   auto crl = parse_crl(data);
   if (!crl) throw Error(Code::kCrlInvalid, "input is not exactly one CRL (PEM or DER)");
+  // The two integer extensions the replacement and delta rules read must decode.
+  for (int nid : {NID_crl_number, NID_delta_crl}) {
+    int crit = -1;
+    auto* n = static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(crl.get(), nid, &crit, nullptr));
+    ASN1_INTEGER_free(n);
+    if (!n && crit != -1)
+      throw Error(Code::kCrlInvalid, std::string("the CRL's ") + OBJ_nid2ln(nid) + " extension is malformed or repeated");
+  }
   CrlRecord r;
-  r.name = name.empty() ? name_from_issuer(X509_CRL_get_issuer(crl.get())) : std::move(name);
+  r.delta_base = x509::crl_delta_base(crl.get());
+  if (!r.delta_base.empty() && x509::crl_number(crl.get()).empty())
+    throw Error(Code::kCrlInvalid, "a delta CRL must carry a crlNumber (RFC 5280 5.2.4)");
+  if (name.empty()) {
+    name = name_from_issuer(X509_CRL_get_issuer(crl.get()));
+    if (!r.delta_base.empty()) name.insert(name.size() - 4, "-delta");  // beside its base: X.crl, X-delta.crl
+  }
+  r.name = std::move(name);
   r.purposes = std::move(purposes);
   std::sort(r.purposes.begin(), r.purposes.end());
   r.issuer = x509::rfc2253(X509_CRL_get_issuer(crl.get()));
@@ -126,27 +141,85 @@ PoolRecord vet_pool(const std::string& host, bool staged, const Certificate& cer
   return make_pool_record(host, staged, cert, installed_at);
 }
 
-void check_crl_signature(const Database& db, const CrlRecord& r) {
-  auto crl = parse_crl(r.pem);
-  std::vector<const std::string*> pems;
+std::vector<Certificate> parse_crl_issuers(std::string_view input) {
+  refuse_private_keys(input);
+  std::vector<Certificate> out;
+  if (input.find("-----BEGIN") == std::string_view::npos) {  // DER: exactly one certificate
+    out.push_back(Certificate::parse(input));
+    return out;
+  }
+  // PEM: each block a certificate of its own (anything else is refused as `install` refuses it).
+  for (size_t at = 0; (at = input.find("-----BEGIN ", at)) != std::string_view::npos;) {
+    size_t end = input.find("-----END ", at);
+    size_t stop = end == std::string_view::npos ? end : input.find("-----", end + 9);
+    if (stop == std::string_view::npos) throw Error(Code::kTrustedCertificateInvalid, "a PEM block is not closed");
+    try {
+      out.push_back(Certificate::parse(input.substr(at, stop + 5 - at)));
+    } catch (const Error& e) {
+      throw Error(e.code(), "block " + std::to_string(out.size() + 1) + ": " + e.what());
+    }
+    at = stop + 5;
+  }
+  return out;
+}
+
+std::vector<const std::string*> crl_signer_candidates(const Database& db, const std::string& issuer) {
+  // Compared on the names' keys (text the records already hold): nothing is decoded here, so
+  // the cost is that of the few certificates that carry the issuer's name, not of the store.
+  const std::string key = x509::name_key(issuer);
+  std::vector<const std::string*> out;
   for (const auto& c : db.certs)
-    if (c.type == CertType::kCa) pems.push_back(&c.pem);
-  for (const auto& c : db.legacy) pems.push_back(&c.pem);
+    if (c.type == CertType::kCa && x509::name_key(c.subject) == key) out.push_back(&c.pem);
+  for (const auto& c : db.legacy)
+    if (x509::name_key(c.subject) == key) out.push_back(&c.pem);
+  for (const auto& c : db.crls)
+    if (!c.issuer_pem.empty() && x509::name_key(c.issuer) == key) out.push_back(&c.issuer_pem);
+  return out;
+}
+
+CrlSigner check_crl_signature(const Database& db, const CrlRecord& r, const std::vector<Certificate>& given) {
+  auto crl = parse_crl(r.pem);
+  if (!crl) throw Error(Code::kCrlInvalid, "the CRL does not parse");
+  const X509_NAME* issuer = X509_CRL_get_issuer(crl.get());
+  struct Clear {
+    ~Clear() { ERR_clear_error(); }
+  } clear;
+  CrlSigner out;
+  if (!given.empty()) {
+    // --issuer: only these, and one of them must have signed it.
+    bool named = false;
+    for (const auto& c : given) {
+      if (X509_NAME_cmp(X509_get_subject_name(c.get()), issuer) != 0) continue;
+      named = true;
+      if (X509_CRL_verify(crl.get(), X509_get0_pubkey(c.get())) == 1) {
+        out.how = CrlSigner::How::kGivenIssuer;
+        out.pem = c.pem();
+        return out;
+      }
+    }
+    throw Error(Code::kCrlSignatureInvalid,
+                named ? "the --issuer certificate named '" + r.issuer + "' did not sign this CRL"
+                      : "no --issuer certificate is named '" + r.issuer + "', the CRL's issuer");
+  }
   bool issuer_known = false;
-  for (const auto* pem : pems) {
+  for (const std::string* pem : crl_signer_candidates(db, r.issuer)) {
     ossl::BioPtr b(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
     ossl::X509Ptr ca(PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr));
-    if (!ca || X509_NAME_cmp(X509_get_subject_name(ca.get()), X509_CRL_get_issuer(crl.get())) != 0) continue;
+    if (!ca || X509_NAME_cmp(X509_get_subject_name(ca.get()), issuer) != 0) continue;
     issuer_known = true;
     if (X509_CRL_verify(crl.get(), X509_get0_pubkey(ca.get())) == 1) {
-      ERR_clear_error();
-      return;
+      // An --issuer certificate recorded with an earlier CRL of this issuer stays recorded.
+      bool recorded = std::any_of(db.crls.begin(), db.crls.end(), [&](const CrlRecord& o) { return &o.issuer_pem == pem; });
+      out.how = recorded ? CrlSigner::How::kRecordedIssuer : CrlSigner::How::kInstalledCa;
+      if (recorded) out.pem = *pem;
+      return out;
     }
   }
-  ERR_clear_error();
   if (issuer_known)
     throw Error(Code::kCrlSignatureInvalid,
-                "the CRL names '" + r.issuer + "' as issuer but no installed CA of that name signed it");
+                "the CRL names '" + r.issuer + "' as issuer but no installed CA (or --issuer certificate recorded "
+                "with an earlier CRL) of that name signed it; give its signer with --issuer FILE");
+  return out;  // kUnchecked
 }
 
 }  // namespace ptrust

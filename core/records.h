@@ -44,8 +44,28 @@ LegacyRecord vet_legacy(const std::string& name, const Certificate& cert, std::i
 PoolRecord vet_pool(const std::string& host, bool staged, const Certificate& cert, std::int64_t installed_at,
                     std::optional<std::time_t> now);
 
-// When a CA with the CRL's issuer name is installed (trusted or legacy), the CRL's signature
-// must verify with one of them: CRL_SIGNATURE_INVALID otherwise.
-void check_crl_signature(const Database& db, const CrlRecord& crl);
+// The certificates of `crl install --issuer FILE` (PEM with one or more CERTIFICATE blocks,
+// or one DER certificate): candidates for the signature check only, never trusted.
+// PRIVATE_KEY_NOT_ALLOWED for a key anywhere; TRUSTED_CERTIFICATE_INVALID for anything that
+// is not a certificate (as `install` refuses it).
+std::vector<Certificate> parse_crl_issuers(std::string_view input);
+
+// The PEMs that may have signed a CRL of `issuer` (RFC 2253 text): installed CAs (trusted and
+// legacy) and --issuer certificates recorded with other CRLs, found by name (x509::name_key)
+// without decoding any certificate. Callers confirm with X509_NAME_cmp.
+std::vector<const std::string*> crl_signer_candidates(const Database& db, const std::string& issuer);
+
+// How the signature of a CRL was checked at intake.
+struct CrlSigner {
+  enum class How { kUnchecked, kInstalledCa, kRecordedIssuer, kGivenIssuer };
+  How how = How::kUnchecked;
+  std::string pem;  // kGivenIssuer / kRecordedIssuer: the certificate that verified it
+};
+
+// With `given` (--issuer): the CRL must verify with one of them whose subject is its issuer
+// name. Without: when an installed CA, or an --issuer certificate recorded with another CRL,
+// has the CRL's issuer name, it must verify with one of them; when none has, it is
+// kUnchecked (consumers check it at verification). CRL_SIGNATURE_INVALID otherwise.
+CrlSigner check_crl_signature(const Database& db, const CrlRecord& crl, const std::vector<Certificate>& given = {});
 
 }  // namespace ptrust

@@ -18,6 +18,7 @@
 #include "core/exchange.h"
 #include "core/generation.h"
 #include "core/records.h"
+#include "core/trust.h"
 #include "core/x509.h"
 
 namespace ptrust {
@@ -373,40 +374,279 @@ CertRecord Store::uninstall(const std::string& uuid, bool force) {
   return r;
 }
 
-CrlInstallResult Store::crl_install(std::string_view data, const std::string& name_in,
-                                    const std::vector<std::string>& purposes, std::time_t now) {
-  CrlInstallResult res;
-  res.record = vet_crl(data, name_in, purposes, ctx_.config, static_cast<std::int64_t>(now));
-  CrlRecord& r = res.record;
-  if (r.next_update != 0 && r.next_update < now)
-    res.warnings.push_back("CRL from '" + r.issuer + "' is past its nextUpdate (" + x509::format_time(r.next_update) +
-                           "); verification under a strict CRL policy will fail until it is replaced");
+namespace {
 
-  auto check = [&](const Database& db) {
-    if (find_if_ptr(db.crls, [&](const CrlRecord& o) { return o.name == r.name; }))
-      throw Error(Code::kCrlAlreadyExists, "a CRL named '" + r.name + "' is already installed");
-    check_crl_signature(db, r);
+// What the replacement and delta rules read from a CRL.
+struct CrlFacts {
+  using Int = ossl::Ptr<ASN1_INTEGER, ASN1_INTEGER_free>;
+  ossl::X509CrlPtr crl;
+  Int number;  // crlNumber; null when absent
+  Int base;    // a delta's BaseCRLNumber; null for a complete CRL
+  // What tells concurrent CRLs of one issuer name apart (a rolled-over key, CRLs partitioned
+  // by distribution point or reasons): the AKID keyIdentifier and the issuingDistributionPoint
+  // DER, nullopt when absent.
+  std::optional<std::string> akid, idp;
+  bool delta() const noexcept { return base != nullptr; }
+};
+
+std::optional<std::string> octets(const ASN1_OCTET_STRING* s) {
+  if (!s) return std::nullopt;
+  return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<size_t>(ASN1_STRING_length(s)));
+}
+
+CrlFacts facts_of(const CrlRecord& r) {
+  CrlFacts f;
+  f.crl = parse_crl(r.pem);
+  if (!f.crl) throw Error(Code::kDatabaseInvalid, "the CRL '" + r.name + "' in the database does not parse");
+  f.number.reset(static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(f.crl.get(), NID_crl_number, nullptr, nullptr)));
+  f.base.reset(static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(f.crl.get(), NID_delta_crl, nullptr, nullptr)));
+  ossl::Ptr<AUTHORITY_KEYID, AUTHORITY_KEYID_free> akid(
+      static_cast<AUTHORITY_KEYID*>(X509_CRL_get_ext_d2i(f.crl.get(), NID_authority_key_identifier, nullptr, nullptr)));
+  if (akid) f.akid = octets(akid->keyid);
+  if (int i = X509_CRL_get_ext_by_NID(f.crl.get(), NID_issuing_distribution_point, -1); i >= 0)
+    f.idp = octets(X509_EXTENSION_get_data(X509_CRL_get_ext(f.crl.get(), i)));
+  return f;
+}
+
+// Newer: a higher crlNumber when both have one, otherwise a later thisUpdate.
+bool newer(const CrlFacts& a, const CrlFacts& b) {
+  if (a.number && b.number) return ASN1_INTEGER_cmp(a.number.get(), b.number.get()) > 0;
+  return ASN1_TIME_compare(X509_CRL_get0_lastUpdate(a.crl.get()), X509_CRL_get0_lastUpdate(b.crl.get())) > 0;
+}
+
+// "crlNumber 3" or "thisUpdate 2026-...": what `newer` compared.
+std::string order_of(const CrlFacts& f, bool by_number) {
+  if (by_number) return "crlNumber " + x509::crl_number(f.crl.get());
+  return "thisUpdate " + x509::format_time(x509::to_epoch(X509_CRL_get0_lastUpdate(f.crl.get())).value_or(0));
+}
+
+std::string scope_text(const std::vector<std::string>& purposes) {
+  if (purposes.empty()) return "unscoped";
+  std::string s;
+  for (const auto& p : purposes) s += (s.empty() ? "" : ",") + p;
+  return "--purpose " + s;
+}
+
+// The installed CRLs of the same line as `r` (other than `r`): the same issuer name
+// (X509_NAME_cmp), AKID keyIdentifier, issuingDistributionPoint and scope (purpose set). Of
+// those, a CRL replaces the older one of its own kind (complete or delta), and a delta's base
+// is a complete one (OpenSSL matches a delta to its base on the same name, AKID and IDP). A
+// CRL of another line is installed beside them. Only records whose issuer text has the same
+// key are decoded.
+struct Peer {
+  const CrlRecord* record;
+  CrlFacts facts;
+};
+std::vector<Peer> peers_of(const Database& db, const CrlRecord& r, const CrlFacts& rf) {
+  std::vector<Peer> out;
+  const std::string key = x509::name_key(r.issuer);
+  for (const auto& o : db.crls) {
+    if (&o == &r || o.purposes != r.purposes || x509::name_key(o.issuer) != key) continue;
+    CrlFacts f = facts_of(o);
+    if (X509_NAME_cmp(X509_CRL_get_issuer(f.crl.get()), X509_CRL_get_issuer(rf.crl.get())) == 0 && f.akid == rf.akid &&
+        f.idp == rf.idp)
+      out.push_back({&o, std::move(f)});
+  }
+  return out;
+}
+
+// What installing a CRL changes, decided on one database (the check's), applied to the same.
+struct CrlPlan {
+  std::string name;                        // the new record's name
+  std::optional<std::string> replaced;     // name of the CRL it replaces
+  std::string replaced_number, number;     // crlNumbers, for the report
+  std::vector<std::string> dropped;        // names removed with it
+  CrlSigner signer;
+};
+
+CrlPlan plan_crl_install(const Database& db, const CrlRecord& r, const CrlFacts& rf, bool explicit_name,
+                         const std::vector<Certificate>& issuers) {
+  CrlPlan plan;
+  // First: a forged CRL is refused as forged, whatever it would replace.
+  plan.signer = check_crl_signature(db, r, issuers);
+  plan.number = x509::crl_number(rf.crl.get());
+  const std::string what = "from '" + r.issuer + "' (" + scope_text(r.purposes) + ")";
+  std::vector<Peer> peers = peers_of(db, r, rf);
+  const Peer* target = nullptr;  // the newest installed CRL of the same kind
+  const Peer* base = nullptr;    // a delta's base: the complete CRL with the highest crlNumber
+  for (const auto& p : peers) {
+    if (p.facts.delta() == rf.delta() && (!target || newer(p.facts, target->facts))) target = &p;
+    if (!p.facts.delta() && p.facts.number &&
+        (!base || ASN1_INTEGER_cmp(p.facts.number.get(), base->facts.number.get()) > 0))
+      base = &p;
+  }
+  if (rf.delta() && (!base || ASN1_INTEGER_cmp(base->facts.number.get(), rf.base.get()) < 0))
+    throw Error(Code::kCrlDeltaWithoutBase,
+                "this delta CRL " + what + " applies to a complete CRL with crlNumber " + x509::crl_delta_base(rf.crl.get()) +
+                    " or higher, and none is installed" +
+                    (base ? " (the installed one has crlNumber " + x509::crl_number(base->facts.crl.get()) + ")" : "") +
+                    "; install the complete CRL first");
+  if (target) {
+    if (!newer(rf, target->facts)) {
+      bool by_number = rf.number && target->facts.number;
+      throw Error(Code::kCrlNotNewer, "the installed " + std::string(rf.delta() ? "delta " : "") + "CRL '" +
+                                          target->record->name + "' " + what + " has " + order_of(target->facts, by_number) +
+                                          ", this one " + order_of(rf, by_number) + "; only a newer CRL replaces it");
+    }
+    plan.replaced = target->record->name;
+    plan.replaced_number = x509::crl_number(target->facts.crl.get());
+  }
+  // One CRL of each kind per issuer and scope: older ones of the same kind go too, and a
+  // complete CRL takes the deltas whose base is below its number (they no longer apply).
+  for (const auto& p : peers) {
+    if (&p == target) continue;
+    bool drop = p.facts.delta() == rf.delta() ||
+                (!rf.delta() && p.facts.delta() && (!rf.number || ASN1_INTEGER_cmp(p.facts.base.get(), rf.number.get()) < 0));
+    if (drop) plan.dropped.push_back(p.record->name);
+  }
+  plan.name = explicit_name || !plan.replaced ? r.name : *plan.replaced;
+  auto taken = [&](const std::string& n) -> const CrlRecord* {
+    if (n == plan.replaced || std::find(plan.dropped.begin(), plan.dropped.end(), n) != plan.dropped.end()) return nullptr;
+    auto it = std::find_if(db.crls.begin(), db.crls.end(), [&](const CrlRecord& o) { return o.name == n; });
+    return it == db.crls.end() ? nullptr : &*it;
   };
+  if (!explicit_name && !plan.replaced) {
+    // A derived name that another line holds: Name-2.crl, Name-3.crl, ...
+    const std::string stem = r.name.substr(0, r.name.size() - 4);  // derived names end in .crl
+    for (int i = 2; taken(plan.name) && i <= 1000; ++i) plan.name = stem + "-" + std::to_string(i) + ".crl";
+  }
+  if (const CrlRecord* o = taken(plan.name))
+    throw Error(Code::kCrlAlreadyExists, "a CRL named '" + plan.name + "' is already installed (from '" + o->issuer +
+                                             "', " + scope_text(o->purposes) + ")");
+  return plan;
+}
+
+bool has_general_cas(const Database& db) {
+  return std::any_of(db.certs.begin(), db.certs.end(),
+                     [](const CertRecord& r) { return r.type == CertType::kCa && r.purposes.empty(); });
+}
+
+}  // namespace
+
+std::string_view to_string(CrlStatus::State s) noexcept {
+  switch (s) {
+    case CrlStatus::State::kOk: return "ok";
+    case CrlStatus::State::kExpired: return "expired";
+    case CrlStatus::State::kNotYetValid: return "not-yet-valid";
+  }
+  return "ok";
+}
+
+CrlStatus crl_status(const Config& cfg, const Database& db, const CrlRecord& crl, std::time_t now) {
+  CrlStatus st;
+  if (crl.last_update > now) st.state = CrlStatus::State::kNotYetValid;
+  else if (crl.next_update != 0 && crl.next_update < now) st.state = CrlStatus::State::kExpired;
+  // Which purposes verify with it: the rule build_trust applies on disk (core/trust.h), here on
+  // the records: the mode the selection rule gives, takes_crls, the CRL's scope.
+  std::vector<std::string> names;
+  for (const auto& [p, _] : cfg.purposes) names.push_back(p);
+  names.push_back(std::string(kGeneral));
+  const bool general = has_general_cas(db);
+  for (const auto& p : names) {
+    Mode mode = p == kGeneral ? (general ? Mode::kGeneral : Mode::kNone) : mode_in(db, p);
+    PurposePolicy policy = policy_of(cfg, p);
+    if (!takes_crls(mode, policy) || !crl_in_scope(crl.purposes, p)) continue;
+    st.checking.push_back(p);
+    if (!crl.delta_base.empty()) continue;  // an unusable delta is skipped, not failed
+    if (st.state == CrlStatus::State::kNotYetValid ||
+        (st.state == CrlStatus::State::kExpired && !policy.allow_expired_crl))
+      st.failing.push_back(p);
+  }
+  return st;
+}
+
+CrlInstallResult Store::crl_install(std::string_view data, const std::string& name_in,
+                                    const std::vector<std::string>& purposes, std::time_t now,
+                                    const std::vector<Certificate>& issuers) {
+  CrlInstallResult res;
+  CrlRecord r = vet_crl(data, name_in, purposes, ctx_.config, static_cast<std::int64_t>(now));
+  const CrlFacts rf = facts_of(r);
+  CrlPlan plan;
+  // The plan is decided by each check (the read view, then under the lock) and applied by the
+  // change that follows it on the same database.
+  auto check = [&](const Database& db) { plan = plan_crl_install(db, r, rf, !name_in.empty(), issuers); };
   write(true, check, [&](Database& db) {
-    db.crls.push_back(r);
+    CrlRecord rec = r;
+    rec.name = plan.name;
+    rec.issuer_pem = plan.signer.pem;
+    res.replaced.reset();
+    res.dropped.clear();
+    std::erase_if(db.crls, [&](const CrlRecord& o) {
+      bool gone = o.name == plan.replaced;
+      if (gone) res.replaced = o;
+      if (std::find(plan.dropped.begin(), plan.dropped.end(), o.name) != plan.dropped.end()) {
+        res.dropped.push_back(o);
+        gone = true;
+      }
+      return gone;
+    });
+    db.crls.push_back(rec);
+    res.record = std::move(rec);
     return std::vector<Area>{{Area::Kind::kCrl}};
   });
+  res.replaced_number = plan.replaced_number;
+  res.number = plan.number;
+  res.signer = plan.signer.how;
+
+  const std::string& n = res.record.name;
+  CrlStatus st = crl_status(ctx_.config, database(), res.record, now);
+  auto purposes_text = [&] {
+    std::string s;
+    for (const auto& p : st.failing) s += (s.empty() ? "" : ", ") + p;
+    return s;
+  };
+  if (st.state == CrlStatus::State::kExpired)
+    res.warnings.push_back(
+        "CRL '" + n + "' is past its nextUpdate (" + x509::format_time(res.record.next_update) + "): " +
+        (st.failing.empty() ? std::string(r.delta_base.empty() ? "no purpose fails because of it (none verifies with it, or allow-expired-crl)"
+                                                               : "consumers skip an expired delta CRL")
+                            : "verification for purposes " + purposes_text() + " fails until it is replaced"));
+  else if (st.state == CrlStatus::State::kNotYetValid)
+    res.warnings.push_back("CRL '" + n + "' is not valid before its thisUpdate (" + x509::format_time(res.record.last_update) +
+                           ")" + (st.failing.empty() ? std::string() : ": verification for purposes " + purposes_text() + " fails until then"));
+  if (res.signer == CrlSigner::How::kUnchecked)
+    res.warnings.push_back("CRL '" + n + "': no installed CA is named '" + res.record.issuer +
+                           "', so its signature is checked only at verification time; give its signer with --issuer FILE "
+                           "to check it now");
   return res;
 }
 
-CrlRecord Store::crl_uninstall(const std::string& name) {
+CrlRemoval Store::crl_uninstall(const std::string& name) {
   auto check = [&](const Database& db) {
     if (!find_if_ptr(db.crls, [&](const CrlRecord& r) { return r.name == name; }))
       throw Error(Code::kCrlDoesNotExist, "no CRL named '" + name + "'");
   };
-  CrlRecord r;
+  CrlRemoval res;
   write(false, check, [&](Database& db) {
     auto it = std::find_if(db.crls.begin(), db.crls.end(), [&](const CrlRecord& o) { return o.name == name; });
-    r = *it;
-    db.crls.erase(it);
+    res.record = *it;
+    res.dropped.clear();
+    std::optional<CrlFacts> f;
+    try {
+      f = facts_of(*it);
+    } catch (const Error&) {  // a record that does not parse is removed all the same
+    }
+    if (f && !f->delta()) {
+      // Its deltas go with it, unless another complete CRL of the issuer and scope is their base.
+      std::vector<Peer> peers = peers_of(db, *it, *f);
+      std::vector<std::string> drop;
+      for (const auto& p : peers) {
+        if (!p.facts.delta()) continue;
+        bool based = std::any_of(peers.begin(), peers.end(), [&](const Peer& q) {
+          return !q.facts.delta() && q.facts.number && ASN1_INTEGER_cmp(q.facts.number.get(), p.facts.base.get()) >= 0;
+        });
+        if (!based) drop.push_back(p.record->name);
+      }
+      std::erase_if(db.crls, [&](const CrlRecord& o) {
+        if (std::find(drop.begin(), drop.end(), o.name) == drop.end()) return false;
+        res.dropped.push_back(o);
+        return true;
+      });
+    }
+    std::erase_if(db.crls, [&](const CrlRecord& o) { return o.name == name; });
     return std::vector<Area>{{Area::Kind::kCrl}};
   });
-  return r;
+  return res;
 }
 
 LegacyRecord Store::legacy_install(const std::string& name, const Certificate& cert, std::time_t now) {

@@ -16,6 +16,7 @@
 #include "core/exchange.h"
 #include "core/fs.h"
 #include "core/reconcile.h"
+#include "core/records.h"
 #include "core/selection.h"
 
 namespace ptrust {
@@ -27,8 +28,33 @@ struct InstallRequest {
 
 struct CrlInstallResult {
   CrlRecord record;
-  std::vector<std::string> warnings;  // e.g. past its nextUpdate
+  // The installed CRL of the same issuer and scope (and kind: complete or delta) it replaced,
+  // in the same change, and the crlNumbers of both ("" = none).
+  std::optional<CrlRecord> replaced;
+  std::string replaced_number, number;
+  std::vector<CrlRecord> dropped;  // older CRLs of that issuer and scope, and deltas of a replaced base
+  CrlSigner::How signer = CrlSigner::How::kUnchecked;
+  std::vector<std::string> warnings;  // past its nextUpdate, not yet valid, signature not checked
 };
+
+struct CrlRemoval {
+  CrlRecord record;
+  std::vector<CrlRecord> dropped;  // the deltas of a removed complete CRL, removed with it
+};
+
+// Whether a CRL is usable now, and which purposes fail verification because of it.
+struct CrlStatus {
+  enum class State { kOk, kExpired, kNotYetValid };
+  State state = State::kOk;
+  // The purposes that verify with this CRL (mode ca/general by the records, crl-policy not off,
+  // in its scope; "general" for an unscoped one when general CAs exist).
+  std::vector<std::string> checking;
+  // Of those, the ones whose verification fails while it is in `state`: expired, those without
+  // allow-expired-crl; not yet valid, all. None for a delta CRL: OpenSSL skips an unusable delta.
+  std::vector<std::string> failing;
+};
+std::string_view to_string(CrlStatus::State s) noexcept;  // ok / expired / not-yet-valid
+CrlStatus crl_status(const Config& cfg, const Database& db, const CrlRecord& crl, std::time_t now);
 
 // A purpose whose mode a change moves (selection.h: pinned > ca > general > none).
 struct ModeChange {
@@ -73,11 +99,19 @@ class Store {
   // TRUSTED_CERTIFICATE_NOT_FOUND, or TRUSTED_CERTIFICATE_FILE_MISSING unless `force`.
   CertRecord uninstall(const std::string& uuid, bool force);
 
-  // CRLs: CRL_INVALID, CRL_NAME_INVALID, CRL_ALREADY_EXISTS, CRL_SIGNATURE_INVALID.
-  // An empty `name` derives one from the issuer.
+  // CRLs: CRL_INVALID, CRL_NAME_INVALID, CRL_ALREADY_EXISTS, CRL_SIGNATURE_INVALID,
+  // CRL_NOT_NEWER, CRL_DELTA_WITHOUT_BASE. An empty `name` derives one from the issuer, or
+  // keeps the name of the CRL it replaces. A CRL newer (higher crlNumber when both have one,
+  // else later thisUpdate) than the installed one of the same issuer (X509_NAME_cmp), scope
+  // (purpose set) and kind (complete or delta) replaces it in one change; an older or equal one
+  // is CRL_NOT_NEWER. A delta needs a complete CRL of its issuer and scope whose crlNumber is
+  // at least its BaseCRLNumber; a complete CRL drops the deltas whose base is below its number.
+  // `issuers` (--issuer): the only candidates for the signature check (check_crl_signature).
   CrlInstallResult crl_install(std::string_view data, const std::string& name, const std::vector<std::string>& purposes,
-                               std::time_t now);
-  CrlRecord crl_uninstall(const std::string& name);
+                               std::time_t now, const std::vector<Certificate>& issuers = {});
+  // CRL_DOES_NOT_EXIST. A complete CRL takes with it the deltas no remaining complete CRL of
+  // its issuer and scope is a base for.
+  CrlRemoval crl_uninstall(const std::string& name);
 
   // Legacy CAs (deprecated xapi API): CERTIFICATE_NAME_INVALID, CA_CERTIFICATE_ALREADY_EXISTS,
   // CERTIFICATE_DOES_NOT_EXIST (TRUSTED_CERTIFICATE_FILE_MISSING unless `force`).

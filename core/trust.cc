@@ -23,23 +23,6 @@ std::int64_t steady_ns() noexcept {
       .count();
 }
 
-// Which modes verify chains and so take CRLs: pinned mode has no CRLs (a pin is not a chain),
-// and neither does a purpose whose crl-policy is off (a broken CRL file cannot fail it).
-bool takes_crls(Mode mode, const PurposePolicy& policy) noexcept {
-  switch (mode) {
-    case Mode::kCa:
-    case Mode::kGeneral: break;
-    case Mode::kPinned:
-    case Mode::kNone: return false;
-  }
-  switch (policy.crl_policy) {
-    case CrlPolicy::kOff: return false;
-    case CrlPolicy::kIfPresent:
-    case CrlPolicy::kRequire: return true;
-  }
-  return true;
-}
-
 std::vector<TrustCrl> crls_for(const Context& ctx, std::string_view purpose) {
   std::vector<TrustCrl> out;
   for (auto& n : load_crls(ctx, purpose)) {
@@ -142,6 +125,23 @@ std::optional<std::string> from_env(const char* name) {
 }
 
 }  // namespace
+
+// Which modes verify chains and so take CRLs: pinned mode has no CRLs (a pin is not a chain),
+// and neither does a purpose whose crl-policy is off (a broken CRL file cannot fail it).
+bool takes_crls(Mode mode, const PurposePolicy& policy) noexcept {
+  switch (mode) {
+    case Mode::kCa:
+    case Mode::kGeneral: break;
+    case Mode::kPinned:
+    case Mode::kNone: return false;
+  }
+  switch (policy.crl_policy) {
+    case CrlPolicy::kOff: return false;
+    case CrlPolicy::kIfPresent:
+    case CrlPolicy::kRequire: return true;
+  }
+  return true;
+}
 
 PurposePolicy policy_of(const Config& cfg, std::string_view purpose) {
   auto it = cfg.purposes.find(std::string(purpose));

@@ -106,6 +106,10 @@ struct TrustState {
 // (`general`, or a purpose the configuration does not declare).
 PurposePolicy policy_of(const Config& cfg, std::string_view purpose);
 
+// Whether a purpose in `mode` under `policy` verifies with CRLs: ca and general mode, unless
+// crl-policy is off (pinned mode has no CRLs: a pin is not a chain).
+bool takes_crls(Mode mode, const PurposePolicy& policy) noexcept;
+
 // Each purpose's last state built under a Context that carries this memo (Context::memo).
 struct TrustMemo {
   std::mutex mu;

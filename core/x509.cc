@@ -5,7 +5,9 @@
 
 #include <openssl/pem.h>
 
+#include <algorithm>
 #include <ctime>
+#include <vector>
 
 #include "core/ossl.h"
 
@@ -92,6 +94,58 @@ std::string rfc2253(const X509_NAME* name) {
   return mem_text(b.get());
 }
 
+namespace {
+
+int hex_digit(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::string name_key(std::string_view text) {
+  std::string key;
+  std::vector<std::string> avas;
+  std::string ava;
+  auto end_ava = [&] {
+    avas.push_back(std::move(ava));
+    ava.clear();
+  };
+  auto end_rdn = [&] {
+    end_ava();
+    std::sort(avas.begin(), avas.end());
+    for (size_t i = 0; i < avas.size(); ++i) key += (i ? "+" : "") + avas[i];
+    key += ',';
+    avas.clear();
+  };
+  auto add = [&](unsigned char c) {
+    if (c == ' ' || (c >= '\t' && c <= '\r')) return;  // OpenSSL's isspace: dropped, not collapsed
+    ava += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  };
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '\\' && i + 1 < text.size()) {
+      int hi = hex_digit(text[i + 1]), lo = i + 2 < text.size() ? hex_digit(text[i + 2]) : -1;
+      if (hi >= 0 && lo >= 0) {
+        add(static_cast<unsigned char>(hi * 16 + lo));
+        i += 2;
+      } else {
+        add(static_cast<unsigned char>(text[++i]));
+      }
+    } else if (c == ',') {
+      end_rdn();
+    } else if (c == '+') {
+      end_ava();
+    } else {
+      add(static_cast<unsigned char>(c));
+    }
+  }
+  end_rdn();
+  return key;
+}
+
 std::string der(const X509* x) {
   unsigned char* buf = nullptr;
   int n = i2d_X509(x, &buf);
@@ -108,8 +162,11 @@ std::string pem(const X509_CRL* crl) {
   return pem_of(crl, [](BIO* b, const X509_CRL* o) { return PEM_write_bio_X509_CRL(b, o) == 1; });
 }
 
-std::string crl_number(const X509_CRL* crl) {
-  auto* n = static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(crl, NID_crl_number, nullptr, nullptr));
+namespace {
+
+// A CRL's INTEGER extension `nid` in decimal; "" when absent.
+std::string integer_ext(const X509_CRL* crl, int nid) {
+  auto* n = static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(crl, nid, nullptr, nullptr));
   if (!n) return "";
   BIGNUM* bn = ASN1_INTEGER_to_BN(n, nullptr);
   ASN1_INTEGER_free(n);
@@ -119,5 +176,10 @@ std::string crl_number(const X509_CRL* crl) {
   OPENSSL_free(dec);
   return out;
 }
+
+}  // namespace
+
+std::string crl_number(const X509_CRL* crl) { return integer_ext(crl, NID_crl_number); }
+std::string crl_delta_base(const X509_CRL* crl) { return integer_ext(crl, NID_delta_crl); }
 
 }  // namespace ptrust::x509

@@ -35,8 +35,18 @@ std::string format_time(std::int64_t t);
 // RFC 2253 text of a name, UTF-8 left unescaped ("CN=Demo Root CA,O=ptrust").
 std::string rfc2253(const X509_NAME* name);
 
+// A key for finding names equal under X509_NAME_cmp from their rfc2253() text alone (the
+// database keeps names as text): escapes undone, whitespace dropped, ASCII lower-cased, the
+// values of a multi-valued RDN sorted. Names X509_NAME_cmp finds equal have equal keys (it
+// compares OpenSSL's canonical form: values in UTF-8, trimmed, inner whitespace collapsed,
+// ASCII lower-cased, sets in DER order); equal keys are only candidates, to be confirmed with
+// X509_NAME_cmp on the decoded names.
+std::string name_key(std::string_view rfc2253_text);
+
 // A CRL's crlNumber in decimal; "" when it has none.
 std::string crl_number(const X509_CRL* crl);
+// A delta CRL's BaseCRLNumber (deltaCRLIndicator) in decimal; "" for a complete CRL.
+std::string crl_delta_base(const X509_CRL* crl);
 
 // Encodings; empty when OpenSSL cannot encode (callers refuse with their own code).
 std::string der(const X509* x);

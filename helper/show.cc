@@ -176,6 +176,10 @@ int crl_show_cmd(const Common& c, const po::variables_map& vm) {
     o["crl_number"] = number.empty() ? json::value(nullptr) : json::value(number);
     o["entries"] = entries;
     o["delta"] = delta;
+    o["delta_base"] = it->delta_base.empty() ? json::value(nullptr) : json::value(it->delta_base);
+    // The SHA-256 of the --issuer certificate kept with it (never trusted).
+    o["issuer_certificate"] =
+        it->issuer_pem.empty() ? json::value(nullptr) : json::value(Certificate::parse(it->issuer_pem).info().sha256);
     json::array a;
     for (const auto& p : applies) a.emplace_back(p);
     o["applies_to"] = std::move(a);
@@ -184,7 +188,8 @@ int crl_show_cmd(const Common& c, const po::variables_map& vm) {
   }
   std::cout << "name:        " << it->name << "\n"
             << "issuer:      " << it->issuer << "\n"
-            << "crlNumber:   " << (number.empty() ? "none" : number) << (delta ? " (delta CRL)" : "") << "\n"
+            << "crlNumber:   " << (number.empty() ? "none" : number)
+            << (delta ? " (delta CRL of base crlNumber " + x509::crl_delta_base(crl.get()) + ")" : "") << "\n"
             << "thisUpdate:  " << x509::format_time(it->last_update) << "\n"
             << "nextUpdate:  " << (it->next_update ? x509::format_time(it->next_update) : "none")
             << (it->next_update && it->next_update < std::time(nullptr) ? " (PASSED)" : "") << "\n"
@@ -192,6 +197,8 @@ int crl_show_cmd(const Common& c, const po::variables_map& vm) {
             << "scope:       " << (it->purposes.empty() ? "every purpose" : list) << "\n"
             << "applies to:  " << list << " (unless a purpose's crl-policy is off or it is pinned)\n"
             << "sha256:      " << it->sha256 << "\n";
+  if (!it->issuer_pem.empty())
+    std::cout << "signer:      " << Certificate::parse(it->issuer_pem).info().sha256 << " (given with --issuer; not trusted)\n";
   return 0;
 }
 

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/exchange.h"
 #include "core/layout.h"
+#include "core/records.h"
 #include "core/store.h"
 #include "core/x509.h"
 #include "helper/cli.h"
@@ -36,8 +37,29 @@ int crl_install(const Common& c, const po::variables_map& vm) {
   std::string name = vm.count("name") ? vm["name"].as<std::string>() : "";
   if (vm.count("name") && name.empty()) throw Error(Code::kCrlNameInvalid, "empty CRL name");
   std::string data = read_input_file(vm["file"].as<std::string>());
+  std::vector<Certificate> issuers;
+  if (vm.count("issuer")) {
+    try {
+      issuers = parse_crl_issuers(read_input_file(vm["issuer"].as<std::string>()));
+    } catch (const Error& e) {
+      throw Error(e.code(), std::string("--issuer: ") + e.what());
+    }
+  }
   Store store(std::move(ctx));
-  CrlInstallResult r = store.crl_install(data, name, purposes, std::time(nullptr));
+  CrlInstallResult r = store.crl_install(data, name, purposes, std::time(nullptr), issuers);
+  if (r.replaced) {
+    std::cerr << "ptrust: replaced " << (r.record.delta_base.empty() ? "" : "delta ") << "CRL " << r.replaced->name;
+    if (r.replaced->name != r.record.name) std::cerr << " with " << r.record.name;
+    if (!r.replaced_number.empty() && !r.number.empty())
+      std::cerr << " (crlNumber " << r.replaced_number << " -> " << r.number << ")";
+    else
+      std::cerr << " (thisUpdate " << x509::format_time(r.replaced->last_update) << " -> "
+                << x509::format_time(r.record.last_update) << ")";
+    std::cerr << "\n";
+  }
+  for (const auto& d : r.dropped)
+    std::cerr << "ptrust: removed " << (d.delta_base.empty() ? "older CRL " : "delta CRL ") << d.name
+              << (d.delta_base.empty() ? "" : " (base crlNumber " + d.delta_base + ", superseded)") << "\n";
   for (const auto& w : r.warnings) std::cerr << "ptrust: warning: " << w << "\n";
   std::cout << r.record.name << "\n";
   return 0;
@@ -45,8 +67,10 @@ int crl_install(const Common& c, const po::variables_map& vm) {
 
 int crl_uninstall(const Common& c, const po::variables_map& vm) {
   Store store(c.context());
-  CrlRecord r = store.crl_uninstall(vm["name"].as<std::string>());
-  std::cerr << "removed CRL " << r.name << "\n";
+  CrlRemoval r = store.crl_uninstall(vm["name"].as<std::string>());
+  std::cerr << "removed CRL " << r.record.name << "\n";
+  for (const auto& d : r.dropped)
+    std::cerr << "removed delta CRL " << d.name << " (its base " << r.record.name << " is gone)\n";
   return 0;
 }
 
@@ -54,11 +78,17 @@ int crl_list(const Common& c, const po::variables_map&) {
   Store store(c.context());
   Database db = store.database();
   std::time_t now = std::time(nullptr);
+  const Config& cfg = store.context().config;
   if (c.json) {
     json::array a;
     for (const auto& r : db.crls) {
+      CrlStatus st = crl_status(cfg, db, r, now);
       json::object o = crl_json(r);
       o["expired"] = r.next_update != 0 && r.next_update < now;
+      o["status"] = to_string(st.state);
+      json::array failing;
+      for (const auto& p : st.failing) failing.emplace_back(p);
+      o["failing"] = std::move(failing);
       a.emplace_back(std::move(o));
     }
     print_json(json::object{{"crls", std::move(a)}});
@@ -66,11 +96,14 @@ int crl_list(const Common& c, const po::variables_map&) {
   }
   if (db.crls.empty()) std::cout << "no CRLs\n";
   for (const auto& r : db.crls) {
-    std::string scope;
+    CrlStatus st = crl_status(cfg, db, r, now);
+    std::string scope, failing;
     for (const auto& p : r.purposes) scope += (scope.empty() ? "" : ",") + p;
-    std::cout << r.name << "  issuer=" << r.issuer << "  purposes=" << (scope.empty() ? "all" : scope)
-              << "  next-update=" << (r.next_update ? x509::format_time(r.next_update) : "none")
-              << (r.next_update != 0 && r.next_update < now ? "  (EXPIRED)" : "") << "\n";
+    for (const auto& p : st.failing) failing += (failing.empty() ? "" : ",") + p;
+    std::cout << r.name << "  status=" << to_string(st.state) << (failing.empty() ? "" : " (fails " + failing + ")")
+              << "  issuer=" << r.issuer << "  purposes=" << (scope.empty() ? "all" : scope)
+              << (r.delta_base.empty() ? "" : "  delta-of=" + r.delta_base)
+              << "  next-update=" << (r.next_update ? x509::format_time(r.next_update) : "none") << "\n";
   }
   return 0;
 }
@@ -284,17 +317,32 @@ Describe none() {
 }  // namespace
 
 void add_store_commands(std::vector<Command>& out) {
-  out.push_back({"crl install", "FILE [--name NAME] [--purpose a,b]",
-                 "install a CRL (PEM or DER); prints its name. Without --purpose it applies to every purpose", false,
+  out.push_back({"crl install", "FILE [--name NAME] [--purpose a,b] [--issuer CERTS]",
+                 "install a CRL (PEM or DER), for every purpose or the --purpose ones; a newer CRL of the same line "
+                 "(issuer, AKID, distribution point, purposes) replaces the installed one; prints its name",
+                 false,
                  [](po::options_description& d, po::positional_options_description& p) {
-                   d.add_options()("file", po::value<std::string>()->required(), "CRL file")(
-                       "name", po::value<std::string>(), "file name in etc/stunnel/crls ([A-Za-z0-9._-]; default from the issuer)")(
-                       "purpose", po::value<std::string>(), "limit the CRL to these purposes");
+                   d.add_options()("file", po::value<std::string>()->required(),
+                                   "CRL file. Newer = higher crlNumber when both have one, else later thisUpdate; an "
+                                   "older or equal one is CRL_NOT_NEWER. A delta CRL needs a complete CRL of its line "
+                                   "with crlNumber >= its base (CRL_DELTA_WITHOUT_BASE); a complete CRL drops the deltas "
+                                   "below its number. A CRL past its nextUpdate is accepted with a warning naming the "
+                                   "purposes it fails")(
+                       "name", po::value<std::string>(), "file name in etc/stunnel/crls ([A-Za-z0-9._-]; default from the issuer, "
+                       "or the name of the CRL it replaces)")(
+                       "purpose", po::value<std::string>(), "limit the CRL to these purposes")(
+                       "issuer", po::value<std::string>(),
+                       "certificates (PEM or DER) that may have signed the CRL, e.g. an intermediate that is not installed: "
+                       "one named as the CRL's issuer must verify it (CRL_SIGNATURE_INVALID otherwise); never trusted, "
+                       "kept in the CRL's record. Without it an installed CA of the issuer's name checks it; with none, "
+                       "a warning says the signature is checked only at verification");
                    p.add("file", 1);
                  },
                  crl_install});
-  out.push_back({"crl uninstall", "NAME", "remove a CRL", false, positional({{"name", "CRL name"}}), crl_uninstall});
-  out.push_back({"crl list", "", "list CRLs (expired ones flagged)", true, none(), crl_list});
+  out.push_back({"crl uninstall", "NAME", "remove a CRL (a complete CRL takes its delta CRLs with it)", false,
+                 positional({{"name", "CRL name"}}), crl_uninstall});
+  out.push_back({"crl list", "", "list CRLs: status ok / expired / not-yet-valid and the purposes it fails, delta base",
+                 true, none(), crl_list});
   out.push_back({"legacy install", "NAME FILE", "install a CA into etc/stunnel/certs (deprecated xapi store)", false,
                  positional({{"name", "file name, ending in .pem"}, {"file", "certificate file"}}), legacy_install});
   out.push_back({"legacy uninstall", "NAME [--force]", "remove a legacy CA", false,

@@ -205,3 +205,45 @@ TEST_F(StoreTest, SyncRestoresFromTheDatabaseAlone) {
 
 }  // namespace
 }  // namespace ptrust
+
+namespace ptrust::testing {
+namespace {
+
+// The signature check of `crl install` costs what the issuer's name matches, not the store:
+// 2,000 CA records whose PEM would not even parse are never decoded.
+TEST(CrlSignerCandidates, AreFoundByNameWithoutDecodingTheStore) {
+  Issued sub = self_signed({.cn = "Candidate Sub", .ca = true});
+  Issued forger = self_signed({.cn = "Candidate Sub", .ca = true});
+  Database db;
+  for (int i = 0; i < 2000; ++i) {
+    CertRecord r;
+    r.uuid = new_uuid();
+    r.subject = "CN=Other CA " + std::to_string(i);
+    r.pem = "not a certificate";  // decoding it would fail the check below
+    db.certs.push_back(r);
+  }
+  CertRecord real = make_cert_record(Certificate::parse(sub.pem()), CertType::kCa, {}, 0);
+  real.uuid = new_uuid();
+  real.subject = "CN=candidate   SUB";  // spelt otherwise, equal for X509_NAME_cmp
+  db.certs.push_back(real);
+  auto good = make_crl(sub, {});
+  auto bad = make_crl(forger, {});
+  CrlRecord r = make_crl_record(crl_pem(good.get()), "", {}, 0);
+  ASSERT_EQ(crl_signer_candidates(db, r.issuer).size(), 1u);
+  EXPECT_EQ(check_crl_signature(db, r).how, CrlSigner::How::kInstalledCa);
+  try {
+    check_crl_signature(db, make_crl_record(crl_pem(bad.get()), "", {}, 0));
+    ADD_FAILURE() << "a CRL its namesake did not sign was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kCrlSignatureInvalid);
+  }
+  // With --issuer, only the given certificates count.
+  std::vector<Certificate> given, wrong;
+  given.push_back(Certificate::parse(sub.pem()));
+  wrong.push_back(Certificate::parse(forger.pem()));
+  EXPECT_EQ(check_crl_signature(db, r, given).how, CrlSigner::How::kGivenIssuer);
+  EXPECT_THROW(check_crl_signature(db, r, wrong), Error);
+}
+
+}  // namespace
+}  // namespace ptrust::testing

@@ -83,3 +83,45 @@ TEST(X509Encoding, PemIsOneCertificateBlockOfTheSameDer) {
 
 }  // namespace
 }  // namespace ptrust
+
+namespace ptrust {
+namespace {
+
+// Names built field by field, so tests control string types, case and spacing.
+ossl::X509NamePtr name_of(std::vector<std::pair<std::string, std::string>> fields, int type = MBSTRING_UTF8,
+                          bool multi_valued_last = false) {
+  ossl::X509NamePtr n(X509_NAME_new());
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const auto& [k, v] = fields[i];
+    bool join = multi_valued_last && i + 1 == fields.size();
+    X509_NAME_add_entry_by_txt(n.get(), k.c_str(), type, reinterpret_cast<const unsigned char*>(v.data()),
+                               static_cast<int>(v.size()), -1, join ? -1 : 0);
+  }
+  return n;
+}
+
+// name_key is a necessary condition for X509_NAME_cmp equality: names OpenSSL finds equal
+// (case, spacing, string type, escapes, the order inside a multi-valued RDN) share a key.
+TEST(X509NameKey, NamesOpensslFindsEqualShareAKey) {
+  const std::vector<std::pair<ossl::X509NamePtr, ossl::X509NamePtr>> equal = [] {
+    std::vector<std::pair<ossl::X509NamePtr, ossl::X509NamePtr>> v;
+    v.emplace_back(name_of({{"O", "ptrust"}, {"CN", "Life Sub"}}), name_of({{"O", "PTRUST"}, {"CN", "  life   SUB "}}));
+    v.emplace_back(name_of({{"CN", "Life Sub"}}, MBSTRING_ASC), name_of({{"CN", "Life Sub"}}, MBSTRING_UTF8));
+    v.emplace_back(name_of({{"CN", "a,b+c\"d"}}), name_of({{"CN", "A,B+C\"D"}}));
+    v.emplace_back(name_of({{"CN", "tab\there"}}), name_of({{"CN", "tab here"}}));
+    v.emplace_back(name_of({{"O", "x"}, {"CN", "one"}, {"OU", "two"}}, MBSTRING_UTF8, true),
+                   name_of({{"O", "x"}, {"OU", "two"}, {"CN", "one"}}, MBSTRING_UTF8, true));
+    v.emplace_back(name_of({{"CN", "Zürich CA"}}), name_of({{"CN", "zürich ca"}}));
+    return v;
+  }();
+  for (const auto& [a, b] : equal) {
+    ASSERT_EQ(X509_NAME_cmp(a.get(), b.get()), 0) << x509::rfc2253(a.get()) << " vs " << x509::rfc2253(b.get());
+    EXPECT_EQ(x509::name_key(x509::rfc2253(a.get())), x509::name_key(x509::rfc2253(b.get())))
+        << x509::rfc2253(a.get()) << " vs " << x509::rfc2253(b.get());
+  }
+  EXPECT_NE(x509::name_key("CN=Life Sub"), x509::name_key("CN=Life Root"));
+  EXPECT_NE(x509::name_key("CN=a\\,b"), x509::name_key("CN=a,CN=b")) << "an escaped comma is not a separator";
+}
+
+}  // namespace
+}  // namespace ptrust

@@ -120,6 +120,11 @@ Issued issue_with_key(const CertSpec& spec, const Issued& issuer, ossl::PkeyPtr 
 }
 
 ossl::X509CrlPtr make_crl(const Issued& issuer, const std::vector<X509*>& revoked, long last_update, long next_update) {
+  return make_crl_spec(issuer, revoked, {.last_update = last_update, .next_update = next_update});
+}
+
+ossl::X509CrlPtr make_crl_spec(const Issued& issuer, const std::vector<X509*>& revoked, const CrlSpec& spec) {
+  const long last_update = spec.last_update, next_update = spec.next_update;
   ossl::X509CrlPtr crl(X509_CRL_new());
   X509_CRL_set_version(crl.get(), 1);
   X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(issuer.cert.get()));
@@ -138,6 +143,17 @@ ossl::X509CrlPtr make_crl(const Issued& issuer, const std::vector<X509*>& revoke
   X509V3_set_ctx(&ctx, issuer.cert.get(), nullptr, nullptr, crl.get(), 0);
   if (X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, NID_authority_key_identifier, "keyid:always")) {
     X509_CRL_add_ext(crl.get(), ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  for (auto [nid, value] : {std::pair{NID_crl_number, spec.number}, std::pair{NID_delta_crl, spec.delta_base}}) {
+    if (value < 0) continue;
+    ossl::Ptr<ASN1_INTEGER, ASN1_INTEGER_free> n(ASN1_INTEGER_new());
+    ASN1_INTEGER_set(n.get(), value);
+    check(X509_CRL_add1_ext_i2d(crl.get(), nid, n.get(), nid == NID_delta_crl, 0) == 1, "crl ext");
+  }
+  if (!spec.idp.empty()) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, NID_issuing_distribution_point, spec.idp.c_str());
+    check(ext != nullptr && X509_CRL_add_ext(crl.get(), ext, -1) == 1, "crl idp");
     X509_EXTENSION_free(ext);
   }
   X509_CRL_sort(crl.get());

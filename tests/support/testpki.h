@@ -41,6 +41,15 @@ Issued issue_with_key(const CertSpec& spec, const Issued& issuer, ossl::PkeyPtr 
 // A CRL signed by `issuer` revoking `revoked`; times relative to now.
 ossl::X509CrlPtr make_crl(const Issued& issuer, const std::vector<X509*>& revoked, long last_update = -3600,
                           long next_update = 7L * 24 * 3600);
+// The same with a crlNumber and, for a delta CRL, a deltaCRLIndicator.
+struct CrlSpec {
+  long last_update = -3600;          // seconds relative to now
+  long next_update = 7L * 24 * 3600;
+  long number = -1;                  // crlNumber; -1 = none
+  long delta_base = -1;              // BaseCRLNumber; -1 = a complete CRL
+  std::string idp;                   // issuingDistributionPoint in openssl.cnf syntax ("fullname:URI:..."); "" = none
+};
+ossl::X509CrlPtr make_crl_spec(const Issued& issuer, const std::vector<X509*>& revoked, const CrlSpec& spec);
 std::string crl_pem(X509_CRL* crl);
 std::string crl_der(X509_CRL* crl);
 
