@@ -457,6 +457,7 @@ struct CrlPlan {
   std::string replaced_number, number;     // crlNumbers, for the report
   std::vector<std::string> dropped;        // names removed with it
   CrlSigner signer;
+  std::string base_without_freshest;       // a delta's base that has no freshestCRL extension
 };
 
 CrlPlan plan_crl_install(const Database& db, const CrlRecord& r, const CrlFacts& rf, bool explicit_name,
@@ -481,6 +482,8 @@ CrlPlan plan_crl_install(const Database& db, const CrlRecord& r, const CrlFacts&
                     " or higher, and none is installed" +
                     (base ? " (the installed one has crlNumber " + x509::crl_number(base->facts.crl.get()) + ")" : "") +
                     "; install the complete CRL first");
+  if (rf.delta() && X509_CRL_get_ext_by_NID(base->facts.crl.get(), NID_freshest_crl, -1) < 0)
+    plan.base_without_freshest = base->record->name;
   if (target) {
     if (!newer(rf, target->facts)) {
       bool by_number = rf.number && target->facts.number;
@@ -604,6 +607,12 @@ CrlInstallResult Store::crl_install(std::string_view data, const std::string& na
   else if (st.state == CrlStatus::State::kNotYetValid)
     res.warnings.push_back("CRL '" + n + "' is not valid before its thisUpdate (" + x509::format_time(res.record.last_update) +
                            ")" + (st.failing.empty() ? std::string() : ": verification for purposes " + purposes_text() + " fails until then"));
+  // OpenSSL (RFC 5280 5.2.6) looks for a delta only when the base CRL or the certificate
+  // being checked has a freshestCRL extension.
+  if (!plan.base_without_freshest.empty())
+    res.warnings.push_back("delta CRL '" + n + "': its base '" + plan.base_without_freshest +
+                           "' has no freshestCRL extension, so consumers apply the delta only to certificates that "
+                           "carry one");
   if (res.signer == CrlSigner::How::kUnchecked)
     res.warnings.push_back("CRL '" + n + "': no installed CA is named '" + res.record.issuer +
                            "', so its signature is checked only at verification time; give its signer with --issuer FILE "

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <set>
 #include <thread>
 
 #include "tests/hook/hook_util.h"
@@ -54,6 +55,49 @@ TEST(Examples, LicensingAgentFollowsTrustChangesWithoutRestart) {
   EXPECT_NE(std::string::npos, r.out.find("check-in 1: verified reason=OK mode=ca")) << r.out;
   EXPECT_NE(std::string::npos, r.out.find("check-in 2: FAILED reason=NO_TRUST_FOR_PURPOSE")) << r.out;
   EXPECT_NE(std::string::npos, r.out.find("check-in 3: verified reason=OK mode=pinned")) << r.out;
+}
+
+// CRLs refreshed again and again under a running agent (crl-policy require, chain scope):
+// each refresh replaces the CRL in one change, so no check-in ever sees the store without one.
+TEST(Examples, LicensingAgentSeesNoGapAcrossCrlRefreshes) {
+  Root root;
+  TempDir tmp;
+  write_file(tmp / "ptrust.yaml", "purposes:\n  licensing: { crl-policy: require, crl-scope: chain }\n");
+  auto pt = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--config", tmp / "ptrust.yaml"});
+    return ptrust(root.path(), args);
+  };
+  write_file(tmp / "root.pem", chain().root.pem());
+  ASSERT_EQ(0, pt({"install", tmp / "root.pem", "--ca", "--purpose", "licensing"}).status);
+  auto install_crl = [&](const Issued& issuer, long number) {
+    std::string file = tmp / ("crl-" + std::to_string(number) + ".pem");
+    write_file(file, crl_pem(make_crl_spec(issuer, {}, {.number = number}).get()));
+    return pt({"crl", "install", file});
+  };
+  ASSERT_EQ(0, install_crl(chain().root, 1).status);
+  ASSERT_EQ(0, install_crl(chain().inter, 1).status);
+  SServer server(tmp, chain().leaf, {&chain().inter}, TLS1_3_VERSION);
+  Background agent({LICENSING_AGENT, "127.0.0.1", std::to_string(server.port()), "20", "150", root.path(),
+                    tmp / "ptrust.yaml"},
+                   tmp.path());
+  ASSERT_TRUE(agent.wait_for_output("check-in 1:"));
+  int refreshed = 0;
+  for (long n = 2; n <= 25; ++n) {
+    RunResult r = install_crl(n % 5 == 0 ? chain().root : chain().inter, n);
+    EXPECT_EQ(0, r.status) << r.err;
+    EXPECT_NE(std::string::npos, r.err.find("replaced")) << r.err;
+    refreshed += r.status == 0;
+  }
+  RunResult r = agent.wait();
+  EXPECT_EQ(0, r.status) << r.out << r.err;
+  EXPECT_EQ(std::string::npos, r.out.find("FAILED")) << r.out;
+  EXPECT_NE(std::string::npos, r.out.find("check-in 150: verified")) << r.out;
+  // The refreshes landed while it ran: the check-ins saw several store generations.
+  std::set<std::string> generations;
+  for (size_t at = r.out.find("generation=.."); at != std::string::npos; at = r.out.find("generation=..", at + 1))
+    generations.insert(r.out.substr(at + 13, 4));
+  EXPECT_GE(generations.size(), 5u) << r.out;
+  EXPECT_EQ(24, refreshed);
 }
 
 TEST(Examples, DemoScriptRuns) {

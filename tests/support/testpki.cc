@@ -151,6 +151,11 @@ ossl::X509CrlPtr make_crl_spec(const Issued& issuer, const std::vector<X509*>& r
     ASN1_INTEGER_set(n.get(), value);
     check(X509_CRL_add1_ext_i2d(crl.get(), nid, n.get(), nid == NID_delta_crl, 0) == 1, "crl ext");
   }
+  if (!spec.freshest.empty()) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, NID_freshest_crl, spec.freshest.c_str());
+    check(ext != nullptr && X509_CRL_add_ext(crl.get(), ext, -1) == 1, "crl freshest");
+    X509_EXTENSION_free(ext);
+  }
   if (!spec.idp.empty()) {
     X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, NID_issuing_distribution_point, spec.idp.c_str());
     check(ext != nullptr && X509_CRL_add_ext(crl.get(), ext, -1) == 1, "crl idp");

@@ -48,6 +48,7 @@ struct CrlSpec {
   long number = -1;                  // crlNumber; -1 = none
   long delta_base = -1;              // BaseCRLNumber; -1 = a complete CRL
   std::string idp;                   // issuingDistributionPoint in openssl.cnf syntax ("fullname:URI:..."); "" = none
+  std::string freshest;              // freshestCRL (where deltas are) in openssl.cnf syntax ("URI:..."); "" = none
 };
 ossl::X509CrlPtr make_crl_spec(const Issued& issuer, const std::vector<X509*>& revoked, const CrlSpec& spec);
 std::string crl_pem(X509_CRL* crl);
