@@ -159,8 +159,10 @@ std::shared_ptr<TrustState> build_state(const Context& ctx, std::string_view pur
     s->stamp = at;
     s->root = ctx.root;
     s->policy = policy ? *policy : policy_of(ctx.config, purpose);
-    s->inputs = inputs_before(ctx.root);
     try {
+      // A root that cannot be opened is this purpose's failure (STORE_UNREADABLE), as a
+      // bundle that cannot be read is: never an internal error.
+      s->inputs = inputs_before(ctx.root);
       Material m = load_material(ctx, purpose);  // UNKNOWN_PURPOSE, STORE_*
       s->mode = m.resolution.mode;
       s->bundle = m.resolution.path;

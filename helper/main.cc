@@ -122,6 +122,15 @@ bool print_group(std::ostream& os, const std::string& group) {
 }
 
 int run(int argc, char** argv) {
+  // Every option is long (--purpose); program_options would read `-purpose` as -p + "urpose"
+  // and what follows as the command. Name the mistake instead.
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--") break;
+    if (a.size() > 2 && a[0] == '-' && a[1] != '-' && std::isalpha(static_cast<unsigned char>(a[1])) &&
+        std::isalpha(static_cast<unsigned char>(a[2])))
+      usage_error("unknown option '" + std::string(a) + "' (did you mean '-" + std::string(a) + "'?)", nullptr);
+  }
   Common common;
   // Global options may come before the command; everything from the command on is
   // parsed again with the command's own description.

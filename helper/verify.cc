@@ -10,6 +10,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -41,13 +42,34 @@ std::int64_t parse_time(const std::string& s) {
       return static_cast<std::int64_t>(std::time(nullptr)) + (s[0] == '+' ? n : -n);
     }
   }
-  for (const char* fmt : {"%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"}) {
+  // RFC 3339 (T or t or a space; fractional seconds ignored; Z, z, +HH:MM or -HH:MM; no zone:
+  // UTC), or a date.
+  for (const char* fmt : {"%Y-%m-%dT%H:%M:%S", "%Y-%m-%dt%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"}) {
     std::tm tm{};
     const char* end = strptime(s.c_str(), fmt, &tm);
-    if (end && *end == '\0') return timegm(&tm);  // UTC, with or without the Z
+    if (!end) continue;
+    const bool has_time = std::string_view(fmt).size() > 8;
+    if (*end == '.' && has_time) {
+      ++end;
+      if (!std::isdigit(static_cast<unsigned char>(*end))) continue;
+      while (std::isdigit(static_cast<unsigned char>(*end))) ++end;
+    }
+    long offset = 0;
+    if ((*end == '+' || *end == '-') && has_time) {
+      int hh = 0, mm = 0, n = 0;
+      if (!std::isdigit(static_cast<unsigned char>(end[1])) || std::sscanf(end + 1, "%2d:%2d%n", &hh, &mm, &n) != 2 ||
+          n != 5 || hh > 23 || mm > 59)
+        continue;
+      offset = (*end == '+' ? 1 : -1) * (hh * 3600L + mm * 60L);
+      end += 6;
+    } else if ((*end == 'Z' || *end == 'z') && has_time) {
+      ++end;
+    }
+    if (*end == '\0') return timegm(&tm) - offset;
   }
-  throw Error(Code::kUsage, "--at: '" + s + "' is not a time (use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS[Z] (UTC), "
-                                             "@EPOCH, or +30d / -2h / +15m / +10s from now)");
+  throw Error(Code::kUsage, "--at: '" + s + "' is not a time (use YYYY-MM-DD, RFC 3339 YYYY-MM-DDTHH:MM:SS[.frac]"
+                                             "[Z|+HH:MM|-HH:MM] (no zone: UTC), @EPOCH, or +30d / -2h / +15m / +10s "
+                                             "from now)");
 }
 
 namespace {
