@@ -62,6 +62,21 @@ enum class Code {
   // `stunnel render`/`sync`: stunnel 5.68 cannot express the purpose's policy and the
   // difference is not accepted by an explicit option (additive).
   kRenderCannotExpress,
+  // Host identity (`host-cert install`): the private key does not parse (or is encrypted),
+  // does not match the certificate, the chain does not link, or the certificate is a CA
+  // (additive).
+  kHostKeyInvalid,
+  kHostKeyMismatch,
+  kHostChainInvalid,
+  kHostCertificateIsCa,
+  // Cluster CA (`ca ...`): it already exists / does not exist, a CSR that does not parse or
+  // whose signature fails, a CN that is not the cluster's or a declared node's, a validity
+  // of 168 hours or more (additive).
+  kClusterCaAlreadyExists,
+  kClusterCaMissing,
+  kCsrInvalid,
+  kCsrNameNotAllowed,
+  kValidityTooLong,
 };
 
 // What each code is called and how each consumer reports it (core/error.cc holds the table).
