@@ -416,6 +416,10 @@ TEST_F(ClusterCa, VerifyRefusesCertificatesBelowTheMinimumSerial) {
   RunResult rb = cli({"ca", "revoke-below", "2"});
   ASSERT_EQ(rb.status, 0) << rb.err;
   EXPECT_EQ(mode_of(ca_file("min-serial")), 0644u);
+  RunResult st = cli({"status", "--json"});
+  auto ca = boost::json::parse(st.out).at("cluster_ca");
+  EXPECT_EQ(ca.at("min_serial").as_int64(), 2) << st.out;
+  EXPECT_EQ(ca.at("last_serial").as_int64(), 2) << st.out;
   RunResult v = verify("first.pem");
   EXPECT_EQ(v.status, 1);
   EXPECT_NE(v.out.find("reason=SERIAL_BELOW_MINIMUM"), std::string::npos) << v.out << v.err;
