@@ -199,7 +199,7 @@ Config parse_config(const std::string& text, const std::string& src) {
         if (c.purposes.count(name)) error(src, p.first.Mark(), "purpose '" + name + "' declared twice");
         c.purposes[name] = parse_policy(p.second, src);
       }
-    } else if (key == "stunnel" || key == "alerts" || key == "consumers") {
+    } else if (key == "stunnel" || key == "alerts" || key == "consumers" || key == "cluster") {
       // The helper's sections (helper/stunnel_config.h, helper/host_config.h), validated by
       // every `ptrust` command.
     } else {

@@ -56,6 +56,15 @@ constexpr CodeInfo kCodes[] = {
     {Code::kRenderCannotExpress, "RENDER_CANNOT_EXPRESS", 41, PTRUST_REASON_INTERNAL_ERROR},
     {Code::kCrlNotNewer, "CRL_NOT_NEWER", 42, PTRUST_REASON_INTERNAL_ERROR},
     {Code::kCrlDeltaWithoutBase, "CRL_DELTA_WITHOUT_BASE", 43, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kHostKeyInvalid, "HOST_KEY_INVALID", 44, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kHostKeyMismatch, "HOST_KEY_MISMATCH", 45, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kHostChainInvalid, "HOST_CHAIN_INVALID", 46, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kHostCertificateIsCa, "HOST_CERTIFICATE_IS_CA", 47, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kClusterCaAlreadyExists, "CLUSTER_CA_ALREADY_EXISTS", 48, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kClusterCaMissing, "CLUSTER_CA_MISSING", 49, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kCsrInvalid, "CSR_INVALID", 50, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kCsrNameNotAllowed, "CSR_NAME_NOT_ALLOWED", 51, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kValidityTooLong, "VALIDITY_TOO_LONG", 52, PTRUST_REASON_INTERNAL_ERROR},
 };
 
 constexpr bool rows_in_enum_order() {
@@ -64,7 +73,7 @@ constexpr bool rows_in_enum_order() {
   return true;
 }
 static_assert(rows_in_enum_order(), "kCodes rows must follow the order of enum Code");
-static_assert(std::size(kCodes) == static_cast<size_t>(Code::kCrlDeltaWithoutBase) + 1, "a Code lacks its row");
+static_assert(std::size(kCodes) == static_cast<size_t>(Code::kValidityTooLong) + 1, "a Code lacks its row");
 
 constexpr bool provider_reasons_unique() {
   for (size_t i = 0; i < std::size(kCodes); ++i)

@@ -66,6 +66,21 @@ enum class Code {
   kCrlNotNewer,
   // A delta CRL whose base (a complete CRL of the same issuer and scope) is not installed (additive).
   kCrlDeltaWithoutBase,
+  // Host identity (`host-cert install`): the private key does not parse (or is encrypted),
+  // does not match the certificate, the chain does not link, or the certificate is a CA
+  // (additive).
+  kHostKeyInvalid,
+  kHostKeyMismatch,
+  kHostChainInvalid,
+  kHostCertificateIsCa,
+  // Cluster CA (`ca ...`): it already exists / does not exist, a CSR that does not parse or
+  // whose signature fails, a CN that is not the cluster's or a declared node's, a validity
+  // of 168 hours or more (additive).
+  kClusterCaAlreadyExists,
+  kClusterCaMissing,
+  kCsrInvalid,
+  kCsrNameNotAllowed,
+  kValidityTooLong,
 };
 
 // What each code is called and how each consumer reports it (core/error.cc holds the table).

@@ -27,6 +27,7 @@ using EvpMdCtxPtr = Ptr<EVP_MD_CTX, EVP_MD_CTX_free>;
 using X509Ptr = Ptr<X509, X509_free>;
 using X509CrlPtr = Ptr<X509_CRL, X509_CRL_free>;
 using X509NamePtr = Ptr<X509_NAME, X509_NAME_free>;
+using X509ReqPtr = Ptr<X509_REQ, X509_REQ_free>;
 using X509ExtensionPtr = Ptr<X509_EXTENSION, X509_EXTENSION_free>;
 using X509SigPtr = Ptr<X509_SIG, X509_SIG_free>;  // encrypted PKCS#8
 using Pkcs8PrivKeyInfoPtr = Ptr<PKCS8_PRIV_KEY_INFO, PKCS8_PRIV_KEY_INFO_free>;

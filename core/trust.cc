@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <unordered_map>
 
+#include "core/cluster_ca.h"
 #include "core/crl.h"
 #include "core/fs.h"
 #include "core/layout.h"
@@ -85,6 +86,10 @@ void compute_material(TrustState& s) {
   update_value(md.get(), fields);
   for (const auto& c : s.certs) update(md.get(), c.der.data(), c.der.size());
   for (const auto& c : s.crls) update(md.get(), c.der.data(), c.der.size());
+  if (s.min_serial) {  // a raised minimum must not let an older session resume
+    update_value(md.get(), *s.min_serial);
+    update(md.get(), s.cluster_ca.data(), s.cluster_ca.size());
+  }
   unsigned int n = 0;
   if (EVP_DigestFinal_ex(md.get(), s.material.data(), &n) != 1 || n != s.material.size()) throw std::bad_alloc();
 }
@@ -115,6 +120,9 @@ TrustInputs inputs_before(const std::string& root) {
     for (const auto& e : fs::list_dir(crls.get()))
       if (auto st = fs::stat_at(crls.get(), e.name)) in.crl_files.emplace_back(e.name, file_id(*st));
   in.crl_scope = lstat_id(under(root, std::string(layout::kStateDir) + "/" + std::string(layout::kCrlScopeFile)));
+  const std::string ca_dir = std::string(cluster_ca::kDir) + "/";
+  in.ca_min_serial = lstat_id(under(root, ca_dir + std::string(cluster_ca::kMinSerial)));
+  in.ca_cert = lstat_id(under(root, ca_dir + std::string(cluster_ca::kCert)));
   return in;
 }
 
@@ -174,12 +182,20 @@ std::shared_ptr<TrustState> build_state(const Context& ctx, std::string_view pur
       s->certs = std::move(m.certs);
       s->decoded = decode(s->certs, s->bundle, previous);
       if (takes_crls(s->mode, s->policy)) s->crls = crls_for(ctx, purpose);
+      if (s->mode == Mode::kCa || s->mode == Mode::kGeneral) {
+        fs::Fd r = fs::open_root(ctx.root);
+        if (auto m = cluster_ca::load_minimum(r.get())) {  // STORE_CORRUPT fails the purpose closed
+          s->min_serial = m->min_serial;
+          s->cluster_ca = m->ca_sha256;
+        }
+      }
     } catch (const Error& e) {
       s->failure = e.code();
       s->failure_message = e.what();
       s->certs.clear();
       s->decoded.clear();
       s->crls.clear();
+      s->min_serial.reset();
       if (s->bundle.empty()) {  // which source failed, for the report
         try {
           Resolution r = resolve(ctx, purpose);

@@ -59,6 +59,7 @@ struct TrustStamp {
 // whatever the store size).
 struct TrustInputs {
   std::optional<FileId> trusted_dir, bundle, store_dir, crl_dir, crl_scope;
+  std::optional<FileId> ca_min_serial, ca_cert;  // the cluster CA's min-serial and ca.pem
   std::vector<std::pair<std::string, FileId>> crl_files;  // a CRL replaced in place moves no directory
   bool operator==(const TrustInputs&) const = default;
 };
@@ -91,6 +92,10 @@ struct TrustState {
   // the purpose (STORE_CORRUPT) for the provider too, not only for the hook. Read only.
   std::vector<ossl::X509Ptr> decoded;
   std::vector<TrustCrl> crls;  // ca / general unless crl-policy is off: the CRLs that apply
+  // ca / general: the cluster CA's minimum serial (core/cluster_ca.h), when min-serial exists;
+  // a leaf issued by the certificate whose SHA-256 is `cluster_ca` with a lower serial fails.
+  std::optional<std::uint64_t> min_serial;
+  Digest cluster_ca{};
   // SHA-256 of purpose, generation, policy, mode, failure and every certificate and CRL: the
   // same in every process that sees the same store (keys server-side session resumption).
   Digest material{};

@@ -46,6 +46,7 @@ void add_store_commands(std::vector<Command>& out);  // crl, legacy, pool, expor
 void add_stunnel_commands(std::vector<Command>& out);  // stunnel render, stunnel sync
 void add_status_commands(std::vector<Command>& out);   // status, alerts (helper/status_cmd.cc)
 void add_serve_commands(std::vector<Command>& out);    // serve (helper/serve.cc)
+void add_identity_commands(std::vector<Command>& out); // host-cert, ca (helper/identity.cc)
 
 // Reads a user-supplied input file (regular file, no symlink, at most 1 MiB).
 std::string read_input_file(const std::string& path);

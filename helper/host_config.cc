@@ -1,5 +1,6 @@
 #include "helper/host_config.h"
 
+#include <cctype>
 #include <cmath>
 #include <set>
 
@@ -103,11 +104,59 @@ ConsumerDecl parse_consumer(const YAML::Node& n, const Config& cfg) {
   return c;
 }
 
+bool valid_host_name(std::string_view n) {
+  if (n.empty() || n.size() > 253 || n.front() == '.' || n.back() == '.') return false;
+  size_t label = 0;
+  for (char c : n) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') return false;
+    if (++label > 63) return false;
+  }
+  return true;
+}
+
+ClusterDecl parse_cluster(const YAML::Node& n, const std::string& src) {
+  if (!n.IsMap()) error(src, n.Mark(), "cluster must be a mapping: {name: NAME, nodes: [HOST, ...]}");
+  ClusterDecl c;
+  std::set<std::string> seen;
+  for (const auto& kv : n) {
+    std::string key = kv.first.Scalar();
+    const YAML::Node& v = kv.second;
+    if (key == "name") {
+      c.name = config_yaml::scalar(v, src, key);
+      if (!valid_host_name(c.name)) error(src, v.Mark(), "cluster name must be a DNS name, not '" + c.name + "'");
+    } else if (key == "nodes") {
+      if (!v.IsSequence()) error(src, v.Mark(), "nodes must be a list of host names");
+      for (const auto& h : v) {
+        std::string name = config_yaml::scalar(h, src, key);
+        if (!valid_host_name(name)) error(src, h.Mark(), "node name must be a DNS name, not '" + name + "'");
+        if (!seen.insert(name).second) error(src, h.Mark(), "node '" + name + "' listed twice");
+        c.nodes.push_back(name);
+      }
+    } else {
+      error(src, kv.first.Mark(), "unknown cluster setting '" + key + "'");
+    }
+  }
+  if (c.name.empty()) error(src, n.Mark(), "cluster lacks 'name'");
+  return c;
+}
+
 }  // namespace
+
+std::vector<std::string> ClusterDecl::names() const {
+  std::vector<std::string> out{name};
+  out.insert(out.end(), nodes.begin(), nodes.end());
+  return out;
+}
 
 HostConfig parse_host_config(const Config& cfg) {
   HostConfig h;
   if (auto n = config_yaml::section(cfg, "alerts")) h.alerts = parse_alerts(*n, cfg.source);
+  if (auto n = config_yaml::section(cfg, "cluster")) h.cluster = parse_cluster(*n, cfg.source);
   if (auto n = config_yaml::section(cfg, "consumers")) {
     if (!n->IsSequence()) error(cfg.source, n->Mark(), "consumers must be a list");
     std::set<std::string> names;

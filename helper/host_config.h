@@ -1,6 +1,6 @@
 // The helper's own sections of ptrust.yaml besides `stunnel:`: `alerts:` (the windows of the
-// expiry alerts) and `consumers:` (the services, other than the stunnel instances, that load
-// trust and that the daemon keeps in step). Core never reads them: a broken section cannot
+// expiry alerts), `consumers:` (the services, other than the stunnel instances, that load
+// trust and that the daemon keeps in step) and `cluster:` (the names the cluster CA signs for). Core never reads them: a broken section cannot
 // break verification, and every `ptrust` command refuses it with CONFIG_INVALID file:line:col.
 #pragma once
 
@@ -30,12 +30,20 @@ struct ConsumerDecl {
   bool caches_trust = true;           // false: it follows changes itself (libptrust, ptrust.so)
 };
 
+// `cluster: {name: pool1, nodes: [host1, host2]}`: the only common names `ca sign` accepts.
+struct ClusterDecl {
+  std::string name;                // a DNS name: [A-Za-z0-9-] labels joined by '.', at most 253
+  std::vector<std::string> nodes;  // the same grammar, no repeats
+  std::vector<std::string> names() const;  // name, then nodes
+};
+
 struct HostConfig {
   AlertPolicy alerts;
   std::vector<ConsumerDecl> consumers;
+  std::optional<ClusterDecl> cluster;
 };
 
-// Parses `alerts:` and `consumers:` of `cfg` (defaults without them).
+// Parses `alerts:`, `consumers:` and `cluster:` of `cfg` (defaults without them).
 HostConfig parse_host_config(const Config& cfg);
 
 }  // namespace ptrust

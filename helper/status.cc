@@ -9,6 +9,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "core/cluster_ca.h"
 #include "core/counters.h"
 #include "core/db.h"
 #include "core/error.h"
@@ -127,6 +128,29 @@ void host_identity(const Context& ctx, std::string_view file, const char* kind, 
   c.not_before = x509::to_epoch(X509_get0_notBefore(x.get())).value_or(0);
   c.not_after = x509::to_epoch(X509_get0_notAfter(x.get())).value_or(0);
   r.certs.push_back(std::move(c));
+}
+
+// The cluster CA's certificate (never its key), with its serial counters.
+void cluster_ca_entry(const Context& ctx, Report& r) {
+  const std::string path = path_in(ctx, std::string(cluster_ca::kDir) + "/" + std::string(cluster_ca::kCert));
+  std::optional<cluster_ca::Info> i;
+  try {
+    fs::Fd root = fs::open_root(ctx.root);
+    i = cluster_ca::info(root.get());
+  } catch (const Error& e) {
+    r.findings.push_back({Health::kError, std::string(code_name(e.code())), path, e.what()});
+    return;
+  }
+  if (!i) return;
+  X509* x = i->cert.get();
+  CertEntry c{.kind = "cluster_ca", .object = path, .subject = x509::rfc2253(X509_get_subject_name(x)),
+              .subject_cn = cn_of(X509_get_subject_name(x)), .issuer_cn = cn_of(X509_get_issuer_name(x)),
+              .serial = serial_of(x), .filepath = path};
+  c.not_before = x509::to_epoch(X509_get0_notBefore(x)).value_or(0);
+  c.not_after = x509::to_epoch(X509_get0_notAfter(x)).value_or(0);
+  r.certs.push_back(std::move(c));
+  r.ca_last_serial = i->last_serial;
+  r.ca_min_serial = i->min_serial;
 }
 
 std::string store_file(const Context& ctx, const CertRecord& rec) {
@@ -277,6 +301,7 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
     r.pool = db.pool.size();
     host_identity(ctx, "xapi-ssl.pem", "host_server", r);
     host_identity(ctx, "xapi-pool-tls.pem", "host_internal", r);
+    cluster_ca_entry(ctx, r);
   }
 
   // Each purpose as consumers see it.
@@ -434,6 +459,7 @@ std::optional<Alert> expiry_alert(const CertEntry& c, const AlertPolicy& p, std:
   const char* cls = nullptr;
   const char* what = nullptr;
   if (c.kind == "ca" || c.kind == "legacy") cls = "POOL_CA_CERTIFICATE", what = "CA certificate";
+  else if (c.kind == "cluster_ca") cls = "POOL_CA_CERTIFICATE", what = "cluster CA certificate";
   else if (c.kind == "pinned") cls = "POOL_PINNED_CERTIFICATE", what = "pinned certificate";
   else if (c.kind == "host_server") cls = "HOST_SERVER_CERTIFICATE", what = "TLS server certificate";
   else if (c.kind == "host_internal") cls = "HOST_INTERNAL_CERTIFICATE", what = "internal TLS certificate";
@@ -580,6 +606,12 @@ json::object to_json(const Report& r) {
   for (const auto& c : r.certs)
     if (c.kind == "host_server" || c.kind == "host_internal")
       host_ids[c.kind] = json::object{{"file", c.filepath}, {"subject", c.subject}, {"not_after", rfc3339(c.not_after)}};
+  json::value ca = nullptr;
+  for (const auto& c : r.certs)
+    if (c.kind == "cluster_ca")
+      ca = json::object{{"file", c.filepath}, {"subject", c.subject}, {"not_after", rfc3339(c.not_after)},
+                        {"last_serial", r.ca_last_serial},
+                        {"min_serial", r.ca_min_serial ? json::value(*r.ca_min_serial) : json::value(nullptr)}};
   return {{"health", std::string(to_string(r.health))},
           {"time", rfc3339(r.now)},
           {"root", r.root},
@@ -590,6 +622,7 @@ json::object to_json(const Report& r) {
           {"consumers", std::move(consumers)},
           {"stores", json::object{{"trusted", trusted}, {"legacy", r.legacy}, {"pool", r.pool}}},
           {"host_identity", std::move(host_ids)},
+          {"cluster_ca", std::move(ca)},
           {"findings", std::move(findings)}};
 }
 

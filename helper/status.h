@@ -23,7 +23,7 @@ std::string_view to_string(Health h) noexcept;
 
 // One certificate an alert or a metric can be about.
 struct CertEntry {
-  std::string kind;    // ca | pinned | legacy | pool | host_server | host_internal
+  std::string kind;    // ca | pinned | legacy | pool | host_server | host_internal | cluster_ca
   std::string object;  // trusted: UUID; legacy: file name; pool: host UUID (file); host: file path
   std::string subject, subject_cn, issuer_cn, serial;
   std::string filepath;               // absolute path of the file it is served from
@@ -83,6 +83,9 @@ struct Report {
   std::optional<std::string> drift_error;  // "CODE: message" when drift could not be checked
   std::vector<ConsumerEntry> consumers;
   std::size_t legacy = 0, pool = 0;        // certificates in those stores
+  // The cluster CA (kind cluster_ca in certs) when there is one: serials issued, minimum.
+  std::uint64_t ca_last_serial = 0;
+  std::optional<std::uint64_t> ca_min_serial;
   std::vector<Finding> findings;           // most severe first
   Health health = Health::kOk;
 };

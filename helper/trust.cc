@@ -385,6 +385,7 @@ const std::vector<Command>& commands() {
     add_status_commands(v);
     add_serve_commands(v);
     add_show_commands(v);
+    add_identity_commands(v);
     return v;
   }();
   return all;

@@ -412,6 +412,7 @@ const char* ptrust_reason_string(ptrust_reason reason) {
     case PTRUST_REASON_INTERNAL_ERROR: return "INTERNAL_ERROR";
     case PTRUST_REASON_CONFIG_INVALID: return "CONFIG_INVALID";
     case PTRUST_REASON_UNKNOWN_PURPOSE: return "UNKNOWN_PURPOSE";
+    case PTRUST_REASON_SERIAL_BELOW_MINIMUM: return "SERIAL_BELOW_MINIMUM";
     case PTRUST_REASON_COUNT: break;
   }
   return "UNKNOWN";

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "core/cluster_ca.h"
 #include "hook/verifier.h"
 
 namespace ptrust::hook {
@@ -180,6 +181,9 @@ Verdict decide_chain(const HookView& view, X509* leaf, STACK_OF(X509) * untruste
   v.x509_error = X509_V_OK;
   v.chain.reset(X509_STORE_CTX_get1_chain(ctx.get()));
   if (!v.chain) return fail(PTRUST_REASON_INTERNAL_ERROR, X509_V_ERR_OUT_OF_MEM);
+  // Ganeti's revocation for the cluster CA: its minimum serial, read with the snapshot.
+  if (cluster_ca::below_minimum(view.state(), v.chain.get()))
+    return fail(PTRUST_REASON_SERIAL_BELOW_MINIMUM, X509_V_ERR_CERT_REVOKED);
   return v;
 }
 

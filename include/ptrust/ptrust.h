@@ -55,6 +55,7 @@ typedef enum ptrust_reason {
   PTRUST_REASON_INTERNAL_ERROR,        /* out of memory or an unexpected library failure */
   PTRUST_REASON_CONFIG_INVALID,        /* the configuration (ptrust.yaml) no longer parses */
   PTRUST_REASON_UNKNOWN_PURPOSE,       /* the purpose is no longer declared in the configuration */
+  PTRUST_REASON_SERIAL_BELOW_MINIMUM,  /* the leaf was issued by the cluster CA with a serial below its minimum */
   PTRUST_REASON_COUNT                  /* number of reasons; not a reason */
 } ptrust_reason;
 

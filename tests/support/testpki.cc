@@ -203,6 +203,25 @@ std::string ca_with_key_pem(const std::string& cn, long serial, EVP_PKEY* key, l
   return std::string(d, static_cast<size_t>(len));
 }
 
+std::string csr_pem(EVP_PKEY* key, const std::string& cn, bool request_ca, const std::string& request_san) {
+  ossl::Ptr<X509_REQ, X509_REQ_free> req(X509_REQ_new());
+  check(req != nullptr, "csr");
+  X509_REQ_set_version(req.get(), 0);
+  X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req.get()), "CN", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  X509_REQ_set_pubkey(req.get(), key);
+  STACK_OF(X509_EXTENSION)* exts = sk_X509_EXTENSION_new_null();
+  if (request_ca) sk_X509_EXTENSION_push(exts, X509V3_EXT_conf_nid(nullptr, nullptr, NID_basic_constraints, "critical,CA:TRUE"));
+  if (!request_san.empty())
+    sk_X509_EXTENSION_push(exts, X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, request_san.c_str()));
+  if (sk_X509_EXTENSION_num(exts) > 0) X509_REQ_add_extensions(req.get(), exts);
+  sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+  check(X509_REQ_sign(req.get(), key, digest_for(key)) > 0, "csr sign");
+  ossl::BioPtr b(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509_REQ(b.get(), req.get());
+  return bio_string(b.get());
+}
+
 void write_file(const std::string& path, const std::string& content) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   check(static_cast<bool>(f), "open for write");

@@ -58,6 +58,10 @@ std::string crl_der(X509_CRL* crl);
 // stores of thousands of CAs, where making a key per certificate would dominate.
 std::string ca_with_key_pem(const std::string& cn, long serial, EVP_PKEY* key, long days);
 
+// A certificate signing request for `key` with subject CN `cn`, signed by `key`. `request_ca`
+// and `request_san` ask for extensions a CA must not copy (CA:TRUE, other names).
+std::string csr_pem(EVP_PKEY* key, const std::string& cn, bool request_ca = false, const std::string& request_san = "");
+
 void write_file(const std::string& path, const std::string& content);
 std::string read_file(const std::string& path);
 
