@@ -258,6 +258,14 @@ std::shared_ptr<PurposeState> purpose_state(PTRUST_CTX* ctx, const char* purpose
 
 }  // namespace
 
+std::shared_ptr<PurposeState> purpose_state_of(PTRUST_CTX* ctx, const char* purpose) noexcept {
+  try {
+    return ctx && purpose ? purpose_state(ctx, purpose) : nullptr;
+  } catch (...) {
+    return nullptr;
+  }
+}
+
 }  // namespace ptrust::hook
 
 using namespace ptrust::hook;

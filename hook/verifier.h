@@ -171,4 +171,8 @@ class PurposeState {
   std::uint64_t* const counters_;  // into local_ or into a slot of the shared file
 };
 
+// `purpose`'s state in `ctx` (created on first use, as attaching does); nullptr for an unknown
+// purpose. Internal (tests, diagnostics): not part of libptrust's C API.
+std::shared_ptr<PurposeState> purpose_state_of(PTRUST_CTX* ctx, const char* purpose) noexcept;
+
 }  // namespace ptrust::hook
