@@ -22,6 +22,7 @@ TEST(Config, ParsesPoliciesPerPurpose) {
       "    crl-policy: require\n"
       "    crl-scope: leaf\n"
       "    report-only: true\n"
+      "    verify-cache-seconds: 0\n"
       "  wlb: {}\n"
       "  ldaps:\n",
       "t.yaml");
