@@ -108,7 +108,8 @@ HookView::HookView(std::shared_ptr<const TrustState> state)
     case Mode::kCa:
     case Mode::kGeneral: {
       // The CAs are not added to the store one by one (quadratic in OpenSSL 3.0): sorted once
-      // here, served by the lookup. The state owns them and outlives the view's store.
+      // here, served by the lookup. The state owns them (the view holds the state; the store
+      // takes its own reference to each CA it caches).
       by_subject.reserve(s.decoded.size());
       for (const auto& c : s.decoded) by_subject.push_back(c.get());
       std::sort(by_subject.begin(), by_subject.end(), subject_less);
