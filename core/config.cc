@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -166,6 +167,14 @@ PurposePolicy parse_policy(const YAML::Node& n, const std::string& src) {
       p.enforce_pin_validity = boolean(v, src, key);
     } else if (key == "report-only") {
       p.report_only = boolean(v, src, key);
+    } else if (key == "verify-cache-seconds") {
+      auto s = scalar(v, src, key);
+      std::uint32_t n = 0;
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+      if (s.empty() || ec != std::errc() || end != s.data() + s.size() || n > PurposePolicy::kMaxVerifyCacheSeconds)
+        error(src, v.Mark(), "verify-cache-seconds must be a whole number of seconds from 0 to " +
+                                 std::to_string(PurposePolicy::kMaxVerifyCacheSeconds) + ", not '" + s + "'");
+      p.verify_cache_seconds = n;
     } else {
       error(src, kv.first.Mark(), "unknown purpose setting '" + key + "'");
     }

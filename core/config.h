@@ -1,6 +1,7 @@
 // Configuration: the declared purposes and their verification policies (YAML).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -28,6 +29,10 @@ struct PurposePolicy {
   PinMatch pin_match = PinMatch::kCertificate;
   bool enforce_pin_validity = true;
   bool report_only = false;  // explicit opt-in: verdict reported, handshake proceeds
+  // The verify hook's verified-chain cache (ca / general): how long a repeated peer's verified
+  // chain may be answered without a new X509_verify_cert, at most. 0 disables the cache.
+  std::uint32_t verify_cache_seconds = 300;
+  static constexpr std::uint32_t kMaxVerifyCacheSeconds = 86400;
   bool operator==(const PurposePolicy&) const = default;
 };
 

@@ -219,7 +219,9 @@ class TrustSource {
 // `const TrustState& state() const`. get() on an unchanged store copies this slot's
 // shared_ptr under the slot's own mutex (held for the copy only: a few nanoseconds, never
 // while anything is built or freed); after a change the first caller rebuilds under a second
-// mutex and the other callers of this purpose wait for it (never those of another purpose).
+// mutex while the other callers of this purpose are served the previous view of the same
+// configuration (TrustStamp::epoch) meanwhile; only callers with none (the first build, a
+// configuration change) wait for it. Callers of another purpose never wait for it.
 // std::atomic<std::shared_ptr> is not used: libstdc++ 12 releases its internal lock with
 // relaxed order after a load, a data race ThreadSanitizer reports.
 template <class View>
@@ -232,7 +234,13 @@ class TrustSlot {
     if (seen && now.now_ns < hold_until_ns_.load(std::memory_order_acquire) && seen->state().stamp.epoch == now.epoch)
       return seen;  // a writer is half-way: the last settled view, until the next retry
     try {
-      std::lock_guard lk(build_mu_);
+      std::unique_lock lk(build_mu_, std::try_to_lock);
+      if (!lk.owns_lock()) {
+        // Another caller is rebuilding: a handshake does not wait for it when the previous
+        // view is of the same configuration (the rebuild publishes the change when it is done).
+        if (seen && seen->state().stamp.epoch == now.epoch) return seen;
+        lk.lock();
+      }
       std::shared_ptr<const View> cur = load();
       if (cur && cur != seen && !TrustSource::stale(cur->state(), now)) return cur;  // rebuilt meanwhile
       const std::shared_ptr<const View>& prev = cur ? cur : seen;

@@ -30,8 +30,11 @@ struct Attachment {
   PTRUST_CTX* owner;  // one reference
   std::shared_ptr<PurposeState> state;
   void (*prev_info_cb)(const SSL*, int, int);
+  std::uint64_t serial;  // unique per attachment: the verified-chain cache's scope
   ~Attachment() { ptrust_ctx_free(owner); }
 };
+
+std::atomic<std::uint64_t> next_attachment_serial{1};  // 0 is the offline scope
 
 // What a verification leaves on an SSL_SESSION, to refuse resuming it under other trust
 // and to report the original verdict when it is resumed.
@@ -143,8 +146,9 @@ bool verdict_from_ticket(SSL_SESSION* sess, PTRUST_RESULT& out) {
 }
 
 // The decision, or INTERNAL_ERROR when no view could be made (out of memory: fail closed).
-Verdict verdict(const HookView* view, X509* leaf, STACK_OF(X509) * untrusted, const X509_VERIFY_PARAM* param) {
-  if (view) return decide(*view, leaf, untrusted, param);
+Verdict verdict(const HookView* view, X509* leaf, STACK_OF(X509) * untrusted, const X509_VERIFY_PARAM* param,
+                const CacheScope* scope) {
+  if (view) return decide(*view, leaf, untrusted, param, scope);
   Verdict v;
   v.reason = PTRUST_REASON_INTERNAL_ERROR;
   v.x509_error = X509_V_ERR_OUT_OF_MEM;
@@ -157,12 +161,15 @@ int verify_callback(X509_STORE_CTX* outer, void* arg) {
   try {
     PurposeState& st = *a->state;
     std::shared_ptr<const HookView> view = st.current();
+    auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(outer, SSL_get_ex_data_X509_STORE_CTX_idx()));
+    // The purpose and trust OpenSSL applies come from this SSL_CTX and the role (no getter):
+    // cached verdicts are kept apart per attachment and role.
+    CacheScope scope{a->serial, ssl && SSL_is_server(ssl) ? 2 : 1};
     Verdict v = verdict(view.get(), X509_STORE_CTX_get0_cert(outer), X509_STORE_CTX_get0_untrusted(outer),
-                        X509_STORE_CTX_get0_param(outer));
+                        X509_STORE_CTX_get0_param(outer), ssl ? &scope : nullptr);
     st.count(v.reason);
     PTRUST_RESULT r = make_result(st, view.get(), v);
-    if (auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(outer, SSL_get_ex_data_X509_STORE_CTX_idx())))
-      record(ssl, r, view ? view->state().material : Digest{});
+    if (ssl) record(ssl, r, view ? view->state().material : Digest{});
     if (r.verified) {
       X509_STORE_CTX_set0_verified_chain(outer, v.chain.release());
       X509_STORE_CTX_set_error(outer, X509_V_OK);
@@ -251,6 +258,14 @@ std::shared_ptr<PurposeState> purpose_state(PTRUST_CTX* ctx, const char* purpose
 
 }  // namespace
 
+std::shared_ptr<PurposeState> purpose_state_of(PTRUST_CTX* ctx, const char* purpose) noexcept {
+  try {
+    return ctx && purpose ? purpose_state(ctx, purpose) : nullptr;
+  } catch (...) {
+    return nullptr;
+  }
+}
+
 }  // namespace ptrust::hook
 
 using namespace ptrust::hook;
@@ -296,7 +311,8 @@ int ptrust_SSL_CTX_set1_purpose(SSL_CTX* ssl_ctx, PTRUST_CTX* ctx, const char* p
     const Indices& idx = indices();
     if (idx.ssl_ctx < 0 || idx.ssl < 0 || idx.session < 0) return 0;
     Attachment* old = attachment_of(ssl_ctx);
-    std::unique_ptr<Attachment> a(new Attachment{ctx, std::move(st), nullptr});
+    std::unique_ptr<Attachment> a(new Attachment{ctx, std::move(st), nullptr,
+                                                 next_attachment_serial.fetch_add(1, std::memory_order_relaxed)});
     ptrust_ctx_up_ref(ctx);
     // Re-attaching keeps the application's info callback, not our own.
     a->prev_info_cb = old ? old->prev_info_cb : SSL_CTX_get_info_callback(ssl_ctx);
@@ -367,8 +383,15 @@ int ptrust_verify_chain(PTRUST_CTX* ctx, const char* purpose, STACK_OF(X509) * c
     }
     // An override is decided on the same trust read under the overriding policy (a purpose
     // with crl-policy off has no CRLs in its own state).
-    if (policy != view->state().policy) view = st->with_policy(policy);
-    Verdict v = verdict(view.get(), sk_X509_value(chain, 0), chain, param.get());
+    // Only the purpose's own view caches verified chains (an override's view is made for this
+    // call alone); offline verifications have their own scope.
+    const CacheScope offline{0, 0};
+    const CacheScope* scope = &offline;
+    if (policy != view->state().policy) {
+      view = st->with_policy(policy);
+      scope = nullptr;
+    }
+    Verdict v = verdict(view.get(), sk_X509_value(chain, 0), chain, param.get(), scope);
     st->count(v.reason);
     *out = make_result(*st, view.get(), v);
     ERR_clear_error();

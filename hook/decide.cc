@@ -2,9 +2,13 @@
 #include <openssl/err.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstring>
 #include <ctime>
+#include <utility>
 
 #include "core/cluster_ca.h"
+#include "core/x509.h"
 #include "hook/verifier.h"
 
 namespace ptrust::hook {
@@ -187,9 +191,191 @@ Verdict decide_chain(const HookView& view, X509* leaf, STACK_OF(X509) * untruste
   return v;
 }
 
+// ---- verified-chain cache --------------------------------------------------------------
+
+std::int64_t steady_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Certificate policies have no getter in an X509_VERIFY_PARAM: a verification that checks
+// them is never cached (they only matter with these flags).
+constexpr unsigned long kUnkeyableFlags =
+    X509_V_FLAG_POLICY_CHECK | X509_V_FLAG_EXPLICIT_POLICY | X509_V_FLAG_INHIBIT_ANY | X509_V_FLAG_INHIBIT_MAP;
+
+// SHA-256 over the scope, every verification input the parameters expose, and the DER of
+// the leaf and of each presented certificate in order. The verification time is not in it:
+// each entry carries the interval of times it holds for. False when memory ran out.
+bool cache_key(const CacheScope& scope, X509* leaf, STACK_OF(X509) * untrusted, const X509_VERIFY_PARAM* param,
+               Digest& out) noexcept {
+  ossl::Ptr<EVP_MD_CTX, EVP_MD_CTX_free> md(EVP_MD_CTX_new());
+  if (!md || EVP_DigestInit_ex(md.get(), x509::sha256(), nullptr) != 1) return false;
+  auto add = [&](const void* p, size_t n) { return n == 0 || EVP_DigestUpdate(md.get(), p, n) == 1; };
+  auto add_u64 = [&](std::uint64_t v) { return add(&v, sizeof v); };
+  auto add_str = [&](const char* str) {  // length-prefixed; null and "" differ
+    if (str == nullptr) return add_u64(0);
+    size_t n = std::strlen(str) + 1;
+    return add_u64(n) && add(str, n);
+  };
+  auto add_cert = [&](X509* c) {
+    unsigned char* der = nullptr;  // i2d copies the cached encoding; heap, not stack
+    int n = i2d_X509(c, &der);
+    if (n <= 0) return false;
+    ossl::OsslStr owned(reinterpret_cast<char*>(der));
+    return add_u64(static_cast<std::uint64_t>(n)) && add(der, static_cast<size_t>(n));
+  };
+  static constexpr char kTag[] = "ptrust verified-chain cache 1";
+  bool ok = add(kTag, sizeof kTag) && add_u64(scope.id) && add_u64(static_cast<std::uint64_t>(scope.role));
+  if (param != nullptr) {
+    auto* p = const_cast<X509_VERIFY_PARAM*>(param);  // 3.0's getters of hosts and email take non-const
+    ok = ok && add_u64(1) && add_u64(X509_VERIFY_PARAM_get_flags(p)) && add_u64(X509_VERIFY_PARAM_get_inh_flags(p)) &&
+         add_u64(static_cast<std::uint64_t>(static_cast<std::int64_t>(X509_VERIFY_PARAM_get_depth(p)))) &&
+         add_u64(static_cast<std::uint64_t>(static_cast<std::int64_t>(X509_VERIFY_PARAM_get_auth_level(p)))) &&
+         add_u64(X509_VERIFY_PARAM_get_hostflags(p)) && add_str(X509_VERIFY_PARAM_get0_name(p));
+    std::uint64_t hosts = 0;
+    for (const char* h; ok && (h = X509_VERIFY_PARAM_get0_host(p, static_cast<int>(hosts))) != nullptr; ++hosts)
+      ok = add_str(h);
+    ok = ok && add_u64(hosts) && add_str(X509_VERIFY_PARAM_get0_email(p));
+    if (ok) {
+      char* ip = X509_VERIFY_PARAM_get1_ip_asc(p);  // null when none is set
+      ossl::OsslStr owned(ip);
+      ok = add_str(ip);
+    }
+  } else {
+    ok = ok && add_u64(0);
+  }
+  const int n = untrusted ? sk_X509_num(untrusted) : 0;
+  ok = ok && add_cert(leaf) && add_u64(static_cast<std::uint64_t>(n));
+  for (int i = 0; ok && i < n; ++i) ok = add_cert(sk_X509_value(untrusted, i));
+  unsigned int len = 0;
+  return ok && EVP_DigestFinal_ex(md.get(), out.data(), &len) == 1 && len == out.size();
+}
+
+// The earliest time after `t` (epoch seconds) at which a verdict reached at `t` could change
+// by the clock alone: a notAfter (or a future notBefore) of a certificate of the verified
+// chain or presented by the peer, a CRL's next thisUpdate or (unless expired CRLs are
+// allowed) nextUpdate. OpenSSL's checks are notBefore <= t < notAfter and thisUpdate <= t <
+// nextUpdate, so the verdict holds on [t, result). nullopt when a time does not parse.
+std::optional<std::int64_t> stable_until(const HookView& view, const STACK_OF(X509) * chain, X509* leaf,
+                                         STACK_OF(X509) * untrusted, std::int64_t t) noexcept {
+  std::int64_t until = INT64_MAX;
+  auto bound = [&](const X509* c) {
+    std::optional<std::int64_t> nb = x509::to_epoch(X509_get0_notBefore(c)), na = x509::to_epoch(X509_get0_notAfter(c));
+    if (!nb || !na) return false;
+    if (*nb > t) until = std::min(until, *nb);
+    if (*na > t) until = std::min(until, *na);
+    else until = t;  // already expired (only possible when time checks are off): cache nothing
+    return true;
+  };
+  const int n = untrusted ? sk_X509_num(untrusted) : 0;
+  if (!bound(leaf)) return std::nullopt;
+  for (int i = 0; i < n; ++i)
+    if (!bound(sk_X509_value(untrusted, i))) return std::nullopt;
+  // The chain's certificates that the peer did not send (the anchor, at least).
+  for (int i = 0; i < sk_X509_num(chain); ++i) {
+    X509* c = sk_X509_value(chain, i);
+    bool presented = c == leaf;
+    for (int j = 0; !presented && j < n; ++j) presented = sk_X509_value(untrusted, j) == c;
+    if (!presented && !bound(c)) return std::nullopt;
+  }
+  if (crl_flags(view.state().policy) != 0) {
+    if (!view.crl_times_known) return std::nullopt;
+    for (const auto& [this_update, next_update] : view.crl_times) {
+      if (this_update > t) until = std::min(until, this_update);
+      if (!view.state().policy.allow_expired_crl && next_update > t) until = std::min(until, next_update);
+    }
+  }
+  return until;
+}
+
+// decide_chain through the view's cache, when the caller gave a scope and the inputs can be
+// keyed. Only OK verdicts are cached.
+Verdict decide_chain_cached(const HookView& view, X509* leaf, STACK_OF(X509) * untrusted, const X509_VERIFY_PARAM* param,
+                            const CacheScope* scope) {
+  Digest key;
+  if (scope == nullptr || !view.cache.enabled() || (param && (X509_VERIFY_PARAM_get_flags(param) & kUnkeyableFlags)) ||
+      !cache_key(*scope, leaf, untrusted, param, key))
+    return decide_chain(view, leaf, untrusted, param);
+  const std::int64_t before = check_time(param);
+  if (STACK_OF(X509)* chain = view.cache.find(key, before, steady_ns())) {
+    Verdict v;
+    v.reason = PTRUST_REASON_OK;
+    v.x509_error = X509_V_OK;
+    v.chain.reset(chain);
+    return v;
+  }
+  Verdict v = decide_chain(view, leaf, untrusted, param);
+  if (v.reason != PTRUST_REASON_OK || !v.chain) return v;
+  // Boundaries are looked for after the time before the verification, and the entry is kept
+  // only if none falls before the time after it: the verdict then holds from `before` on.
+  const std::int64_t after = check_time(param);
+  std::optional<std::int64_t> until = stable_until(view, v.chain.get(), leaf, untrusted, before);
+  if (until && *until > after) view.cache.insert(key, before, *until, steady_ns(), v.chain.get());
+  return v;
+}
+
 }  // namespace
 
-Verdict decide(const HookView& view, X509* leaf, STACK_OF(X509) * untrusted, const X509_VERIFY_PARAM* param) noexcept {
+STACK_OF(X509) * VerifyCache::find(const Digest& key, std::int64_t t, std::int64_t now_ns) noexcept {
+  std::uint64_t tag;
+  std::memcpy(&tag, key.data(), sizeof tag);
+  try {
+    std::lock_guard lk(mu_);
+    for (Entry& e : entries_) {
+      if (e.tag != tag || e.key != key) continue;
+      if (t < e.from || t >= e.until || now_ns - e.inserted_ns >= max_age_ns_) break;
+      STACK_OF(X509)* chain = X509_chain_up_ref(e.chain.get());
+      if (chain == nullptr) break;
+      e.used = ++tick_;
+      hits_.fetch_add(1, std::memory_order_relaxed);
+      return chain;
+    }
+  } catch (...) {
+  }
+  misses_.fetch_add(1, std::memory_order_relaxed);
+  return nullptr;
+}
+
+void VerifyCache::insert(const Digest& key, std::int64_t from, std::int64_t until, std::int64_t now_ns,
+                         STACK_OF(X509) * chain) noexcept {
+  std::uint64_t tag;
+  std::memcpy(&tag, key.data(), sizeof tag);
+  ossl::X509StackPtr held(X509_chain_up_ref(chain));  // allocated outside the lock
+  if (!held) return;
+  try {
+    std::lock_guard lk(mu_);
+    if (entries_.capacity() < kCapacity) entries_.reserve(kCapacity);  // once; never grows past it
+    Entry* slot = nullptr;
+    for (Entry& e : entries_)
+      if (e.tag == tag && e.key == key) slot = &e;  // a concurrent miss of the same peer
+    if (slot == nullptr && entries_.size() < kCapacity) slot = &entries_.emplace_back();
+    if (slot == nullptr) {  // full: the least recently used goes
+      slot = &entries_.front();
+      for (Entry& e : entries_)
+        if (e.used < slot->used) slot = &e;
+    }
+    slot->tag = tag;
+    slot->key = key;
+    slot->from = from;
+    slot->until = until;
+    slot->inserted_ns = now_ns;
+    slot->used = ++tick_;
+    slot->chain.swap(held);  // the evicted chain is freed below, outside the lock
+  } catch (...) {
+  }
+}
+
+std::size_t VerifyCache::size() const noexcept {
+  try {
+    std::lock_guard lk(mu_);
+    return entries_.size();
+  } catch (...) {
+    return 0;
+  }
+}
+
+Verdict decide(const HookView& view, X509* leaf, STACK_OF(X509) * untrusted, const X509_VERIFY_PARAM* param,
+               const CacheScope* scope) noexcept {
   ERR_set_mark();
   Verdict v;
   try {
@@ -202,7 +388,7 @@ Verdict decide(const HookView& view, X509* leaf, STACK_OF(X509) * untrusted, con
         case Mode::kNone: v = fail(PTRUST_REASON_NO_TRUST_FOR_PURPOSE, X509_V_ERR_CERT_UNTRUSTED); break;
         case Mode::kPinned: v = decide_pinned(view, leaf, param); break;
         case Mode::kCa:
-        case Mode::kGeneral: v = decide_chain(view, leaf, untrusted, param); break;
+        case Mode::kGeneral: v = decide_chain_cached(view, leaf, untrusted, param, scope); break;
       }
     }
   } catch (const std::exception&) {

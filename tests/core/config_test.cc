@@ -22,6 +22,7 @@ TEST(Config, ParsesPoliciesPerPurpose) {
       "    crl-policy: require\n"
       "    crl-scope: leaf\n"
       "    report-only: true\n"
+      "    verify-cache-seconds: 0\n"
       "  wlb: {}\n"
       "  ldaps:\n",
       "t.yaml");
@@ -32,6 +33,10 @@ TEST(Config, ParsesPoliciesPerPurpose) {
   EXPECT_TRUE(c.purposes.at("licensing").report_only);
   EXPECT_EQ(c.purposes.at("wlb").crl_policy, CrlPolicy::kIfPresent);
   EXPECT_FALSE(c.purposes.at("ldaps").report_only);
+  EXPECT_EQ(c.purposes.at("licensing").verify_cache_seconds, 0u);
+  EXPECT_EQ(c.purposes.at("wlb").verify_cache_seconds, 300u) << "default: 5 minutes";
+  EXPECT_EQ(parse_config("purposes:\n  a: { verify-cache-seconds: 86400 }\n", "t.yaml").purposes.at("a").verify_cache_seconds,
+            86400u);
 }
 
 struct BadConfig {
@@ -63,6 +68,9 @@ INSTANTIATE_TEST_SUITE_P(
                       BadConfig{"syntax", "purposes: [\n", "bad.yaml:"},
                       BadConfig{"no_purposes", "root: /x\n", "bad.yaml"},
                       BadConfig{"relative_root", "root: x\npurposes: {}\n", "bad.yaml:1:7"},
+                      BadConfig{"cache_negative", "purposes:\n  a:\n    verify-cache-seconds: -1\n", "bad.yaml:3:27"},
+                      BadConfig{"cache_too_long", "purposes:\n  a:\n    verify-cache-seconds: 86401\n", "bad.yaml:3:27"},
+                      BadConfig{"cache_not_number", "purposes:\n  a:\n    verify-cache-seconds: 5m\n", "bad.yaml:3:27"},
                       BadConfig{"unknown_setting", "purposes:\n  ldaps:\n    pinning: yes\n", "bad.yaml:3:5"}),
     [](const auto& info) { return std::string(info.param.name); });
 

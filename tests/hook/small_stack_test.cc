@@ -140,6 +140,7 @@ TEST_F(HookSmallStack, VerifiesOfflineAndOverTlsAcrossStoreChangesIn64KiBThread)
       {"A chain", {&a_.leaf, &a_.inter}, &a, PTRUST_REASON_OK, {}, {}},
       {"revoked A leaf", {&revoked_, &a_.inter}, &rev, PTRUST_REASON_CERT_REVOKED, {}, {}},
       {"B chain, B not trusted", {&b_.leaf, &b_.inter}, &b, PTRUST_REASON_CHAIN_UNTRUSTED, {}, {}},
+      {"A chain again (verified-chain cache)", {&a_.leaf, &a_.inter}, &a, PTRUST_REASON_OK, {}, {}},
   };
   check_all(first);
 

@@ -4,8 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <thread>
 #include <vector>
+
+#include "core/trust.h"
 
 #include "tests/hook/hook_util.h"
 
@@ -83,6 +87,59 @@ TEST(HookThreads, SharedSslCtxWhileStoreChanges) {
   else root.uninstall(uuid);
   EXPECT_EQ(uuid.empty(), handshake(client.get(), server.get(), "server.test").ok);
   ptrust_ctx_free(pt);
+}
+
+// A view whose construction for `licensing` can be held: a rebuild that takes as long as the
+// test wants.
+std::atomic<bool> g_hold{false};
+std::atomic<bool> g_holding{false};
+struct HeldView {
+  explicit HeldView(std::shared_ptr<const TrustState> s) : state_(std::move(s)) {
+    if (state_->purpose != "licensing") return;
+    while (g_hold.load()) {
+      g_holding = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  const TrustState& state() const { return *state_; }
+  std::shared_ptr<const TrustState> state_;
+};
+
+// While one caller rebuilds a purpose's view, the purpose's other callers get the previous
+// view instead of waiting, and other purposes are not held up at all.
+TEST(HookThreads, RebuildDoesNotHoldUpOtherCallers) {
+  Root root;
+  Chain c = make_chain(KeyKind::kP256, "H");
+  root.install(c.root.cert.get(), CertType::kCa, {"licensing", "off-leaf"});
+  TrustSource src(root.path(), root.config());
+  TrustSlot<HeldView> licensing, other;
+  auto first = licensing.get(src, "licensing", src.stamp());
+  ASSERT_TRUE(first);
+  ASSERT_TRUE(other.get(src, "off-leaf", src.stamp()));
+
+  root.install(make_chain(KeyKind::kP256, "H2").root.cert.get(), CertType::kCa, {"licensing", "off-leaf"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));  // past the generation poll interval
+  g_hold = true;
+  std::shared_ptr<const HeldView> rebuilt;
+  std::thread rebuilder([&] { rebuilt = licensing.get(src, "licensing", src.stamp()); });
+  for (int i = 0; i < 10000 && !g_holding; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(g_holding.load()) << "the rebuild started";
+
+  auto same = std::async(std::launch::async, [&] { return licensing.get(src, "licensing", src.stamp()); });
+  auto another = std::async(std::launch::async, [&] { return other.get(src, "off-leaf", src.stamp()); });
+  const bool same_served = same.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  const bool another_served = another.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  g_hold = false;  // lets everything finish before the checks
+  rebuilder.join();
+  EXPECT_TRUE(same_served) << "a caller of the purpose waited for its rebuild";
+  EXPECT_TRUE(another_served) << "another purpose waited for this purpose's rebuild";
+  EXPECT_EQ(first, same.get()) << "the previous view, meanwhile";
+  auto another_view = another.get();
+  ASSERT_TRUE(another_view);
+  ASSERT_TRUE(rebuilt);
+  EXPECT_GT(rebuilt->state().stamp.generation, first->state().stamp.generation);
+  EXPECT_EQ(another_view->state().stamp.generation, rebuilt->state().stamp.generation);
+  EXPECT_EQ(rebuilt, licensing.get(src, "licensing", src.stamp())) << "the new view, once published";
 }
 
 }  // namespace
