@@ -174,9 +174,44 @@ void write_atomic(int dirfd, const std::string& name, std::string_view data, mod
     off += static_cast<size_t>(n);
   }
   if (::fchmod(fd, mode) != 0) fail("cannot chmod");
+  if (Batch* b = Batch::active()) {
+    b->queue({Fd(::fcntl(dirfd, F_DUPFD_CLOEXEC, 0)), tmp, name});
+    return;
+  }
   if (::fsync(fd) != 0) fail("cannot fsync");
   if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) fail("cannot rename into place");
   if (::fsync(dirfd) != 0) throw_errno(Code::kIoError, "cannot fsync directory of " + name);
+}
+
+namespace {
+thread_local Batch* g_batch = nullptr;
+}
+
+Batch::Batch() : outer_(g_batch) { g_batch = this; }
+
+Batch::~Batch() {
+  g_batch = outer_;
+  for (auto& op : ops_)
+    if (!op.tmp.empty() && op.dir) ::unlinkat(op.dir.get(), op.tmp.c_str(), 0);
+}
+
+Batch* Batch::active() noexcept { return g_batch; }
+
+void Batch::queue(Op op) {
+  if (!op.dir) throw_errno(Code::kIoError, "cannot keep the directory of " + op.name);
+  ops_.push_back(std::move(op));
+}
+
+void Batch::flush() {
+  if (ops_.empty()) return;
+  if (::syncfs(ops_.front().dir.get()) != 0) throw_errno(Code::kIoError, "cannot sync the store's file system");
+  for (auto& op : ops_) {
+    if (::renameat(op.dir.get(), op.tmp.c_str(), op.dir.get(), op.name.c_str()) != 0)
+      throw_errno(Code::kIoError, "cannot rename into place " + op.name);
+    op.tmp.clear();
+  }
+  if (::syncfs(ops_.front().dir.get()) != 0) throw_errno(Code::kIoError, "cannot sync the store's file system");
+  ops_.clear();
 }
 
 bool remove_at(int dirfd, const std::string& name) {
