@@ -80,15 +80,18 @@ class Batch {
   void flush();
   static Batch* active() noexcept;
 
+  // Queues the rename of `tmp` to `name` in `dirfd` (one descriptor kept per directory).
+  void queue(int dirfd, std::string tmp, std::string name);
+
+ private:
   struct Op {
-    Fd dir;
+    size_t dir;  // index into dirs_
     std::string tmp;
     std::string name;
   };
-  void queue(Op op);
-
- private:
   std::vector<Op> ops_;
+  std::vector<Fd> dirs_;
+  std::vector<std::pair<dev_t, ino_t>> dir_ids_;
   Batch* outer_;
 };
 
