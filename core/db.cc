@@ -3,9 +3,12 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include <boost/json.hpp>
 
+#include "core/cert.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -33,6 +36,23 @@ const CertRecord* Database::find(const std::string& uuid) const {
 
 namespace {
 
+std::string hash_hex(std::uint32_t h) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08x", h);
+  return buf;
+}
+
+// The subject hash of a record written before the database kept it (decodes the subject only).
+std::uint32_t subject_hash_of(const std::string& pem) {
+  std::vector<DerCert> c;
+  try {
+    c = scan_bundle(pem, "the database");
+  } catch (const Error&) {
+  }
+  if (c.size() != 1 || !c[0].subject) throw std::invalid_argument("a certificate in the database does not parse");
+  return static_cast<std::uint32_t>(X509_NAME_hash_ex(c[0].subject.get(), nullptr, nullptr, nullptr));
+}
+
 json::object to_json(const CertRecord& r) {
   json::array ps;
   for (const auto& p : r.purposes) ps.emplace_back(p);
@@ -51,6 +71,7 @@ json::object to_json(const CertRecord& r) {
       {"key_bits", r.key_bits},
       {"installed_at", r.installed_at},
       {"pem", r.pem},
+      {"subject_hash", hash_hex(r.subject_hash)},
   };
 }
 
@@ -73,6 +94,15 @@ CertRecord cert_from_json(const json::value& v) {
   r.key_bits = o.at("key_bits").to_number<int>();
   r.installed_at = o.at("installed_at").to_number<std::int64_t>();
   r.pem = json::value_to<std::string>(o.at("pem"));
+  if (const auto* h = o.if_contains("subject_hash")) {
+    const json::string& x = h->as_string();
+    char* end = nullptr;
+    unsigned long v = x.size() == 8 ? std::strtoul(x.c_str(), &end, 16) : 0;
+    if (!end || *end) throw std::invalid_argument("malformed subject_hash");
+    r.subject_hash = static_cast<std::uint32_t>(v);
+  } else {
+    r.subject_hash = subject_hash_of(r.pem);
+  }
   return r;
 }
 
@@ -160,9 +190,7 @@ Database Database::parse(const std::string& text, const std::string& what) {
     if (o.at("format").as_string() != "ptrust-db") throw std::invalid_argument("not a ptrust database");
     if (o.at("version").to_number<int>() != kVersion) throw std::invalid_argument("unsupported version");
     for (const auto& c : o.at("certificates").as_array()) {
-      CertRecord r = cert_from_json(c);
-      if (!valid_uuid(r.uuid)) throw std::invalid_argument("malformed uuid '" + r.uuid + "'");
-      db.certs.push_back(std::move(r));
+      db.certs.push_back(cert_from_json(c));
     }
     if (auto* a = o.if_contains("crls"))
       for (const auto& c : a->as_array()) db.crls.push_back(crl_from_json(c.as_object()));
@@ -170,23 +198,29 @@ Database Database::parse(const std::string& text, const std::string& what) {
       for (const auto& c : a->as_array()) db.legacy.push_back(legacy_from_json(c.as_object()));
     if (auto* a = o.if_contains("pool"))
       for (const auto& c : a->as_array()) db.pool.push_back(pool_from_json(c.as_object()));
-    // Every name that becomes a path is checked again: the database is input too.
-    for (const auto& r : db.certs)
-      for (const auto& p : r.purposes)
-        if (!valid_purpose_name(p)) throw std::invalid_argument("invalid purpose '" + p + "'");
-    for (const auto& r : db.crls) {
-      if (!layout::valid_file_name(r.name)) throw std::invalid_argument("invalid CRL name '" + r.name + "'");
-      for (const auto& p : r.purposes)
-        if (!valid_purpose_name(p)) throw std::invalid_argument("invalid purpose '" + p + "'");
-    }
-    for (const auto& r : db.legacy)
-      if (!layout::valid_legacy_name(r.name)) throw std::invalid_argument("invalid legacy name '" + r.name + "'");
-    for (const auto& r : db.pool)
-      if (!valid_uuid(r.host)) throw std::invalid_argument("invalid pool host '" + r.host + "'");
+    db.validate();
   } catch (const std::exception& e) {
     throw Error(Code::kDatabaseInvalid, what + " is not a valid ptrust database (" + e.what() + ")");
   }
   return db;
+}
+
+void Database::validate() const {
+  for (const auto& r : certs)
+    if (!valid_uuid(r.uuid)) throw std::invalid_argument("malformed uuid '" + r.uuid + "'");
+  // Every name that becomes a path is checked again: the database is input too.
+  for (const auto& r : certs)
+    for (const auto& p : r.purposes)
+      if (!valid_purpose_name(p)) throw std::invalid_argument("invalid purpose '" + p + "'");
+  for (const auto& r : crls) {
+    if (!layout::valid_file_name(r.name)) throw std::invalid_argument("invalid CRL name '" + r.name + "'");
+    for (const auto& p : r.purposes)
+      if (!valid_purpose_name(p)) throw std::invalid_argument("invalid purpose '" + p + "'");
+  }
+  for (const auto& r : legacy)
+    if (!layout::valid_legacy_name(r.name)) throw std::invalid_argument("invalid legacy name '" + r.name + "'");
+  for (const auto& r : pool)
+    if (!valid_uuid(r.host)) throw std::invalid_argument("invalid pool host '" + r.host + "'");
 }
 
 std::string Database::serialize() const {
@@ -211,8 +245,13 @@ Database load_database(int state_dirfd, bool* found) {
 
 void save_database(int state_dirfd, const Database& db) {
   std::string text = db.serialize();
-  // Never commit what could not be loaded again (names that are not file names, ...).
-  Database::parse(text, "the database about to be written");
+  // Never commit what could not be loaded again (names that are not file names, ...): the
+  // same checks parse() makes, on the records (not a second parse of the whole text).
+  try {
+    db.validate();
+  } catch (const std::exception& e) {
+    throw Error(Code::kDatabaseInvalid, std::string("the database about to be written is not valid (") + e.what() + ")");
+  }
   // The database holds only public material, but it is the helper's private state.
   fs::write_atomic(state_dirfd, std::string(layout::kDatabase), text, 0600);
 }

@@ -24,6 +24,10 @@ struct CertRecord {
   int key_bits = 0;
   std::int64_t installed_at = 0;
   std::string pem;  // re-encoded CERTIFICATE block
+  // OpenSSL's subject-name hash (X509_NAME_hash_ex), the name of its hash entries: computed
+  // once at install, so that no write and no `sync --check` decodes every stored certificate.
+  // A database written before it existed gets it computed when loaded.
+  std::uint32_t subject_hash = 0;
 
   // The stores this record is written into: one per purpose, or general.
   std::vector<layout::StoreKey> stores() const;
@@ -83,6 +87,8 @@ struct Database {
   // nullopt-free: a missing database is an empty one. A malformed one is DATABASE_INVALID.
   static Database parse(const std::string& json, const std::string& what);
   std::string serialize() const;
+  // What parse() checks beyond the JSON (names that become paths, UUIDs): invalid_argument.
+  void validate() const;
 };
 
 // Reads <state>/db.json (missing → empty database). `found`, when given, says whether the

@@ -1,6 +1,7 @@
 #include "core/exchange.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include <boost/json.hpp>
@@ -198,12 +199,23 @@ Incoming parse_export(const std::string& text, const Config& cfg) {
 
 Database merge_import(const Database& local, const Incoming& in, ImportPlan& plan) {
   Database out = local;
+  // Indexes by merge key (positions in `out`, which only grows): a merge of N records into M
+  // costs O((N + M) log), not a scan of the whole list per record.
+  std::map<std::string, size_t> legacy_at, crl_at, uuid_at;
+  std::map<std::pair<CertType, std::string>, std::vector<size_t>> by_digest;
+  for (size_t i = 0; i < out.legacy.size(); ++i) legacy_at.emplace(out.legacy[i].name, i);
+  for (size_t i = 0; i < out.crls.size(); ++i) crl_at.emplace(out.crls[i].name, i);
+  for (size_t i = 0; i < out.certs.size(); ++i) {
+    uuid_at.emplace(out.certs[i].uuid, i);
+    by_digest[{out.certs[i].type, out.certs[i].sha256}].push_back(i);
+  }
   for (const auto& r : in.legacy) {
-    auto it = std::find_if(out.legacy.begin(), out.legacy.end(), [&](const auto& o) { return o.name == r.name; });
-    if (it == out.legacy.end()) {
+    auto at = legacy_at.find(r.name);
+    if (at == legacy_at.end()) {
+      legacy_at.emplace(r.name, out.legacy.size());
       out.legacy.push_back(r);
       plan.added.push_back("legacy " + r.name);
-    } else if (it->sha256 == r.sha256) {
+    } else if (auto* it = &out.legacy[at->second]; it->sha256 == r.sha256) {
       // The same CA installed on both sides: keep the earlier install time, so that both
       // sides converge on the same record.
       it->installed_at = std::min(it->installed_at, r.installed_at);
@@ -214,8 +226,8 @@ Database merge_import(const Database& local, const Incoming& in, ImportPlan& pla
     }
   }
   for (const auto& r : in.certs) {
-    auto same_uuid = std::find_if(out.certs.begin(), out.certs.end(), [&](const auto& o) { return o.uuid == r.uuid; });
-    if (same_uuid != out.certs.end()) {
+    if (auto at = uuid_at.find(r.uuid); at != uuid_at.end()) {
+      CertRecord* same_uuid = &out.certs[at->second];
       if (same_uuid->type == r.type && same_uuid->sha256 == r.sha256 && same_uuid->purposes == r.purposes) {
         same_uuid->installed_at = std::min(same_uuid->installed_at, r.installed_at);
         plan.unchanged.push_back("trusted " + r.uuid);
@@ -225,8 +237,9 @@ Database merge_import(const Database& local, const Incoming& in, ImportPlan& pla
                   "UUID " + r.uuid + " names different trusted certificates on the two sides");
     }
     bool present = false;
-    for (const auto& o : out.certs) {
-      if (o.type != r.type || o.sha256 != r.sha256) continue;
+    auto& alike = by_digest[{r.type, r.sha256}];
+    for (size_t i : alike) {
+      const CertRecord& o = out.certs[i];
       if (o.purposes == r.purposes) {
         present = true;
         break;
@@ -239,16 +252,19 @@ Database merge_import(const Database& local, const Incoming& in, ImportPlan& pla
     if (present) {
       plan.unchanged.push_back("trusted " + r.uuid);
     } else {
+      uuid_at.emplace(r.uuid, out.certs.size());
+      alike.push_back(out.certs.size());
       out.certs.push_back(r);
       plan.added.push_back("trusted " + r.uuid);
     }
   }
   for (const auto& r : in.crls) {
-    auto it = std::find_if(out.crls.begin(), out.crls.end(), [&](const auto& o) { return o.name == r.name; });
-    if (it == out.crls.end()) {
+    auto at = crl_at.find(r.name);
+    if (at == crl_at.end()) {
+      crl_at.emplace(r.name, out.crls.size());
       out.crls.push_back(r);
       plan.added.push_back("crl " + r.name);
-    } else if (it->sha256 == r.sha256 && it->purposes == r.purposes) {
+    } else if (auto* it = &out.crls[at->second]; it->sha256 == r.sha256 && it->purposes == r.purposes) {
       it->installed_at = std::min(it->installed_at, r.installed_at);
       plan.unchanged.push_back("crl " + r.name);
     } else {

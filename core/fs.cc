@@ -174,9 +174,58 @@ void write_atomic(int dirfd, const std::string& name, std::string_view data, mod
     off += static_cast<size_t>(n);
   }
   if (::fchmod(fd, mode) != 0) fail("cannot chmod");
+  if (Batch* b = Batch::active()) {
+    b->queue(dirfd, tmp, name);
+    return;
+  }
   if (::fsync(fd) != 0) fail("cannot fsync");
   if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) fail("cannot rename into place");
   if (::fsync(dirfd) != 0) throw_errno(Code::kIoError, "cannot fsync directory of " + name);
+}
+
+namespace {
+thread_local Batch* g_batch = nullptr;
+}
+
+Batch::Batch() : outer_(g_batch) { g_batch = this; }
+
+Batch::~Batch() {
+  g_batch = outer_;
+  for (auto& op : ops_)
+    if (!op.tmp.empty()) ::unlinkat(dirs_[op.dir].get(), op.tmp.c_str(), 0);
+}
+
+Batch* Batch::active() noexcept { return g_batch; }
+
+void Batch::queue(int dirfd, std::string tmp, std::string name) {
+  struct stat st;
+  if (::fstat(dirfd, &st) != 0) throw_errno(Code::kIoError, "cannot stat the directory of " + name);
+  const std::pair<dev_t, ino_t> id{st.st_dev, st.st_ino};
+  size_t at = 0;
+  while (at < dir_ids_.size() && dir_ids_[at] != id) ++at;
+  if (at == dir_ids_.size()) {
+    Fd d(::fcntl(dirfd, F_DUPFD_CLOEXEC, 0));
+    if (!d) {
+      ::unlinkat(dirfd, tmp.c_str(), 0);
+      throw_errno(Code::kIoError, "cannot keep the directory of " + name);
+    }
+    dirs_.push_back(std::move(d));
+    dir_ids_.push_back(id);
+  }
+  ops_.push_back({at, std::move(tmp), std::move(name)});
+}
+
+void Batch::flush() {
+  if (ops_.empty()) return;
+  if (::syncfs(dirs_.front().get()) != 0) throw_errno(Code::kIoError, "cannot sync the store's file system");
+  for (auto& op : ops_) {
+    const int dir = dirs_[op.dir].get();
+    if (::renameat(dir, op.tmp.c_str(), dir, op.name.c_str()) != 0)
+      throw_errno(Code::kIoError, "cannot rename into place " + op.name);
+    op.tmp.clear();
+  }
+  if (::syncfs(dirs_.front().get()) != 0) throw_errno(Code::kIoError, "cannot sync the store's file system");
+  ops_.clear();
 }
 
 bool remove_at(int dirfd, const std::string& name) {

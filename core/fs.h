@@ -64,6 +64,37 @@ std::optional<std::string> read_at(int dirfd, const std::string& name, size_t ma
 // renameat, fsync(dir). A crash at any instant leaves the old or the new content.
 void write_atomic(int dirfd, const std::string& name, std::string_view data, mode_t mode);
 
+// A batch of store writes made durable together (a whole-store write such as `import`):
+// while one is active on this thread, write_atomic writes each temp file without fsync and
+// queues its rename; flush() makes every temp file durable with one syncfs, then renames them
+// in the order they were written, then one more syncfs for the directories. Removals are not
+// deferred: a caller that removes after writing flushes first (wanted files before remnants). Each file is still old or new at any instant (a temp file is renamed into
+// place only once its data is on disk), for two syncfs instead of two fsyncs per file.
+// The destructor of an unflushed batch removes its temp files (nothing half-written stays).
+class Batch {
+ public:
+  Batch();
+  ~Batch();
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
+  void flush();
+  static Batch* active() noexcept;
+
+  // Queues the rename of `tmp` to `name` in `dirfd` (one descriptor kept per directory).
+  void queue(int dirfd, std::string tmp, std::string name);
+
+ private:
+  struct Op {
+    size_t dir;  // index into dirs_
+    std::string tmp;
+    std::string name;
+  };
+  std::vector<Op> ops_;
+  std::vector<Fd> dirs_;
+  std::vector<std::pair<dev_t, ino_t>> dir_ids_;
+  Batch* outer_;
+};
+
 // unlinkat + fsync(dir); a missing file is not an error. Returns whether it existed.
 bool remove_at(int dirfd, const std::string& name);
 

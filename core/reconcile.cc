@@ -62,6 +62,11 @@ struct Plan {
   std::map<std::string, std::string> files;
   std::vector<ManagedFile> managed;
   std::vector<std::string> top_allowed;  // kTrustedTop: names that belong to some store
+  // A writer's plan (reconcile with `before`): the only entries of `dir` whose content the
+  // change can have moved. Every other wanted entry is checked from the directory listing
+  // alone (a regular 0644 file of the wanted size): records are immutable, so an entry the
+  // change did not touch is read only by `sync`. nullopt: every entry is read and compared.
+  std::optional<std::set<std::string>> changed;
 };
 
 // OpenSSL hash-directory entries (<hash>.<n> for certificates, <hash>.r<n> for CRLs), so
@@ -72,7 +77,7 @@ void add_hash_entries(std::map<std::string, std::string>& files, const char* sep
   std::map<unsigned long, int> seen;
   std::vector<std::pair<std::string, std::string>> extra;
   for (const auto& [name, content] : files) {
-    unsigned long h = hash(content);
+    unsigned long h = hash(name, content);
     char buf[32];
     std::snprintf(buf, sizeof buf, "%08lx%s%d", h, sep, seen[h]++);
     extra.emplace_back(buf, content);
@@ -80,9 +85,15 @@ void add_hash_entries(std::map<std::string, std::string>& files, const char* sep
   for (auto& e : extra) files.insert(std::move(e));
 }
 
+std::string hash_prefix(unsigned long h) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08lx.", h);
+  return buf;
+}
+
 // The subject-name hash of a record's certificate, from its subject alone: decoding the whole
 // certificate (its public key above all) costs ~10x more, for every record of every sync.
-unsigned long cert_hash(const std::string& pem) {
+unsigned long cert_hash(const std::string&, const std::string& pem) {
   std::vector<DerCert> c;
   try {
     c = scan_bundle(pem, "the database");
@@ -92,28 +103,65 @@ unsigned long cert_hash(const std::string& pem) {
   return X509_NAME_hash_ex(c[0].subject.get(), nullptr, nullptr, nullptr);
 }
 
-unsigned long crl_hash(const std::string& pem) {
+unsigned long crl_hash(const std::string&, const std::string& pem) {
   auto crl = parse_crl(pem);
   if (!crl) throw Error(Code::kDatabaseInvalid, "a CRL in the database does not parse");
   return X509_NAME_hash_ex(X509_CRL_get_issuer(crl.get()), nullptr, nullptr, nullptr);
 }
 
-Plan trusted_plan(const Database& db, const StoreKey& k) {
+std::vector<const CertRecord*> records_in(const Database& db, const StoreKey& k) {
   std::vector<const CertRecord*> recs;
   for (const auto& r : db.certs)
     for (const auto& s : r.stores())
       if (s == k) recs.push_back(&r);
   std::sort(recs.begin(), recs.end(), [](auto* a, auto* b) { return a->uuid < b->uuid; });
+  return recs;
+}
+
+std::uint32_t subject_hash(const CertRecord& r) {
+  // 0: a record made without it (kept at install, computed when an older database loads).
+  return r.subject_hash ? r.subject_hash : static_cast<std::uint32_t>(cert_hash("", r.pem));
+}
+
+// `before`: the database before a writer's change; the plan then names the entries it moved.
+Plan trusted_plan(const Database& db, const StoreKey& k, const Database* before) {
+  std::vector<const CertRecord*> recs = records_in(db, k);
   Plan p;
   p.parent = std::string(layout::kTrustedDir);
   p.dir = layout::store_dir(k);
   std::string bundle;
+  size_t size = 0;
+  for (const auto* r : recs) size += r->pem.size();
+  bundle.reserve(size);
+  std::map<std::string, std::uint32_t> hash_of;
   for (const auto* r : recs) {
-    p.files[layout::cert_file(r->uuid)] = r->pem;
+    const std::string file = layout::cert_file(r->uuid);
+    p.files[file] = r->pem;
+    hash_of[file] = subject_hash(*r);
     bundle += r->pem;
   }
-  add_hash_entries(p.files, ".", cert_hash);
+  add_hash_entries(p.files, ".", [&](const std::string& name, const std::string&) { return hash_of.at(name); });
   p.managed.push_back({p.parent, layout::bundle_file(k), recs.empty() ? std::nullopt : std::optional(bundle)});
+  if (before) {
+    // The records added or removed in this store, and the hash buckets they number in.
+    std::map<std::string, const CertRecord*> was, now;
+    for (const auto* r : records_in(*before, k)) was[r->uuid] = r;
+    for (const auto* r : recs) now[r->uuid] = r;
+    std::set<std::string> changed;
+    std::set<std::string> buckets;
+    auto moved = [&](const CertRecord& r) {
+      changed.insert(layout::cert_file(r.uuid));
+      buckets.insert(hash_prefix(subject_hash(r)));
+    };
+    for (const auto& [u, r] : was)
+      if (auto it = now.find(u); it == now.end() || it->second->pem != r->pem) moved(*r);
+    for (const auto& [u, r] : now)
+      if (!was.count(u)) moved(*r);
+    for (const auto& [name, _] : p.files)
+      for (const auto& b : buckets)
+        if (name.rfind(b, 0) == 0) changed.insert(name);
+    p.changed = std::move(changed);
+  }
   return p;
 }
 
@@ -175,9 +223,9 @@ Plan top_plan() {
   return p;
 }
 
-Plan plan_for(const Database& db, const Area& a) {
+Plan plan_for(const Database& db, const Area& a, const Database* before) {
   switch (a.kind) {
-    case Area::Kind::kTrustedStore: return trusted_plan(db, a.key);
+    case Area::Kind::kTrustedStore: return trusted_plan(db, a.key, before);
     case Area::Kind::kTrustedTop: return top_plan();
     case Area::Kind::kCrl: return crl_plan(db);
     case Area::Kind::kLegacy: return bundle_dir_plan(db.legacy, layout::kLegacyDir, layout::kLegacyBundle, false);
@@ -244,6 +292,12 @@ class Reconciler {
   }
 
  private:
+  // A batch (fs::Batch) renames its files into place before anything is removed: wanted
+  // files first, remnants after, and its temp files never look like remnants.
+  static void settle() {
+    if (fs::Batch* b = fs::Batch::active()) b->flush();
+  }
+
   void report(Drift::Kind k, std::string path, std::string detail) {
     out_.push_back({k, std::move(path), std::move(detail)});
   }
@@ -267,10 +321,22 @@ class Reconciler {
     }
     fs::Fd dir = fs::open_dir(parent, p.dir, apply_);
     std::vector<std::string> remnants;
-    for (const auto& e : fs::list_dir(dir.get()))
+    std::map<std::string, fs::Entry> listed;
+    for (auto& e : fs::list_dir(dir.get())) {
       if (!p.files.count(e.name)) remnants.push_back(e.name);
+      else if (p.changed) listed.emplace(e.name, std::move(e));
+    }
     // Wanted files first, remnants after: a reader never sees a store emptier than either state.
-    for (const auto& [name, content] : p.files) regular(dir.get(), name, join(path, name), content);
+    for (const auto& [name, content] : p.files) {
+      if (p.changed && !p.changed->count(name)) {
+        auto it = listed.find(name);
+        if (it != listed.end() && it->second.type == S_IFREG && it->second.perm == fs::kFileMode &&
+            static_cast<size_t>(it->second.size) == content.size())
+          continue;  // untouched by the change and looks intact: `sync` reads it
+      }
+      regular(dir.get(), name, join(path, name), content);
+    }
+    if (apply_ && !remnants.empty()) settle();
     for (const auto& name : remnants) {
       report(Drift::Kind::kRemnant, join(path, name), "no record owns it");
       if (apply_) remove_tree(dir.get(), name);
@@ -278,6 +344,7 @@ class Reconciler {
   }
 
   void top(int dirfd, const std::string& path, const std::set<std::string>& known) {
+    if (apply_) settle();  // a batch's pending temp files are not remnants
     for (const auto& e : fs::list_dir(dirfd)) {
       if (known.count(e.name)) continue;
       report(Drift::Kind::kRemnant, join(path, e.name), "not part of any store");
@@ -288,7 +355,10 @@ class Reconciler {
   void absent(int dirfd, const std::string& name, const std::string& path) {
     if (!fs::stat_at(dirfd, component(name))) return;
     report(Drift::Kind::kRemnant, path, "must not exist while its store is empty");
-    if (apply_) remove_tree(dirfd, name);
+    if (apply_) {
+      settle();
+      remove_tree(dirfd, name);
+    }
   }
 
   void regular(int dirfd, const std::string& name, const std::string& path, const std::string& content) {
@@ -342,7 +412,8 @@ std::vector<Area> all_areas(int root, const Database& db) {
   return {areas.begin(), areas.end()};
 }
 
-void reconcile(int root, const Database& db, const Area& area, bool apply, std::vector<Drift>& out) {
+void reconcile(int root, const Database& db, const Area& area, bool apply, std::vector<Drift>& out,
+               const Database* before) {
   std::set<std::string> top_known;
   if (area.kind == Area::Kind::kTrustedTop) {
     // Names at the top of etc/trusted-certs that some store accounts for; the per-purpose
@@ -354,7 +425,7 @@ void reconcile(int root, const Database& db, const Area& area, bool apply, std::
       top_known.insert(layout::bundle_file(a.key));
     }
   }
-  Reconciler(root, apply, out).run(plan_for(db, area), top_known);
+  Reconciler(root, apply, out).run(plan_for(db, area, before), top_known);
 }
 
 }  // namespace ptrust

@@ -34,7 +34,12 @@ std::vector<Area> all_areas(int root, const Database& db);
 // The areas a trusted-certificate record lives in.
 std::vector<Area> areas_of(const CertRecord& r);
 
-// Compares one area with the database; with `apply`, repairs each difference.
-void reconcile(int root, const Database& db, const Area& area, bool apply, std::vector<Drift>& out);
+// Compares one area with the database; with `apply`, repairs each difference. `before` (a
+// writer, applying): the database before its change; in a trusted store only the entries the
+// change moved (added/removed records and their hash buckets) are read and compared, the
+// others are checked from the directory listing (type, mode, size). `sync` passes none and
+// reads everything.
+void reconcile(int root, const Database& db, const Area& area, bool apply, std::vector<Drift>& out,
+               const Database* before = nullptr);
 
 }  // namespace ptrust

@@ -55,6 +55,7 @@ CertRecord make_cert_record(const Certificate& cert, CertType type, std::vector<
   r.key_bits = info.key_bits;
   r.installed_at = installed_at;
   r.pem = cert.pem();
+  r.subject_hash = static_cast<std::uint32_t>(X509_NAME_hash_ex(X509_get_subject_name(cert.get()), nullptr, nullptr, nullptr));
   return r;
 }
 

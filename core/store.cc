@@ -44,7 +44,10 @@ std::optional<std::string> not_regular(int dirfd, const std::string& name) {
 struct Store::Locked {
   // kState: kCreate, database not read. kRepair (sync): kCreate, and a lock that is not a
   // regular file (a directory, a symlink, a FIFO) is reported in `drift` and replaced.
-  enum class Mode { kRead, kWrite, kCreate, kState, kRepair };
+  // kExisting: a writer's lock when the state directory and the lock file already exist (no
+  // creation at all, so a refusal under it leaves the root as it was); otherwise `lock` is
+  // empty and nothing was read.
+  enum class Mode { kRead, kWrite, kCreate, kState, kRepair, kExisting };
   fs::Fd state;
   fs::Fd lock;
   Database db;
@@ -53,7 +56,7 @@ struct Store::Locked {
   std::optional<std::string> bad_lock;  // kRead: what the lock is instead of a regular file
 
   Locked(int root, Mode mode) {
-    const bool create = mode != Mode::kRead && mode != Mode::kWrite;
+    const bool create = mode != Mode::kRead && mode != Mode::kWrite && mode != Mode::kExisting;
     state = fs::open_dir(root, layout::kStateDir, create);
     if (!state) return;
     if (create && ::fchmod(state.get(), fs::kDirMode) != 0)  // readers map the generation file
@@ -73,7 +76,10 @@ struct Store::Locked {
     }
     // O_NONBLOCK: opening a FIFO planted as the lock never blocks.
     int fd = reader ? ::openat(state.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-                    : ::openat(state.get(), name.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_CREAT, 0600);
+             : mode == Mode::kExisting
+                 ? ::openat(state.get(), name.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+                 : ::openat(state.get(), name.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_CREAT, 0600);
+    if (fd < 0 && mode == Mode::kExisting && errno == ENOENT) return;  // the caller takes the long way
     // A reader that cannot open the lock (none yet, a read-only mount, another user) reads
     // without it: db.json is replaced atomically, so it is always a whole database.
     if (fd < 0 && !(reader && (errno == ENOENT || errno == EROFS || errno == EACCES))) {
@@ -215,6 +221,21 @@ void Store::guard_modes(const Database& before, const Database& after) {
 template <typename Check, typename Change>
 void Store::write(bool create, Check check, Change change) {
   mode_changes_.clear();
+  {
+    // The common case, a root with its lock file: one database read, under the lock.
+    // Refusals there change nothing (nothing is created before the commit point).
+    Locked l(root_.get(), Locked::Mode::kExisting);
+    if (l.lock) {
+      check_can_finish(l.state.get());
+      refuse_missing_database(root_.get(), l.db_found);
+      if (!needed(check, l.db)) return;
+      Database before = l.db;
+      std::vector<Area> areas = change(l.db);
+      guard_modes(before, l.db);
+      commit(l, areas, &before);
+      return;
+    }
+  }
   // Refusals (and no-ops) before anything is created, not even the lock file.
   {
     Locked r(root_.get(), Locked::Mode::kRead);
@@ -234,7 +255,7 @@ void Store::write(bool create, Check check, Change change) {
   Database before = l.db;
   std::vector<Area> areas = change(l.db);
   guard_modes(before, l.db);
-  commit(l, areas);
+  commit(l, areas, &before);
 }
 
 void Store::with_state_lock(const std::function<void(int state_dir)>& fn) {
@@ -242,21 +263,27 @@ void Store::with_state_lock(const std::function<void(int state_dir)>& fn) {
   fn(l.state.get());
 }
 
-void Store::commit(Locked& l, const std::vector<Area>& areas) {
+void Store::commit(Locked& l, const std::vector<Area>& areas, const Database* before) {
   save_database(l.state.get(), l.db);  // the commit point
-  apply(l, areas);
+  apply(l, areas, false, before);
 }
 
 // Makes `areas` match the database inside one change (odd generation), so readers rebuild
 // after the last file is written. On an error the change still ends: readers must re-read
 // whatever is on disk now, and `sync` completes the files.
-void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath) {
+void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, const Database* before) {
   begin_change(l.state.get());
   std::vector<Drift> ignored;
   try {
     for (const auto& e : fs::list_dir(l.state.get()))  // temp files of a killed writer
       if (e.name.rfind(fs::kTempPrefix, 0) == 0) fs::remove_at(l.state.get(), e.name);
-    for (const auto& a : areas) reconcile(root_.get(), l.db, a, true, ignored);
+    {
+      // A whole-store write (import, a sync repair): every file durable with one pass.
+      std::optional<fs::Batch> batch;
+      if (batch_writes_ || full_capath) batch.emplace();
+      for (const auto& a : areas) reconcile(root_.get(), l.db, a, true, ignored, before);
+      if (batch) batch->flush();  // before the CA directories read the bundles just written
+    }
     // The per-purpose CA directories follow the bundles just written, in the same change.
     if (full_capath) capath::reconcile(root_.get(), ctx_, true, ignored);
     else capath::refresh(root_.get(), ctx_, areas);
@@ -565,6 +592,7 @@ CrlInstallResult Store::crl_install(std::string_view data, const std::string& na
   CrlRecord r = vet_crl(data, name_in, purposes, ctx_.config, static_cast<std::int64_t>(now));
   const CrlFacts rf = facts_of(r);
   CrlPlan plan;
+  std::optional<CrlStatus> status;
   // The plan is decided by each check (the read view, then under the lock) and applied by the
   // change that follows it on the same database.
   auto check = [&](const Database& db) { plan = plan_crl_install(db, r, rf, !name_in.empty(), issuers); };
@@ -585,6 +613,12 @@ CrlInstallResult Store::crl_install(std::string_view data, const std::string& na
     });
     db.crls.push_back(rec);
     res.record = std::move(rec);
+    // Its status on the database this change commits (no second load of it afterwards).
+    try {
+      status = crl_status(ctx_.config, db, res.record, now);
+    } catch (const std::exception&) {
+      status.reset();
+    }
     return std::vector<Area>{{Area::Kind::kCrl}};
   });
   res.replaced_number = plan.replaced_number;
@@ -592,7 +626,7 @@ CrlInstallResult Store::crl_install(std::string_view data, const std::string& na
   res.signer = plan.signer.how;
 
   const std::string& n = res.record.name;
-  CrlStatus st = crl_status(ctx_.config, database(), res.record, now);
+  CrlStatus st = status ? *status : crl_status(ctx_.config, database(), res.record, now);
   auto purposes_text = [&] {
     std::string s;
     for (const auto& p : st.failing) s += (s.empty() ? "" : ", ") + p;
@@ -730,12 +764,20 @@ ImportPlan Store::import_document(const std::string& doc, bool dry_run) {
   auto check = [&](const Database& db) {
     plan = {};
     merged = merge_import(db, in, plan);  // throws on any conflict
-    return !dry_run && merged.serialize() != db.serialize();
+    // Anything added changes the database; otherwise only an earlier installed_at can.
+    return !dry_run && (!plan.added.empty() || merged.serialize() != db.serialize());
   };
-  write(true, check, [&](Database& db) {
-    db = merged;  // a copy: the mode check previews the change first
-    return all_areas(root_.get(), db);
-  });
+  batch_writes_ = true;
+  try {
+    write(true, check, [&](Database& db) {
+      db = merged;  // a copy: the mode check previews the change first
+      return all_areas(root_.get(), db);
+    });
+  } catch (...) {
+    batch_writes_ = false;
+    throw;
+  }
+  batch_writes_ = false;
   return plan;
 }
 

@@ -148,10 +148,11 @@ class Store {
  private:
   struct Locked;
   // Commits `db` (already validated) and reconciles `areas`, under the held lock.
-  void commit(Locked& l, const std::vector<Area>& areas);
+  // `before`: the database before the change (only what it moved is read back from disk).
+  void commit(Locked& l, const std::vector<Area>& areas, const Database* before);
   // `full_capath` (sync): every capath entry is compared and repaired, not only the
   // directories `areas` can affect.
-  void apply(Locked& l, const std::vector<Area>& areas, bool full_capath = false);
+  void apply(Locked& l, const std::vector<Area>& areas, bool full_capath = false, const Database* before = nullptr);
   // Every writer: `check` (throws the refusal) runs on a read view first, so a refusal
   // creates nothing, then again under the writer lock; `change` edits the database and
   // returns the areas to rewrite; then commit. A `check` that returns bool may say "nothing
@@ -165,6 +166,7 @@ class Store {
   Context ctx_;
   fs::Fd root_;
   bool allow_mode_change_ = false;
+  bool batch_writes_ = false;  // import: apply() makes its files durable in one pass (fs::Batch)
   std::vector<ModeChange> mode_changes_;
 };
 
