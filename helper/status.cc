@@ -327,7 +327,9 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
         e.next_update = X509_CRL_get0_nextUpdate(c.crl.get()) ? x509::to_epoch(X509_CRL_get0_nextUpdate(c.crl.get())).value_or(0) : 0;
         e.stale = e.next_update != 0 && e.next_update < now;
       }
-      if (e.stale && !t->policy.allow_expired_crl) e.failing.push_back(p);
+      // OpenSSL skips an expired delta CRL (its base still decides): only a complete one fails.
+      const bool delta = X509_CRL_get_ext_by_NID(c.crl.get(), NID_delta_crl, -1) >= 0;
+      if (e.stale && !delta && !t->policy.allow_expired_crl) e.failing.push_back(p);
     }
     if (!wanted(p)) continue;
     PurposeEntry e{.name = p, .mode = std::string(to_string(t->mode)), .bundle = t->bundle,

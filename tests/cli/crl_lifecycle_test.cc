@@ -230,7 +230,8 @@ TEST_F(CrlLifecycle, DeltaCrlsNeedTheirBaseAndGoWithIt) {
   refused({"crl", "install", delta}, "CRL_DELTA_WITHOUT_BASE");
   ok({"crl", "install", crl("2.crl", pki().root, {.number = 2})});
   refused({"crl", "install", delta}, "CRL_DELTA_WITHOUT_BASE");  // the installed base is #2
-  ok({"crl", "install", crl("3.crl", pki().root, {.number = 3})});
+  // A base that says where its deltas are (freshestCRL): OpenSSL applies deltas only then.
+  ok({"crl", "install", crl("3.crl", pki().root, {.number = 3, .freshest = "URI:http://crl.test/delta.crl"})});
   refused({"crl", "install", delta, "--purpose", "licensing"}, "CRL_DELTA_WITHOUT_BASE");  // no base in that scope
 
   RunResult r = ok({"crl", "install", delta});
@@ -306,6 +307,19 @@ TEST_F(CrlLifecycle, AnUnusableCrlNamesThePurposesItFails) {
   EXPECT_NE(r.err.find("): verification for purposes ldaps, licensing, general fails until then\n"), std::string::npos)
       << r.err;
   EXPECT_EQ(crls().at(0).at("status"), "not-yet-valid");
+}
+
+// An expired delta CRL fails nothing (OpenSSL skips it; its base decides): `crl list` and
+// `status` say the same.
+TEST_F(CrlLifecycle, AnExpiredDeltaFailsNoPurposeInListOrStatus) {
+  ok({"install", in / "root.pem", "--ca", "--purpose", "licensing"});
+  ok({"crl", "install", crl("base.crl", pki().root, {.number = 1})});
+  ok({"crl", "install", crl("d.crl", pki().root, {.last_update = -7200, .next_update = -3600, .number = 2, .delta_base = 1})});
+  json::value st = json::parse(pt({"status", "--json"}).out);
+  for (const auto& c : st.at("crls").as_array()) {
+    EXPECT_EQ(c.at("failing"), json::array{}) << json::serialize(c);
+  }
+  for (const auto& c : crls()) EXPECT_EQ(c.at("failing"), json::array{}) << json::serialize(c);
 }
 
 }  // namespace

@@ -152,7 +152,7 @@ std::vector<Case> cases() {
       {"duplicate_der", file([] { return fx().ca.der(); }), kCa, "TRUSTED_CERTIFICATE_ALREADY_EXISTS"},
       {"uninstall_unknown", nullptr, {"uninstall", "00000000-0000-4000-8000-000000000000"},
        "TRUSTED_CERTIFICATE_NOT_FOUND"},
-      {"uninstall_path", nullptr, {"uninstall", "../../etc/passwd"}, "TRUSTED_CERTIFICATE_NOT_FOUND"},
+      {"uninstall_path", nullptr, {"uninstall", "../../ptrust-no-such-dir/passwd"}, "TRUSTED_CERTIFICATE_NOT_FOUND"},
       {"uninstall_empty", nullptr, {"uninstall", ""}, "TRUSTED_CERTIFICATE_NOT_FOUND"},
       // Echoed user input never breaks the one-line promise.
       {"uninstall_newline", nullptr, {"uninstall", "x\nptrust: OK: forged second line"}, "TRUSTED_CERTIFICATE_NOT_FOUND"},

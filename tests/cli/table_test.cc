@@ -94,6 +94,9 @@ void expect_shows(const std::string& what, const std::string& pattern, const std
       << "cases.tsv:" << c.line << " " << c.name << ": " << what << " does not show /" << pattern << "/:\n" << text;
 }
 
+// gtest prints a failing parameter: its name, not its bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << "cases.tsv:" << c.line << " " << c.name; }
+
 class CliTable : public ::testing::TestWithParam<Case> {};
 
 TEST_P(CliTable, ExitCodeAndOutputs) {
