@@ -27,7 +27,8 @@ namespace ptrust::capath {
 Selected selected(const Context& ctx, std::string_view purpose) {
   // The one trust state every consumer reads (selection, pinned mode has no CRLs, CRL scope
   // and crl-policy): the directory holds exactly what the provider and the hook trust.
-  std::shared_ptr<const TrustState> t = build_trust(ctx, purpose, TrustStamp{});
+  // The directory needs DER and subjects only: no full decode of a 10,000-CA bundle per write.
+  std::shared_ptr<const TrustState> t = build_trust_undecoded(ctx, purpose);
   if (!t) throw std::bad_alloc();
   if (t->failure) throw Error(*t->failure, t->failure_message);
   refuse_ca_pins_for_chain_consumers(*t);  // programs build chains from the directory

@@ -159,7 +159,8 @@ PurposePolicy policy_of(const Config& cfg, std::string_view purpose) {
 namespace {
 
 std::shared_ptr<TrustState> build_state(const Context& ctx, std::string_view purpose, const TrustStamp& at,
-                                        const PurposePolicy* policy, const TrustState* previous) noexcept {
+                                        const PurposePolicy* policy, const TrustState* previous,
+                                        bool decode_all = true) noexcept {
   ERR_set_mark();  // libcrypto errors of our own reading never reach the host's error queue
   try {
     auto s = std::make_shared<TrustState>();
@@ -180,7 +181,7 @@ std::shared_ptr<TrustState> build_state(const Context& ctx, std::string_view pur
         s->inputs.store_dir = lstat_id(s->store_dir);
       }
       s->certs = std::move(m.certs);
-      s->decoded = decode(s->certs, s->bundle, previous);
+      if (decode_all || s->mode == Mode::kPinned) s->decoded = decode(s->certs, s->bundle, previous);
       if (takes_crls(s->mode, s->policy)) s->crls = crls_for(ctx, purpose);
       if (s->mode == Mode::kCa || s->mode == Mode::kGeneral) {
         fs::Fd r = fs::open_root(ctx.root);
@@ -235,6 +236,10 @@ std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_vi
     }
   }
   return s;
+}
+
+std::shared_ptr<const TrustState> build_trust_undecoded(const Context& ctx, std::string_view purpose) noexcept {
+  return build_state(ctx, purpose, TrustStamp{}, nullptr, nullptr, false);
 }
 
 void refuse_ca_pins_for_chain_consumers(const TrustState& t) {

@@ -20,12 +20,13 @@ struct WatchTest : ::testing::Test {
   void watch(std::vector<std::string> dirs) {
     server.on_loop([&] { server.loop.watch(dirs, [this] { ++calls; }); });
   }
-  // Waits for the count to settle (no call for 600 ms: more than the 200 ms quiet time).
+  // Waits for the count to settle (no call for 1.2 s: six times the 200 ms quiet time, so a
+  // loaded machine (CI runs builds beside the tests) does not split one burst in two).
   int settled() {
     int last = -1;
     while (last != calls) {
       last = calls;
-      std::this_thread::sleep_for(600ms);
+      std::this_thread::sleep_for(1200ms);
     }
     return last;
   }
