@@ -4,8 +4,12 @@
 
 #include <sys/stat.h>
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <memory>
+#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -17,6 +21,7 @@
 #include "core/identity.h"
 #include "core/x509.h"
 #include "tests/support/run.h"
+#include "tests/support/sserver.h"
 #include "tests/support/testpki.h"
 #include "tests/support/tree.h"
 
@@ -240,6 +245,85 @@ TEST_F(HostCert, RefreshStagesForThePoolThenSwitches) {
   // A second switch has nothing staged.
   expect_refused(root_.path(), {"host-cert", "refresh", "--kind", "internal", "--host-uuid", host, "--switch"},
                  "CERTIFICATE_DOES_NOT_EXIST");
+}
+
+// The same rotation with a peer connecting throughout. Host A serves its internal identity
+// (openssl s_server); peer B verifies it against B's pool bundle (openssl s_client -CAfile, a
+// new process per connection, as a consumer that loads the bundle does), through: A stages a
+// new certificate and B adds it as staged; A switches and serves the new one; B makes it
+// current and drops the staged record. No connection may fail in any phase.
+TEST_F(HostCert, RotationWhileAPeerKeepsConnecting) {
+  const std::string host = "0f0e0d0c-0b0a-4908-8706-050403020101";
+  TempDir peer;  // host B's root
+  auto on_b = [&](const std::vector<std::string>& args) { return ptrust(peer.path(), args); };
+  ASSERT_EQ(cli({"host-cert", "generate", "--kind", "internal", "--cn", "hosta", "--san", "DNS:hosta"}).status, 0);
+  write_file(in_ / "a1.pem", cli({"host-cert", "show", "--kind", "internal", "--pem"}).out);
+  ASSERT_EQ(on_b({"pool", "add", host, in_ / "a1.pem"}).status, 0);
+  const std::string cur = id_file("xapi-pool-tls.pem");
+  const std::string bundle = peer / "etc/stunnel/xapi-pool-ca-bundle.pem";
+
+  auto serve = [&](const std::string& tag) {
+    // s_server reads its files once: a copy, since the identity file is 0400 and replaced.
+    write_file(in_ / (tag + ".pem"), read_file(cur));
+    return std::make_unique<OpensslServer>(
+        std::vector<std::string>{"-www", "-cert", in_ / (tag + ".pem"), "-key", in_ / (tag + ".pem")}, in_ / (tag + ".log"));
+  };
+  std::unique_ptr<OpensslServer> server = serve("s1");
+  std::atomic<int> port{server->port()}, phase{0};
+  std::atomic<bool> stop{false};
+  std::atomic<int> attempts{0};
+  std::array<std::atomic<int>, 4> ok{}, failed{};
+  std::string first_failure;
+  std::mutex mu;
+  std::thread client([&] {
+    while (!stop) {
+      int ph = phase;
+      RunResult r = run({"openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(port.load()), "-CAfile", bundle,
+                         "-verify_return_error", "-verify_hostname", "hosta", "-brief"});
+      if (r.status == 0 && r.err.find("Verification: OK") != std::string::npos) {
+        ++ok[ph];
+      } else {
+        ++failed[ph];
+        std::lock_guard lk(mu);
+        if (first_failure.empty()) first_failure = "phase " + std::to_string(ph) + ": " + r.err;
+      }
+      ++attempts;
+    }
+  });
+  auto next_phase = [&] {  // at least three good connections in the phase before moving on
+    for (int i = 0; i < 300 && ok[phase] < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_GE(ok[phase], 3) << "phase " << phase.load();
+    ++phase;
+  };
+  next_phase();
+  // 1. A stages; B trusts the staged certificate beside the current one.
+  RunResult stage = cli({"host-cert", "refresh", "--kind", "internal", "--host-uuid", host});
+  ASSERT_EQ(stage.status, 0) << stage.err;
+  write_file(in_ / "a2.pem", read_file(stage.out.substr(0, stage.out.size() - 1)));
+  ASSERT_EQ(on_b({"pool", "add", host, in_ / "a2.pem", "--new"}).status, 0);
+  next_phase();
+  // 2. A switches and serves the new identity.
+  ASSERT_EQ(cli({"host-cert", "refresh", "--kind", "internal", "--host-uuid", host, "--switch"}).status, 0);
+  std::unique_ptr<OpensslServer> next = serve("s2");
+  port = next->port();
+  // The old server stops once no connection to it is in flight (a real host would drain too).
+  for (int seen = attempts + 2, i = 0; attempts < seen && i < 500; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  server.reset();
+  next_phase();
+  // 3. B makes the new certificate current and drops the staged record.
+  ASSERT_EQ(on_b({"pool", "add", host, in_ / "a2.pem"}).status, 0);
+  ASSERT_EQ(on_b({"pool", "remove", host, "--new"}).status, 0);
+  EXPECT_EQ(read_file(bundle).find(read_file(in_ / "a1.pem")), std::string::npos) << "the old certificate is gone";
+  next_phase();
+  stop = true;
+  client.join();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(failed[i], 0) << "phase " << i << "; first failure: " << first_failure;
+  // Control: the old certificate is no longer accepted by B.
+  std::unique_ptr<OpensslServer> old = std::make_unique<OpensslServer>(
+      std::vector<std::string>{"-www", "-cert", in_ / "s1.pem", "-key", in_ / "s1.pem"}, in_ / "old.log");
+  RunResult r = run({"openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(old->port()), "-CAfile", bundle,
+                     "-verify_return_error", "-verify_hostname", "hosta", "-brief"});
+  EXPECT_NE(r.status, 0) << r.err;
 }
 
 // ---- cluster CA ----------------------------------------------------------------------------
