@@ -135,7 +135,8 @@ void adopt_trusted(int root, const Config& cfg, std::time_t now, Database& db) {
     });
   }
   for (const auto& [key, name] : bundles) check_bundle(top.get(), name, join(layout::kTrustedDir, name), store_sha[key]);
-  for (auto& [uuid, f] : by_uuid) {
+  for (auto& [uuid, found] : by_uuid) {
+    auto& f = found;  // a lambda may not capture a structured binding before clang 16
     CertRecord r = at(f.path, [&] {
       return vet_trusted(Certificate::parse(f.pem), f.type, f.purposes, cfg, static_cast<std::int64_t>(now), now);
     });

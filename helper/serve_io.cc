@@ -80,6 +80,36 @@ std::string error_line(const json::value& id, std::string_view code, std::string
 // ---------------------------------------------------------------------------------------
 // JSON-lines server.
 
+std::string reply_line(std::string_view line, const Handler& handler, const Peer& peer) {
+  json::value id = nullptr;
+  try {
+    error_code ec;
+    json::parse_options opt;
+    opt.max_depth = 32;  // nesting costs stack in the parser and the handler
+    json::value v = json::parse(line, ec, {}, opt);
+    if (ec) throw Error(Code::kUsage, "request is not valid JSON: " + ec.message());
+    if (!v.is_object()) throw Error(Code::kUsage, "request is not a JSON object");
+    const json::object& o = v.as_object();
+    if (const json::value* i = o.if_contains("id")) id = *i;
+    const json::value* m = o.if_contains("method");
+    if (m == nullptr || !m->is_string()) throw Error(Code::kUsage, "request lacks a string \"method\"");
+    static const json::object kNoParams;
+    const json::object* params = &kNoParams;
+    if (const json::value* p = o.if_contains("params")) {
+      if (p->is_object()) params = &p->as_object();
+      else if (!p->is_null()) throw Error(Code::kUsage, "\"params\" is not a JSON object");
+    }
+    json::value result = handler(m->as_string(), *params, peer);
+    return json::serialize(json::object{{"id", id}, {"result", std::move(result)}}) + "\n";
+  } catch (const Error& e) {
+    return error_line(id, code_name(e.code()), e.what());
+  } catch (const std::exception& e) {
+    return error_line(id, "INTERNAL_ERROR", e.what());
+  } catch (...) {
+    return error_line(id, "INTERNAL_ERROR", "unknown exception");
+  }
+}
+
 namespace {
 
 struct UnixServer {
@@ -168,35 +198,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
     queue(reply(line));
   }
 
-  std::string reply(std::string_view line) {
-    json::value id = nullptr;
-    try {
-      error_code ec;
-      json::parse_options opt;
-      opt.max_depth = 32;  // nesting costs stack in the parser and the handler
-      json::value v = json::parse(line, ec, {}, opt);
-      if (ec) throw Error(Code::kUsage, "request is not valid JSON: " + ec.message());
-      if (!v.is_object()) throw Error(Code::kUsage, "request is not a JSON object");
-      const json::object& o = v.as_object();
-      if (const json::value* i = o.if_contains("id")) id = *i;
-      const json::value* m = o.if_contains("method");
-      if (m == nullptr || !m->is_string()) throw Error(Code::kUsage, "request lacks a string \"method\"");
-      static const json::object kNoParams;
-      const json::object* params = &kNoParams;
-      if (const json::value* p = o.if_contains("params")) {
-        if (p->is_object()) params = &p->as_object();
-        else if (!p->is_null()) throw Error(Code::kUsage, "\"params\" is not a JSON object");
-      }
-      json::value result = srv->handler(m->as_string(), *params, peer);
-      return json::serialize(json::object{{"id", id}, {"result", std::move(result)}}) + "\n";
-    } catch (const Error& e) {
-      return error_line(id, code_name(e.code()), e.what());
-    } catch (const std::exception& e) {
-      return error_line(id, "INTERNAL_ERROR", e.what());
-    } catch (...) {
-      return error_line(id, "INTERNAL_ERROR", "unknown exception");
-    }
-  }
+  std::string reply(std::string_view line) { return reply_line(line, srv->handler, peer); }
 
   void queue(std::string s) {
     out_bytes += s.size();

@@ -48,6 +48,11 @@ struct Peer {
 // keep it short (it holds up every other client while it runs).
 using Handler = std::function<boost::json::value(std::string_view method, const boost::json::object& params,
                                                  const Peer& peer)>;
+// One request line (without its '\n') to its reply line (with '\n'): parses the JSON request
+// {"id": ..., "method": "...", "params": {...}}, calls `handler`, and writes the result or an
+// error {"code", "message"} (USAGE for a malformed request). The only parser of what a client
+// sends; fuzz/serve_fuzz.cc feeds it hostile lines.
+std::string reply_line(std::string_view line, const Handler& handler, const Peer& peer);
 using SimpleHandler = std::function<boost::json::value(std::string_view method, const boost::json::object& params)>;
 // The metrics page (Prometheus text format 0.0.4). Throwing gives a 500.
 using MetricsFn = std::function<std::string()>;
