@@ -8,6 +8,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include <yaml-cpp/yaml.h>
 
@@ -87,12 +88,47 @@ void error(const std::string& source, const YAML::Mark& m, const std::string& wh
   throw Error(Code::kConfigInvalid, os.str());
 }
 
+namespace {
+
+// Every mapping of the document, however deep, has scalar keys and no key twice. yaml-cpp
+// keeps both pairs of a repeated key: a section parser iterating the pairs would read both,
+// one indexing by key would see only the first, so a repeated key is refused here for every
+// section at once (a repeated `services:` once made a lookup by index throw yaml-cpp's
+// InvalidNode, reported as INTERNAL_ERROR). Iterative (the provider parses the configuration
+// on its callers' stacks) and bounded: aliases can make a small text a huge tree.
+void check_keys(const YAML::Node& doc, const std::string& src) {
+  constexpr size_t kMaxNodes = 100000;
+  std::vector<YAML::Node> todo{doc};
+  size_t visited = 0;
+  while (!todo.empty()) {
+    YAML::Node n = todo.back();
+    todo.pop_back();
+    if (++visited > kMaxNodes)
+      error(src, n.Mark(), "the configuration has more than " + std::to_string(kMaxNodes) + " nodes (aliases included)");
+    if (n.IsSequence()) {
+      for (const auto& v : n) todo.push_back(v);
+    } else if (n.IsMap()) {
+      std::set<std::string> keys;
+      for (const auto& kv : n) {
+        if (!kv.first.IsScalar()) error(src, kv.first.Mark(), "a mapping key must be a scalar");
+        if (!keys.insert(kv.first.Scalar()).second) error(src, kv.first.Mark(), "'" + kv.first.Scalar() + "' given twice");
+        todo.push_back(kv.second);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 YAML::Node document(const Config& cfg) {
+  YAML::Node doc;
   try {
-    return YAML::Load(cfg.text);
+    doc = YAML::Load(cfg.text);
   } catch (const YAML::Exception& e) {
     error(cfg.source, e.mark, e.msg);
   }
+  check_keys(doc, cfg.source);
+  return doc;
 }
 
 std::optional<YAML::Node> section(const Config& cfg, std::string_view key) {

@@ -51,6 +51,22 @@ TEST(StunnelConfigTest, RefusesUnknownKeysWithFileLineColumn) {
             std::string::npos);
 }
 
+// Found by fuzz/config_fuzz: a repeated `services:` key. yaml-cpp keeps both pairs; the
+// second list's undeclared purpose was looked up by index in the first and yaml-cpp's
+// InvalidNode escaped (`ptrust`: INTERNAL_ERROR). Any repeated key, in any section, is
+// CONFIG_INVALID at the second one.
+TEST(StunnelConfigTest, RefusesARepeatedKeyWithFileLineColumn) {
+  std::string twice = instance("", "        check-host: a\n") +
+                      "    services:\n      - {name: b, purpose: nope, accept: 2, connect: x:1, check-host: x}\n";
+  EXPECT_EQ(config_error(twice), "t.yaml:13:5: 'services' given twice");
+  EXPECT_EQ(config_error(instance("", "        check-host: a\n        check-host: b\n")),
+            "t.yaml:13:9: 'check-host' given twice");
+  EXPECT_EQ(config_error(std::string(kPurposes) + "purposes:\n  ldaps: {}\n"), "t.yaml:3:1: 'purposes' given twice");
+  EXPECT_EQ(config_error(std::string(kPurposes) + "alerts: {crl-next-update-days: 3, crl-next-update-days: 4}\n"),
+            "t.yaml:3:35: 'crl-next-update-days' given twice");
+  EXPECT_EQ(config_error(std::string(kPurposes) + "stunnel: [{? [a]: b}]\n"), "t.yaml:3:14: a mapping key must be a scalar");
+}
+
 TEST(StunnelConfigTest, RefusesServicesWithoutExactlyOneSubjectCheck) {
   EXPECT_NE(config_error(instance("", "")).find("needs exactly one of check-host"), std::string::npos);
   EXPECT_NE(config_error(instance("", "        check-host: a\n        check-ip: 1.2.3.4\n")).find("exactly one"),
