@@ -75,7 +75,7 @@ ossl::X509Ptr read_cert(int dir) {
 Digest digest_of(X509* x) {
   Digest d{};
   unsigned int n = 0;
-  if (X509_digest(x, x509::sha256(), d.data(), &n) != 1 || n != d.size()) throw std::bad_alloc();
+  if (X509_digest(x, x509::fetch_sha256().get(), d.data(), &n) != 1 || n != d.size()) throw std::bad_alloc();
   return d;
 }
 

@@ -75,7 +75,7 @@ void update_value(EVP_MD_CTX* md, const T& v) {
 
 void compute_material(TrustState& s) {
   ossl::Ptr<EVP_MD_CTX, EVP_MD_CTX_free> md(EVP_MD_CTX_new());
-  if (!md || EVP_DigestInit_ex(md.get(), x509::sha256(), nullptr) != 1) throw std::bad_alloc();
+  if (!md || EVP_DigestInit_ex(md.get(), x509::fetch_sha256().get(), nullptr) != 1) throw std::bad_alloc();
   update(md.get(), s.purpose.c_str(), s.purpose.size() + 1);
   update_value(md.get(), s.stamp.generation);
   // The policy too: a process with another configuration must not resume this one's sessions.

@@ -65,6 +65,10 @@ const EVP_MD* sha256() noexcept {
   return md;
 }
 
+ossl::Ptr<EVP_MD, EVP_MD_free> fetch_sha256() noexcept {
+  return ossl::Ptr<EVP_MD, EVP_MD_free>(EVP_MD_fetch(nullptr, "SHA256", nullptr));
+}
+
 std::string sha256_hex(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;

@@ -11,6 +11,8 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "core/ossl.h"
+
 namespace ptrust::x509 {
 
 // "AB:CD:EF": upper-case, colon-separated, as xapi shows fingerprints.
@@ -22,8 +24,15 @@ std::string hex_lower(std::span<const unsigned char> bytes);
 std::string fingerprint(const X509* x, const EVP_MD* md);
 std::string fingerprint(const X509_CRL* crl, const EVP_MD* md);
 // SHA-256, fetched once from the default library context (EVP_sha256() would be re-fetched,
-// under a lock, by every digest: this one is for hot paths).
+// under a lock, by every digest: this one is for the verify hook's per-handshake paths). The
+// reference is kept for the life of the library that made it.
 const EVP_MD* sha256() noexcept;
+// SHA-256 fetched for one use and owned by the caller (null when the fetch fails, and a
+// digest with a null EVP_MD fails). For what the provider runs: a reference kept in a static
+// of ptrust.so outlives the module when the host unloads it (OSSL_PROVIDER_unload), and the
+// default context's SHA-256 is then never freed (LeakSanitizer, tests/provider under
+// scripts/asan.sh).
+ossl::Ptr<EVP_MD, EVP_MD_free> fetch_sha256() noexcept;
 // hex_lower of the SHA-256 of `data`.
 std::string sha256_hex(std::string_view data);
 
