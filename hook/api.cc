@@ -25,6 +25,22 @@ namespace ptrust::hook {
 
 namespace {
 
+// The C API's enums (a reason, a mode, a CRL policy or scope) may hold any int a C caller
+// stored (C allows it); reading one as the C++ enum type is undefined unless it holds an
+// enumerator's value (found by UBSan, hook.api_test under scripts/asan.sh), and a compiler
+// may then drop the `default:` that refuses it. Their bytes are read as the integer type.
+template <typename E>
+std::underlying_type_t<E> raw(const E& e) noexcept {
+  std::underlying_type_t<E> v;
+  static_assert(sizeof v == sizeof e);
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
+}  // namespace
+
+namespace {
+
 // What ptrust_SSL_CTX_set1_purpose leaves on an SSL_CTX (its ex_data).
 struct Attachment {
   PTRUST_CTX* owner;  // one reference
@@ -367,14 +383,15 @@ int ptrust_verify_chain(PTRUST_CTX* ctx, const char* purpose, STACK_OF(X509) * c
         return 0;
       if (opts->ip && X509_VERIFY_PARAM_set1_ip_asc(param.get(), opts->ip) != 1) return 0;
       if (opts->at != 0) X509_VERIFY_PARAM_set_time(param.get(), static_cast<time_t>(opts->at));
-      switch (opts->crl_policy) {
+      // A C caller may store any int in these enum fields (raw(): read as integers).
+      switch (ptrust::hook::raw(opts->crl_policy)) {
         case PTRUST_CRL_POLICY_DEFAULT: break;
         case PTRUST_CRL_POLICY_OFF: policy.crl_policy = ptrust::CrlPolicy::kOff; break;
         case PTRUST_CRL_POLICY_IF_PRESENT: policy.crl_policy = ptrust::CrlPolicy::kIfPresent; break;
         case PTRUST_CRL_POLICY_REQUIRE: policy.crl_policy = ptrust::CrlPolicy::kRequire; break;
         default: return 0;
       }
-      switch (opts->crl_scope) {
+      switch (ptrust::hook::raw(opts->crl_scope)) {
         case PTRUST_CRL_SCOPE_DEFAULT: break;
         case PTRUST_CRL_SCOPE_LEAF: policy.crl_scope = ptrust::CrlScope::kLeaf; break;
         case PTRUST_CRL_SCOPE_CHAIN: policy.crl_scope = ptrust::CrlScope::kChain; break;
@@ -415,7 +432,7 @@ int ptrust_ctx_get_counters(PTRUST_CTX* ctx, const char* purpose, uint64_t* out,
 }
 
 const char* ptrust_reason_string(ptrust_reason reason) {
-  switch (reason) {
+  switch (ptrust::hook::raw(reason)) {
     case PTRUST_REASON_OK: return "OK";
     case PTRUST_REASON_PIN_MISMATCH: return "PIN_MISMATCH";
     case PTRUST_REASON_NO_TRUST_FOR_PURPOSE: return "NO_TRUST_FOR_PURPOSE";
@@ -442,7 +459,7 @@ const char* ptrust_reason_string(ptrust_reason reason) {
 }
 
 const char* ptrust_mode_string(ptrust_mode mode) {
-  switch (mode) {
+  switch (ptrust::hook::raw(mode)) {
     case PTRUST_MODE_NONE: return "none";
     case PTRUST_MODE_PINNED: return "pinned";
     case PTRUST_MODE_CA: return "ca";

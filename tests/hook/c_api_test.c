@@ -23,7 +23,12 @@ int main(int argc, char **argv) {
   ok = ptrust_SSL_CTX_set1_purpose(ssl_ctx, ctx, "licensing") == 1 &&
        ptrust_SSL_CTX_set1_purpose(ssl_ctx, ctx, "nope") == 0 &&
        ptrust_SSL_CTX_set1_purpose(NULL, ctx, "licensing") == 0 &&
-       strcmp(ptrust_reason_string(PTRUST_REASON_CRL_MISSING), "CRL_MISSING") == 0;
+       strcmp(ptrust_reason_string(PTRUST_REASON_CRL_MISSING), "CRL_MISSING") == 0 &&
+       /* C allows any int in an enum: the library must read one no enumerator has without
+          undefined behaviour (UBSan under scripts/asan.sh once stopped here). */
+       strcmp(ptrust_reason_string((ptrust_reason)-1), "UNKNOWN") == 0 &&
+       strcmp(ptrust_reason_string((ptrust_reason)99), "UNKNOWN") == 0 &&
+       strcmp(ptrust_mode_string((ptrust_mode)42), "unknown") == 0;
   SSL_CTX_free(ssl_ctx);
   ptrust_ctx_free(ctx);
   printf("%s\n", ok ? "ok" : "FAILED");
