@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <mutex>
+#include <set>
 #include <cstdlib>
 #include <stdexcept>
 #include <thread>
@@ -20,7 +22,9 @@ extern char** environ;
 
 namespace ptrust::testing {
 
-int free_port() {
+namespace {
+
+int any_free_port() {
   int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -33,6 +37,20 @@ int free_port() {
   }
   ::close(s);
   return ntohs(a.sin_port);
+}
+
+}  // namespace
+
+// The kernel may hand the same ephemeral port to two binds in a row once the first socket is
+// closed: a test that asks for several ports before anything listens (stunnel services)
+// would get one twice. Never return a port this process was given before.
+int free_port() {
+  static std::mutex mu;
+  static std::set<int> given;
+  std::lock_guard lk(mu);
+  for (int i = 0; i < 1000; ++i)
+    if (int p = any_free_port(); given.insert(p).second) return p;
+  throw std::runtime_error("no free port not handed out before");
 }
 
 namespace {
