@@ -9,13 +9,12 @@
 // tests/pkits/cases.tsv lists the cases (see tests/pkits/README.md for where they come from).
 #include <gtest/gtest.h>
 
-#include <openssl/pem.h>
-
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
 
+#include "core/x509.h"
 #include "tests/support/run.h"
 #include "tests/support/testpki.h"
 
@@ -54,16 +53,13 @@ std::vector<Case> load_cases() {
 
 std::string section_of(const std::string& id) { return id.substr(0, id.find('.', 2)); }
 
+// The suite's DER files as PEM, through the helpers every test uses.
 std::string cert_pem(const std::string& file) {
   std::string der = read_file(kData + "/data/" + file);
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
   ossl::X509Ptr x(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
   if (!x) throw std::runtime_error("not a certificate: " + file);
-  ossl::BioPtr b(BIO_new(BIO_s_mem()));
-  PEM_write_bio_X509(b.get(), x.get());
-  char* data = nullptr;
-  long n = BIO_get_mem_data(b.get(), &data);
-  return std::string(data, static_cast<size_t>(n));
+  return x509::pem(x.get());
 }
 
 std::string crl_pem_of(const std::string& file) {
@@ -71,11 +67,7 @@ std::string crl_pem_of(const std::string& file) {
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
   ossl::X509CrlPtr c(d2i_X509_CRL(nullptr, &p, static_cast<long>(der.size())));
   if (!c) throw std::runtime_error("not a CRL: " + file);
-  ossl::BioPtr b(BIO_new(BIO_s_mem()));
-  PEM_write_bio_X509_CRL(b.get(), c.get());
-  char* data = nullptr;
-  long n = BIO_get_mem_data(b.get(), &data);
-  return std::string(data, static_cast<size_t>(n));
+  return crl_pem(c.get());
 }
 
 struct Outcome {
