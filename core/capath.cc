@@ -6,7 +6,9 @@
 
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <set>
+#include <string_view>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -86,6 +88,7 @@ std::string to_pem(const char* type, const std::string& der) {
 
 struct Wanted {
   std::map<std::string, std::string> files;  // entry name → content, manifest included
+  std::map<std::string, std::string> sums;   // entry name → SHA-256 (hex) of its content, manifest excluded
 };
 
 // The directory for `purpose`: OpenSSL hash entries (numbered in selection order, as
@@ -114,7 +117,11 @@ Wanted wanted(const Context& ctx, const std::string& purpose) {
   std::string manifest = "ptrust-capath 1\npurpose " + purpose + "\nmode " +
                          std::string(error.empty() ? to_string(s.mode) : "none") + "\n";
   if (!error.empty()) manifest += "error " + error + "\n";
-  for (const auto& [n, content] : w.files) manifest += x509::sha256_hex(content) + " " + n + "\n";
+  for (const auto& [n, content] : w.files) {
+    std::string sum = x509::sha256_hex(content);
+    manifest += sum + " " + n + "\n";
+    w.sums.emplace(n, std::move(sum));
+  }
   w.files[std::string(layout::kCapathManifest)] = std::move(manifest);
   return w;
 }
@@ -216,6 +223,102 @@ void swap_in(int capfd, const std::string& purpose, const Wanted& w) {
     throw;
   }
   remove_tree(capfd, tmp);  // the old tree, unreachable by name now
+}
+
+// The entry lines of a manifest ("<64 hex> <name>"): name → SHA-256. nullopt when a line is
+// neither a header line nor an entry line (the manifest is then not trusted for a diff).
+std::optional<std::map<std::string, std::string>> manifest_sums(std::string_view m) {
+  std::map<std::string, std::string> out;
+  size_t pos = 0;
+  bool first = true;
+  while (pos < m.size()) {
+    size_t nl = m.find('\n', pos);
+    if (nl == std::string_view::npos) return std::nullopt;  // always newline-terminated
+    std::string_view line = m.substr(pos, nl - pos);
+    pos = nl + 1;
+    if (first) {
+      if (line != "ptrust-capath 1") return std::nullopt;
+      first = false;
+    } else if (line.starts_with("purpose ") || line.starts_with("mode ") || line.starts_with("error ")) {
+      continue;
+    } else if (line.size() > 65 && line[64] == ' ' &&
+               line.substr(0, 64).find_first_not_of("0123456789abcdef") == std::string_view::npos) {
+      if (!out.emplace(std::string(line.substr(65)), std::string(line.substr(0, 64))).second) return std::nullopt;
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (first) return std::nullopt;
+  return out;
+}
+
+// The cheap path of a write: when the directory on disk is exactly what its manifest
+// describes (same names, only regular 0644 files, mode 0755) and the selection differs from
+// it by ONE step a reader can only see whole — one entry created or replaced (temp file,
+// fsync, rename), one entry removed (unlink), or one entry renamed onto another (the
+// renumbering of a same-subject bucket after a removal) — does that step in place, then
+// replaces the manifest. A reader of the directory sees the old or the new selection, as
+// with a swap, for a cost that does not grow with the directory. Returns false (nothing
+// done) when the change needs more than one step or the directory is not as its manifest
+// says (a killed writer's leftovers, drift): the caller swaps in a whole new tree.
+bool update_in_place(int capfd, const std::string& purpose, const Wanted& w) {
+  auto st = fs::stat_at(capfd, purpose);
+  if (!st || !S_ISDIR(st->st_mode) || (st->st_mode & 07777) != fs::kDirMode) return false;
+  fs::Fd d = fs::open_dir(capfd, purpose, false);
+  if (!d) return false;
+  const std::string manifest_name(layout::kCapathManifest);
+  std::optional<std::map<std::string, std::string>> old;
+  try {
+    auto m = fs::read_at(d.get(), manifest_name, kMaxEntry);
+    if (m) old = manifest_sums(*m);
+  } catch (const Error&) {
+    return false;
+  }
+  if (!old) return false;
+  size_t listed = 0;
+  for (const auto& e : fs::list_dir(d.get())) {
+    if (e.type != S_IFREG || e.perm != fs::kFileMode) return false;
+    if (e.name == manifest_name) continue;
+    if (!old->count(e.name)) return false;  // not the manifest's: a leftover, or drift
+    ++listed;
+  }
+  if (listed != old->size()) return false;  // an entry of the manifest is missing
+
+  std::vector<std::string> changed, removed;  // at most a few kept: more means "swap"
+  for (const auto& [name, sum] : w.sums) {
+    auto it = old->find(name);
+    if (it == old->end() || it->second != sum) changed.push_back(name);
+    if (changed.size() > 1) return false;
+  }
+  for (const auto& [name, sum] : *old) {
+    if (!w.sums.count(name)) removed.push_back(name);
+    if (removed.size() > 1) return false;
+  }
+  const std::string path = join(layout::kCapathDir, purpose);
+  if (changed.size() == 1 && removed.size() == 1) {
+    // Only a rename moves one entry's content to another name in one step.
+    if (old->at(removed[0]) != w.sums.at(changed[0])) return false;
+    if (::renameat(d.get(), removed[0].c_str(), d.get(), changed[0].c_str()) != 0)
+      throw_errno(Code::kIoError, "cannot rename " + join(path, removed[0]));
+  } else if (changed.size() == 1) {
+    const std::string tmp = fs::temp_name();
+    try {
+      write_new(d.get(), tmp, w.files.at(changed[0]));
+      if (::renameat(d.get(), tmp.c_str(), d.get(), changed[0].c_str()) != 0)
+        throw_errno(Code::kIoError, "cannot rename into " + join(path, changed[0]));
+    } catch (...) {
+      ::unlinkat(d.get(), tmp.c_str(), 0);
+      throw;
+    }
+  } else if (removed.size() == 1) {
+    if (::unlinkat(d.get(), removed[0].c_str(), 0) != 0 && errno != ENOENT)
+      throw_errno(Code::kIoError, "cannot remove " + join(path, removed[0]));
+  }
+  if (!changed.empty() || !removed.empty()) fsync_fd(d.get(), path);
+  // Last, so that a killed writer leaves a directory that differs from its manifest: the next
+  // writer sees that and swaps in a whole tree, and `sync` reports it.
+  fs::write_atomic(d.get(), manifest_name, w.files.at(manifest_name), fs::kFileMode);
+  return true;
 }
 
 // etc/trusted-certs/capath as a directory (mode 0755): something else in its place (a
@@ -375,7 +478,7 @@ void refresh(int root, const Context& ctx, const std::vector<Area>& areas) {
   }
   for (const auto& p : todo) {
     Wanted w = wanted(ctx, p);
-    if (!current(cap.get(), p, w)) swap_in(cap.get(), p, w);
+    if (!current(cap.get(), p, w) && !update_in_place(cap.get(), p, w)) swap_in(cap.get(), p, w);
   }
 }
 

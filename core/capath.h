@@ -8,9 +8,13 @@
 //   <root>/etc/trusted-certs/capath/no-ca.pem     one empty CRL and no certificate: a CA file
 //                                                 that trusts nothing (curl --cacert)
 //
-// A purpose's directory is always complete: a new one is built under a temp name, fsynced,
-// and swapped in with renameat2(RENAME_EXCHANGE); then the old tree is removed. Mode none is
-// an empty directory, never a missing one. Copies, never symlinks.
+// A purpose's directory is always complete: a reader sees the old selection or the new one.
+// A change that is one step for a reader (one entry created, replaced, removed, or renamed
+// onto another) is made in place, so a write costs the same in a directory of 10 or 10,000
+// entries; any other change, or a directory that is not exactly what its manifest says
+// (a killed writer's leftovers, drift), gets a new tree built under a temp name, fsynced and
+// swapped in with renameat2(RENAME_EXCHANGE); then the old tree is removed. Mode none is an
+// empty directory, never a missing one. Copies, never symlinks.
 #pragma once
 
 #include <string>
