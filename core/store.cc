@@ -350,6 +350,13 @@ std::vector<CertRecord> Store::install_each(const std::vector<Certificate>& cert
       }
     }
   };
+  // Many new files (a bundle of CAs): made durable with one pass, as `import` does, instead
+  // of two fsyncs each (300 CAs: 4.5 s of wall time, nearly all fsync, before this).
+  struct BatchIf {
+    bool& flag;
+    BatchIf(bool& f, bool on) : flag(f) { flag = on; }
+    ~BatchIf() { flag = false; }
+  } batch(batch_writes_, rs.size() > 16);
   write(true, check, [&](Database& db) {
     std::vector<Area> areas;
     for (auto& r : rs) {

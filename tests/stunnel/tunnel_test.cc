@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 
 #include "tests/stunnel/fixture.h"
@@ -18,11 +19,16 @@ struct Svc {
 // One stunnel instance with one rendered stanza per service, each connecting to its server.
 class Tunnels {
  public:
-  Tunnels(const Env& env, const std::string& via, const std::vector<Svc>& svcs,
+  // `via` "files-capath": --via files on purposes padded over the CApath threshold (the
+  // test pads them): every chain-verifying stanza must then name CApath, not CAfile.
+  Tunnels(const Env& env, const std::string& param, const std::vector<Svc>& svcs,
           const std::map<std::string, const TlsServer*>& servers) {
-    std::string log = env.path("stunnel-" + via + ".log"), pid = env.path("stunnel-" + via + ".pid");
+    const bool capath = param == "files-capath";
+    const std::string via = capath ? "files" : param;
+    std::string log = env.path("stunnel-" + param + ".log"), pid = env.path("stunnel-" + param + ".pid");
+    std::filesystem::remove(log);  // a fresh log: wait_configured and through() read it
     std::string conf = stunnel_globals(log, pid);
-    std::string cnf = env.path("openssl-" + via + ".cnf");
+    std::string cnf = env.path("openssl-" + param + ".cnf");
     for (const auto& s : svcs) {
       int port = free_port();
       ports_[s.name] = port;
@@ -33,12 +39,17 @@ class Tunnels {
       if (via == "provider") args.insert(args.end(), {"--openssl-conf", cnf, "--module", PTRUST_PROVIDER_MODULE});
       RunResult r = env.ptrust(args);
       if (r.status != 0) throw std::runtime_error("render " + s.name + ": " + r.err);
+      if (capath && r.out.find("verifyChain = yes") != std::string::npos &&
+          (r.out.find("\nCApath = ") == std::string::npos || r.out.find("\nCAfile = ") != std::string::npos))
+        throw std::runtime_error("render " + s.name + ": expected CApath and no CAfile:\n" + r.out);
+      if (param == "files" && r.out.find("\nCApath = ") != std::string::npos)
+        throw std::runtime_error("render " + s.name + ": a small purpose gets its bundle as CAfile:\n" + r.out);
       conf += "\n" + r.out;
     }
-    write_file(env.path("stunnel-" + via + ".conf"), conf);
+    write_file(env.path("stunnel-" + param + ".conf"), conf);
     std::vector<std::string> e;
     if (via == "provider") e.push_back("OPENSSL_CONF=" + cnf);
-    st_ = std::make_unique<Stunnel>(env.path("stunnel-" + via + ".conf"), log, e);
+    st_ = std::make_unique<Stunnel>(env.path("stunnel-" + param + ".conf"), log, e);
     if (!st_->wait_configured()) throw std::runtime_error("stunnel did not start:\n" + st_->log());
   }
   Outcome through(const std::string& svc) const { return testing::through(ports_.at(svc), *st_); }
@@ -49,13 +60,33 @@ class Tunnels {
   std::unique_ptr<Stunnel> st_;
 };
 
+// 300 unrelated self-signed CAs (one key) into `purpose` ("" = the general store): over
+// render's CApath threshold (256), so --via files names the purpose's hashed directory.
+void pad_purpose(const Env& env, const std::string& purpose) {
+  static const std::string bundle = [] {
+    std::string b;
+    ossl::PkeyPtr key = make_key(KeyKind::kP256);
+    for (int i = 0; i < 300; ++i) b += ca_with_key_pem("Padding CA " + std::to_string(i), i + 1, key.get(), 30);
+    return b;
+  }();
+  write_file(env.path("padding.pem"), bundle);
+  std::vector<std::string> args{"install", env.path("padding.pem"), "--ca", "--each"};
+  if (!purpose.empty()) args.insert(args.end(), {"--purpose", purpose});
+  RunResult r = env.ptrust(args);
+  if (r.status != 0) throw std::runtime_error("padding " + purpose + ": " + r.err);
+}
+
 class TunnelTest : public ::testing::TestWithParam<const char*> {
  protected:
   Env env;
+  void pad(const std::string& purpose) {
+    if (std::string(GetParam()) == "files-capath") pad_purpose(env, purpose);
+  }
 };
 
 TEST_P(TunnelTest, CaModeAcceptsRightServerRefusesWrongCaAndWrongHost) {
   env.install("root", "ca", "licensing");
+  pad("licensing");
   TlsServer good(env, "leaf"), wrong_ca(env, "other_leaf");
   Tunnels t(env, GetParam(),
             {{"ok", "licensing", "good", {"--check-host", "leaf.test"}},
@@ -74,6 +105,7 @@ TEST_P(TunnelTest, CaModeAcceptsRightServerRefusesWrongCaAndWrongHost) {
 TEST_P(TunnelTest, GeneralModeAcceptsGeneralServerRefusesPurposeCaServer) {
   env.install("general_ca", "ca");
   env.install("root", "ca", "licensing");  // trusted for licensing only, not for ldaps
+  pad("");
   TlsServer general(env, "general_leaf"), licensing(env, "leaf");
   Tunnels t(env, GetParam(),
             {{"ok", "ldaps", "general", {"--check-host", "general.test"}},
@@ -88,6 +120,7 @@ TEST_P(TunnelTest, GeneralModeAcceptsGeneralServerRefusesPurposeCaServer) {
 TEST_P(TunnelTest, PinnedModeAcceptsPinnedPeerRefusesImpostorAndCaValidServer) {
   env.install("pinned", "pinned", "peer");
   env.install("root", "ca", "peer");  // pinned wins: a CA-valid server is not enough
+  pad("peer");                         // still pinned: no CApath
   TlsServer pinned(env, "pinned"), impostor(env, "impostor"), ca_valid(env, "leaf");
   Tunnels t(env, GetParam(),
             {{"ok", "peer", "pinned", {"--check-host", "peer.test"}},
@@ -99,7 +132,7 @@ TEST_P(TunnelTest, PinnedModeAcceptsPinnedPeerRefusesImpostorAndCaValidServer) {
   EXPECT_EQ(t.through("ca-valid"), Outcome::kRefused);
 }
 
-INSTANTIATE_TEST_SUITE_P(Via, TunnelTest, ::testing::Values("files", "provider"));
+INSTANTIATE_TEST_SUITE_P(Via, TunnelTest, ::testing::Values("files", "files-capath", "provider"));
 
 TEST(TunnelCrlTest, FilesFormRefusesRevokedServerAndAcceptsGoodOne) {
   Env env;
@@ -123,6 +156,27 @@ TEST(TunnelCrlTest, FilesFormRefusesRevokedServerAndAcceptsGoodOne) {
             {{"good", &good}, {"revoked", &revoked}});
   EXPECT_EQ(t.through("good"), Outcome::kEstablished);
   EXPECT_EQ(t.through("revoked"), Outcome::kRefused);
+}
+
+// The same through CApath (a purpose over the threshold): the CRL still applies, the CAs are
+// read from the hashed directory, and a CA removal reaches stunnel at its next reload.
+TEST(TunnelCrlTest, FilesFormThroughCapathRefusesRevokedServerAndAcceptsGoodOne) {
+  Env env;
+  std::string root = env.install("root", "ca", "licensing");
+  env.install_crl();
+  pad_purpose(env, "licensing");
+  TlsServer good(env, "leaf"), revoked(env, "revoked");
+  {
+    Tunnels t(env, "files-capath",
+              {{"good", "licensing", "good", {"--check-host", "leaf.test"}},
+               {"revoked", "licensing", "revoked", {"--check-host", "leaf.test"}}},
+              {{"good", &good}, {"revoked", &revoked}});
+    EXPECT_EQ(t.through("good"), Outcome::kEstablished);
+    EXPECT_EQ(t.through("revoked"), Outcome::kRefused);
+  }
+  env.uninstall(root);
+  Tunnels t(env, "files-capath", {{"good", "licensing", "good", {"--check-host", "leaf.test"}}}, {{"good", &good}});
+  EXPECT_EQ(t.through("good"), Outcome::kRefused) << "root removed: 300 padding CAs remain, none is leaf's issuer";
 }
 
 // A documented 5.68 limit: CRLpath sets X509_V_FLAG_CRL_CHECK (leaf only), never
