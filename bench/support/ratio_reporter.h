@@ -16,9 +16,13 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ConsoleReporter::ReportRuns(runs);
     for (const auto& r : runs)
       if (!r.error_occurred && r.iterations > 0)
+      {
         times[r.benchmark_name()] = r.real_accumulated_time / static_cast<double>(r.iterations);
+        for (const auto& [k, c] : r.counters) counters[r.benchmark_name()][k] = c.value;
+      }
   }
   std::map<std::string, double> times;  // seconds per iteration
+  std::map<std::string, std::map<std::string, double>> counters;  // user counters, by benchmark name
 };
 
 }  // namespace ptrust::bench
