@@ -301,9 +301,8 @@ class Consumers {
   ~Consumers() { ptrust_ctx_free(pt_); }
 
   std::vector<Consumer> all() {
-    return {
+    std::vector<Consumer> out{
         {"provider in-process", true, true, false, false, [this](Peer p, bool u) { return provider(p, u); }},
-        {"openssl verify -CAstore", false, true, false, false, [this](Peer p, bool u) { return openssl_verify(p, u); }},
         {"hook handshake", true, true, true, false, [this](Peer p, bool u) { return hook_handshake(p, u); }},
         {"hook offline", true, true, true, false, [this](Peer p, bool u) { return hook_offline(p, u); }},
         {"ptrust verify", false, true, true, false,
@@ -320,6 +319,13 @@ class Consumers {
         // reads a mode-0000 file, so not tried for the permission faults.
         {"stunnel render", false, false, false, true, [this](Peer, bool u) { return render(u); }},
     };
+#ifndef PTRUST_SANITIZED_PROVIDER
+    // An ASan-built ptrust.so cannot load into the unsanitized openssl program (scripts/asan.sh
+    // leaves such tests to the normal run); the in-process provider above still runs there.
+    out.push_back({"openssl verify -CAstore", false, true, false, false,
+                   [this](Peer p, bool u) { return openssl_verify(p, u); }});
+#endif
+    return out;
   }
 
  private:
@@ -549,9 +555,9 @@ bool write_proc(const char* path, const std::string& text) {
 }
 
 std::string mount_tmpfs(const std::string& dir, size_t bytes) {
-  if (::geteuid() == 0) {
-    if (::unshare(CLONE_NEWNS) != 0) return std::string("unshare(CLONE_NEWNS): ") + std::strerror(errno);
-  } else {
+  // As root a mount namespace is enough; without CAP_SYS_ADMIN (a user, or root in a
+  // container) a user namespace brings it.
+  if (::geteuid() != 0 || ::unshare(CLONE_NEWNS) != 0) {
     uid_t uid = ::getuid();
     gid_t gid = ::getgid();
     if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) return std::string("unshare: ") + std::strerror(errno);
