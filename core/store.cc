@@ -265,7 +265,12 @@ void Store::with_state_lock(const std::function<void(int state_dir)>& fn) {
 
 void Store::commit(Locked& l, const std::vector<Area>& areas, const Database* before) {
   save_database(l.state.get(), l.db);  // the commit point
-  apply(l, areas, false, before);
+  try {
+    apply(l, areas, false, before);
+  } catch (const Error& e) {  // a full disk, say: the change stands, and the refusal says so
+    throw Error(e.code(), std::string(e.what()) +
+                              " (the change is recorded in the database: `ptrust sync` finishes writing the stores)");
+  }
 }
 
 // Makes `areas` match the database inside one change (odd generation), so readers rebuild

@@ -64,6 +64,21 @@ std::vector<ossl::X509Ptr> decode(const std::vector<DerCert>& certs, const std::
   return out;
 }
 
+// A CA bundle holds only what `install --ca` accepts (CA:TRUE, and keyCertSign when keyUsage
+// is present). Anything else was put there by hand: an X509_STORE would trust a self-signed
+// CA:FALSE certificate in it as itself, so the bundle fails the purpose closed.
+void refuse_non_ca(const std::vector<ossl::X509Ptr>& decoded, const std::string& what) {
+  for (const auto& x : decoded) {
+    uint32_t flags = X509_get_extension_flags(x.get());
+    bool ca = (flags & EXFLAG_CA) != 0;
+    if (ca && (flags & EXFLAG_KUSAGE)) ca = (X509_get_key_usage(x.get()) & KU_KEY_CERT_SIGN) != 0;
+    if (!ca)
+      throw Error(Code::kStoreCorrupt, what + " holds a certificate that is not a CA (" +
+                                           x509::rfc2253(X509_get_subject_name(x.get())) +
+                                           "); refusing it (run `ptrust sync` to repair the store)");
+  }
+}
+
 void update(EVP_MD_CTX* md, const void* data, size_t len) {
   if (EVP_DigestUpdate(md, data, len) != 1) throw std::bad_alloc();
 }
@@ -182,6 +197,7 @@ std::shared_ptr<TrustState> build_state(const Context& ctx, std::string_view pur
       }
       s->certs = std::move(m.certs);
       if (decode_all || s->mode == Mode::kPinned) s->decoded = decode(s->certs, s->bundle, previous);
+      if (s->mode == Mode::kCa || s->mode == Mode::kGeneral) refuse_non_ca(s->decoded, s->bundle);
       if (takes_crls(s->mode, s->policy)) s->crls = crls_for(ctx, purpose);
       if (s->mode == Mode::kCa || s->mode == Mode::kGeneral) {
         fs::Fd r = fs::open_root(ctx.root);

@@ -1,5 +1,8 @@
 #include "tests/support/testpki.h"
 
+#include <sys/vfs.h>
+#include <unistd.h>
+
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
@@ -237,10 +240,19 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-TempDir::TempDir() {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "ptrust-test-XXXXXX").string();
+TempDir::TempDir() : TempDir(std::filesystem::temp_directory_path().string()) {}
+
+TempDir::TempDir(const std::string& parent) {
+  std::string tmpl = (std::filesystem::path(parent) / "ptrust-test-XXXXXX").string();
   check(::mkdtemp(tmpl.data()) != nullptr, "mkdtemp");
   path_ = tmpl;
+}
+
+std::string memory_tmp() {
+  struct statfs fs;
+  if (::statfs("/dev/shm", &fs) == 0 && fs.f_type == 0x01021994 /* TMPFS_MAGIC */ && ::access("/dev/shm", W_OK) == 0)
+    return "/dev/shm";
+  return std::filesystem::temp_directory_path().string();
 }
 
 TempDir::~TempDir() {

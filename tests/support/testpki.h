@@ -65,10 +65,16 @@ std::string csr_pem(EVP_PKEY* key, const std::string& cn, bool request_ca = fals
 void write_file(const std::string& path, const std::string& content);
 std::string read_file(const std::string& path);
 
+// /dev/shm when it is a writable tmpfs, else the usual temporary directory: for tests of
+// locking and of processes killed mid-write, where fsync (which only matters for power loss)
+// would dominate the wall time.
+std::string memory_tmp();
+
 // A temporary directory removed (recursively) on destruction.
 class TempDir {
  public:
   TempDir();
+  explicit TempDir(const std::string& parent);
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
