@@ -64,6 +64,40 @@ std::vector<ossl::X509Ptr> decode(const std::vector<DerCert>& certs, const std::
   return out;
 }
 
+Digest sha256(std::string_view data) {
+  Digest d{};
+  unsigned int n = 0;
+  if (EVP_Digest(data.data(), data.size(), d.data(), &n, EVP_sha256(), nullptr) != 1 || n != d.size())
+    throw std::bad_alloc();
+  return d;
+}
+
+// decode()'s verdict without keeping anything decoded (TrustMemo::verdicts): each certificate
+// not known to decode is decoded and freed at once.
+void check_decodes(const std::vector<DerCert>& certs, const std::string& what, DecodeVerdicts& v) {
+  std::vector<Digest> digests;
+  digests.reserve(certs.size());
+  for (const auto& c : certs) digests.push_back(sha256(c.der));
+  std::vector<size_t> unknown;
+  {
+    std::lock_guard lk(v.mu);
+    for (size_t i = 0; i < certs.size(); ++i)
+      if (!v.good.count(digests[i])) unknown.push_back(i);
+  }
+  for (size_t i : unknown) {
+    const auto& c = certs[i];
+    auto p = reinterpret_cast<const unsigned char*>(c.der.data());
+    ossl::X509Ptr x(d2i_X509(nullptr, &p, static_cast<long>(c.der.size())));
+    if (!x || p != reinterpret_cast<const unsigned char*>(c.der.data()) + c.der.size())
+      throw Error(Code::kStoreCorrupt, what + " holds a certificate libcrypto cannot decode");
+  }
+  std::lock_guard lk(v.mu);
+  for (const auto& d : digests) {
+    v.good.insert(d);
+    v.used.insert(d);
+  }
+}
+
 void update(EVP_MD_CTX* md, const void* data, size_t len) {
   if (EVP_DigestUpdate(md, data, len) != 1) throw std::bad_alloc();
 }
@@ -160,7 +194,7 @@ namespace {
 
 std::shared_ptr<TrustState> build_state(const Context& ctx, std::string_view purpose, const TrustStamp& at,
                                         const PurposePolicy* policy, const TrustState* previous,
-                                        bool decode_all = true) noexcept {
+                                        bool decode_all = true, DecodeVerdicts* verdicts = nullptr) noexcept {
   ERR_set_mark();  // libcrypto errors of our own reading never reach the host's error queue
   try {
     auto s = std::make_shared<TrustState>();
@@ -181,7 +215,8 @@ std::shared_ptr<TrustState> build_state(const Context& ctx, std::string_view pur
         s->inputs.store_dir = lstat_id(s->store_dir);
       }
       s->certs = std::move(m.certs);
-      if (decode_all || s->mode == Mode::kPinned) s->decoded = decode(s->certs, s->bundle, previous);
+      if (s->mode == Mode::kPinned || (decode_all && !verdicts)) s->decoded = decode(s->certs, s->bundle, previous);
+      else if (decode_all) check_decodes(s->certs, s->bundle, *verdicts);
       if (takes_crls(s->mode, s->policy)) s->crls = crls_for(ctx, purpose);
       if (s->mode == Mode::kCa || s->mode == Mode::kGeneral) {
         fs::Fd r = fs::open_root(ctx.root);
@@ -227,7 +262,8 @@ std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_vi
     std::lock_guard lk(ctx.memo->mu);
     if (auto it = ctx.memo->last.find(purpose); it != ctx.memo->last.end()) last = it->second;
   }
-  std::shared_ptr<const TrustState> s = build_state(ctx, purpose, at, policy, last.get());
+  std::shared_ptr<const TrustState> s =
+      build_state(ctx, purpose, at, policy, last.get(), true, ctx.memo->verdicts.get());
   if (s && !policy) {
     try {
       std::lock_guard lk(ctx.memo->mu);
