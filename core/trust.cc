@@ -264,7 +264,9 @@ std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_vi
   }
   std::shared_ptr<const TrustState> s =
       build_state(ctx, purpose, at, policy, last.get(), true, ctx.memo->verdicts.get());
-  if (s && !policy) {
+  // With verdicts nothing decoded is worth lending (pinned mode's few pins aside): keeping
+  // every purpose's state for the rest of a report would only raise its peak.
+  if (s && !policy && !ctx.memo->verdicts) {
     try {
       std::lock_guard lk(ctx.memo->mu);
       ctx.memo->last[std::string(purpose)] = s;

@@ -149,6 +149,7 @@ struct TrustMemo {
   // libcrypto cannot decode one) but keeps none decoded (TrustState::decoded stays empty
   // except in pinned mode), decoding only certificates not in `verdicts` and freeing each at
   // once: O(new certificates) time, one certificate's memory (10,000 decoded CAs hold ~100 MiB).
+  // `last` is then not kept (nothing decoded to lend).
   std::shared_ptr<DecodeVerdicts> verdicts;
 };
 

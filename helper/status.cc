@@ -269,8 +269,7 @@ Health worst(const std::vector<Finding>& f) {
 }  // namespace
 
 Report collect(const Context& context, const HostConfig& hc, std::int64_t now, const Options& opt) {
-  // Each purpose is built here, again by the drift check (capath) and by stunnel rendering:
-  // the memo decodes each bundle's certificates once for all three.
+  // Each purpose is built here, again by the drift check (capath) and by stunnel rendering.
   // It keeps no decoded certificates (TrustMemo::verdicts): a report needs each one's verdict
   // (libcrypto decodes it or the purpose fails), not the decoded objects.
   Context ctx = context;
@@ -285,6 +284,14 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
     r.generation = state ? read_generation(state.get()) : 0;
   }
   auto wanted = [&](std::string_view p) { return !opt.purpose || *opt.purpose == p; };
+
+  // Drift, as `sync --check` reports it. First: it loads the database too, and at 10,000
+  // certificates each load peaks at tens of MiB; one at a time keeps the daemon's peak lower.
+  try {
+    r.drift = Store(ctx).sync(false);
+  } catch (const Error& e) {
+    r.drift_error = std::string(code_name(e.code())) + ": " + e.what();
+  }
 
   // The database: what alerts and metrics name (UUIDs, files).
   Database db;
@@ -391,12 +398,6 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
 
   add_verdicts(r, opt.folded);
 
-  // Drift, as `sync --check` reports it.
-  try {
-    r.drift = Store(ctx).sync(false);
-  } catch (const Error& e) {
-    r.drift_error = std::string(code_name(e.code())) + ": " + e.what();
-  }
   for (const auto& d : r.drift)
     for (auto& p : r.purposes)
       if (drift_purpose(d.path) == p.name) ++p.drift;

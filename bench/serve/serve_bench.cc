@@ -307,24 +307,35 @@ void cli(benchmark::State& state, std::vector<std::string> args, std::initialize
 }
 
 // Runs `argv` with stdout and stderr to /dev/null; its exit status and its own peak RSS
-// (wait4's rusage of this fresh child, KiB); -1 when it cannot run.
+// (KiB); -1 when it cannot run. A child's ru_maxrss starts from the high-water mark of the
+// memory it was forked from (this benchmark's tens of MiB), so the command is started by a
+// small process (this program re-executed with --measure-child: a fresh, small image) whose
+// own child runs it and reports ru_maxrss from wait4.
 int run_measured(const std::vector<std::string>& argv, long& peak_kib) {
+  char tmpl[] = "/tmp/ptrust-servebench-rss-XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  if (fd < 0) return -1;
+  ::close(fd);
+  std::vector<std::string> full = {"/proc/self/exe", "--measure-child", tmpl};
+  full.insert(full.end(), argv.begin(), argv.end());
   std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  for (const auto& a : full) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
   pid_t pid = 0;
-  int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+  int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) return -1;
   int st = 0;
-  rusage ru{};
-  if (::wait4(pid, &st, 0, &ru) != pid) return -1;
-  peak_kib = ru.ru_maxrss;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  if (::waitpid(pid, &st, 0) != pid) return -1;
+  std::string report = ptrust::testing::read_file(tmpl);
+  ::unlink(tmpl);
+  if (report.empty() || report.find(' ') == std::string::npos) return -1;
+  peak_kib = std::stol(report.substr(report.find(' ') + 1));
+  return std::stoi(report);
 }
 
 void process(benchmark::State& state, const std::vector<std::string>& argv, std::initializer_list<int> ok) {
@@ -454,7 +465,23 @@ BENCHMARK(DaemonRefresh)->SIZES->Iterations(3)->UseManualTime()->Unit(benchmark:
 
 }  // namespace
 
+// --measure-child FILE ARGV...: runs ARGV (stdout/stderr inherited), writes "STATUS MAXRSS_KIB".
+int measure_child(char** argv) {
+  pid_t pid = ::fork();
+  if (pid < 0) return 1;
+  if (pid == 0) {
+    ::execvp(argv[3], argv + 3);
+    ::_exit(127);
+  }
+  int st = 0;
+  rusage ru{};
+  if (::wait4(pid, &st, 0, &ru) != pid) return 1;
+  std::ofstream(argv[2]) << (WIFEXITED(st) ? WEXITSTATUS(st) : -1) << " " << ru.ru_maxrss;
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 3 && std::strcmp(argv[1], "--measure-child") == 0) return measure_child(argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   ptrust::bench::RatioReporter reporter;
