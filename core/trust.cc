@@ -67,15 +67,57 @@ std::vector<ossl::X509Ptr> decode(const std::vector<DerCert>& certs, const std::
 // A CA bundle holds only what `install --ca` accepts (CA:TRUE, and keyCertSign when keyUsage
 // is present). Anything else was put there by hand: an X509_STORE would trust a self-signed
 // CA:FALSE certificate in it as itself, so the bundle fails the purpose closed.
+void refuse_non_ca_one(X509* x, const std::string& what) {
+  uint32_t flags = X509_get_extension_flags(x);
+  bool ca = (flags & EXFLAG_CA) != 0;
+  if (ca && (flags & EXFLAG_KUSAGE)) ca = (X509_get_key_usage(x) & KU_KEY_CERT_SIGN) != 0;
+  if (!ca)
+    throw Error(Code::kStoreCorrupt, what + " holds a certificate that is not a CA (" +
+                                         x509::rfc2253(X509_get_subject_name(x)) +
+                                         "); refusing it (run `ptrust sync` to repair the store)");
+}
+
 void refuse_non_ca(const std::vector<ossl::X509Ptr>& decoded, const std::string& what) {
-  for (const auto& x : decoded) {
-    uint32_t flags = X509_get_extension_flags(x.get());
-    bool ca = (flags & EXFLAG_CA) != 0;
-    if (ca && (flags & EXFLAG_KUSAGE)) ca = (X509_get_key_usage(x.get()) & KU_KEY_CERT_SIGN) != 0;
-    if (!ca)
-      throw Error(Code::kStoreCorrupt, what + " holds a certificate that is not a CA (" +
-                                           x509::rfc2253(X509_get_subject_name(x.get())) +
-                                           "); refusing it (run `ptrust sync` to repair the store)");
+  for (const auto& x : decoded) refuse_non_ca_one(x.get(), what);
+}
+
+// SHA-256 of a one-byte tag and `data`: a verdict "decodes" (tag 'd') and "decodes and is a
+// CA" (tag 'c') for the same certificate are different entries.
+Digest sha256(char tag, std::string_view data) {
+  Digest d{};
+  unsigned int n = 0;
+  ossl::Ptr<EVP_MD_CTX, EVP_MD_CTX_free> md(EVP_MD_CTX_new());
+  if (!md || EVP_DigestInit_ex(md.get(), EVP_sha256(), nullptr) != 1 || EVP_DigestUpdate(md.get(), &tag, 1) != 1 ||
+      EVP_DigestUpdate(md.get(), data.data(), data.size()) != 1 || EVP_DigestFinal_ex(md.get(), d.data(), &n) != 1 ||
+      n != d.size())
+    throw std::bad_alloc();
+  return d;
+}
+
+// decode()'s verdict (and, for a ca/general bundle, refuse_non_ca's) without keeping anything
+// decoded (TrustMemo::verdicts): each certificate not known to pass is decoded and freed at once.
+void check_decodes(const std::vector<DerCert>& certs, const std::string& what, DecodeVerdicts& v, bool require_ca) {
+  std::vector<Digest> digests;
+  digests.reserve(certs.size());
+  for (const auto& c : certs) digests.push_back(sha256(require_ca ? 'c' : 'd', c.der));
+  std::vector<size_t> unknown;
+  {
+    std::lock_guard lk(v.mu);
+    for (size_t i = 0; i < certs.size(); ++i)
+      if (!v.good.count(digests[i])) unknown.push_back(i);
+  }
+  for (size_t i : unknown) {
+    const auto& c = certs[i];
+    auto p = reinterpret_cast<const unsigned char*>(c.der.data());
+    ossl::X509Ptr x(d2i_X509(nullptr, &p, static_cast<long>(c.der.size())));
+    if (!x || p != reinterpret_cast<const unsigned char*>(c.der.data()) + c.der.size())
+      throw Error(Code::kStoreCorrupt, what + " holds a certificate libcrypto cannot decode");
+    if (require_ca) refuse_non_ca_one(x.get(), what);
+  }
+  std::lock_guard lk(v.mu);
+  for (const auto& d : digests) {
+    v.good.insert(d);
+    v.used.insert(d);
   }
 }
 
@@ -175,7 +217,7 @@ namespace {
 
 std::shared_ptr<TrustState> build_state(const Context& ctx, std::string_view purpose, const TrustStamp& at,
                                         const PurposePolicy* policy, const TrustState* previous,
-                                        bool decode_all = true) noexcept {
+                                        bool decode_all = true, DecodeVerdicts* verdicts = nullptr) noexcept {
   ERR_set_mark();  // libcrypto errors of our own reading never reach the host's error queue
   try {
     auto s = std::make_shared<TrustState>();
@@ -196,8 +238,10 @@ std::shared_ptr<TrustState> build_state(const Context& ctx, std::string_view pur
         s->inputs.store_dir = lstat_id(s->store_dir);
       }
       s->certs = std::move(m.certs);
-      if (decode_all || s->mode == Mode::kPinned) s->decoded = decode(s->certs, s->bundle, previous);
-      if (s->mode == Mode::kCa || s->mode == Mode::kGeneral) refuse_non_ca(s->decoded, s->bundle);
+      const bool chains = s->mode == Mode::kCa || s->mode == Mode::kGeneral;
+      if (s->mode == Mode::kPinned || (decode_all && !verdicts)) s->decoded = decode(s->certs, s->bundle, previous);
+      else if (decode_all) check_decodes(s->certs, s->bundle, *verdicts, chains);
+      if (chains) refuse_non_ca(s->decoded, s->bundle);
       if (takes_crls(s->mode, s->policy)) s->crls = crls_for(ctx, purpose);
       if (s->mode == Mode::kCa || s->mode == Mode::kGeneral) {
         fs::Fd r = fs::open_root(ctx.root);
@@ -243,8 +287,11 @@ std::shared_ptr<const TrustState> build_trust(const Context& ctx, std::string_vi
     std::lock_guard lk(ctx.memo->mu);
     if (auto it = ctx.memo->last.find(purpose); it != ctx.memo->last.end()) last = it->second;
   }
-  std::shared_ptr<const TrustState> s = build_state(ctx, purpose, at, policy, last.get());
-  if (s && !policy) {
+  std::shared_ptr<const TrustState> s =
+      build_state(ctx, purpose, at, policy, last.get(), true, ctx.memo->verdicts.get());
+  // With verdicts nothing decoded is worth lending (pinned mode's few pins aside): keeping
+  // every purpose's state for the rest of a report would only raise its peak.
+  if (s && !policy && !ctx.memo->verdicts) {
     try {
       std::lock_guard lk(ctx.memo->mu);
       ctx.memo->last[std::string(purpose)] = s;

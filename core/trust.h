@@ -22,6 +22,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -29,6 +30,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -115,10 +117,40 @@ PurposePolicy policy_of(const Config& cfg, std::string_view purpose);
 // crl-policy is off (pinned mode has no CRLs: a pin is not a chain).
 bool takes_crls(Mode mode, const PurposePolicy& policy) noexcept;
 
+// SHA-256 digests of certificates libcrypto decoded: whether d2i_X509 takes a DER whole is a
+// function of its bytes alone (OpenSSL 3.0 does not fail it on a public key it cannot decode),
+// so one that decoded once decodes again. Kept by a long-lived reader (the daemon) across
+// reports; only ever used to skip re-decoding byte-identical certificates.
+struct DecodeVerdicts {
+  struct Hash {
+    size_t operator()(const Digest& d) const noexcept {
+      size_t h;
+      std::memcpy(&h, d.data(), sizeof h);
+      return h;
+    }
+  };
+  std::mutex mu;
+  std::unordered_set<Digest, Hash> good;  // decoded
+  std::unordered_set<Digest, Hash> used;  // looked up or added since the last retain_used()
+  // Forgets every digest not looked up since the last call (certificates no longer stored).
+  void retain_used() {
+    std::lock_guard lk(mu);
+    good.swap(used);
+    used.clear();
+  }
+};
+
 // Each purpose's last state built under a Context that carries this memo (Context::memo).
 struct TrustMemo {
   std::mutex mu;
   std::map<std::string, std::shared_ptr<const TrustState>, std::less<>> last;
+  // Reports only (status, the daemon), never a consumer that verifies: when set, build_trust
+  // under this memo reaches the same verdict on each certificate (STORE_CORRUPT when
+  // libcrypto cannot decode one) but keeps none decoded (TrustState::decoded stays empty
+  // except in pinned mode), decoding only certificates not in `verdicts` and freeing each at
+  // once: O(new certificates) time, one certificate's memory (10,000 decoded CAs hold ~100 MiB).
+  // `last` is then not kept (nothing decoded to lend).
+  std::shared_ptr<DecodeVerdicts> verdicts;
 };
 
 // Builds `purpose`'s trust under `ctx`. `policy` replaces the configured policy (an offline

@@ -28,6 +28,7 @@
 #include "core/layout.h"
 #include "core/store.h"
 #include "core/trust.h"
+#include "core/x509.h"
 #include "helper/cli.h"
 #include "helper/host_config.h"
 #include "helper/serve_io.h"
@@ -174,9 +175,12 @@ class Daemon {
     // keeping 10,000 decoded certificates between refreshes would double the daemon's RSS).
     Context ctx = ctx_;
     ctx.memo = std::make_shared<TrustMemo>();
-    report_ = status::collect(ctx, hc_, now, {.folded = &folded_});
-    if (keep_consumers_in_step(ctx)) report_ = status::collect(ctx, hc_, now, {.folded = &folded_});
-    ctx.memo.reset();  // before malloc_trim: its decoded certificates are the bulk of the peak
+    // The memo keeps no decoded certificates (status::Options::verdicts): a refresh decodes
+    // only the certificates it has not seen decode before, one at a time.
+    report_ = status::collect(ctx, hc_, now, {.folded = &folded_, .verdicts = verdicts_});
+    if (keep_consumers_in_step(ctx)) report_ = status::collect(ctx, hc_, now, {.folded = &folded_, .verdicts = verdicts_});
+    ctx.memo.reset();
+    verdicts_->retain_used();  // forget certificates no longer stored
     metrics_ = status::metrics(report_, false);
     log_transitions(why);
     arm_timer();
@@ -186,6 +190,11 @@ class Daemon {
   }
 
   json::value handle(std::string_view method, const json::object& params) {
+    // "fresh": true (what `ptrust status` asks without --socket): answer from a report that
+    // includes every change inotify reported before this request was read, refreshing now
+    // rather than after the debounce.
+    if (auto* f = params.if_contains("fresh"); f && f->is_bool() && f->as_bool() && (method == "status" || method == "alerts"))
+      loop_.flush_changes();
     if (method == "status") {
       status::Report r;
       if (auto* p = params.if_contains("purpose")) {
@@ -193,20 +202,23 @@ class Daemon {
         std::string purpose(p->as_string());
         if (purpose != kGeneral && !ctx_.config.declares(purpose))
           throw unknown_purpose(ctx_.config, purpose, ctx_.root);
-        r = status::collect(ctx_, hc_, std::time(nullptr), {.purpose = purpose, .folded = &folded_});
+        r = status::collect(ctx_, hc_, std::time(nullptr), {.purpose = purpose, .folded = &folded_, .verdicts = verdicts_});
       } else {
         fold_dead_counters();
         status::add_verdicts(report_, &folded_);
         r = report_;
       }
       json::object out = status::to_json(r);
+      out["config_sha256"] = x509::sha256_hex(ctx_.config.text);  // `ptrust status` checks it is its own
       if (auto* t = params.if_contains("text"); t && t->is_bool() && t->as_bool()) out["text"] = status::text(r);
       return out;
     }
     if (method == "alerts") {
       json::array a;
       for (const auto& x : status::alerts(report_, hc_.alerts)) a.emplace_back(status::to_json(x));
-      return json::object{{"alerts", std::move(a)}};
+      // What `ptrust alerts` checks before it takes the answer as its own.
+      return json::object{{"alerts", std::move(a)}, {"root", report_.root}, {"generation", report_.generation},
+                          {"config_sha256", x509::sha256_hex(ctx_.config.text)}};
     }
     if (method == "resolve") {
       auto* p = params.if_contains("purpose");
@@ -358,6 +370,7 @@ class Daemon {
   std::string metrics_;  // everything but the verdicts, rendered once per refresh
   status::Folded folded_;
   std::map<std::string, status::Alert> alerts_;
+  std::shared_ptr<DecodeVerdicts> verdicts_ = std::make_shared<DecodeVerdicts>();
 };
 
 int serve_cmd(const Common& c, const po::variables_map& vm) {

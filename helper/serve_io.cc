@@ -515,9 +515,34 @@ struct Watcher {
         log(LOG_ERR, "reading inotify events failed: " + ec.message());
         return;
       }
+      process(buf.data(), n);
+      read();
+    });
+  }
+
+  // Reads what inotify queued without waiting (into its own buffer: the pending asynchronous
+  // read owns `buf`); if a change burst is pending, ends it now and calls on_change.
+  bool flush() {
+    if (!sd.is_open()) return false;
+    alignas(inotify_event) std::array<char, 16384> now_buf;
+    for (;;) {
+      ssize_t n = ::read(sd.native_handle(), now_buf.data(), now_buf.size());
+      if (n <= 0) break;
+      process(now_buf.data(), static_cast<size_t>(n));
+    }
+    if (!burst) return false;
+    debounce.cancel();
+    ++seq;
+    burst.reset();
+    std::function<void()> cb = on_change;  // on_change may re-watch (reset) and replace it
+    if (cb) guarded("watch callback", cb);
+    return true;
+  }
+
+  void process(const char* data, size_t n) {
       bool changed = false, again = false;
       for (size_t off = 0; off + sizeof(inotify_event) <= n;) {
-        const auto* ev = reinterpret_cast<const inotify_event*>(buf.data() + off);
+        const auto* ev = reinterpret_cast<const inotify_event*>(data + off);
         off += sizeof(inotify_event) + ev->len;
         std::string_view name = ev->len ? std::string_view(ev->name) : std::string_view();
         if (ev->mask & IN_Q_OVERFLOW) {  // events were lost: assume everything changed
@@ -538,8 +563,6 @@ struct Watcher {
       }
       if (again) rearm();
       if (changed) kick();
-      read();
-    });
   }
 
   // A change: the callback runs after `debounce_quiet` without changes, at most `debounce_max`
@@ -783,6 +806,8 @@ Endpoint EventLoop::listen_metrics(const Endpoint& at, MetricsFn metrics) {
   auto bound = srv->acceptor.local_endpoint();
   return Endpoint{bound.address(), bound.port()};
 }
+
+bool EventLoop::flush_changes() { return impl_->watcher.flush(); }
 
 void EventLoop::watch(std::vector<std::string> dirs, std::function<void()> on_change) {
   impl_->watcher.reset(std::move(dirs), std::move(on_change), impl_->limits);

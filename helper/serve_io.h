@@ -107,6 +107,10 @@ class EventLoop {
   // does not exist yet is waited for (its nearest existing ancestor is watched for it).
   // To follow a file (the config), watch its parent directory.
   void watch(std::vector<std::string> dirs, std::function<void()> on_change);
+  // Ends the debounce now: reads the events inotify has queued and, when a change burst is
+  // pending, calls on_change before returning (true). For a request that must see every
+  // change the kernel reported before it was read. Call from a handler on the loop.
+  bool flush_changes();
 
   // Calls `fn` once at `when` (system clock: re-armed if the clock is set). Replaces any
   // earlier timer; a time in the past fires at once.

@@ -1,6 +1,7 @@
 #include "helper/status.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <set>
@@ -153,6 +154,17 @@ void cluster_ca_entry(const Context& ctx, Report& r) {
   r.ca_min_serial = i->min_serial;
 }
 
+// "AB:CD:..." (a record's fingerprint) or "abcd..." as lower-case hex without colons.
+std::string plain_hex(std::string_view fp) {
+  std::string out;
+  out.reserve(64);
+  for (char c : fp)
+    if (c != ':') out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string plain_sha256_hex(std::string_view der) { return plain_hex(x509::sha256_hex(der)); }
+
 std::string store_file(const Context& ctx, const CertRecord& rec) {
   auto stores = rec.stores();
   if (stores.empty()) return "";
@@ -257,10 +269,12 @@ Health worst(const std::vector<Finding>& f) {
 }  // namespace
 
 Report collect(const Context& context, const HostConfig& hc, std::int64_t now, const Options& opt) {
-  // Each purpose is built here, again by the drift check (capath) and by stunnel rendering:
-  // the memo decodes each bundle's certificates once for all three.
+  // Each purpose is built here, again by the drift check (capath) and by stunnel rendering.
+  // It keeps no decoded certificates (TrustMemo::verdicts): a report needs each one's verdict
+  // (libcrypto decodes it or the purpose fails), not the decoded objects.
   Context ctx = context;
   if (!ctx.memo) ctx.memo = std::make_shared<TrustMemo>();
+  if (!ctx.memo->verdicts) ctx.memo->verdicts = opt.verdicts ? opt.verdicts : std::make_shared<DecodeVerdicts>();
   Report r;
   r.now = now;
   r.root = ctx.root;
@@ -270,6 +284,14 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
     r.generation = state ? read_generation(state.get()) : 0;
   }
   auto wanted = [&](std::string_view p) { return !opt.purpose || *opt.purpose == p; };
+
+  // Drift, as `sync --check` reports it. First: it loads the database too, and at 10,000
+  // certificates each load peaks at tens of MiB; one at a time keeps the daemon's peak lower.
+  try {
+    r.drift = Store(ctx).sync(false);
+  } catch (const Error& e) {
+    r.drift_error = std::string(code_name(e.code())) + ": " + e.what();
+  }
 
   // The database: what alerts and metrics name (UUIDs, files).
   Database db;
@@ -305,6 +327,8 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
   }
 
   // Each purpose as consumers see it.
+  std::map<std::string, const CertRecord*> by_sha256;
+  for (const auto& rec : db.certs) by_sha256.emplace(plain_hex(rec.sha256), &rec);
   std::vector<std::string> names;
   for (const auto& [p, _] : ctx.config.purposes) names.push_back(p);
   names.push_back(std::string(kGeneral));
@@ -335,11 +359,25 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
     PurposeEntry e{.name = p, .mode = std::string(to_string(t->mode)), .bundle = t->bundle,
                    .crl_policy = std::string(to_string(t->policy.crl_policy)), .certificates = t->certs.size()};
     if (t->failure) e.failure = std::string(code_name(*t->failure)) + ": " + t->failure_message;
-    for (const auto& x : t->decoded) {
-      auto na = x509::to_epoch(X509_get0_notAfter(x.get()));
+    // The states keep no decoded certificates (TrustMemo::verdicts): each certificate's
+    // notAfter from its record (the same bytes: the same SHA-256), decoding only one that
+    // has no record (drift, which the drift check names).
+    for (const auto& c : t->certs) {
+      std::optional<std::int64_t> na;
+      std::string subject;
+      if (auto it = by_sha256.find(plain_sha256_hex(c.der)); it != by_sha256.end()) {
+        na = it->second->not_after;
+        subject = it->second->subject;
+      } else {
+        auto der = reinterpret_cast<const unsigned char*>(c.der.data());
+        ossl::X509Ptr x(d2i_X509(nullptr, &der, static_cast<long>(c.der.size())));
+        if (!x) continue;  // not reached: build_trust failed the purpose on it
+        na = x509::to_epoch(X509_get0_notAfter(x.get()));
+        subject = x509::rfc2253(X509_get_subject_name(x.get()));
+      }
       if (na && (!e.earliest_not_after || *na < *e.earliest_not_after)) {
         e.earliest_not_after = na;
-        e.earliest_subject = x509::rfc2253(X509_get_subject_name(x.get()));
+        e.earliest_subject = std::move(subject);
       }
     }
     for (const auto& c : t->crls) e.crls.push_back(c.name);
@@ -360,12 +398,6 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
 
   add_verdicts(r, opt.folded);
 
-  // Drift, as `sync --check` reports it.
-  try {
-    r.drift = Store(ctx).sync(false);
-  } catch (const Error& e) {
-    r.drift_error = std::string(code_name(e.code())) + ": " + e.what();
-  }
   for (const auto& d : r.drift)
     for (auto& p : r.purposes)
       if (drift_purpose(d.path) == p.name) ++p.drift;

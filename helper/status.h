@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 
 #include "core/config.h"
 #include "core/reconcile.h"
+#include "core/trust.h"
 #include "helper/host_config.h"
 
 namespace ptrust::status {
@@ -97,6 +99,9 @@ struct Options {
   std::optional<std::string> purpose;  // restrict to one purpose (findings too)
   // Verdicts of hooks whose counter files are gone (see add_verdicts).
   const Folded* folded = nullptr;
+  // Certificates known to decode (core/trust.h): the daemon keeps one across refreshes, so a
+  // refresh decodes only new certificates; null: a fresh set for this report.
+  std::shared_ptr<DecodeVerdicts> verdicts;
 };
 
 // Reads the whole host at `now` (seconds since the epoch).

@@ -1,5 +1,6 @@
 // `ptrust status` and `ptrust alerts`: the host's health for operators and scripts.
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -10,6 +11,9 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/generation.h"
+#include "core/layout.h"
+#include "core/x509.h"
 #include "helper/cli.h"
 #include "helper/host_config.h"
 #include "helper/status.h"
@@ -25,16 +29,18 @@ std::int64_t at_time(const po::variables_map& vm) {
   return vm.count("at") ? parse_time(vm["at"].as<std::string>()) : std::time(nullptr);
 }
 
-// One request to a running `ptrust serve` over its Unix socket: the result, or the daemon's
-// refusal printed as ours (exit 1).
-std::optional<json::object> ask_daemon(const std::string& path, std::string_view method, json::object params) {
+// One request to a running `ptrust serve` over its Unix socket: the whole reply object.
+// Error IO_ERROR when it cannot be reached or does not answer (errno_out: connect's errno).
+json::object exchange(const std::string& path, std::string_view method, json::object params, int* errno_out = nullptr) {
   sockaddr_un addr{};
   if (path.size() >= sizeof addr.sun_path) throw Error(Code::kUsage, "--socket path too long: " + path);
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   fs::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+  if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (errno_out) *errno_out = errno;
     throw Error(Code::kIoError, "cannot connect to " + path + ": " + std::strerror(errno) + " (is `ptrust serve` running?)");
+  }
   timeval tv{.tv_sec = 30, .tv_usec = 0};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   std::string req = json::serialize(json::object{{"method", method}, {"params", std::move(params)}, {"id", 1}}) + "\n";
@@ -51,16 +57,65 @@ std::optional<json::object> ask_daemon(const std::string& path, std::string_view
     line.append(buf, static_cast<size_t>(n));
     if (line.size() > (256u << 20)) throw Error(Code::kIoError, "answer from " + path + " too large");
   }
-  json::value v = json::parse(line.substr(0, line.find('\n')));
-  if (auto* e = v.as_object().if_contains("error")) {
+  boost::system::error_code ec;
+  json::value v = json::parse(line.substr(0, line.find('\n')), ec);
+  if (ec || !v.is_object()) throw Error(Code::kIoError, "answer from " + path + " is not a JSON object");
+  return std::move(v.as_object());
+}
+
+// The result, or the daemon's refusal printed as ours (exit 1): `--socket PATH`.
+std::optional<json::object> ask_daemon(const std::string& path, std::string_view method, json::object params) {
+  json::object v = exchange(path, method, std::move(params));
+  if (auto* e = v.if_contains("error")) {
     print_refusal(std::string(e->at("code").as_string()), std::string(e->at("message").as_string()));
     return std::nullopt;
   }
-  return v.at("result").as_object();
+  if (auto* r = v.if_contains("result"); r && r->is_object()) return std::move(r->as_object());
+  throw Error(Code::kIoError, "answer from " + path + " has no result");
+}
+
+// Without --socket, --at or --local: a `ptrust serve` running on this root's socket answers
+// from its report (milliseconds; reading 10,000 certificates takes seconds), after taking in
+// every change inotify reported before the request ("fresh"). Its answer is used only when it
+// is about the same root and configuration and the store generation on disk is the one it
+// reports; otherwise (no daemon, a stale socket, no permission, a refusal, a writer half-way)
+// nullopt: the caller reads the stores itself, as it does without a daemon. A socket that
+// exists but gives no usable answer is said on stderr.
+std::optional<json::object> daemon_report(const Context& ctx, std::string_view method, json::object params) {
+  const std::string path = (ctx.root == "/" ? "" : ctx.root) + "/run/ptrust/ptrust.sock";
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return std::nullopt;
+  params["fresh"] = true;
+  int err = 0;
+  try {
+    json::object v = exchange(path, method, std::move(params), &err);
+    auto* r = v.if_contains("result");
+    if (!r || !r->is_object()) return std::nullopt;  // a refusal: the local run gives the same one
+    json::object& o = r->as_object();
+    {
+      auto* root = o.if_contains("root");
+      auto* cfg = o.if_contains("config_sha256");
+      auto* gen = o.if_contains("generation");
+      if (!root || *root != json::value(ctx.root) || !cfg || *cfg != json::value(x509::sha256_hex(ctx.config.text)) ||
+          !gen || !gen->is_number())
+        return std::nullopt;  // another root or configuration (--config), or an older daemon
+      fs::Fd rfd = fs::open_root(ctx.root);
+      fs::Fd state = fs::open_dir(rfd.get(), layout::kStateDir, false);
+      if (gen->to_number<std::uint64_t>() != (state ? read_generation(state.get()) : 0)) return std::nullopt;
+      o["source"] = json::object{{"daemon", path}};
+    }
+    return std::move(o);
+  } catch (const std::exception& e) {
+    if (err != ENOENT && err != ECONNREFUSED && err != EACCES)  // none there, a stale socket, not ours
+      std::cerr << "ptrust: note: " << e.what() << "; reading the stores directly\n";
+    return std::nullopt;
+  }
 }
 
 void add_at(po::options_description& d) {
-  d.add_options()("socket", po::value<std::string>(), "ask a running `ptrust serve` on this Unix socket")("at", po::value<std::string>(), "evaluate as of TIME (YYYY-MM-DD[THH:MM:SS[Z]], @EPOCH, +30d, -2h) instead of now");
+  d.add_options()("socket", po::value<std::string>(), "ask a running `ptrust serve` on this Unix socket")(
+      "local", "read the stores directly even when `ptrust serve` runs on <root>/run/ptrust/ptrust.sock "
+               "(without --socket, --at or --local, a running daemon answers)")("at", po::value<std::string>(), "evaluate as of TIME (YYYY-MM-DD[THH:MM:SS[Z]], @EPOCH, +30d, -2h) instead of now");
 }
 
 int status_cmd(const Common& c, const po::variables_map& vm) {
@@ -82,9 +137,29 @@ int status_cmd(const Common& c, const po::variables_map& vm) {
     if (*opt.purpose != kGeneral && !ctx.config.declares(*opt.purpose))
       throw unknown_purpose(ctx.config, *opt.purpose, ctx.root);
   }
+  if (!vm.count("at") && !vm.count("local")) {
+    json::object params{{"text", !c.json}};
+    if (opt.purpose) params["purpose"] = *opt.purpose;
+    if (auto r = daemon_report(ctx, "status", std::move(params))) {
+      std::string health(r->at("health").as_string());
+      auto* text = r->if_contains("text");
+      if (c.json) {
+        r->erase("text");
+        print_json(*r);
+      } else if (text && text->is_string()) {
+        std::cout << text->as_string().c_str();
+      }
+      return health == "ok" ? 0 : health == "warning" ? 3 : 1;
+    }
+  }
   status::Report r = status::collect(ctx, parse_host_config(ctx.config), at_time(vm), opt);
-  if (c.json) print_json(status::to_json(r));
-  else std::cout << status::text(r);
+  if (c.json) {
+    json::object out = status::to_json(r);
+    out["source"] = "local";
+    print_json(out);
+  } else {
+    std::cout << status::text(r);
+  }
   return status::exit_status(r.health);
 }
 
@@ -106,6 +181,23 @@ int alerts_cmd(const Common& c, const po::variables_map& vm) {
   }
   Context ctx = c.context();
   HostConfig hc = parse_host_config(ctx.config);
+  if (!vm.count("at") && !vm.count("local")) {
+    if (auto r = daemon_report(ctx, "alerts", {})) {
+      auto* a = r->if_contains("alerts");
+      if (a && a->is_array()) {
+        if (c.json) {
+          print_json(json::object{{"alerts", *a}});
+        } else if (a->as_array().empty()) {
+          std::cout << "no alerts\n";
+        } else {
+          for (const auto& x : a->as_array())
+            std::cout << x.at("priority").as_int64() << " " << x.at("name").as_string().c_str() << " "
+                      << x.at("object").as_string().c_str() << ": " << x.at("message").as_string().c_str() << "\n";
+        }
+        return 0;
+      }
+    }
+  }
   status::Report r = status::collect(ctx, hc, at_time(vm));
   auto list = status::alerts(r, hc.alerts);
   if (c.json) {

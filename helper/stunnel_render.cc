@@ -134,8 +134,10 @@ std::vector<const TrustCrl*> stanza_crls(const Context& ctx, const TrustState& t
   std::vector<std::string> scoped = crls_scoped_to(ctx, t.purpose);
   for (const auto& c : t.crls) {
     bool keep = std::binary_search(scoped.begin(), scoped.end(), c.name);
-    for (size_t i = 0; !keep && i < t.decoded.size(); ++i)
-      keep = X509_NAME_cmp(X509_get_subject_name(t.decoded[i].get()), X509_CRL_get_issuer(c.crl.get())) == 0;
+    // The subjects scan_bundle decoded (TrustState::decoded may be empty: a report's memo
+    // keeps no decoded certificates, see TrustMemo::verdicts).
+    for (size_t i = 0; !keep && i < t.certs.size(); ++i)
+      keep = t.certs[i].subject && X509_NAME_cmp(t.certs[i].subject.get(), X509_CRL_get_issuer(c.crl.get())) == 0;
     if (keep) out.push_back(&c);
     else left_out.push_back(c.name);
   }

@@ -1,9 +1,16 @@
 // The targets for `ptrust status` and `ptrust serve`, at N = 100, 1,000 and 10,000
 // trusted certificates (N-5 CAs of purpose `licensing`, 5 general CAs, one CRL, one stunnel
 // instance), every figure beside a baseline measured in the same run:
-//   CliStatusJson   `ptrust status --json` as a whole process (fork/exec, read output, wait)
+//   CliStatusJson   `ptrust status --json --local` as a whole process (fork/exec, read output,
+//                   wait): it reads the stores itself; counter peak_rss_KiB: the child's own
+//                   high-water mark (wait4 rusage of a fresh child)
+//   CliStatusDaemon `ptrust status --json` with `ptrust serve` running on the root's socket:
+//                   the daemon answers (what an operator's `ptrust status` does on a host)
 //   CliListJson     `ptrust list --json`: the same database read, nothing else (baseline)
 //   CliSyncCheck    `ptrust sync --check`: the drift check alone (baseline)
+//   CatBundle       `cat` of the licensing bundle (baseline: a process reading the file)
+//   Storeutl        `openssl storeutl -noout file:` of the licensing bundle (baseline: libcrypto
+//                   decoding every certificate of it once)
 //   DaemonNop       an unknown method over the daemon's socket: the transport (baseline)
 //   DaemonAlerts    an `alerts` request (from the cached report)
 //   DaemonStatus    a `status` request (the cached report as JSON)
@@ -12,7 +19,9 @@
 //   DaemonIdle      the daemon's utime+stime ticks over 3 s without requests (expect 0)
 //   DaemonRefresh   `ptrust install` of one more CA, then `status` requests until the new
 //                   generation shows; manual time = from install's exit until seen (includes
-//                   the watch's 200 ms debounce); counter install_ms = the install process
+//                   the watch's 200 ms debounce); counter install_ms = the install process;
+//                   rss_refresh_peak_KiB = the daemon's VmHWM across these refreshes (reset
+//                   through /proc/PID/clear_refs before the first)
 // Stores are built the fast honest way: records made as `install` makes them
 // (make_cert_record) saved with save_database, then the real `ptrust sync` writes every
 // store file and bundle; `sync --check` must then be clean.
@@ -26,6 +35,7 @@
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -118,7 +128,9 @@ long cpu_ticks(pid_t pid) { return proc_cpu_ticks(pid); }
 
 class Daemon {
  public:
-  Daemon(const std::string& root, const std::string& dir) : sock_(dir + "/ptrust.sock"), err_(dir + "/serve.err") {
+  // On the root's own socket, where `ptrust status` looks for it.
+  Daemon(const std::string& root, const std::string& dir)
+      : sock_(root + "/run/ptrust/ptrust.sock"), err_(dir + "/serve.err") {
     std::vector<std::string> argv = {PTRUST_BIN, "--root", root, "serve", "--socket", sock_, "--metrics", "127.0.0.1:" + std::to_string(free_port())};
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
@@ -294,7 +306,67 @@ void cli(benchmark::State& state, std::vector<std::string> args, std::initialize
   state.counters["out_bytes"] = static_cast<double>(bytes);
 }
 
-void CliStatusJson(benchmark::State& s) { cli(s, {"status", "--json"}, {0, 3}); }
+// Runs `argv` with stdout and stderr to /dev/null; its exit status and its own peak RSS
+// (KiB); -1 when it cannot run. A child's ru_maxrss starts from the high-water mark of the
+// memory it was forked from (this benchmark's tens of MiB), so the command is started by a
+// small process (this program re-executed with --measure-child: a fresh, small image) whose
+// own child runs it and reports ru_maxrss from wait4.
+int run_measured(const std::vector<std::string>& argv, long& peak_kib) {
+  char tmpl[] = "/tmp/ptrust-servebench-rss-XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  if (fd < 0) return -1;
+  ::close(fd);
+  std::vector<std::string> full = {"/proc/self/exe", "--measure-child", tmpl};
+  full.insert(full.end(), argv.begin(), argv.end());
+  std::vector<char*> args;
+  for (const auto& a : full) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return -1;
+  int st = 0;
+  if (::waitpid(pid, &st, 0) != pid) return -1;
+  std::string report = ptrust::testing::read_file(tmpl);
+  ::unlink(tmpl);
+  if (report.empty() || report.find(' ') == std::string::npos) return -1;
+  peak_kib = std::stol(report.substr(report.find(' ') + 1));
+  return std::stoi(report);
+}
+
+void process(benchmark::State& state, const std::vector<std::string>& argv, std::initializer_list<int> ok) {
+  long peak = 0;
+  for (auto _ : state) {
+    int rc = run_measured(argv, peak);
+    bool good = false;
+    for (int s : ok) good |= rc == s;
+    if (!good) return fail(state, argv[0] + ": exit " + std::to_string(rc));
+  }
+  state.counters["peak_rss_KiB"] = static_cast<double>(peak);
+}
+
+std::string licensing_bundle(int n) { return world().host(n).root + "/etc/trusted-certs/ca-bundle-licensing.pem"; }
+
+void CliStatusJson(benchmark::State& s) {
+  const int n = static_cast<int>(s.range(0));
+  process(s, {PTRUST_BIN, "--root", world().host(n).root, "status", "--json", "--local"}, {0, 3});
+}
+void CliStatusDaemon(benchmark::State& s) {
+  const int n = static_cast<int>(s.range(0));
+  world().daemon(n);
+  process(s, {PTRUST_BIN, "--root", world().host(n).root, "status", "--json"}, {0, 3});
+  // The answer must be the daemon's (not a fallback to reading the stores).
+  RunResult r = ptrust::testing::ptrust(world().host(n).root, {"status", "--json"});
+  if (r.out.find("\"source\":{\"daemon\"") == std::string::npos) fail(s, "not answered by the daemon: " + r.err);
+}
+void CatBundle(benchmark::State& s) { process(s, {"cat", licensing_bundle(static_cast<int>(s.range(0)))}, {0}); }
+void Storeutl(benchmark::State& s) {
+  process(s, {"openssl", "storeutl", "-noout", "file:" + licensing_bundle(static_cast<int>(s.range(0)))}, {0});
+}
 void CliListJson(benchmark::State& s) { cli(s, {"list", "--json"}, {0}); }
 void CliSyncCheck(benchmark::State& s) { cli(s, {"sync", "--check"}, {0}); }
 
@@ -347,6 +419,10 @@ void DaemonRefresh(benchmark::State& state) {
   Host& h = world().host(n);
   Daemon& d = world().daemon(n);
   double install_ms = 0, polls = 0;
+  {  // reset the daemon's VmHWM: the peak below is that of these refreshes
+    std::ofstream clear("/proc/" + std::to_string(d.pid()) + "/clear_refs");
+    clear << "5";
+  }
   for (auto _ : state) {
     std::uint64_t before = generation_of(request(d.sock(), "status"));
     const int serial = ++h.next_serial;
@@ -367,30 +443,54 @@ void DaemonRefresh(benchmark::State& state) {
   }
   state.counters["install_ms"] = install_ms / static_cast<double>(state.iterations());
   state.counters["status_polls"] = polls / static_cast<double>(state.iterations());
+  state.counters["rss_refresh_peak_KiB"] = static_cast<double>(peak_rss_kib(d.pid()));
+  state.counters["rss_after_KiB"] = static_cast<double>(rss_kib(d.pid()));
 }
 
 #define SIZES Arg(100)->Arg(1000)->Arg(10000)
 BENCHMARK(CliStatusJson)->SIZES->Unit(benchmark::kMillisecond);
 BENCHMARK(CliListJson)->SIZES->Unit(benchmark::kMillisecond);
 BENCHMARK(CliSyncCheck)->SIZES->Unit(benchmark::kMillisecond);
+BENCHMARK(CatBundle)->SIZES->Unit(benchmark::kMillisecond);
+BENCHMARK(Storeutl)->SIZES->Unit(benchmark::kMillisecond);
 BENCHMARK(DaemonNop)->SIZES->Unit(benchmark::kMillisecond);
 BENCHMARK(DaemonAlerts)->SIZES->Unit(benchmark::kMillisecond);
 BENCHMARK(DaemonStatus)->SIZES->Unit(benchmark::kMillisecond);
 BENCHMARK(DaemonMetrics)->SIZES->Unit(benchmark::kMillisecond);
 BENCHMARK(DaemonIdle)->SIZES->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(CliStatusDaemon)->SIZES->Unit(benchmark::kMillisecond);
 // Last: it adds certificates.
 BENCHMARK(DaemonRefresh)->SIZES->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 
 }  // namespace
 
+// --measure-child FILE ARGV...: runs ARGV (stdout/stderr inherited), writes "STATUS MAXRSS_KIB".
+int measure_child(char** argv) {
+  pid_t pid = ::fork();
+  if (pid < 0) return 1;
+  if (pid == 0) {
+    ::execvp(argv[3], argv + 3);
+    ::_exit(127);
+  }
+  int st = 0;
+  rusage ru{};
+  if (::wait4(pid, &st, 0, &ru) != pid) return 1;
+  std::ofstream(argv[2]) << (WIFEXITED(st) ? WEXITSTATUS(st) : -1) << " " << ru.ru_maxrss;
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 3 && std::strcmp(argv[1], "--measure-child") == 0) return measure_child(argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   ptrust::bench::RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   std::printf("\nratios to a baseline of the same N\n");
-  const std::pair<const char*, const char*> pairs[] = {{"CliStatusJson", "CliListJson"},
+  const std::pair<const char*, const char*> pairs[] = {{"CliStatusDaemon", "CatBundle"},
+                                                       {"CliStatusDaemon", "CliListJson"},
+                                                       {"CliStatusJson", "Storeutl"},
+                                                       {"CliStatusJson", "CliListJson"},
                                                        {"CliStatusJson", "CliSyncCheck"},
                                                        {"DaemonStatus", "DaemonNop"},
                                                        {"DaemonAlerts", "DaemonNop"},

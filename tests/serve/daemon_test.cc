@@ -5,9 +5,12 @@
 
 #include <sys/stat.h>
 
+#include <openssl/pem.h>
+
 #include <filesystem>
 #include <thread>
 
+#include "core/ossl.h"
 #include "ptrust/ptrust.h"
 #include "tests/serve/util.h"
 #include "tests/support/sserver.h"
@@ -106,9 +109,88 @@ TEST_F(Serve, StoreChangeIsSeenInStatusAlertsAndMetricsWithinOneSecond) {
   RunResult cli = pt({"status", "--socket", sock});
   EXPECT_EQ(cli.status, 1) << cli.err;
   EXPECT_EQ(cli.out.rfind("error: 3 errors, 1 warning", 0), 0u) << cli.out;
-  EXPECT_EQ(cli.out, pt({"status"}).out) << "the daemon and the CLI report alike";
+  EXPECT_EQ(cli.out, pt({"status", "--local"}).out) << "the daemon and the CLI report alike";
   RunResult cli_alerts = pt({"alerts", "--socket", sock, "--json"});
   EXPECT_NE(cli_alerts.out.find("STORE_DRIFT"), std::string::npos) << cli_alerts.out;
+}
+
+// A certificate with the right shape and subject (what scan_bundle checks) that libcrypto
+// cannot decode: its TBS signature algorithm OID starts with 0x80 (invalid).
+std::string undecodable_pem(const Issued& c) {
+  std::string der = c.der();
+  const std::string ecdsa_sha256("\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02", 10);
+  size_t at = der.find(ecdsa_sha256);
+  if (at == std::string::npos) throw std::runtime_error("not an ECDSA-SHA256 certificate");
+  der[at + 2] = '\x80';
+  ossl::BioPtr b(BIO_new(BIO_s_mem()));
+  PEM_write_bio(b.get(), "CERTIFICATE", "", reinterpret_cast<const unsigned char*>(der.data()),
+                static_cast<long>(der.size()));
+  char* p = nullptr;
+  long n = BIO_get_mem_data(b.get(), &p);
+  return std::string(p, static_cast<size_t>(n));
+}
+
+std::string source_of(const RunResult& r) {
+  boost::system::error_code ec;
+  json::value v = json::parse(r.out, ec);
+  if (ec || !v.is_object() || !v.as_object().contains("source")) return "<none>";
+  const json::value& s = v.at("source");
+  return s.is_string() ? std::string(s.as_string()) : s.is_object() && s.as_object().contains("daemon") ? "daemon" : "?";
+}
+
+// `ptrust status` and `ptrust alerts` without --socket ask the daemon on the root's socket,
+// which first takes in every change inotify reported (no 200 ms debounce): a change made just
+// before is in the answer. Otherwise (--local, --at, another --config, no daemon, a stale
+// socket) the CLI reads the stores itself, and both read each purpose as consumers do.
+TEST_F(Serve, StatusWithoutSocketAsksTheDaemonWhichSeesEveryChangeBeforeAnswering) {
+  Issued ca = self_signed({.cn = "Licensing CA", .ca = true, .not_after = 400 * kDay});
+  install(ca, {"--ca", "--purpose", "licensing"});
+  install(self_signed({.cn = "General CA", .ca = true, .not_after = 400 * kDay}), {"--ca"});
+  start();
+  RunResult ok = pt({"status", "--json"});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_EQ(source_of(ok), "daemon") << ok.out;
+  EXPECT_EQ(ok.err, "");
+  EXPECT_EQ(source_of(pt({"status", "--json", "--local"})), "local");
+  EXPECT_EQ(source_of(pt({"status", "--json", "--at", "+1d"})), "local");
+  EXPECT_EQ(pt({"status"}).out, pt({"status", "--local"}).out);
+
+  // A certificate libcrypto cannot decode, appended by hand: asked at once (well within the
+  // debounce), the daemon already fails licensing with STORE_CORRUPT, as consumers do.
+  const std::string bundle = root / "etc/trusted-certs/ca-bundle-licensing.pem";
+  const std::string good = read_file(bundle);
+  write_file(bundle, good + undecodable_pem(self_signed({.cn = "Broken CA", .ca = true})));
+  RunResult bad = pt({"status"});
+  EXPECT_EQ(bad.status, 1) << bad.out << bad.err;
+  EXPECT_NE(bad.out.find("purpose licensing: every verification fails: STORE_CORRUPT: " + bundle +
+                         " holds a certificate libcrypto cannot decode"),
+            std::string::npos)
+      << bad.out;
+  EXPECT_EQ(bad.out, pt({"status", "--local"}).out) << "the daemon and the CLI report alike";
+  RunResult alerts = pt({"alerts", "--json"});
+  EXPECT_NE(alerts.out.find("STORE_CORRUPT"), std::string::npos) << alerts.out;
+  EXPECT_EQ(alerts.out, pt({"alerts", "--json", "--local"}).out);
+  // Put back: healthy again at once (the certificates it decoded before are not decoded again).
+  write_file(bundle, good);
+  RunResult again = pt({"status", "--json"});
+  EXPECT_EQ(again.status, 0) << again.out;
+  EXPECT_EQ(source_of(again), "daemon");
+
+  // Another configuration than the daemon's: the CLI reads for itself.
+  write_file(in / "other.yaml", "purposes:\n  licensing: {}\n");
+  RunResult other = ptrust(root.path(), {"--config", in / "other.yaml", "status", "--json"});
+  EXPECT_EQ(source_of(other), "local") << other.out << other.err;
+
+  // No daemon: a stale socket, then none at all; no note on stderr either way.
+  ::kill(d->pid(), SIGKILL);
+  d->wait();
+  ASSERT_TRUE(std::filesystem::is_socket(sock));
+  RunResult stale = pt({"status", "--json"});
+  EXPECT_EQ(stale.status, 0) << stale.err;
+  EXPECT_EQ(source_of(stale), "local");
+  EXPECT_EQ(stale.err, "");
+  std::filesystem::remove(sock);
+  EXPECT_EQ(source_of(pt({"status", "--json"})), "local");
 }
 
 // Hostile clients at the real daemon: it keeps answering the others and its memory stays small.
