@@ -33,6 +33,10 @@ for p in ptrust libptrust0 libptrust-dev; do
     fail "$p is already installed (or its conffiles are left): this test installs and purges its own build; dpkg --purge $p first"
   fi
 done
+# The test's purge removes ptrust's state and stores at root /: never run where they hold something.
+for d in /var/lib/ptrust /etc/trusted-certs /etc/ptrust /etc/stunnel/crls /etc/stunnel/certs /etc/stunnel/certs-pool /run/ptrust; do
+  [[ ! -e $d ]] || fail "$d exists: this machine has ptrust state at root / that the test's purge would delete"
+done
 version=$(sed -n 's/^project(ptrust VERSION \([0-9.]*\) .*/\1/p' "$top/CMakeLists.txt")
 [[ -n $version ]] || fail "no project version in CMakeLists.txt"
 arch=$(dpkg --print-architecture)
