@@ -39,7 +39,8 @@ std::string one_line(std::string_view s) {
   return out;
 }
 
-constexpr const char* kVersion = "0.1.0";
+// The project version (CMakeLists.txt `project(... VERSION)`), also the provider's and libptrust's.
+constexpr const char* kVersion = PTRUST_VERSION;
 
 void print_usage(std::ostream& os) {
   os << "usage: ptrust [--root DIR] [--config FILE] COMMAND [ARGS...]\n\n"
@@ -116,6 +117,90 @@ bool print_group(std::ostream& os, const std::string& group) {
   return any;
 }
 
+// Bash's words for a set: safe to put between single quotes (names and options only).
+std::string joined(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : " ") + w;
+  return out;
+}
+
+// `ptrust completion bash` (hidden; the build installs its output): the bash completion of
+// every command, group action and option of the same table `--help` prints, so the two
+// cannot disagree. Options taking a value are listed so their value is not taken for the
+// command; files are left to bash's own completion (complete -o default).
+void print_bash_completion(std::ostream& os) {
+  std::vector<std::string> top, valued{"--root", "--config"};
+  std::vector<std::pair<std::string, std::vector<std::string>>> groups;
+  std::vector<std::pair<std::string, std::string>> options;  // command -> its options
+  auto add_unique = [](std::vector<std::string>& v, const std::string& w) {
+    if (std::find(v.begin(), v.end(), w) == v.end()) v.push_back(w);
+  };
+  for (const auto& c : commands()) {
+    std::string n = c.name;
+    if (auto sp = n.find(' '); sp != std::string::npos) {
+      std::string g = n.substr(0, sp);
+      add_unique(top, g);
+      auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& e) { return e.first == g; });
+      if (it == groups.end()) it = groups.insert(groups.end(), {g, {}});
+      it->second.push_back(n.substr(sp + 1));
+    } else {
+      add_unique(top, n);
+    }
+    Common unused;
+    po::options_description d;
+    add_common(d, unused, c.reads);
+    po::positional_options_description pos;
+    c.describe(d, pos);
+    std::vector<std::string> positional;
+    for (unsigned i = 0; i < pos.max_total_count() && i < 8; ++i) positional.push_back(pos.name_for_position(i));
+    std::vector<std::string> opts;
+    for (const auto& o : d.options()) {
+      if (std::find(positional.begin(), positional.end(), o->long_name()) != positional.end()) continue;
+      std::string flag = "--" + o->long_name();
+      opts.push_back(flag);
+      if (o->semantic()->max_tokens() > 0) add_unique(valued, flag);
+    }
+    options.emplace_back(n, joined(opts));
+  }
+  os << "# bash completion for ptrust " << kVersion << ", written by `ptrust completion bash`.\n"
+        "_ptrust() {\n"
+        "  local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} i w skip=0\n"
+        "  local commands='" << joined(top) << "'\n"
+        "  local valued=' " << joined(valued) << " '\n"
+        "  local -A actions=(";
+  for (const auto& [g, acts] : groups) os << " [" << g << "]='" << joined(acts) << "'";
+  os << " )\n  local -A options=(";
+  for (const auto& [n, o] : options) os << " ['" << n << "']='" << o << "'";
+  os << " )\n"
+        "  local words=()\n"
+        "  for ((i = 1; i < COMP_CWORD; i++)); do\n"
+        "    w=${COMP_WORDS[i]}\n"
+        "    if ((skip)); then skip=0; continue; fi\n"
+        "    if [[ $w == -* ]]; then [[ $valued == *\" $w \"* ]] && skip=1; continue; fi\n"
+        "    words+=(\"$w\")\n"
+        "  done\n"
+        "  COMPREPLY=()\n"
+        "  [[ $valued == *\" $prev \"* ]] && return 0  # an option's value: files (complete -o default)\n"
+        "  if ((${#words[@]} == 0)); then\n"
+        "    if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--root --config --help --version' -- \"$cur\"))\n"
+        "    else COMPREPLY=($(compgen -W \"$commands\" -- \"$cur\")); fi\n"
+        "    return 0\n"
+        "  fi\n"
+        "  local cmd=${words[0]}\n"
+        "  if [[ -n ${actions[$cmd]+x} ]]; then\n"
+        "    if ((${#words[@]} == 1)); then\n"
+        "      if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--help' -- \"$cur\"))\n"
+        "      else COMPREPLY=($(compgen -W \"${actions[$cmd]}\" -- \"$cur\")); fi\n"
+        "      return 0\n"
+        "    fi\n"
+        "    cmd+=\" ${words[1]}\"\n"
+        "  fi\n"
+        "  [[ $cur == -* && -n ${options[$cmd]+x} ]] && COMPREPLY=($(compgen -W \"${options[$cmd]}\" -- \"$cur\"))\n"
+        "  return 0\n"
+        "}\n"
+        "complete -o default -F _ptrust ptrust\n";
+}
+
 [[noreturn]] void usage_error(const std::string& msg, const char* cmd) {
   std::cerr << "ptrust: USAGE: " << one_line(msg) << " (see `ptrust " << (cmd ? std::string(cmd) + " " : "") << "--help`)\n";
   std::exit(2);
@@ -159,6 +244,12 @@ int run(int argc, char** argv) {
   }
   po::notify(gvm);
   std::string name = gvm["command"].as<std::string>();
+  if (name == "completion") {  // hidden: not a command of the table, not in --help
+    auto args = gvm.count("args") ? gvm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
+    if (args != std::vector<std::string>{"bash"}) usage_error("usage: ptrust completion bash", nullptr);
+    print_bash_completion(std::cout);
+    return 0;
+  }
   // Everything but the global options and the command name, in order: options the global
   // parser does not know (`--json`, `--dry-run`, ...) may come before the command name.
   std::vector<std::string> rest;

@@ -9,15 +9,15 @@
 # Not run here (ctest -E, the list below), each for a reason that is not ptrust's behaviour;
 # the normal build's CTest (scripts/test.sh) runs every one of them:
 #  - an ASan-built ptrust.so cannot be loaded into a program that is not built with ASan (the
-#    runtime is the executable's): ProviderCli.* and hook.revocation_test run the openssl
-#    command with it; the stunnel tests of the provider form (ProviderChanges.*,
+#    runtime is the executable's): ProviderCli.*, hook.revocation_test and
+#    package.version_test run the openssl command with it; the stunnel tests of the provider form (ProviderChanges.*,
 #    *ProviderForm*, Via/TunnelTest.*/"provider", SyncTest.PinInstalledThenSync...) run
 #    stunnel with it. ptrust.so itself runs under ASan in ProviderInProcess.*,
 #    ProviderSmallStack.*, the hook tests that load it and fuzz/provider_fuzz.
 #  - two tests measure the daemon's resident memory (ServerTest.LongLine..., a peak under
 #    4 MiB; Serve.GarbageHuge..., under 8 KiB growth): ASan's shadow memory and quarantine
 #    are not the daemon's. Their inputs (long and garbage lines) are fuzz/serve_fuzz's.
-exclude='^ProviderCli\.|^hook\.revocation_test$|^ProviderChanges\.|ProviderForm|"provider"$'
+exclude='^ProviderCli\.|^hook\.revocation_test$|^package\.version_test$|^ProviderChanges\.|ProviderForm|"provider"$'
 exclude+='|^SyncTest\.PinInstalledThenSyncSwitchesRunningStunnelToVerifyPeer$'
 exclude+='|^ServerTest\.LongLineIsRefusedAndClosedWithoutBufferingIt$|^Serve\.GarbageHugeLinesSilentClientsAndManyClients$'
 set -euo pipefail

@@ -9,6 +9,7 @@ pkgs=(build-essential cmake pkg-config openssl libssl-dev
       libyaml-cpp-dev libgtest-dev libgmock-dev googletest libbenchmark-dev stunnel4
       libsystemd-dev prometheus-cpp-dev python3-prometheus-client  # ptrust serve
       clang libclang-rt-14-dev  # scripts/asan.sh, scripts/fuzz.sh: ASan + UBSan, libFuzzer's runtime
+      debhelper lintian man-db  # scripts/package.sh: dpkg-buildpackage (dh + cmake), lintian, `man ptrust`
       curl python3 ca-certificates)  # curl, python3: the capath tests run them as unmodified programs;
       # ca-certificates: the system bundle whose leak into default paths they measure
 missing=()
