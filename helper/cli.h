@@ -47,6 +47,7 @@ void add_stunnel_commands(std::vector<Command>& out);  // stunnel render, stunne
 void add_status_commands(std::vector<Command>& out);   // status, alerts (helper/status_cmd.cc)
 void add_serve_commands(std::vector<Command>& out);    // serve (helper/serve.cc)
 void add_identity_commands(std::vector<Command>& out); // host-cert, ca (helper/identity.cc)
+void add_fleet_commands(std::vector<Command>& out);    // fleet publish, fleet status (helper/fleet_cmd.cc)
 
 // Reads a user-supplied input file (regular file, no symlink, at most 1 MiB).
 std::string read_input_file(const std::string& path);
