@@ -49,6 +49,7 @@ std::int64_t current_revision(const fleet::Endpoint& ep, const std::string& key)
 
 int publish_cmd(const Common& c, const po::variables_map& vm) {
   fleet::Endpoint ep = fleet::parse_etcd_url(vm["etcd"].as<std::string>());
+  apply_etcd_tls_options(ep, vm, c.context());
   std::string name = fleet_opt(vm);
   std::string doc = read_document(vm["file"].as<std::string>());
   validate(c.context(), doc);
@@ -72,6 +73,7 @@ int publish_cmd(const Common& c, const po::variables_map& vm) {
 
 int status_cmd(const Common& c, const po::variables_map& vm) {
   fleet::Endpoint ep = fleet::parse_etcd_url(vm["etcd"].as<std::string>());
+  apply_etcd_tls_options(ep, vm, c.context());
   std::string name = fleet_opt(vm);
   std::string key = fleet::desired_key(name), prefix = fleet::hosts_prefix(name);
   std::int64_t desired = current_revision(ep, key);
@@ -128,9 +130,34 @@ void fleet_options(po::options_description& d) {
   d.add_options()("etcd", po::value<std::string>()->required(),
                   "etcd's client URL, http://HOST:PORT (loopback only) or https://HOST:PORT; HOST is an IP address")(
       "fleet", po::value<std::string>()->required(), "the fleet's name: its keys are under /ptrust/fleets/NAME/");
+  add_etcd_tls_options(d);
 }
 
 }  // namespace
+
+void add_etcd_tls_options(po::options_description& d) {
+  d.add_options()("etcd-purpose", po::value<std::string>(),
+                  "with https:// (etcds://): the ptrust purpose whose trust verifies etcd's certificate (through "
+                  "libptrust: its chain, and for ca/general modes the IP address)")(
+      "etcd-cert", po::value<std::string>(), "with https://: a client certificate (PEM chain) for etcd; with --etcd-key")(
+      "etcd-key", po::value<std::string>(), "with https://: the client certificate's private key (PEM)");
+}
+
+void apply_etcd_tls_options(fleet::Endpoint& ep, const po::variables_map& vm, const Context& ctx) {
+  bool any = vm.count("etcd-purpose") || vm.count("etcd-cert") || vm.count("etcd-key");
+  if (!ep.tls) {
+    if (any) throw Error(Code::kUsage, "--etcd-purpose, --etcd-cert and --etcd-key are for TLS (https://, etcds://)");
+    return;
+  }
+  if (!vm.count("etcd-purpose"))
+    throw Error(Code::kUsage, "TLS to etcd needs --etcd-purpose P: the ptrust purpose whose trust verifies etcd");
+  ep.purpose = vm["etcd-purpose"].as<std::string>();
+  if (!ctx.config.declares(ep.purpose)) throw unknown_purpose(ctx.config, ep.purpose, ctx.root);
+  ep.root = ctx.root;
+  if (!ctx.config.source.empty() && ctx.config.source[0] == '/') ep.config = ctx.config.source;
+  if (vm.count("etcd-cert")) ep.client_cert = vm["etcd-cert"].as<std::string>();
+  if (vm.count("etcd-key")) ep.client_key = vm["etcd-key"].as<std::string>();
+}
 
 void add_fleet_commands(std::vector<Command>& out) {
   out.push_back({"fleet publish", "--etcd URL --fleet NAME [FILE|-] [--expect-revision N]",

@@ -224,6 +224,7 @@ std::optional<std::string> base64_decode(std::string_view in, size_t max) {
       if (v < 0) return std::nullopt;
       n |= static_cast<uint32_t>(v) << (18 - 6 * j);
     }
+    if ((pad == 2 && (n & 0xffff)) || (pad == 1 && (n & 0xff))) return std::nullopt;  // one encoding per value
     out += static_cast<char>(n >> 16);
     if (pad < 2) out += static_cast<char>((n >> 8) & 0xff);
     if (pad < 1) out += static_cast<char>(n & 0xff);

@@ -29,6 +29,10 @@ struct Endpoint {
   std::string host;  // IP literal
   uint16_t port = 0;
   bool tls = false;
+  // With tls: etcd's certificate is verified by libptrust under `purpose` of the ptrust root
+  // `root` with configuration `config` (the chain, and the IP address for ca/general modes),
+  // and `client_cert` / `client_key` (PEM files; optional) authenticate this host.
+  std::string purpose, root, config, client_cert, client_key;
 };
 // `http://HOST:PORT` / `https://HOST:PORT` (no path). USAGE otherwise.
 Endpoint parse_etcd_url(std::string_view url);

@@ -6,9 +6,11 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <optional>
 
 #include "core/error.h"
+#include "ptrust/ptrust.h"
 
 namespace ptrust::fleet {
 
@@ -19,11 +21,49 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-tcp::endpoint endpoint_of(const Endpoint& ep) {
-  if (ep.tls)  // fail closed: never send what was meant for TLS in the clear
-    throw Error(Code::kUsage, "TLS to etcd (https://, etcds://) is not supported by this build");
-  return {asio::ip::make_address(ep.host), ep.port};
+tcp::endpoint endpoint_of(const Endpoint& ep) { return {asio::ip::make_address(ep.host), ep.port}; }
+
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// The TLS client context of `ep`: TLS 1.2 or later, etcd's certificate verified by libptrust
+// under the purpose (never OpenSSL's default paths), the client certificate when given.
+std::shared_ptr<asio::ssl::context> tls_context(const Endpoint& ep) {
+  if (ep.purpose.empty())
+    throw Error(Code::kUsage, "TLS to etcd needs --etcd-purpose P: the ptrust purpose whose trust verifies etcd");
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  char err[256] = "";
+  PTRUST_CTX* p = ptrust_ctx_new(ep.root.empty() ? nullptr : ep.root.c_str(), ep.config.empty() ? nullptr : ep.config.c_str(),
+                                 err, sizeof err);
+  if (!p) throw Error(Code::kConfigInvalid, std::string("TLS to etcd: ") + err);
+  int ok = ptrust_SSL_CTX_set1_purpose(ctx->native_handle(), p, ep.purpose.c_str());
+  ptrust_ctx_free(p);  // the SSL_CTX holds its own reference
+  if (!ok) throw Error(Code::kUnknownPurpose, "--etcd-purpose " + ep.purpose + " is not a declared purpose");
+  if (ep.client_cert.empty() != ep.client_key.empty())
+    throw Error(Code::kUsage, "--etcd-cert and --etcd-key go together");
+  if (!ep.client_cert.empty()) {
+    boost::system::error_code ec;
+    ctx->use_certificate_chain_file(ep.client_cert, ec);
+    if (!ec) ctx->use_private_key_file(ep.client_key, asio::ssl::context::pem, ec);
+    if (ec) throw Error(Code::kHostKeyInvalid, "the client certificate or key for etcd: " + ec.message());
+  }
+  return ctx;
 }
+
+// The transport's first step after connecting: nothing for TCP, the TLS handshake (with the
+// IP address to check) otherwise.
+template <class Then>
+void secure(beast::tcp_stream&, const Endpoint&, Then then) {
+  then(beast::error_code{});
+}
+template <class Then>
+void secure(TlsStream& s, const Endpoint& ep, Then then) {
+  X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s.native_handle()), ep.host.c_str());
+  s.async_handshake(asio::ssl::stream_base::client, std::move(then));
+}
+
+tcp::socket& socket_of(beast::tcp_stream& s) { return s.socket(); }
+tcp::socket& socket_of(TlsStream& s) { return s.next_layer().socket(); }
 
 std::string where(const Endpoint& ep) {
   return (ep.host.find(':') != std::string::npos ? "[" + ep.host + "]" : ep.host) + ":" + std::to_string(ep.port);
@@ -60,17 +100,26 @@ void keepalive(tcp::socket& s) {
   ::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
 }
 
-struct PostOp : std::enable_shared_from_this<PostOp> {
-  PostOp(asio::io_context& io, const Endpoint& e, std::string path, std::string body, std::chrono::milliseconds t,
-         PostDone d)
-      : stream(io), at(where(e)), req(request_of(e, path, std::move(body))), timeout(t), done(std::move(d)) {
+template <class S>
+struct PostOp : std::enable_shared_from_this<PostOp<S>> {
+  template <class... Transport>
+  PostOp(const Endpoint& e, std::string path, std::string body, std::chrono::milliseconds t, PostDone d, Transport&&... tr)
+      : stream(std::forward<Transport>(tr)...), ep(e), at(where(e)), req(request_of(e, path, std::move(body))), timeout(t), done(std::move(d)) {
     parser.body_limit(kMaxResponse);
     parser.header_limit(16 << 10);
   }
-  void start(const tcp::endpoint& ep) {
-    stream.expires_after(timeout);
-    stream.async_connect(ep, [self = shared_from_this()](beast::error_code ec) {
+  void start(const tcp::endpoint& to) {
+    beast::get_lowest_layer(stream).expires_after(timeout);
+    beast::get_lowest_layer(stream).async_connect(to, [self = this->shared_from_this()](beast::error_code ec) {
       if (ec) return self->finish({}, "cannot connect to etcd at " + self->at + ": " + ec.message());
+      secure(self->stream, self->ep, [self](beast::error_code ec) {
+        if (ec) return self->finish({}, "TLS with etcd at " + self->at + ": " + ec.message());
+        self->exchange();
+      });
+    });
+  }
+  void exchange() {
+    auto self = this->shared_from_this();
       http::async_write(self->stream, self->req, [self](beast::error_code ec, size_t) {
         if (ec) return self->finish({}, "etcd at " + self->at + ": " + ec.message());
         http::async_read(self->stream, self->buf, self->parser, [self](beast::error_code ec, size_t) {
@@ -80,28 +129,31 @@ struct PostOp : std::enable_shared_from_this<PostOp> {
           self->finish(std::move(res.body()), {});
         });
       });
-    });
   }
   void finish(std::string body, std::string error) {
     beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream.close();
+    socket_of(stream).shutdown(tcp::socket::shutdown_both, ignored);
+    socket_of(stream).close(ignored);
     PostDone d = std::move(done);
     if (d) d(std::move(body), std::move(error));
   }
-  beast::tcp_stream stream;
+  S stream;
+  Endpoint ep;
   std::string at;
   beast::flat_buffer buf;
   http::request<http::string_body> req;
   http::response_parser<http::string_body> parser;
   std::chrono::milliseconds timeout;
   PostDone done;
+  std::shared_ptr<asio::ssl::context> tls;  // outlives the stream that uses it
 };
 
-class StreamImpl : public Stream, public std::enable_shared_from_this<StreamImpl> {
+template <class S>
+class StreamImpl : public Stream, public std::enable_shared_from_this<StreamImpl<S>> {
  public:
-  StreamImpl(asio::io_context& io, const Endpoint& e, std::string path, std::string body, OnMessage m, OnEnd end)
-      : stream_(io), at_(where(e)), req_(request_of(e, path, std::move(body))), on_message_(std::move(m)), on_end_(std::move(end)) {
+  template <class... Transport>
+  StreamImpl(const Endpoint& e, std::string path, std::string body, OnMessage m, OnEnd end, Transport&&... tr)
+      : stream_(std::forward<Transport>(tr)...), ep_(e), at_(where(e)), req_(request_of(e, path, std::move(body))), on_message_(std::move(m)), on_end_(std::move(end)) {
     parser_.body_limit(boost::none);  // endless by design; each message is bounded below
     parser_.header_limit(16 << 10);
     chunk_ = [this](std::uint64_t, std::string_view data, beast::error_code& ec) -> size_t {
@@ -123,11 +175,19 @@ class StreamImpl : public Stream, public std::enable_shared_from_this<StreamImpl
     };
     parser_.on_chunk_body(chunk_);
   }
-  void start(const tcp::endpoint& ep) {
-    stream_.expires_after(std::chrono::seconds(10));
-    stream_.async_connect(ep, [self = shared_from_this()](beast::error_code ec) {
+  void start(const tcp::endpoint& to) {
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(10));
+    beast::get_lowest_layer(stream_).async_connect(to, [self = this->shared_from_this()](beast::error_code ec) {
       if (ec) return self->end("cannot connect to etcd at " + self->at_ + ": " + ec.message());
-      keepalive(self->stream_.socket());
+      keepalive(socket_of(self->stream_));
+      secure(self->stream_, self->ep_, [self](beast::error_code ec) {
+        if (ec) return self->end("TLS with etcd at " + self->at_ + ": " + ec.message());
+        self->exchange();
+      });
+    });
+  }
+  void exchange() {
+    auto self = this->shared_from_this();
       http::async_write(self->stream_, self->req_, [self](beast::error_code ec, size_t) {
         if (ec) return self->end("etcd at " + self->at_ + ": " + ec.message());
         http::async_read_header(self->stream_, self->buf_, self->parser_, [self](beast::error_code ec, size_t) {
@@ -135,20 +195,21 @@ class StreamImpl : public Stream, public std::enable_shared_from_this<StreamImpl
           if (self->parser_.get().result_int() != 200)
             return self->end("etcd answered the watch with HTTP " + std::to_string(self->parser_.get().result_int()));
           if (!self->parser_.chunked()) return self->end("etcd's watch answer is not a stream");
-          self->stream_.expires_never();
+          beast::get_lowest_layer(self->stream_).expires_never();
           http::async_read(self->stream_, self->buf_, self->parser_, [self](beast::error_code ec, size_t) {
             self->end(ec ? "the watch stream from " + self->at_ + " broke: " + ec.message()
                          : "etcd at " + self->at_ + " ended the watch stream");
           });
         });
       });
-    });
   }
+  std::shared_ptr<asio::ssl::context> tls;  // outlives the stream that uses it
+
   void close() override {
     closed_ = true;
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.socket().close(ignored);
+    socket_of(stream_).shutdown(tcp::socket::shutdown_both, ignored);
+    socket_of(stream_).close(ignored);
   }
 
  private:
@@ -157,7 +218,8 @@ class StreamImpl : public Stream, public std::enable_shared_from_this<StreamImpl
     close();
     on_end_(std::move(error));
   }
-  beast::tcp_stream stream_;
+  S stream_;
+  Endpoint ep_;
   std::string at_;
   beast::flat_buffer buf_;
   http::request<http::string_body> req_;
@@ -173,7 +235,14 @@ class StreamImpl : public Stream, public std::enable_shared_from_this<StreamImpl
 
 void async_post(asio::io_context& io, const Endpoint& ep, std::string path, std::string body,
                 std::chrono::milliseconds timeout, PostDone done) {
-  auto op = std::make_shared<PostOp>(io, ep, std::move(path), std::move(body), timeout, std::move(done));
+  if (ep.tls) {
+    auto tls = tls_context(ep);
+    auto op = std::make_shared<PostOp<TlsStream>>(ep, std::move(path), std::move(body), timeout, std::move(done), io, *tls);
+    op->tls = tls;
+    op->start(endpoint_of(ep));
+    return;
+  }
+  auto op = std::make_shared<PostOp<beast::tcp_stream>>(ep, std::move(path), std::move(body), timeout, std::move(done), io);
   op->start(endpoint_of(ep));
 }
 
@@ -191,7 +260,16 @@ std::string post(const Endpoint& ep, std::string_view path, const std::string& b
 
 std::shared_ptr<Stream> Stream::open(asio::io_context& io, const Endpoint& ep, std::string path, std::string body,
                                      OnMessage on_message, OnEnd on_end) {
-  auto s = std::make_shared<StreamImpl>(io, ep, std::move(path), std::move(body), std::move(on_message), std::move(on_end));
+  if (ep.tls) {
+    auto tls = tls_context(ep);
+    auto s = std::make_shared<StreamImpl<TlsStream>>(ep, std::move(path), std::move(body), std::move(on_message),
+                                                     std::move(on_end), io, *tls);
+    s->tls = tls;
+    s->start(endpoint_of(ep));
+    return s;
+  }
+  auto s = std::make_shared<StreamImpl<beast::tcp_stream>>(ep, std::move(path), std::move(body), std::move(on_message),
+                                                           std::move(on_end), io);
   s->start(endpoint_of(ep));
   return s;
 }

@@ -426,6 +426,7 @@ int serve_cmd(const Common& c, const po::variables_map& vm) {
   if (vm.count("follow")) {
     std::string name;
     fleet::Endpoint ep = fleet::parse_follow_spec(vm["follow"].as<std::string>(), name);
+    apply_etcd_tls_options(ep, vm, d.context());
     std::string host = fleet::host_uuid(vm.count("host-uuid") ? vm["host-uuid"].as<std::string>() : "", d.context().root);
     d.follow(ep, name, host, vm["allow-mode-change"].as<bool>());
     where += ", following fleet " + name + " as host " + host;
@@ -450,11 +451,13 @@ void add_serve_commands(std::vector<Command>& out) {
                        "metrics", po::value<std::string>(),
                        "serve Prometheus metrics at http://HOST:PORT/metrics; HOST must be loopback (127.0.0.1, [::1])")(
                        "follow", po::value<std::string>(),
-                       "converge to the fleet's desired document in etcd (etcd://HOST:PORT/FLEET, HOST loopback; "
+                       "converge to the fleet's desired document in etcd (etcd://HOST:PORT/FLEET, HOST loopback, or "
+                       "etcds://HOST:PORT/FLEET with --etcd-purpose; "
                        "see `ptrust fleet publish`): exactly its objects, validated as import does, one store change "
                        "per revision; report to etcd under /ptrust/fleets/FLEET/hosts/UUID")(
                        "host-uuid", po::value<std::string>(),
                        "with --follow: this host's UUID (default: INSTALLATION_UUID in etc/xensource-inventory)");
+                   add_etcd_tls_options(d);
                    add_mode_change_option(d);
                  },
                  serve_cmd});

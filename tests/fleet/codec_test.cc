@@ -130,6 +130,7 @@ TEST(FleetCodec, EndpointsNamesAndBase64) {
     EXPECT_EQ(base64_decode(base64_encode(s), 100), s);
   EXPECT_EQ(base64_encode("foob"), "Zm9vYg==");
   EXPECT_FALSE(base64_decode("Zm9vYg=", 100));
+  EXPECT_FALSE(base64_decode("Zh==", 100)) << "non-zero padding bits: not the one encoding of its value";
   EXPECT_FALSE(base64_decode("Zm9v\nYg==", 100));
   EXPECT_FALSE(base64_decode("Zm9vYmFy", 5)) << "longer than allowed";
 }
