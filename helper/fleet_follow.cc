@@ -115,6 +115,18 @@ void Follower::read() {
   std::uint64_t e = ++epoch_;
   if (stream_) stream_->close();
   stream_.reset();
+  // Setting up a request can fail (TLS: the purpose's trust unreadable now): that is etcd
+  // being unreachable too, never an exception out of the event loop.
+  try {
+    start_read(e);
+  } catch (const Error& x) {
+    lost(one_line(x));
+  } catch (const std::exception& x) {
+    lost(std::string("INTERNAL_ERROR: ") + x.what());
+  }
+}
+
+void Follower::start_read(std::uint64_t e) {
   async_post(io_, ep_, "/v3/kv/range", range_request(key_), kRequestTimeout, [this, e](std::string body, std::string err) {
     if (e != epoch_) return;
     if (!err.empty()) return lost(err);
@@ -134,6 +146,16 @@ void Follower::read() {
 
 void Follower::watch(std::int64_t from) {
   std::uint64_t e = epoch_;
+  try {
+    open_stream(e, from);
+  } catch (const Error& x) {
+    lost(one_line(x));
+  } catch (const std::exception& x) {
+    lost(std::string("INTERNAL_ERROR: ") + x.what());
+  }
+}
+
+void Follower::open_stream(std::uint64_t e, std::int64_t from) {
   stream_ = Stream::open(
       io_, ep_, "/v3/watch", watch_request(key_, from),
       [this, e](std::string_view m) {
@@ -246,6 +268,17 @@ void Follower::report() {
   s.error = state_.error;
   s.updated_at = std::time(nullptr);
   std::uint64_t e = epoch_;
+  try {
+    send_report(e, s);
+  } catch (const std::exception& x) {
+    reporting_ = false;
+    const auto* pe = dynamic_cast<const Error*>(&x);
+    log(LOG_WARNING, "fleet " + state_.fleet + ": report not written: " + (pe ? one_line(*pe) : std::string(x.what())),
+        {{"PTRUST_FLEET", state_.fleet}});
+  }
+}
+
+void Follower::send_report(std::uint64_t e, const HostStatus& s) {
   async_post(io_, ep_, "/v3/kv/put", put_request(host_key_, host_status_json(s)), kRequestTimeout,
              [this, e](std::string body, std::string err) {
                reporting_ = false;

@@ -58,13 +58,16 @@ class Follower {
 
  private:
   void read();
+  void start_read(std::uint64_t epoch);
   void watch(std::int64_t from);
+  void open_stream(std::uint64_t epoch, std::int64_t from);
   void on_message(std::string_view message);
   void lost(const std::string& why);
   void reached();
   void consider(const Kv& kv);
   void missing(std::int64_t revision);
   void report();
+  void send_report(std::uint64_t epoch, const HostStatus& s);
 
   boost::asio::io_context& io_;
   Endpoint ep_;
