@@ -65,6 +65,10 @@ constexpr CodeInfo kCodes[] = {
     {Code::kCsrInvalid, "CSR_INVALID", 50, PTRUST_REASON_INTERNAL_ERROR},
     {Code::kCsrNameNotAllowed, "CSR_NAME_NOT_ALLOWED", 51, PTRUST_REASON_INTERNAL_ERROR},
     {Code::kValidityTooLong, "VALIDITY_TOO_LONG", 52, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kFleetConflict, "FLEET_CONFLICT", 53, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kFleetSourceUnavailable, "FLEET_SOURCE_UNAVAILABLE", 54, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kFleetSourceInvalid, "FLEET_SOURCE_INVALID", 55, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kFleetDocumentMissing, "FLEET_DOCUMENT_MISSING", 56, PTRUST_REASON_INTERNAL_ERROR},
 };
 
 constexpr bool rows_in_enum_order() {
@@ -73,7 +77,7 @@ constexpr bool rows_in_enum_order() {
   return true;
 }
 static_assert(rows_in_enum_order(), "kCodes rows must follow the order of enum Code");
-static_assert(std::size(kCodes) == static_cast<size_t>(Code::kValidityTooLong) + 1, "a Code lacks its row");
+static_assert(std::size(kCodes) == static_cast<size_t>(Code::kFleetDocumentMissing) + 1, "a Code lacks its row");
 
 constexpr bool provider_reasons_unique() {
   for (size_t i = 0; i < std::size(kCodes); ++i)

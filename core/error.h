@@ -81,6 +81,14 @@ enum class Code {
   kCsrInvalid,
   kCsrNameNotAllowed,
   kValidityTooLong,
+  // Fleet (`fleet publish`, `serve --follow`): the desired document changed since it was read
+  // (a concurrent publisher won the compare-and-swap); etcd cannot be reached or answers with
+  // an error; etcd's answer is malformed or out of bounds; the fleet has no desired document
+  // (additive).
+  kFleetConflict,
+  kFleetSourceUnavailable,
+  kFleetSourceInvalid,
+  kFleetDocumentMissing,
 };
 
 // What each code is called and how each consumer reports it (core/error.cc holds the table).

@@ -276,4 +276,36 @@ Database merge_import(const Database& local, const Incoming& in, ImportPlan& pla
   return out;
 }
 
+Database replace_import(const Database& local, const Incoming& in, ImportPlan& plan) {
+  Database base = local;
+  base.certs.clear();
+  base.legacy.clear();
+  base.crls.clear();
+  ImportPlan into_empty;
+  Database out = merge_import(base, in, into_empty);  // the document's own conflicts and CRL signatures
+  // Keys that say what an object is and what it is trusted for: a record whose key is on one
+  // side only was added or removed.
+  auto keys = [](const Database& db) {
+    std::set<std::string> k;
+    for (const auto& r : db.certs) {
+      std::string p;
+      for (const auto& x : r.purposes) p += x + ",";
+      k.insert("trusted " + r.uuid + "\t" + r.sha256 + "\t" + std::string(to_string(r.type)) + "\t" + p);
+    }
+    for (const auto& r : db.legacy) k.insert("legacy " + r.name + "\t" + r.sha256);
+    for (const auto& r : db.crls) {
+      std::string p;
+      for (const auto& x : r.purposes) p += x + ",";
+      k.insert("crl " + r.name + "\t" + r.sha256 + "\t" + p);
+    }
+    return k;
+  };
+  auto shown = [](const std::string& key) { return key.substr(0, key.find('\t')); };
+  std::set<std::string> before = keys(local), after = keys(out);
+  for (const auto& k : after) (before.count(k) ? plan.unchanged : plan.added).push_back(shown(k));
+  for (const auto& k : before)
+    if (!after.count(k)) plan.removed.push_back(shown(k));
+  return out;
+}
+
 }  // namespace ptrust

@@ -16,6 +16,7 @@ namespace ptrust {
 struct ImportPlan {
   std::vector<std::string> added;      // "trusted <uuid>", "legacy <name>", "crl <name>"
   std::vector<std::string> unchanged;  // already present
+  std::vector<std::string> removed;    // exact replace only: present here, not in the document
 };
 
 struct Incoming {
@@ -48,5 +49,12 @@ Incoming parse_export(const std::string& doc, const Config& cfg);
 // SHA-256 with unequal but overlapping purposes, or a UUID used for something else),
 // POOL_JOINING_HOST_CRLS_CONFLICT (CRL name with other content).
 Database merge_import(const Database& local, const Incoming& in, ImportPlan& plan);
+
+// Exact replace (`serve --follow`): `local`'s pool records, and for trusted certificates,
+// legacy CAs and CRLs exactly what `in` holds (its installed_at included, so that every host
+// ends with the same records). `in` is checked as merge_import checks it against an empty
+// store (no two objects alike or overlapping, CRL signatures). `plan`: added and removed
+// against `local`, unchanged the rest.
+Database replace_import(const Database& local, const Incoming& in, ImportPlan& plan);
 
 }  // namespace ptrust

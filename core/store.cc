@@ -793,6 +793,29 @@ ImportPlan Store::import_document(const std::string& doc, bool dry_run) {
   return plan;
 }
 
+ImportPlan Store::replace_document(const std::string& doc) {
+  Incoming in = parse_export(doc, ctx_.config);  // validates everything before any lock
+  ImportPlan plan;
+  Database replaced;
+  auto check = [&](const Database& db) {
+    plan = {};
+    replaced = replace_import(db, in, plan);
+    return replaced.serialize() != db.serialize();
+  };
+  batch_writes_ = true;
+  try {
+    write(true, check, [&](Database& db) {
+      db = replaced;
+      return all_areas(root_.get(), db);
+    });
+  } catch (...) {
+    batch_writes_ = false;
+    throw;
+  }
+  batch_writes_ = false;
+  return plan;
+}
+
 Database Store::eject() {
   auto check = [](const Database& db) { return !(db.certs.empty() && db.crls.empty() && db.legacy.empty()); };
   Database removed;

@@ -125,6 +125,10 @@ class Store {
   // Pool exchange: the document is JSON (see exchange.h). All or nothing.
   std::string export_document() const;
   ImportPlan import_document(const std::string& doc, bool dry_run);
+  // The same validation and writer, but the stores end up holding exactly the document's
+  // objects (replace_import): what it no longer names is removed. One change, all or nothing;
+  // nothing is written when the result equals the database.
+  ImportPlan replace_document(const std::string& doc);
   // Empties the trusted, legacy and CRL stores and their records (pool kept).
   Database eject();
 

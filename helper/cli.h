@@ -13,6 +13,10 @@
 #include "core/db.h"
 #include "core/store.h"
 
+namespace ptrust::fleet {
+struct Endpoint;
+}
+
 namespace ptrust::cli {
 
 namespace po = boost::program_options;
@@ -47,6 +51,10 @@ void add_stunnel_commands(std::vector<Command>& out);  // stunnel render, stunne
 void add_status_commands(std::vector<Command>& out);   // status, alerts (helper/status_cmd.cc)
 void add_serve_commands(std::vector<Command>& out);    // serve (helper/serve.cc)
 void add_identity_commands(std::vector<Command>& out); // host-cert, ca (helper/identity.cc)
+void add_fleet_commands(std::vector<Command>& out);    // fleet publish, fleet status (helper/fleet_cmd.cc)
+// --etcd-purpose, --etcd-cert, --etcd-key (fleet commands, serve --follow), and their use.
+void add_etcd_tls_options(po::options_description& d);
+void apply_etcd_tls_options(fleet::Endpoint& ep, const po::variables_map& vm, const Context& ctx);
 
 // Reads a user-supplied input file (regular file, no symlink, at most 1 MiB).
 std::string read_input_file(const std::string& path);

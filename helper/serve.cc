@@ -28,7 +28,9 @@
 #include "core/layout.h"
 #include "core/store.h"
 #include "core/trust.h"
+#include "core/generation.h"
 #include "core/x509.h"
+#include "helper/fleet_follow.h"
 #include "helper/cli.h"
 #include "helper/host_config.h"
 #include "helper/serve_io.h"
@@ -210,7 +212,9 @@ class Daemon {
       }
       json::object out = status::to_json(r);
       out["config_sha256"] = x509::sha256_hex(ctx_.config.text);  // `ptrust status` checks it is its own
-      if (auto* t = params.if_contains("text"); t && t->is_bool() && t->as_bool()) out["text"] = status::text(r);
+      if (follower_) out["fleet"] = fleet::to_json(follower_->state());
+      if (auto* t = params.if_contains("text"); t && t->is_bool() && t->as_bool())
+        out["text"] = status::text(r) + (follower_ ? fleet::text(follower_->state()) : std::string());
       return out;
     }
     if (method == "alerts") {
@@ -254,10 +258,42 @@ class Daemon {
   std::string metrics() {
     fold_dead_counters();
     status::add_verdicts(report_, &folded_);
-    return metrics_ + status::verdict_metrics(report_);
+    return metrics_ + status::verdict_metrics(report_) + (follower_ ? fleet::metrics(follower_->state()) : std::string());
+  }
+
+  // `--follow`: the fleet's desired document, applied as one exact-replace store change.
+  void follow(const fleet::Endpoint& ep, const std::string& name, const std::string& host, bool allow_mode_change) {
+    follower_ = std::make_unique<fleet::Follower>(
+        loop_.context(), ep, name, host,
+        [this, allow_mode_change](const std::string& doc, std::int64_t revision) { return apply_desired(doc, revision, allow_mode_change); },
+        [] {});
+    follower_->start();
   }
 
  private:
+  fleet::Follower::Outcome apply_desired(const std::string& doc, std::int64_t revision, bool allow_mode_change) {
+    fleet::Follower::Outcome o;
+    try {
+      Store store(ctx_);
+      store.allow_mode_change(allow_mode_change);
+      ImportPlan plan = store.replace_document(doc);
+      fs::Fd root = fs::open_root(ctx_.root);
+      fs::Fd state = fs::open_dir(root.get(), layout::kStateDir, false);
+      o.generation = state ? read_generation(state.get()) : 0;
+      o.ok = true;
+      log(LOG_NOTICE, "fleet: applied desired revision " + std::to_string(revision) + " (" + std::to_string(plan.added.size()) +
+                          " added, " + std::to_string(plan.removed.size()) + " removed, " +
+                          std::to_string(plan.unchanged.size()) + " unchanged; generation " + std::to_string(o.generation) + ")",
+          {{"PTRUST_FLEET_REVISION", std::to_string(revision)}});
+      if (!plan.added.empty() || !plan.removed.empty()) refresh("fleet");
+    } catch (const Error& e) {
+      o.error = std::string(code_name(e.code())) + ": " + e.what();
+    } catch (const std::exception& e) {
+      o.error = std::string("INTERNAL_ERROR: ") + e.what();
+    }
+    return o;
+  }
+
   // Counter files of exited processes: their counts are kept here and the files removed.
   void fold_dead_counters() {
     for (const auto& p : counters::read_counters(ctx_.root)) {
@@ -371,6 +407,7 @@ class Daemon {
   status::Folded folded_;
   std::map<std::string, status::Alert> alerts_;
   std::shared_ptr<DecodeVerdicts> verdicts_ = std::make_shared<DecodeVerdicts>();
+  std::unique_ptr<fleet::Follower> follower_;
 };
 
 int serve_cmd(const Common& c, const po::variables_map& vm) {
@@ -399,6 +436,14 @@ int serve_cmd(const Common& c, const po::variables_map& vm) {
   loop.handle_signals([&d] { d.on_hup(); });
   d.start_watching();
   d.refresh("start");
+  if (vm.count("follow")) {
+    std::string name;
+    fleet::Endpoint ep = fleet::parse_follow_spec(vm["follow"].as<std::string>(), name);
+    apply_etcd_tls_options(ep, vm, d.context());
+    std::string host = fleet::host_uuid(vm.count("host-uuid") ? vm["host-uuid"].as<std::string>() : "", d.context().root);
+    d.follow(ep, name, host, vm["allow-mode-change"].as<bool>());
+    where += ", following fleet " + name + " as host " + host;
+  }
   log(LOG_INFO, "serving " + where + " (root " + d.context().root + ")");
   serve::notify_ready();
   loop.run();
@@ -410,14 +455,23 @@ int serve_cmd(const Common& c, const po::variables_map& vm) {
 }  // namespace
 
 void add_serve_commands(std::vector<Command>& out) {
-  out.push_back({"serve", "[--socket PATH] [--metrics 127.0.0.1:PORT]",
+  out.push_back({"serve", "[--socket PATH] [--metrics 127.0.0.1:PORT] [--follow etcd://HOST:PORT/FLEET [--host-uuid UUID]]",
                  "run the daemon: status and alerts on a Unix socket, metrics on loopback, consumers kept in step",
                  false,
                  [](po::options_description& d, po::positional_options_description&) {
                    d.add_options()("socket", po::value<std::string>(),
                                    "Unix socket to serve (default: the one systemd passes, else <root>/run/ptrust/ptrust.sock)")(
                        "metrics", po::value<std::string>(),
-                       "serve Prometheus metrics at http://HOST:PORT/metrics; HOST must be loopback (127.0.0.1, [::1])");
+                       "serve Prometheus metrics at http://HOST:PORT/metrics; HOST must be loopback (127.0.0.1, [::1])")(
+                       "follow", po::value<std::string>(),
+                       "converge to the fleet's desired document in etcd (etcd://HOST:PORT/FLEET, HOST loopback, or "
+                       "etcds://HOST:PORT/FLEET with --etcd-purpose; "
+                       "see `ptrust fleet publish`): exactly its objects, validated as import does, one store change "
+                       "per revision; report to etcd under /ptrust/fleets/FLEET/hosts/UUID")(
+                       "host-uuid", po::value<std::string>(),
+                       "with --follow: this host's UUID (default: INSTALLATION_UUID in etc/xensource-inventory)");
+                   add_etcd_tls_options(d);
+                   add_mode_change_option(d);
                  },
                  serve_cmd});
 }

@@ -386,6 +386,7 @@ const std::vector<Command>& commands() {
     add_serve_commands(v);
     add_show_commands(v);
     add_identity_commands(v);
+    add_fleet_commands(v);
     return v;
   }();
   return all;

@@ -17,9 +17,12 @@
 #  - two tests measure the daemon's resident memory (ServerTest.LongLine..., a peak under
 #    4 MiB; Serve.GarbageHuge..., under 8 KiB growth): ASan's shadow memory and quarantine
 #    are not the daemon's. Their inputs (long and garbage lines) are fuzz/serve_fuzz's.
+#  - Fleet.ThousandCertificatesConverge: three daemons writing 1,000 certificates each under
+#    a deadline; its inputs (etcd answers, documents) are fuzz/fleet_fuzz's and exchange_fuzz's.
 exclude='^ProviderCli\.|^hook\.revocation_test$|^package\.version_test$|^ProviderChanges\.|ProviderForm|"provider"$'
 exclude+='|^SyncTest\.PinInstalledThenSyncSwitchesRunningStunnelToVerifyPeer$'
 exclude+='|^ServerTest\.LongLineIsRefusedAndClosedWithoutBufferingIt$|^Serve\.GarbageHugeLinesSilentClientsAndManyClients$'
+exclude+='|^Fleet\.ThousandCertificatesConverge$'
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/common.sh"

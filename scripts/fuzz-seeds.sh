@@ -40,7 +40,7 @@ CNF
 ossl ca -config ca.cnf -gencrl -keyfile inter.key -cert inter.pem -out inter.crl
 
 rm -rf "$out"
-mkdir -p "$out"/{cert,crl,config,exchange,db,provider,serve}
+mkdir -p "$out"/{cert,crl,config,exchange,db,provider,serve,fleet}
 c=$out/cert
 cp root.pem "$c/ca.pem"; cp leaf.pem "$c/leaf.pem"
 ossl x509 -in root.pem -outform DER -out "$c/ca.der"
@@ -97,4 +97,24 @@ printf '{"id":"a","method":"resolve","params":{"purpose":"licensing"}}' >"$s/res
 printf '{"id":[1,{"x":null}],"method":"status","params":{"purpose":"ldaps","text":true}}' >"$s/nested"
 printf '{"method":"alerts","params":null}' >"$s/alerts"
 printf '[1,2,3]' >"$s/array"
+
+# fleet_fuzz: the first byte picks the parser (0 range, 1 host listing, 2 txn, 3 put, 4 watch,
+# 5 host report, 6 base64, 7 URLs); the answers as etcd 3.4's gateway writes them.
+f=$out/fleet
+k=$(printf /ptrust/fleets/f1/desired | base64 -w0)
+h=$(printf /ptrust/fleets/f1/hosts/01234567-89ab-cdef-0123-456789abcdef | base64 -w0)
+report='{"host":"01234567-89ab-cdef-0123-456789abcdef","applied_revision":4,"applied_at":1700000000,"seen_revision":5,"generation":8,"health":"rejected","error":"IMPORT_INVALID: x","updated_at":1700000001}'
+printf '\000{"header":{"cluster_id":"1","member_id":"2","revision":"9","raft_term":"2"},"kvs":[{"key":"%s","create_revision":"2","mod_revision":"7","version":"3","value":"%s"}],"count":"1"}' \
+  "$k" "$(base64 -w0 <"$out/exchange/export.json")" >"$f/range"
+printf '\001{"header":{"revision":"9"},"kvs":[{"key":"%s","create_revision":"2","mod_revision":"8","version":"1","value":"%s"}],"count":"1"}' \
+  "$h" "$(printf '%s' "$report" | base64 -w0)" >"$f/hosts"
+printf '\002{"header":{"revision":"4"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"4"}}}]}' >"$f/txn"
+printf '\003{"header":{"revision":"5"}}' >"$f/put"
+printf '\004{"result":{"header":{"revision":"9"},"events":[{"kv":{"key":"%s","create_revision":"2","mod_revision":"9","version":"2","value":"eA=="}},{"type":"DELETE","kv":{"key":"%s","mod_revision":"10"}}]}}' "$k" "$k" >"$f/watch"
+printf '\004{"result":{"header":{"revision":"20"},"canceled":true,"compact_revision":"15"}}' >"$f/compacted"
+printf '\004{"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader"}}' >"$f/watch-error"
+printf '\005%s' "$report" >"$f/report"
+printf '\006Zm9vYg==' >"$f/base64"
+printf '\007http://[::1]:2379' >"$f/url"
+printf '\007etcd://127.0.0.1:2379/pool-1' >"$f/follow"
 echo "fuzz-seeds: $(find "$out" -type f | wc -l) seeds, $(du -sk "$out" | cut -f1) KiB in ${out#$top/}/"

@@ -13,7 +13,7 @@ secs=${1:-30}
 build=${2:-$top/build-asan}
 shift $(($# > 2 ? 2 : $#))
 targets=("$@")
-((${#targets[@]})) || targets=(cert crl config exchange db provider serve)
+((${#targets[@]})) || targets=(cert crl config exchange db provider serve fleet)
 "$top/scripts/build.sh" "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DPTRUST_FUZZ=ON \
   "${targets[@]/%/_fuzz}"
 

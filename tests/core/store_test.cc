@@ -11,6 +11,8 @@
 #include "tests/core/fixture.h"
 #include "tests/support/tree.h"
 
+#include <boost/json.hpp>
+
 namespace ptrust {
 namespace {
 
@@ -247,3 +249,46 @@ TEST(CrlSignerCandidates, AreFoundByNameWithoutDecodingTheStore) {
 
 }  // namespace
 }  // namespace ptrust::testing
+
+namespace ptrust {
+namespace {
+
+// `serve --follow`: the stores end up holding exactly the document's objects, the pool kept.
+TEST_F(StoreTest, ReplaceDocumentLeavesExactlyTheDocumentsObjects) {
+  CertRecord lic = install(certs().ca1, CertType::kCa, {"licensing"});
+  CertRecord ldaps = install(certs().ca2, CertType::kCa, {"ldaps"});
+  store.pool_add("0b5f5d9e-6f3b-4a45-9a3b-2f0c1e7d8a11", Certificate::parse(certs().peer.pem()), false, std::time(nullptr));
+  std::string doc = store.export_document();
+  CertRecord extra = install(certs().general, CertType::kCa);
+
+  ImportPlan plan = store.replace_document(doc);
+  EXPECT_EQ(plan.removed, std::vector<std::string>{"trusted " + extra.uuid});
+  EXPECT_TRUE(plan.added.empty());
+  EXPECT_EQ(plan.unchanged.size(), 2u);
+  Database db = store.database();
+  ASSERT_EQ(db.certs.size(), 2u);
+  EXPECT_EQ(db.pool.size(), 1u) << "the pool store is the host's own";
+  EXPECT_FALSE(exists("etc/trusted-certs/ca-bundle-general.pem"));
+  EXPECT_TRUE(exists("etc/trusted-certs/ca-licensing/" + lic.uuid + ".pem"));
+  EXPECT_TRUE(store.sync(false).empty());
+
+  // The same document again: nothing to write, the generation does not move.
+  std::uint64_t g = generation();
+  EXPECT_TRUE(store.replace_document(doc).removed.empty());
+  EXPECT_EQ(generation(), g);
+
+  // A document whose own objects conflict (one certificate under two UUIDs for unequal but
+  // overlapping purposes) is refused as an import into an empty store would be; nothing changes.
+  auto twice = boost::json::parse(doc).as_object();
+  auto copy = twice.at("trusted").as_array().at(0).as_object();
+  copy["uuid"] = "11111111-2222-4333-8444-555555555555";
+  auto& ps = copy["purposes"].as_array();
+  ps.push_back(ps.at(0) == "ldaps" ? "licensing" : "ldaps");  // unequal but overlapping
+  twice.at("trusted").as_array().push_back(copy);
+  expect_refused(Code::kPoolJoiningHostTrustedCertificatesConflict,
+                 [&] { store.replace_document(boost::json::serialize(twice)); });
+  (void)ldaps;
+}
+
+}  // namespace
+}  // namespace ptrust
