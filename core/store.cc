@@ -328,6 +328,22 @@ auto find_if_ptr(Vec& v, Pred p) -> decltype(&v[0]) {
 
 }  // namespace
 
+namespace {
+
+// A write whose files are made durable in one pass (fs::Batch in Store::apply) while it lives.
+class BatchWrites {
+ public:
+  BatchWrites(bool& flag, bool on) : flag_(flag) { flag_ = on; }
+  ~BatchWrites() { flag_ = false; }
+  BatchWrites(const BatchWrites&) = delete;
+  BatchWrites& operator=(const BatchWrites&) = delete;
+
+ private:
+  bool& flag_;
+};
+
+}  // namespace
+
 std::vector<CertRecord> Store::install_each(const std::vector<Certificate>& certs, const InstallRequest& req,
                                             std::time_t now) {
   // Each is checked as a single install; the first refusal names its place in the bundle and
@@ -357,11 +373,7 @@ std::vector<CertRecord> Store::install_each(const std::vector<Certificate>& cert
   };
   // Many new files (a bundle of CAs): made durable with one pass, as `import` does, instead
   // of two fsyncs each (300 CAs: 4.5 s of wall time, nearly all fsync, before this).
-  struct BatchIf {
-    bool& flag;
-    BatchIf(bool& f, bool on) : flag(f) { flag = on; }
-    ~BatchIf() { flag = false; }
-  } batch(batch_writes_, rs.size() > 16);
+  BatchWrites batch(batch_writes_, rs.size() > 16);
   write(true, check, [&](Database& db) {
     std::vector<Area> areas;
     for (auto& r : rs) {
@@ -779,17 +791,11 @@ ImportPlan Store::import_document(const std::string& doc, bool dry_run) {
     // Anything added changes the database; otherwise only an earlier installed_at can.
     return !dry_run && (!plan.added.empty() || merged.serialize() != db.serialize());
   };
-  batch_writes_ = true;
-  try {
-    write(true, check, [&](Database& db) {
-      db = merged;  // a copy: the mode check previews the change first
-      return all_areas(root_.get(), db);
-    });
-  } catch (...) {
-    batch_writes_ = false;
-    throw;
-  }
-  batch_writes_ = false;
+  BatchWrites batch(batch_writes_, true);
+  write(true, check, [&](Database& db) {
+    db = merged;  // a copy: the mode check previews the change first
+    return all_areas(root_.get(), db);
+  });
   return plan;
 }
 
@@ -802,17 +808,11 @@ ImportPlan Store::replace_document(const std::string& doc) {
     replaced = replace_import(db, in, plan);
     return replaced.serialize() != db.serialize();
   };
-  batch_writes_ = true;
-  try {
-    write(true, check, [&](Database& db) {
-      db = replaced;
-      return all_areas(root_.get(), db);
-    });
-  } catch (...) {
-    batch_writes_ = false;
-    throw;
-  }
-  batch_writes_ = false;
+  BatchWrites batch(batch_writes_, true);
+  write(true, check, [&](Database& db) {
+    db = replaced;
+    return all_areas(root_.get(), db);
+  });
   return plan;
 }
 

@@ -92,16 +92,10 @@ int status_cmd(const Common& c, const po::variables_map& vm) {
       if (s.host != uuid) throw Error(Code::kFleetSourceInvalid, "host report under another host's key");
       bool at_desired = desired && s.applied_revision == desired && s.health == "ok";
       converged += at_desired;
-      out.emplace_back(json::object{{"host", s.host},
-                                    {"applied_revision", s.applied_revision},
-                                    {"applied_at", s.applied_at},
-                                    {"seen_revision", s.seen_revision},
-                                    {"generation", s.generation},
-                                    {"health", s.health},
-                                    {"error", s.error.empty() ? json::value(nullptr) : json::value(s.error)},
-                                    {"updated_at", s.updated_at},
-                                    {"converged", at_desired},
-                                    {"report_revision", kv.mod_revision}});
+      json::object row = fleet::host_status_object(s);
+      row["converged"] = at_desired;
+      row["report_revision"] = kv.mod_revision;
+      out.emplace_back(std::move(row));
       text << "  " << s.host << "  applied "
            << (s.applied_revision ? std::to_string(s.applied_revision) + " at " + x509::format_time(s.applied_at)
                                   : std::string("nothing yet"))

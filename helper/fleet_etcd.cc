@@ -333,16 +333,18 @@ WatchMessage parse_watch(std::string_view message, std::string_view key) {
   return w;
 }
 
-std::string host_status_json(const HostStatus& s) {
-  return json::serialize(json::object{{"host", s.host},
-                                      {"applied_revision", s.applied_revision},
-                                      {"applied_at", s.applied_at},
-                                      {"seen_revision", s.seen_revision},
-                                      {"generation", s.generation},
-                                      {"health", s.health},
-                                      {"error", s.error.empty() ? json::value(nullptr) : json::value(s.error)},
-                                      {"updated_at", s.updated_at}});
+json::object host_status_object(const HostStatus& s) {
+  return json::object{{"host", s.host},
+                      {"applied_revision", s.applied_revision},
+                      {"applied_at", s.applied_at},
+                      {"seen_revision", s.seen_revision},
+                      {"generation", s.generation},
+                      {"health", s.health},
+                      {"error", s.error.empty() ? json::value(nullptr) : json::value(s.error)},
+                      {"updated_at", s.updated_at}};
 }
+
+std::string host_status_json(const HostStatus& s) { return json::serialize(host_status_object(s)); }
 
 HostStatus parse_host_status(std::string_view value) {
   auto bad = [](const std::string& why) -> HostStatus { throw Error(Code::kFleetSourceInvalid, "host report: " + why); };

@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/json/object.hpp>
+
 namespace ptrust::fleet {
 
 // Bounds on what is read from etcd or the user.
@@ -102,6 +104,7 @@ struct HostStatus {
   std::string error;                  // CODE: message of the last refusal ("" when healthy)
   std::int64_t updated_at = 0;
 };
+boost::json::object host_status_object(const HostStatus& s);
 std::string host_status_json(const HostStatus& s);
 // FLEET_SOURCE_INVALID when malformed.
 HostStatus parse_host_status(std::string_view value);

@@ -362,8 +362,8 @@ BENCHMARK_CAPTURE(Handshake, hook, true)->UseRealTime()->Threads(1)->Threads(2);
 
 // Control for the thread ratio: each thread with its own client and server SSL_CTX, so no
 // SSL_CTX state is shared; what still does not scale is inside libssl/libcrypto.
-void HandshakeOwnCtx(benchmark::State& s, bool hook) {
-  ossl::SslCtxPtr server = server_ctx(fx().chain.leaf, {&fx().chain.inter}, TLS1_3_VERSION);
+// One worker's own client SSL_CTX: the hook on purpose licensing, or OpenSSL's CA file.
+ossl::SslCtxPtr worker_client(bool hook) {
   ossl::SslCtxPtr client = client_ctx(TLS1_3_VERSION);
   if (hook) {
     ptrust_SSL_CTX_set1_purpose(client.get(), fx().pt, "licensing");
@@ -371,6 +371,12 @@ void HandshakeOwnCtx(benchmark::State& s, bool hook) {
     SSL_CTX_load_verify_file(client.get(), fx().ca_file.c_str());
     SSL_CTX_set_verify(client.get(), SSL_VERIFY_PEER, nullptr);
   }
+  return client;
+}
+
+void HandshakeOwnCtx(benchmark::State& s, bool hook) {
+  ossl::SslCtxPtr server = server_ctx(fx().chain.leaf, {&fx().chain.inter}, TLS1_3_VERSION);
+  ossl::SslCtxPtr client = worker_client(hook);
   for (auto _ : s) {
     Outcome o = handshake(client.get(), server.get(), "server.test");
     if (!o.ok) s.SkipWithError("handshake failed");
@@ -387,13 +393,7 @@ BENCHMARK_CAPTURE(HandshakeOwnCtx, hook, true)->UseRealTime()->Threads(1)->Threa
 // threads' 2/1 ratio what OpenSSL 3.0 in one process gives of it.
 long handshake_loop(bool hook, double seconds) {
   ossl::SslCtxPtr server = server_ctx(fx().chain.leaf, {&fx().chain.inter}, TLS1_3_VERSION);
-  ossl::SslCtxPtr client = client_ctx(TLS1_3_VERSION);
-  if (hook) {
-    ptrust_SSL_CTX_set1_purpose(client.get(), fx().pt, "licensing");
-  } else {
-    SSL_CTX_load_verify_file(client.get(), fx().ca_file.c_str());
-    SSL_CTX_set_verify(client.get(), SSL_VERIFY_PEER, nullptr);
-  }
+  ossl::SslCtxPtr client = worker_client(hook);
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   long n = 0;
   while (std::chrono::steady_clock::now() < end) {
