@@ -488,23 +488,31 @@ struct Watcher {
   // existing ancestor. inotify_add_watch on an inode already watched returns its wd.
   void rearm() {
     int fd = sd.native_handle();
-    for (const std::string& dir : wanted) {
-      int wd = inotify_add_watch(fd, dir.c_str(), kWatchMask);
+    for (const std::string& dir : wanted)
+      for (int attempt = 0; attempt < 16 && !arm(fd, dir); ++attempt) {
+      }
+  }
+
+  // One wanted directory: watched, or awaited in its nearest existing ancestor. False when the
+  // awaited child appeared between the failed watch and the ancestor's watch (its IN_CREATE
+  // came before the ancestor was watched and will never arrive): the caller tries again.
+  bool arm(int fd, const std::string& dir) {
+    int wd = inotify_add_watch(fd, dir.c_str(), kWatchMask);
+    if (wd >= 0) {
+      watches[wd].path = dir;
+      watches[wd].wanted = true;
+      return true;
+    }
+    std::filesystem::path child(dir);
+    for (std::filesystem::path p = child.parent_path();; child = p, p = p.parent_path()) {
+      wd = inotify_add_watch(fd, p.c_str(), kWatchMask);
       if (wd >= 0) {
-        watches[wd].path = dir;
-        watches[wd].wanted = true;
-        continue;
+        watches[wd].path = p.string();
+        watches[wd].awaited.insert(child.filename().string());
+        struct stat st;
+        return ::lstat(child.c_str(), &st) != 0;
       }
-      std::filesystem::path child(dir);
-      for (std::filesystem::path p = child.parent_path();; child = p, p = p.parent_path()) {
-        wd = inotify_add_watch(fd, p.c_str(), kWatchMask);
-        if (wd >= 0) {
-          watches[wd].path = p.string();
-          watches[wd].awaited.insert(child.filename().string());
-          break;
-        }
-        if (p == p.parent_path()) break;  // not even "/": nothing to wait in
-      }
+      if (p == p.parent_path()) return true;  // not even "/": nothing to wait in
     }
   }
 
