@@ -23,6 +23,11 @@ exclude='^ProviderCli\.|^hook\.revocation_test$|^package\.version_test$|^Provide
 exclude+='|^SyncTest\.PinInstalledThenSyncSwitchesRunningStunnelToVerifyPeer$'
 exclude+='|^ServerTest\.LongLineIsRefusedAndClosedWithoutBufferingIt$|^Serve\.GarbageHugeLinesSilentClientsAndManyClients$'
 exclude+='|^Fleet\.ThousandCertificatesConverge$'
+#  - CrashSafety.KillEveryWriterAtRandomInstantsAcross500Operations and
+#    Concurrency.FourMixedWritersTimes250LoseNothing: 100 s of the ASan run between them (CI
+#    time), repeating the writer paths that CrashSafety.KillAtRandomInstants... and the other
+#    Concurrency tests already run under ASan; a killed process reports nothing to ASan anyway.
+exclude+='|^CrashSafety\.KillEveryWriterAtRandomInstantsAcross500Operations$|^Concurrency\.FourMixedWritersTimes250LoseNothing$'
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/common.sh"
