@@ -1,10 +1,16 @@
 #include "core/db.h"
 
+#include <fcntl.h>
+#include <limits.h>
 #include <openssl/rand.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <unordered_map>
 
 #include <boost/json.hpp>
 
@@ -285,11 +291,360 @@ std::string Database::serialize() const {
   return out;
 }
 
+// ---- The database file: SQLite -------------------------------------------------------------
+//
+// <state>/ptrust.db (0600). One transaction per change is the commit point; a write touches
+// the rows it changes (save_database diffs the records against `before`), so its cost grows
+// with the change, not with the store. Rollback journal (journal_mode=DELETE), not WAL: every
+// ptrust process is short-lived and writers are serialized by the writer lock anyway, so WAL's
+// concurrent readers buy nothing, while its -wal/-shm files would be created by readers too
+// (a reader would change the root) and a closing connection checkpoints with as many fsyncs
+// as a journal commit. A reader (read-only) leaves nothing behind; a writer's journal exists
+// only during its commit, and a hot journal left by a killed writer is rolled back by the
+// next process that opens the database. A root written before ptrust.db existed
+// has db.json: it is read as it is, and the first write creates ptrust.db from it in one
+// step (built beside, made durable, renamed into place) and then removes db.json.
+
+namespace {
+
+constexpr std::int32_t kApplicationId = 0x70747275;  // "ptru"
+constexpr const char* kSchema =
+    "CREATE TABLE certs(uuid TEXT PRIMARY KEY NOT NULL, type TEXT NOT NULL, purposes TEXT NOT NULL,"
+    " sha256 TEXT NOT NULL, sha1 TEXT NOT NULL, subject TEXT NOT NULL, issuer TEXT NOT NULL,"
+    " serial TEXT NOT NULL, not_before INTEGER NOT NULL, not_after INTEGER NOT NULL, key_type TEXT NOT NULL,"
+    " key_bits INTEGER NOT NULL, installed_at INTEGER NOT NULL, subject_hash INTEGER NOT NULL, pem TEXT NOT NULL);"
+    "CREATE TABLE crls(name TEXT PRIMARY KEY NOT NULL, record TEXT NOT NULL);"
+    "CREATE TABLE legacy(name TEXT PRIMARY KEY NOT NULL, record TEXT NOT NULL);"
+    "CREATE TABLE pool(file TEXT PRIMARY KEY NOT NULL, record TEXT NOT NULL);";
+
+std::string db_what() { return std::string(layout::kStateDir) + "/" + std::string(layout::kDatabase); }
+
+// A read-only connection found the hot journal of a killed writer (see load_database).
+struct HotJournal {};
+
+[[noreturn]] void db_fail(sqlite3* db, const std::string& doing) {
+  const int code = db ? sqlite3_extended_errcode(db) : SQLITE_ERROR;
+  if (code == SQLITE_READONLY_ROLLBACK) throw HotJournal{};
+  const std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+  const int primary = code & 0xff;
+  // A full or failing disk is an I/O error; anything else about the file is a bad database.
+  if (primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY ||
+      primary == SQLITE_PERM || primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
+    throw Error(Code::kIoError, "cannot " + doing + " " + db_what() + ": " + msg);
+  throw Error(Code::kDatabaseInvalid, db_what() + " is not a valid ptrust database (" + doing + ": " + msg + ")");
+}
+
+struct Conn {
+  sqlite3* db = nullptr;
+  Conn() = default;
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+  ~Conn() { sqlite3_close_v2(db); }
+  void exec(const char* sql, const char* doing) {
+    if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) db_fail(db, doing);
+  }
+};
+
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK) db_fail(db, "prepare");
+  }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt& text(int i, std::string_view v) {
+    if (sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC) != SQLITE_OK) db_fail(db_, "bind");
+    return *this;
+  }
+  Stmt& int64(int i, std::int64_t v) {
+    if (sqlite3_bind_int64(s_, i, v) != SQLITE_OK) db_fail(db_, "bind");
+    return *this;
+  }
+  bool step(const char* doing) {  // true: a row
+    int rc = sqlite3_step(s_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc != SQLITE_DONE) db_fail(db_, doing);
+    return false;
+  }
+  void run(const char* doing) {
+    step(doing);
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  std::string col_text(int i) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, i));
+    if (!p || sqlite3_column_type(s_, i) != SQLITE_TEXT) throw std::invalid_argument("a text column is not text");
+    return std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, i)));
+  }
+  std::int64_t col_int(int i) const {
+    if (sqlite3_column_type(s_, i) != SQLITE_INTEGER) throw std::invalid_argument("an integer column is not an integer");
+    return sqlite3_column_int64(s_, i);
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* s_ = nullptr;
+};
+
+// The state directory's path, for SQLite (which opens by name): the kernel's name of the
+// descriptor the caller opened without following symlinks, checked to be that directory.
+std::string state_path(int dirfd) {
+  char buf[PATH_MAX + 1];
+  const std::string link = "/proc/self/fd/" + std::to_string(dirfd);
+  ssize_t n = ::readlink(link.c_str(), buf, PATH_MAX);
+  if (n <= 0) throw_errno(Code::kIoError, "cannot name the state directory");
+  std::string path(buf, static_cast<size_t>(n));
+  struct stat a, b;
+  if (path.front() != '/' || ::fstat(dirfd, &a) != 0 || ::stat(path.c_str(), &b) != 0 || a.st_dev != b.st_dev ||
+      a.st_ino != b.st_ino)
+    throw Error(Code::kIoError, "cannot name the state directory (" + path + ")");
+  return path;
+}
+
+// SQLITE_OPEN_NOFOLLOW: no symlink anywhere in the path. Never created here. Readers open it
+// read-only: a file opened for writing signals IN_CLOSE_WRITE when closed, which the daemon
+// (watching the state directory) would take for a change, every time it reads. Defensive
+// mode: the file is input.
+void open_db(Conn& c, const std::string& path, bool write) {
+  const int flags = (write ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) | SQLITE_OPEN_NOFOLLOW |
+                    SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_PRIVATECACHE;
+  if (sqlite3_open_v2(path.c_str(), &c.db, flags, nullptr) != SQLITE_OK) db_fail(c.db, "open");
+  sqlite3_extended_result_codes(c.db, 1);
+  sqlite3_db_config(c.db, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+  sqlite3_db_config(c.db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
+  sqlite3_busy_timeout(c.db, 30000);
+}
+
+std::string join_purposes(const std::vector<std::string>& ps) {
+  std::string out;
+  for (const auto& p : ps) {
+    if (!out.empty()) out += ',';
+    out += p;
+  }
+  return out;
+}
+
+std::vector<std::string> split_purposes(const std::string& s) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at < s.size()) {
+    size_t comma = s.find(',', at);
+    if (comma == std::string::npos) comma = s.size();
+    out.push_back(s.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return out;
+}
+
+constexpr const char* kInsertCert =
+    "INSERT OR REPLACE INTO certs(uuid,type,purposes,sha256,sha1,subject,issuer,serial,not_before,not_after,"
+    "key_type,key_bits,installed_at,subject_hash,pem) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+
+struct Writer {
+  Stmt cert, crl, legacy, pool;
+  Stmt del_cert, del_crl, del_legacy, del_pool;
+  std::string scratch;
+  explicit Writer(sqlite3* db)
+      : cert(db, kInsertCert),
+        crl(db, "INSERT OR REPLACE INTO crls(name,record) VALUES(?,?)"),
+        legacy(db, "INSERT OR REPLACE INTO legacy(name,record) VALUES(?,?)"),
+        pool(db, "INSERT OR REPLACE INTO pool(file,record) VALUES(?,?)"),
+        del_cert(db, "DELETE FROM certs WHERE uuid=?"),
+        del_crl(db, "DELETE FROM crls WHERE name=?"),
+        del_legacy(db, "DELETE FROM legacy WHERE name=?"),
+        del_pool(db, "DELETE FROM pool WHERE file=?") {}
+
+  void put(const CertRecord& r) {
+    scratch = join_purposes(r.purposes);
+    cert.text(1, r.uuid).text(2, to_string(r.type)).text(3, scratch).text(4, r.sha256).text(5, r.sha1);
+    cert.text(6, r.subject).text(7, r.issuer).text(8, r.serial).int64(9, r.not_before).int64(10, r.not_after);
+    cert.text(11, r.key_type).int64(12, r.key_bits).int64(13, r.installed_at).int64(14, r.subject_hash);
+    cert.text(15, r.pem).run("write");
+  }
+  void put(const CrlRecord& r) { put_json(crl, r.name, json::serialize(to_json(r))); }
+  void put(const LegacyRecord& r) { put_json(legacy, r.name, json::serialize(to_json(r))); }
+  void put(const PoolRecord& r) { put_json(pool, r.file(), json::serialize(to_json(r))); }
+  void put_json(Stmt& s, const std::string& key, std::string text) {
+    scratch = std::move(text);
+    s.text(1, key).text(2, scratch).run("write");
+  }
+  void drop(const CertRecord& r) { del_cert.text(1, r.uuid).run("write"); }
+  void drop(const CrlRecord& r) { del_crl.text(1, r.name).run("write"); }
+  void drop(const LegacyRecord& r) { del_legacy.text(1, r.name).run("write"); }
+  void drop(const PoolRecord& r) { del_pool.text(1, r.file()).run("write"); }
+};
+
+std::string key_of(const CertRecord& r) { return r.uuid; }
+std::string key_of(const CrlRecord& r) { return r.name; }
+std::string key_of(const LegacyRecord& r) { return r.name; }
+std::string key_of(const PoolRecord& r) { return r.file(); }
+
+// Calls put() for each record of `after` that is new or differs from `before`, drop() for
+// each record of `before` that `after` no longer has: O(records) compares, O(change) writes.
+template <typename Rec, typename Put, typename Drop>
+void diff_records(const std::vector<Rec>& before, const std::vector<Rec>& after, Put put, Drop drop) {
+  std::unordered_map<std::string, const Rec*> old;
+  old.reserve(before.size());
+  for (const auto& r : before) old.emplace(key_of(r), &r);
+  for (const auto& r : after) {
+    auto it = old.find(key_of(r));
+    if (it == old.end()) {
+      put(r);
+      continue;
+    }
+    if (!(*it->second == r)) put(r);
+    old.erase(it);
+  }
+  for (const auto& [k, r] : old) drop(*r);
+}
+
+bool has_database_file(int dirfd) {
+  auto st = fs::stat_at(dirfd, std::string(layout::kDatabase));
+  if (!st) return false;
+  if (!S_ISREG(st->st_mode)) throw Error(Code::kStoreUnsafe, db_what() + " is not a regular file");
+  return st->st_size > 0;  // a zero-length file is no database (as a missing one)
+}
+
+Database read_sqlite(int dirfd, bool write) {
+  Conn c;
+  open_db(c, state_path(dirfd) + "/" + std::string(layout::kDatabase), write);
+  Database db;
+  try {
+    c.exec("BEGIN", "read");  // one snapshot of every table
+    {
+      Stmt s(c.db, "PRAGMA application_id");
+      if (!s.step("read") || s.col_int(0) != kApplicationId) throw std::invalid_argument("not a ptrust database");
+    }
+    {
+      Stmt s(c.db, "PRAGMA user_version");
+      if (!s.step("read") || s.col_int(0) != Database::kVersion) throw std::invalid_argument("unsupported version");
+    }
+    {
+      Stmt s(c.db,
+             "SELECT uuid,type,purposes,sha256,sha1,subject,issuer,serial,not_before,not_after,key_type,key_bits,"
+             "installed_at,subject_hash,pem FROM certs ORDER BY uuid");
+      while (s.step("read")) {
+        CertRecord r;
+        r.uuid = s.col_text(0);
+        auto t = cert_type_from(s.col_text(1));
+        if (!t) throw std::invalid_argument("bad type");
+        r.type = *t;
+        r.purposes = split_purposes(s.col_text(2));
+        r.sha256 = s.col_text(3);
+        r.sha1 = s.col_text(4);
+        r.subject = s.col_text(5);
+        r.issuer = s.col_text(6);
+        r.serial = s.col_text(7);
+        r.not_before = s.col_int(8);
+        r.not_after = s.col_int(9);
+        r.key_type = s.col_text(10);
+        std::int64_t bits = s.col_int(11), hash = s.col_int(13);
+        if (bits < 0 || bits > 1 << 20 || hash < 0 || hash > 0xffffffffLL) throw std::invalid_argument("bad number");
+        r.key_bits = static_cast<int>(bits);
+        r.installed_at = s.col_int(12);
+        r.subject_hash = static_cast<std::uint32_t>(hash);
+        r.pem = s.col_text(14);
+        db.certs.push_back(std::move(r));
+      }
+    }
+    auto each_json = [&](const char* sql, auto add) {
+      Stmt s(c.db, sql);
+      while (s.step("read")) add(json::parse(s.col_text(0)).as_object());
+    };
+    each_json("SELECT record FROM crls ORDER BY name", [&](const json::object& o) { db.crls.push_back(crl_from_json(o)); });
+    each_json("SELECT record FROM legacy ORDER BY name",
+              [&](const json::object& o) { db.legacy.push_back(legacy_from_json(o)); });
+    each_json("SELECT record FROM pool ORDER BY file", [&](const json::object& o) { db.pool.push_back(pool_from_json(o)); });
+    c.exec("COMMIT", "read");
+    db.validate();
+  } catch (const Error&) {
+    throw;
+  } catch (const HotJournal&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(Code::kDatabaseInvalid, db_what() + " is not a valid ptrust database (" + e.what() + ")");
+  }
+  return db;
+}
+
+void unlink_quiet(int dirfd, const std::string& name) {
+  if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) throw_errno(Code::kIoError, "cannot remove " + name);
+}
+
+void fsync_fd(int fd, const std::string& what) {
+  if (::fsync(fd) != 0) throw_errno(Code::kIoError, "cannot fsync " + what);
+}
+
+// A whole new database file, built beside under a temp name, made durable, renamed into
+// place: a crash leaves the old file (or db.json) or the new one, never a half-built one.
+void create_sqlite(int dirfd, const Database& db) {
+  const std::string tmp = std::string(fs::kTempPrefix) + std::string(layout::kDatabase);
+  for (const char* suffix : {"", "-journal"}) unlink_quiet(dirfd, tmp + suffix);
+  {
+    int fd = ::openat(dirfd, tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) throw_errno(Code::kIoError, "cannot create " + tmp);
+    fs::Fd guard(fd);
+    if (::fchmod(fd, 0600) != 0) throw_errno(Code::kIoError, "cannot chmod " + tmp);
+  }
+  try {
+    {
+      Conn c;
+      open_db(c, state_path(dirfd) + "/" + tmp, true);
+      c.exec("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", "create");
+      c.exec(("PRAGMA application_id=" + std::to_string(kApplicationId) +
+              "; PRAGMA user_version=" + std::to_string(Database::kVersion))
+                 .c_str(),
+             "create");
+      c.exec("BEGIN", "create");
+      c.exec(kSchema, "create");
+      {
+        Writer w(c.db);
+        for (const auto& r : db.certs) w.put(r);
+        for (const auto& r : db.crls) w.put(r);
+        for (const auto& r : db.legacy) w.put(r);
+        for (const auto& r : db.pool) w.put(r);
+      }
+      c.exec("COMMIT", "create");
+    }
+    int fd = ::openat(dirfd, tmp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) throw_errno(Code::kIoError, "cannot reopen " + tmp);
+    fs::Fd guard(fd);
+    fsync_fd(fd, tmp);
+    const std::string name(layout::kDatabase);
+    if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) throw_errno(Code::kIoError, "cannot rename " + tmp);
+  } catch (...) {
+    for (const char* suffix : {"", "-journal"}) ::unlinkat(dirfd, (tmp + suffix).c_str(), 0);
+    throw;
+  }
+  fsync_fd(dirfd, std::string(layout::kStateDir));
+  // db.json goes only after ptrust.db is durable; until then a crash leaves both, and
+  // ptrust.db (complete, or absent) decides.
+  if (fs::stat_at(dirfd, std::string(layout::kLegacyDatabase))) fs::remove_at(dirfd, std::string(layout::kLegacyDatabase));
+}
+
+}  // namespace
+
 Database load_database(int state_dirfd, bool* found) {
-  auto text = fs::read_at(state_dirfd, std::string(layout::kDatabase), 256u << 20);
+  if (has_database_file(state_dirfd)) {
+    if (found) *found = true;
+    try {
+      return read_sqlite(state_dirfd, false);
+    } catch (const HotJournal&) {
+      // A writer was killed during its commit: the first reader that can write rolls the
+      // journal back (SQLite does, on opening read-write), as the next writer would.
+      try {
+        return read_sqlite(state_dirfd, true);
+      } catch (const HotJournal&) {
+        throw Error(Code::kIoError, db_what() + " has the journal of an interrupted write to roll back; run `ptrust sync`");
+      }
+    }
+  }
+  // A root from before ptrust.db: db.json, read as it is (the first write migrates it).
+  auto text = fs::read_at(state_dirfd, std::string(layout::kLegacyDatabase), 256u << 20);
   if (found) *found = text && !text->empty();
   if (!text || text->empty()) return {};
-  const std::string what = std::string(layout::kStateDir) + "/" + std::string(layout::kDatabase);
+  const std::string what = std::string(layout::kStateDir) + "/" + std::string(layout::kLegacyDatabase);
   try {
     json::value v = json::parse(*text);
     text.reset();  // the document holds it all now
@@ -299,17 +654,51 @@ Database load_database(int state_dirfd, bool* found) {
   }
 }
 
-void save_database(int state_dirfd, const Database& db) {
-  std::string text = db.serialize();
-  // Never commit what could not be loaded again (names that are not file names, ...): the
-  // same checks parse() makes, on the records (not a second parse of the whole text).
+void save_database(int state_dirfd, const Database& db, const Database* before) {
+  // Never commit what could not be loaded again (names that are not file names, ...).
   try {
     db.validate();
   } catch (const std::exception& e) {
     throw Error(Code::kDatabaseInvalid, std::string("the database about to be written is not valid (") + e.what() + ")");
   }
-  // The database holds only public material, but it is the helper's private state.
-  fs::write_atomic(state_dirfd, std::string(layout::kDatabase), text, 0600);
+  if (!has_database_file(state_dirfd)) {
+    create_sqlite(state_dirfd, db);
+    return;
+  }
+  Conn c;
+  open_db(c, state_path(state_dirfd) + "/" + std::string(layout::kDatabase), true);
+  // synchronous=FULL: the journal is durable before the file changes, and the file before the
+  // journal goes; the change is durable when COMMIT returns. That is the commit point.
+  c.exec("PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL", "write");
+  c.exec("BEGIN IMMEDIATE", "write");
+  {
+    Writer w(c.db);
+    auto put = [&](const auto& r) { w.put(r); };
+    auto drop = [&](const auto& r) { w.drop(r); };
+    if (before) {
+      diff_records(before->certs, db.certs, put, drop);
+      diff_records(before->crls, db.crls, put, drop);
+      diff_records(before->legacy, db.legacy, put, drop);
+      diff_records(before->pool, db.pool, put, drop);
+    } else {  // no record of what is there: replace every row
+      c.exec("DELETE FROM certs; DELETE FROM crls; DELETE FROM legacy; DELETE FROM pool", "write");
+      for (const auto& r : db.certs) w.put(r);
+      for (const auto& r : db.crls) w.put(r);
+      for (const auto& r : db.legacy) w.put(r);
+      for (const auto& r : db.pool) w.put(r);
+    }
+  }
+  c.exec("COMMIT", "write");
+}
+
+bool same_content(const Database& a, const Database& b) {
+  bool differ = false;
+  auto mark = [&](const auto&) { differ = true; };
+  diff_records(a.certs, b.certs, mark, mark);
+  diff_records(a.crls, b.crls, mark, mark);
+  diff_records(a.legacy, b.legacy, mark, mark);
+  diff_records(a.pool, b.pool, mark, mark);
+  return !differ;
 }
 
 std::string new_uuid() {

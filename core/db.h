@@ -1,6 +1,8 @@
 // The helper's database: the source of truth for what the stores must hold.
-// <root>/var/lib/ptrust/db.json, replaced atomically; every record keeps the re-encoded
-// certificate so that `sync` can restore files that went missing.
+// <root>/var/lib/ptrust/ptrust.db (SQLite, WAL; one transaction per change is the commit
+// point); every record keeps the re-encoded certificate so that `sync` can restore files that
+// went missing. The JSON form (parse/serialize) is db.json, which roots written before
+// ptrust.db have: read as it is, migrated by the first write.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +33,7 @@ struct CertRecord {
 
   // The stores this record is written into: one per purpose, or general.
   std::vector<layout::StoreKey> stores() const;
+  bool operator==(const CertRecord&) const = default;
 };
 
 // A CRL installed with `ptrust crl install`, served from etc/stunnel/crls/<name>.
@@ -47,6 +50,7 @@ struct CrlRecord {
   // The certificate `crl install --issuer` checked the signature with (re-encoded PEM; never
   // trusted, never written to a store); "" when an installed CA checked it or none could.
   std::string issuer_pem;
+  bool operator==(const CrlRecord&) const = default;
 };
 
 // A CA installed through the deprecated xapi API: etc/stunnel/certs/<name>.
@@ -56,6 +60,7 @@ struct LegacyRecord {
   std::int64_t not_after = 0;
   std::int64_t installed_at = 0;
   std::string pem;
+  bool operator==(const LegacyRecord&) const = default;
 };
 
 // A pool member's certificate: etc/stunnel/certs-pool/<host uuid>.pem, and
@@ -69,6 +74,7 @@ struct PoolRecord {
   std::string pem;
 
   std::string file() const { return host + (staged ? ".new.pem" : ".pem"); }
+  bool operator==(const PoolRecord&) const = default;
 };
 
 struct Database {
@@ -91,11 +97,18 @@ struct Database {
   void validate() const;
 };
 
-// Reads <state>/db.json (missing → empty database). `found`, when given, says whether the
-// file exists and holds anything: a missing or zero-length file is "no database", which a
-// writer must not mistake for "nothing installed" while the stores hold material.
+// Reads <state>/ptrust.db, else db.json (missing → empty database). `found`, when given, says
+// whether a database exists and holds anything: a missing or zero-length file is "no
+// database", which a writer must not mistake for "nothing installed" while the stores hold
+// material. SQLite opens by path: no symlink anywhere on it (SQLITE_OPEN_NOFOLLOW).
 Database load_database(int state_dirfd, bool* found = nullptr);
-void save_database(int state_dirfd, const Database& db);
+// Commits `db`: one SQLite transaction writing only the rows that differ from `before` (the
+// database as loaded under the same writer lock), or every row without it. Without ptrust.db
+// (a new root, or one with db.json) the file is built beside and renamed into place, and
+// db.json is removed after it.
+void save_database(int state_dirfd, const Database& db, const Database* before = nullptr);
+// Same records, whatever their order.
+bool same_content(const Database& a, const Database& b);
 
 std::string new_uuid();
 bool valid_uuid(std::string_view u) noexcept;

@@ -73,7 +73,9 @@ Fd open_dir(int base, std::string_view rel, bool create) {
   return cur;
 }
 
-std::vector<Entry> list_dir(int dirfd) {
+namespace {
+
+std::vector<Entry> list(int dirfd, bool stat_each) {
   int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throw_errno(Code::kStoreUnreadable, "cannot open directory");
   DIR* d = ::fdopendir(fd);
@@ -85,15 +87,24 @@ std::vector<Entry> list_dir(int dirfd) {
   while (dirent* e = ::readdir(d)) {
     std::string name = e->d_name;
     if (name == "." || name == "..") continue;
+    if (!stat_each && e->d_type != DT_UNKNOWN) {
+      out.push_back({std::move(name), static_cast<mode_t>(DTTOIF(e->d_type)), 0, -1});
+      continue;
+    }
     struct stat st;
     if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // raced away
     out.push_back({name, static_cast<mode_t>(st.st_mode & S_IFMT),
-                   static_cast<mode_t>(st.st_mode & 07777), st.st_size});
+                   static_cast<mode_t>(stat_each ? st.st_mode & 07777 : 0), stat_each ? st.st_size : -1});
   }
   ::closedir(d);
   std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
   return out;
 }
+
+}  // namespace
+
+std::vector<Entry> list_dir(int dirfd) { return list(dirfd, true); }
+std::vector<Entry> list_names(int dirfd) { return list(dirfd, false); }
 
 std::optional<struct stat> stat_at(int dirfd, const std::string& name) {
   struct stat st;

@@ -52,6 +52,10 @@ struct Entry {
 
 // Entries of a directory (no "." or ".."), sorted by name. Uses lstat semantics.
 std::vector<Entry> list_dir(int dirfd);
+// The same names and types from the directory alone (d_type; lstat only where the file
+// system does not give it): no stat per entry, so `perm` is 0 and `size` -1. For writers,
+// which check the entries their change touches and leave the others to `sync`.
+std::vector<Entry> list_names(int dirfd);
 
 // lstat of one entry; nullopt when it does not exist.
 std::optional<struct stat> stat_at(int dirfd, const std::string& name);

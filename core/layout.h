@@ -21,7 +21,8 @@ inline constexpr std::string_view kCapathDir = "etc/trusted-certs/capath";
 inline constexpr std::string_view kCapathManifest = ".ptrust-capath";  // in each purpose directory
 inline constexpr std::string_view kCapathNoCa = "no-ca.pem";           // in kCapathDir
 inline constexpr std::string_view kStateDir = "var/lib/ptrust";
-inline constexpr std::string_view kDatabase = "db.json";
+inline constexpr std::string_view kDatabase = "ptrust.db";        // in kStateDir (core/db.h)
+inline constexpr std::string_view kLegacyDatabase = "db.json";     // before ptrust.db: migrated by the first write
 inline constexpr std::string_view kLockFile = "lock";
 inline constexpr std::string_view kGenerationFile = "generation";
 // JSON object {"<crl name>": ["purpose", ...]} for CRLs installed with --purpose; 0644.

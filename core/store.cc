@@ -264,7 +264,7 @@ void Store::with_state_lock(const std::function<void(int state_dir)>& fn) {
 }
 
 void Store::commit(Locked& l, const std::vector<Area>& areas, const Database* before) {
-  save_database(l.state.get(), l.db);  // the commit point
+  save_database(l.state.get(), l.db, before);  // the commit point
   try {
     apply(l, areas, false, before);
   } catch (const Error& e) {  // a full disk, say: the change stands, and the refusal says so
@@ -789,7 +789,7 @@ ImportPlan Store::import_document(const std::string& doc, bool dry_run) {
     plan = {};
     merged = merge_import(db, in, plan);  // throws on any conflict
     // Anything added changes the database; otherwise only an earlier installed_at can.
-    return !dry_run && (!plan.added.empty() || merged.serialize() != db.serialize());
+    return !dry_run && (!plan.added.empty() || !same_content(merged, db));
   };
   BatchWrites batch(batch_writes_, true);
   write(true, check, [&](Database& db) {
@@ -806,7 +806,7 @@ ImportPlan Store::replace_document(const std::string& doc) {
   auto check = [&](const Database& db) {
     plan = {};
     replaced = replace_import(db, in, plan);
-    return replaced.serialize() != db.serialize();
+    return !same_content(replaced, db);
   };
   BatchWrites batch(batch_writes_, true);
   write(true, check, [&](Database& db) {

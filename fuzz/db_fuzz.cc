@@ -1,10 +1,50 @@
-// The helper's database (var/lib/ptrust/db.json, load_database): parse, and the round trip
-// serialize -> parse -> serialize, which must be stable (every write re-reads what it wrote).
+// The helper's database (load_database). Input that starts as an SQLite file is written to
+// <state>/ptrust.db of a scratch root and loaded: a tampered or broken file must be refused
+// with DATABASE_INVALID (or read, and then pass the records' checks), never crash. Any other
+// input is the db.json of an older root: parse, and the round trip serialize -> parse ->
+// serialize, which must be stable.
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+
 #include "core/db.h"
+#include "core/fs.h"
 #include "fuzz/fuzz.h"
+
+namespace {
+
+// One scratch state directory for the whole run (removed at exit).
+int state_dir() {
+  static std::string dir = [] {
+    char tmpl[] = "/tmp/ptrust-dbfuzz-XXXXXX";
+    if (!::mkdtemp(tmpl)) __builtin_trap();
+    std::string d = tmpl;
+    std::atexit([] {
+      ::unlink((dir + "/ptrust.db").c_str());
+      ::unlink((dir + "/ptrust.db-journal").c_str());
+      ::rmdir(dir.c_str());
+    });
+    return d;
+  }();
+  static int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  return fd;
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace ptrust;
+  static const char kMagic[] = "SQLite format 3";  // with its NUL: the first 16 bytes
+  if (size >= sizeof kMagic && std::memcmp(data, kMagic, sizeof kMagic) == 0) {
+    int dir = state_dir();
+    ::unlinkat(dir, "ptrust.db-journal", 0);
+    fs::write_atomic(dir, "ptrust.db", fuzz::bytes(data, size), 0600);
+    fuzz::refused([&] { (void)load_database(dir); });
+    return 0;
+  }
   std::string json(fuzz::bytes(data, size));
   fuzz::refused([&] {
     Database db = Database::parse(json, "fuzz db.json");

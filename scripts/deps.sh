@@ -6,7 +6,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 pkgs=(build-essential cmake pkg-config openssl libssl-dev
       libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev
-      libyaml-cpp-dev libgtest-dev libgmock-dev googletest libbenchmark-dev stunnel4
+      libyaml-cpp-dev libsqlite3-dev libgtest-dev libgmock-dev googletest libbenchmark-dev stunnel4
       libsystemd-dev prometheus-cpp-dev python3-prometheus-client  # ptrust serve
       etcd-server etcd-client  # tests/fleet: a real etcd for `fleet publish` and `serve --follow`
       clang libclang-rt-14-dev  # scripts/asan.sh, scripts/fuzz.sh: ASan + UBSan, libFuzzer's runtime

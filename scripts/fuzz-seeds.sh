@@ -75,7 +75,7 @@ P crl install inter.crl --name inter.crl --issuer inter.pem --purpose licensing
 P legacy install legacy.pem root.pem
 "$ptrust" --root "$root" export "$out/exchange/export.json"
 echo '{"version": 1}' >"$out/exchange/empty.json"
-cp "$root/var/lib/ptrust/db.json" "$out/db/db.json"
+cp "$root/var/lib/ptrust/ptrust.db" "$out/db/ptrust.db"  # db_fuzz: an SQLite input is loaded as ptrust.db
 echo '{"version":1,"certs":[],"crls":[],"legacy":[],"pool":[]}' >"$out/db/empty.json"
 
 # provider_fuzz: byte 0 picks the file that holds the rest (provider_fuzz.cc: kFiles),

@@ -132,7 +132,7 @@ pki=$work/pki
 "$top/scripts/mkpki.sh" "$pki" >/dev/null
 clean /usr/bin/ptrust install "$pki/root-ca.pem" --ca >"$work/first-run.log" 2>&1 || { cat "$work/first-run.log" >&2; fail "ptrust install into /"; }
 clean /usr/bin/ptrust sync --check >/dev/null || fail "ptrust sync --check after the first install"
-[[ -s /etc/trusted-certs/ca-bundle-general.pem && -s /var/lib/ptrust/db.json ]] || fail "the first install wrote no store under /"
+[[ -s /etc/trusted-certs/ca-bundle-general.pem && -s /var/lib/ptrust/ptrust.db ]] || fail "the first install wrote no store under /"
 echo "  first run: a general CA installed into /; $(clean /usr/bin/ptrust resolve licensing | grep "^mode:" | tr -s " ") for licensing"
 
 # 4. Every program through the snippet ------------------------------------------------------
@@ -218,7 +218,7 @@ grep -qx "ExecStart=/usr/bin/ptrust serve" /lib/systemd/system/ptrust.service ||
 echo "  dpkg -r"
 dpkg -r ptrust libptrust-dev libptrust0 >"$work/dpkg-r.log" 2>&1 || { cat "$work/dpkg-r.log" >&2; fail "dpkg -r"; }
 [[ $(dpkg-query -W -f='${Status}' ptrust) == "deinstall ok config-files" ]] || fail "ptrust after dpkg -r: $(dpkg-query -W -f='${Status}' ptrust)"
-for f in /etc/ptrust/ptrust.yaml /etc/ptrust/openssl-include.cnf /var/lib/ptrust/db.json /etc/trusted-certs/ca-bundle-general.pem; do
+for f in /etc/ptrust/ptrust.yaml /etc/ptrust/openssl-include.cnf /var/lib/ptrust/ptrust.db /etc/trusted-certs/ca-bundle-general.pem; do
   [[ -f $f ]] || fail "$f is gone after dpkg -r (conffiles and the host's state stay until purge)"
 done
 for f in /usr/bin/ptrust "/usr/lib/$multiarch/ossl-modules/ptrust.so" "/usr/lib/$multiarch/libptrust.so.0"; do

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -9,7 +10,15 @@
 #include <boost/json.hpp>
 #include <openssl/x509_vfy.h>
 
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <functional>
+
 #include "core/crl.h"
+#include "core/db.h"
+#include "core/fs.h"
+#include "core/layout.h"
 #include "tests/support/run.h"
 #include "tests/support/testpki.h"
 #include "tests/support/tree.h"
@@ -374,12 +383,14 @@ TEST(Exchange, ThreeHostsConvergeToByteIdenticalStoresAndDatabases) {
   auto state = [](const TempDir& d) {
     Tree t = snapshot(d.path());
     t.erase("var/lib/ptrust/generation");
+    t.erase("var/lib/ptrust/ptrust.db");  // SQLite's pages depend on each root's history
     return t;
   };
   Tree ta = state(a), tb = state(b), tc = state(c);
   EXPECT_EQ(diff(ta, tb), "");
   EXPECT_EQ(diff(ta, tc), "");
-  EXPECT_EQ(read_file(a / "var/lib/ptrust/db.json"), read_file(c / "var/lib/ptrust/db.json"));
+  // The same records (the database's interchange form, which includes install times).
+  EXPECT_EQ(ptrust(a.path(), {"export", "-"}).out, ptrust(c.path(), {"export", "-"}).out);
   EXPECT_EQ(json::parse(ptrust(a.path(), {"list", "--json"}).out).at("certificates").as_array().size(), 4u);
   EXPECT_EQ(ptrust(a.path(), {"sync", "--check"}).status, 0);
 
@@ -630,11 +641,11 @@ TEST_F(Stores, MissingDatabaseIsRefusedThenAdopted) {
   auto stores = [&] {
     Tree t = snapshot(root.path());
     t.erase("var/lib/ptrust/generation");
-    t.erase("var/lib/ptrust/db.json");
+    t.erase("var/lib/ptrust/ptrust.db");
     return t;
   };
   Tree installed = stores();
-  ASSERT_EQ(::unlink((root / "var/lib/ptrust/db.json").c_str()), 0);
+  ASSERT_EQ(::unlink((root / "var/lib/ptrust/ptrust.db").c_str()), 0);
 
   refused({"sync"}, "DATABASE_MISSING");
   refused({"sync", "--check"}, "DATABASE_MISSING");
@@ -642,8 +653,11 @@ TEST_F(Stores, MissingDatabaseIsRefusedThenAdopted) {
   refused({"uninstall", uuid}, "DATABASE_MISSING");
   refused({"eject", "--yes"}, "DATABASE_MISSING");
   refused({"legacy", "install", "x.pem", in / "other.pem"}, "DATABASE_MISSING");
-  write_file(root / "var/lib/ptrust/db.json", "");  // an empty file is no database either
+  write_file(root / "var/lib/ptrust/ptrust.db", "");  // an empty file is no database either
   refused({"sync"}, "DATABASE_MISSING");
+  write_file(root / "var/lib/ptrust/db.json", "");  // nor an empty db.json of an older root
+  refused({"sync"}, "DATABASE_MISSING");
+  ASSERT_EQ(::unlink((root / "var/lib/ptrust/ptrust.db").c_str()), 0);
   ASSERT_EQ(::unlink((root / "var/lib/ptrust/db.json").c_str()), 0);
 
   RunResult adopt = pt({"sync", "--adopt"});
@@ -759,20 +773,156 @@ TEST_F(Stores, StateFilesThatJamOrHideAreReportedAndRepaired) {
   ok({"install", in / "other.pem", "--ca", "--purpose", "licensing"});
 }
 
-// The database is input too: a name in it that is not a file name is refused, not followed.
+// Rewrites the database of `root` into the db.json of a root written before ptrust.db, as
+// that version wrote it (the same serialize), and removes ptrust.db.
+void make_older_root(const TempDir& root, const std::function<void(std::string&)>& edit = {}) {
+  fs::Fd state = fs::open_dir(fs::open_root(root.path()).get(), layout::kStateDir, false);
+  ASSERT_TRUE(state);
+  std::string text = load_database(state.get()).serialize();
+  if (edit) edit(text);
+  write_file(root / "var/lib/ptrust/db.json", text);
+  ASSERT_EQ(::chmod((root / "var/lib/ptrust/db.json").c_str(), 0600), 0);
+  ASSERT_EQ(::unlink((root / "var/lib/ptrust/ptrust.db").c_str()), 0);
+}
+
+// The database is input too: a name in it that is not a file name is refused, not followed;
+// in ptrust.db (a row edited with SQLite) and in the db.json of an older root.
 TEST(Database, PathsInTheDatabaseAreRefused) {
+  for (bool older : {false, true}) {
+    TempDir root, in;
+    Issued ca = self_signed({.cn = "DB", .ca = true});
+    write_file(in / "ca.pem", ca.pem());
+    ASSERT_EQ(ptrust(root.path(), {"legacy", "install", "x.pem", in / "ca.pem"}).status, 0);
+    const std::string evil = "\"name\":\"../../trusted-certs/ca-bundle-ldaps.pem\"";
+    if (older) {
+      make_older_root(root, [&](std::string& db) { db.replace(db.find("\"name\":\"x.pem\""), 14, evil); });
+    } else {
+      sqlite3* db = nullptr;
+      ASSERT_EQ(sqlite3_open((root / "var/lib/ptrust/ptrust.db").c_str(), &db), SQLITE_OK);
+      const std::string sql = "UPDATE legacy SET record = replace(record, '\"name\":\"x.pem\"', '" + evil + "')";
+      EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+      EXPECT_EQ(sqlite3_changes(db), 1);
+      sqlite3_close(db);
+    }
+    Tree before = snapshot(root.path());
+    RunResult r = ptrust(root.path(), {"sync"});
+    EXPECT_EQ(r.status, 1) << older;
+    EXPECT_EQ(r.err.rfind("ptrust: DATABASE_INVALID: ", 0), 0u) << r.err;
+    EXPECT_EQ(diff(before, snapshot(root.path())), "") << older;
+  }
+}
+
+// A database file that is not one (garbage, another SQLite file, a symlink) is refused with
+// nothing changed; a symlink is never followed.
+TEST(Database, ForeignOrLinkedDatabaseIsRefused) {
   TempDir root, in;
   Issued ca = self_signed({.cn = "DB", .ca = true});
   write_file(in / "ca.pem", ca.pem());
-  ASSERT_EQ(ptrust(root.path(), {"legacy", "install", "x.pem", in / "ca.pem"}).status, 0);
-  std::string db = read_file(root / "var/lib/ptrust/db.json");
-  db.replace(db.find("\"name\":\"x.pem\""), 14, "\"name\":\"../../trusted-certs/ca-bundle-ldaps.pem\"");
-  write_file(root / "var/lib/ptrust/db.json", db);
+  ASSERT_EQ(ptrust(root.path(), {"install", in / "ca.pem", "--ca", "--purpose", "licensing"}).status, 0);
+  const auto db = root / "var/lib/ptrust/ptrust.db";
+  const std::string good = read_file(db);
+  auto refused = [&](const std::string& code, const std::string& what) {
+    Tree before = snapshot(root.path());
+    for (std::vector<std::string> args : {std::vector<std::string>{"sync", "--check"}, {"sync"}, {"list"},
+                                          {"install", in / "ca.pem", "--ca", "--purpose", "ldaps"}}) {
+      RunResult r = ptrust(root.path(), args);
+      EXPECT_EQ(r.status, 1) << what << " " << args[0];
+      EXPECT_EQ(r.err.rfind("ptrust: " + code + ": ", 0), 0u) << what << ": " << r.err;
+      EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    }
+    EXPECT_EQ(diff(before, snapshot(root.path())), "") << what;
+  };
+  write_file(db, std::string(4096, 'x'));
+  refused("DATABASE_INVALID", "garbage");
+  {
+    std::filesystem::remove(db);
+    sqlite3* other = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &other), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(other, "CREATE TABLE certs(x)", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(other);
+    ASSERT_EQ(::chmod(db.c_str(), 0600), 0);
+  }
+  refused("DATABASE_INVALID", "another SQLite database");
+  std::filesystem::remove(db);
+  write_file(in / "real.db", good);
+  std::filesystem::create_symlink(in / "real.db", db);
+  refused("STORE_UNSAFE", "a symlink");
+  std::filesystem::remove(db);
+  write_file(db, good);
+  ASSERT_EQ(::chmod(db.c_str(), 0600), 0);
+  EXPECT_EQ(ptrust(root.path(), {"sync", "--check"}).out, "in sync\n");
+}
+
+// A writer killed in the middle of its SQLite commit leaves a hot journal (and pages of its
+// uncommitted change in ptrust.db): the next reader rolls it back and reads the database as
+// it was, and the root is left without the journal.
+TEST(Database, KilledCommitIsRolledBackByTheNextReader) {
+  TempDir root, in;
+  Issued ca = self_signed({.cn = "Hot", .ca = true});
+  write_file(in / "ca.pem", ca.pem());
+  ASSERT_EQ(ptrust(root.path(), {"install", in / "ca.pem", "--ca", "--purpose", "licensing"}).status, 0);
+  const std::string listed = ptrust(root.path(), {"list", "--json"}).out;
+  const auto db = root / "var/lib/ptrust/ptrust.db";
+  const auto journal = root / "var/lib/ptrust/ptrust.db-journal";
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {  // a writer that dies mid-transaction after its cache spilled into the file
+    sqlite3* c = nullptr;
+    if (sqlite3_open(db.c_str(), &c) != SQLITE_OK) ::_exit(2);
+    const char* sql =
+        "PRAGMA cache_size=1; BEGIN; DELETE FROM certs;"
+        "INSERT INTO crls(name, record) VALUES('x', hex(randomblob(300000)));";
+    if (sqlite3_exec(c, sql, nullptr, nullptr, nullptr) != SQLITE_OK) ::_exit(3);
+    ::_exit(0);  // no COMMIT, no close
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  ASSERT_TRUE(std::filesystem::exists(journal));
+  RunResult r = ptrust(root.path(), {"list", "--json"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, listed);
+  EXPECT_FALSE(std::filesystem::exists(journal));
+  EXPECT_EQ(ptrust(root.path(), {"sync", "--check"}).out, "in sync\n");
+}
+
+// A root written before ptrust.db (db.json) is read as it is, and its first write moves it to
+// ptrust.db in one step: the same records, db.json gone, nothing else changed.
+TEST(Database, OlderRootIsMigratedByItsFirstWrite) {
+  TempDir root, in;
+  Issued a = self_signed({.cn = "Mig A", .ca = true}), b = self_signed({.cn = "Mig B", .ca = true});
+  write_file(in / "a.pem", a.pem());
+  write_file(in / "b.pem", b.pem());
+  auto pt = [&](std::vector<std::string> args) { return ptrust(root.path(), args); };
+  ASSERT_EQ(pt({"install", in / "a.pem", "--ca", "--purpose", "licensing"}).status, 0);
+  ASSERT_EQ(pt({"legacy", "install", "wlb.pem", in / "a.pem"}).status, 0);
+  const std::string listed = pt({"list", "--json"}).out;
+  const std::string exported = pt({"export", "-"}).out;
+  make_older_root(root);
+  ASSERT_FALSE(std::filesystem::exists(root / "var/lib/ptrust/ptrust.db"));
+  // Readers read db.json and create nothing.
   Tree before = snapshot(root.path());
-  RunResult r = ptrust(root.path(), {"sync"});
-  EXPECT_EQ(r.status, 1);
-  EXPECT_EQ(r.err.rfind("ptrust: DATABASE_INVALID: ", 0), 0u) << r.err;
+  EXPECT_EQ(pt({"list", "--json"}).out, listed);
+  EXPECT_EQ(pt({"sync", "--check"}).out, "in sync\n");
   EXPECT_EQ(diff(before, snapshot(root.path())), "");
+  // The first write migrates.
+  RunResult w = pt({"install", in / "b.pem", "--ca", "--purpose", "ldaps"});
+  ASSERT_EQ(w.status, 0) << w.err;
+  EXPECT_TRUE(std::filesystem::exists(root / "var/lib/ptrust/ptrust.db"));
+  EXPECT_FALSE(std::filesystem::exists(root / "var/lib/ptrust/db.json"));
+  struct stat st;
+  ASSERT_EQ(::stat((root / "var/lib/ptrust/ptrust.db").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  json::value now = json::parse(pt({"list", "--json"}).out);
+  EXPECT_EQ(now.at("certificates").as_array().size(), 2u);
+  ASSERT_EQ(pt({"uninstall", std::string(now.at("certificates").as_array()[0].at("subject").as_string()) == "CN=Mig B"
+                                 ? std::string(now.at("certificates").as_array()[0].at("uuid").as_string())
+                                 : std::string(now.at("certificates").as_array()[1].at("uuid").as_string())})
+                .status,
+            0);
+  EXPECT_EQ(pt({"list", "--json"}).out, listed);
+  EXPECT_EQ(pt({"export", "-"}).out, exported);
+  EXPECT_EQ(pt({"sync", "--check"}).out, "in sync\n");
 }
 
 }  // namespace

@@ -55,7 +55,7 @@ TEST_F(StoreTest, InstallWritesPerUuidFileAndBundleWithPublicModes) {
   }
   EXPECT_FALSE(exists("etc/trusted-certs/ca-bundle-general.pem"));
   EXPECT_EQ(mode("etc/trusted-certs"), 0755u);
-  EXPECT_EQ(mode("var/lib/ptrust/db.json"), 0600u);
+  EXPECT_EQ(mode("var/lib/ptrust/ptrust.db"), 0600u);
   EXPECT_EQ(mode("var/lib/ptrust/generation"), 0644u);
 }
 

@@ -198,7 +198,7 @@ std::vector<Fault> faults() {
       {"crl_scope_corrupt",
        [](const TestRoot& r) { write_file(r / "var/lib/ptrust/crl-scope.json", "{\"crls\": [garbage"); },
        "STORE_CORRUPT", "crl-scope.json", "STORE_CORRUPT", false, ""},
-      {"database_corrupt", [](const TestRoot& r) { truncate_file(r / "var/lib/ptrust/db.json", 100); }, "OK",
+      {"database_corrupt", [](const TestRoot& r) { truncate_file(r / "var/lib/ptrust/ptrust.db", 100); }, "OK",
        "DATABASE_INVALID", "DATABASE_INVALID", false, "DATABASE_INVALID"},
       {"generation_corrupt", [](const TestRoot& r) { write_file(r / kGeneration, std::string(16, '\xff')); }, "OK",
        "generation", "var/lib/ptrust/generation", false, ""},
@@ -657,7 +657,9 @@ TEST(DiskFull, EveryWriterOnAFullDiskIsRefusedConsumersServeAndSyncRepairs) {
       Tree before = snapshot(root->path());
       fill_leaving(mnt.path(), filler, pages);
       if (HasFatalFailure()) return;
-      std::string db_before = read_file(root->path() + "/var/lib/ptrust/db.json");
+      // The records (the database's export), not the file's bytes: SQLite's pages are its own.
+      auto records = [&] { return ptrust(root->path(), {"export", "-"}).out; };
+      std::string db_before = records();
       RunResult r = ptrust(root->path(), args);
       bool committed = false;
       ++figures.disk_full_attempts;
@@ -694,7 +696,7 @@ TEST(DiskFull, EveryWriterOnAFullDiskIsRefusedConsumersServeAndSyncRepairs) {
       RunResult check = ptrust(root->path(), {"sync", "--check"});
       EXPECT_EQ(check.out, "in sync\n") << op.name << " with " << pages << " pages free: " << check.out << check.err;
       if (r.status != 0) {  // a committed change is there after sync, an uncommitted one is not
-        EXPECT_EQ(read_file(root->path() + "/var/lib/ptrust/db.json") != db_before, committed) << op.name;
+        EXPECT_EQ(records() != db_before, committed) << op.name;
         if (s.status == 0 && check.out == "in sync\n") ++figures.disk_full_repaired;
       }
       if (HasFailure()) return;
