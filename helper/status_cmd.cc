@@ -13,6 +13,7 @@
 #include "core/fs.h"
 #include "core/generation.h"
 #include "core/layout.h"
+#include "core/trust.h"
 #include "core/x509.h"
 #include "helper/cli.h"
 #include "helper/host_config.h"
@@ -152,6 +153,9 @@ int status_cmd(const Common& c, const po::variables_map& vm) {
       return health == "ok" ? 0 : health == "warning" ? 3 : 1;
     }
   }
+  // Verdicts the daemon kept on disk: only certificates not in it are decoded.
+  opt.verdicts = std::make_shared<DecodeVerdicts>();
+  status::load_verdict_cache(ctx.root, *opt.verdicts);
   status::Report r = status::collect(ctx, parse_host_config(ctx.config), at_time(vm), opt);
   if (c.json) {
     json::object out = status::to_json(r);
@@ -198,7 +202,10 @@ int alerts_cmd(const Common& c, const po::variables_map& vm) {
       }
     }
   }
-  status::Report r = status::collect(ctx, hc, at_time(vm));
+  status::Options opt;
+  opt.verdicts = std::make_shared<DecodeVerdicts>();
+  status::load_verdict_cache(ctx.root, *opt.verdicts);
+  status::Report r = status::collect(ctx, hc, at_time(vm), opt);
   auto list = status::alerts(r, hc.alerts);
   if (c.json) {
     json::array a;
