@@ -116,7 +116,8 @@ std::optional<json::object> daemon_report(const Context& ctx, std::string_view m
 void add_at(po::options_description& d) {
   d.add_options()("socket", po::value<std::string>(), "ask a running `ptrust serve` on this Unix socket")(
       "local", "read the stores directly even when `ptrust serve` runs on <root>/run/ptrust/ptrust.sock "
-               "(without --socket, --at or --local, a running daemon answers)")("at", po::value<std::string>(), "evaluate as of TIME (YYYY-MM-DD[THH:MM:SS[Z]], @EPOCH, +30d, -2h) instead of now");
+               "(without --socket, --at or --local, a running daemon answers); certificates the daemon "
+               "recorded as decoding (var/lib/ptrust/cache/decode-verdicts, by SHA-256) are not decoded again")("at", po::value<std::string>(), "evaluate as of TIME (YYYY-MM-DD[THH:MM:SS[Z]], @EPOCH, +30d, -2h) instead of now");
 }
 
 int status_cmd(const Common& c, const po::variables_map& vm) {
