@@ -847,6 +847,14 @@ std::vector<Drift> Store::sync(bool repair) {
   return drift(l, true);
 }
 
+std::vector<Drift> Store::check(Database& db) {
+  Locked r(root_.get(), Locked::Mode::kRead);
+  refuse_missing_database(root_.get(), r.db_found);
+  std::vector<Drift> out = drift(r, false);
+  db = std::move(r.db);
+  return out;
+}
+
 AdoptResult Store::adopt(std::time_t now) {
   auto adopt = [&](const Locked& l) {
     if (l.db_found && !holds_nothing(l.db))

@@ -136,6 +136,10 @@ class Store {
   // Returns what differed (before repair). DATABASE_MISSING when db.json is missing (or
   // empty) while the stores hold material: repairing from nothing would delete them all.
   std::vector<Drift> sync(bool apply);
+  // sync(false) that also hands over the database it compared the stores with: a report
+  // (status, the daemon) needs both, and at 10,000 certificates each load of db.json costs
+  // ~1 s and tens of MiB at its peak. `db` is set only when no refusal is thrown.
+  std::vector<Drift> check(Database& db);
 
   // Recovery from DATABASE_MISSING: adopts every store file (core/adopt.h), commits the
   // records, then syncs. USAGE when the root has a database with records.

@@ -107,7 +107,11 @@ bool send_reload_signal(const std::string& pidfile, int sig, std::string& detail
 
 class Daemon {
  public:
-  Daemon(const Common& common, serve::EventLoop& loop) : common_(common), loop_(loop) { load_config(true); }
+  Daemon(const Common& common, serve::EventLoop& loop) : common_(common), loop_(loop) {
+    load_config(true);
+    // The verdicts a previous run kept (status.h): the first refresh decodes only what is new.
+    status::load_verdict_cache(ctx_.root, *verdicts_);
+  }
 
   const Context& context() const { return ctx_; }
 
@@ -179,10 +183,19 @@ class Daemon {
     ctx.memo = std::make_shared<TrustMemo>();
     // The memo keeps no decoded certificates (status::Options::verdicts): a refresh decodes
     // only the certificates it has not seen decode before, one at a time.
+    // The previous report and its metrics page go first (at 10,000 certificates ~10 MiB that
+    // would otherwise sit beside the new report at the refresh's peak). The daemon is single-
+    // threaded: no request is answered in between.
+    report_ = status::Report{};
+    std::string().swap(metrics_);
     report_ = status::collect(ctx, hc_, now, {.folded = &folded_, .verdicts = verdicts_});
-    if (keep_consumers_in_step(ctx)) report_ = status::collect(ctx, hc_, now, {.folded = &folded_, .verdicts = verdicts_});
+    if (keep_consumers_in_step(ctx)) {
+      report_ = status::Report{};
+      report_ = status::collect(ctx, hc_, now, {.folded = &folded_, .verdicts = verdicts_});
+    }
     ctx.memo.reset();
     verdicts_->retain_used();  // forget certificates no longer stored
+    save_verdicts();
     metrics_ = status::metrics(report_, false);
     log_transitions(why);
     arm_timer();
@@ -292,6 +305,18 @@ class Daemon {
       o.error = std::string("INTERNAL_ERROR: ") + e.what();
     }
     return o;
+  }
+
+  // Keeps the verdicts on disk for `ptrust status --local` and the next start (status.h); only
+  // a cache: a failure is logged once and otherwise ignored.
+  void save_verdicts() {
+    try {
+      if (status::save_verdict_cache(ctx_, *verdicts_)) verdict_cache_error_ = false;
+    } catch (const Error& e) {
+      if (!verdict_cache_error_)
+        log(LOG_WARNING, std::string("decode verdicts not kept on disk: ") + std::string(code_name(e.code())) + ": " + e.what());
+      verdict_cache_error_ = true;
+    }
   }
 
   // Counter files of exited processes: their counts are kept here and the files removed.
@@ -407,10 +432,16 @@ class Daemon {
   status::Folded folded_;
   std::map<std::string, status::Alert> alerts_;
   std::shared_ptr<DecodeVerdicts> verdicts_ = std::make_shared<DecodeVerdicts>();
+  bool verdict_cache_error_ = false;
   std::unique_ptr<fleet::Follower> follower_;
 };
 
 int serve_cmd(const Common& c, const po::variables_map& vm) {
+  // A refresh at 10,000 certificates reads a 10 MB database and 6 MB bundles. glibc would
+  // raise its mmap threshold after the first such buffer is freed and serve the next ones
+  // from the heap, where what they leave behind fragments it and adds to the daemon's peak;
+  // a fixed threshold keeps every large buffer mapped and returned to the system when freed.
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   serve::EventLoop loop;
   Daemon d(c, loop);
   std::optional<serve::Endpoint> metrics_at;

@@ -1,10 +1,16 @@
 #include "helper/status.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <set>
+#include <unordered_map>
 #include <sstream>
 
 #include <openssl/pem.h>
@@ -154,16 +160,37 @@ void cluster_ca_entry(const Context& ctx, Report& r) {
   r.ca_min_serial = i->min_serial;
 }
 
-// "AB:CD:..." (a record's fingerprint) or "abcd..." as lower-case hex without colons.
-std::string plain_hex(std::string_view fp) {
-  std::string out;
-  out.reserve(64);
-  for (char c : fp)
-    if (c != ':') out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
+// A record's fingerprint ("AB:CD:...", or hex without colons) as 32 bytes; nullopt when it
+// is not one (the certificate is then decoded where it is needed).
+std::optional<Digest> digest_of(std::string_view fp) {
+  Digest d{};
+  size_t n = 0;
+  int half = -1;
+  for (char c : fp) {
+    if (c == ':') continue;
+    int v = std::isdigit(static_cast<unsigned char>(c)) ? c - '0'
+            : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+            : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                     : -1;
+    if (v < 0 || n == d.size()) return std::nullopt;
+    if (half < 0) {
+      half = v;
+    } else {
+      d[n++] = static_cast<unsigned char>(half << 4 | v);
+      half = -1;
+    }
+  }
+  if (n != d.size() || half >= 0) return std::nullopt;
+  return d;
 }
 
-std::string plain_sha256_hex(std::string_view der) { return plain_hex(x509::sha256_hex(der)); }
+// SHA-256 of a certificate's DER (what a record's fingerprint is of).
+Digest sha256_of(std::string_view der) {
+  Digest d{};
+  unsigned int n = 0;
+  if (EVP_Digest(der.data(), der.size(), d.data(), &n, x509::sha256(), nullptr) != 1 || n != d.size()) throw std::bad_alloc();
+  return d;
+}
 
 std::string store_file(const Context& ctx, const CertRecord& rec) {
   auto stores = rec.stores();
@@ -285,30 +312,42 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
   }
   auto wanted = [&](std::string_view p) { return !opt.purpose || *opt.purpose == p; };
 
-  // Drift, as `sync --check` reports it. First: it loads the database too, and at 10,000
-  // certificates each load peaks at tens of MiB; one at a time keeps the daemon's peak lower.
+  // Drift, as `sync --check` reports it, and the database it compared the stores with: what
+  // alerts and metrics name (UUIDs, files). One load of db.json (at 10,000 certificates each
+  // costs about a second and tens of MiB at its peak).
+  Database db;
+  bool have_db = false;
   try {
-    r.drift = Store(ctx).sync(false);
+    r.drift = Store(ctx).check(db);
+    have_db = true;
   } catch (const Error& e) {
     r.drift_error = std::string(code_name(e.code())) + ": " + e.what();
   }
-
-  // The database: what alerts and metrics name (UUIDs, files).
-  Database db;
-  try {
-    db = Store(ctx).database();
-  } catch (const Error& e) {
-    r.findings.push_back({Health::kError, std::string(code_name(e.code())), "database",
-                          std::string(e.what()) + "; see `ptrust sync --help` (--adopt recovers a lost database)"});
+  if (!have_db) {  // the drift check refused: the database may still load (or say why not)
+    try {
+      db = Store(ctx).database();
+    } catch (const Error& e) {
+      r.findings.push_back({Health::kError, std::string(code_name(e.code())), "database",
+                            std::string(e.what()) + "; see `ptrust sync --help` (--adopt recovers a lost database)"});
+    }
   }
-  for (const auto& rec : db.certs) {
-    std::vector<std::string> ps = rec.purposes;
+  // Each record's certificate by the SHA-256 of its DER: an index into r.certs (the purposes
+  // below read notAfter and subject from it rather than decode the certificate).
+  std::unordered_map<Digest, size_t, DecodeVerdicts::Hash> by_sha256;
+  by_sha256.reserve(db.certs.size());
+  r.certs.reserve(db.certs.size() + db.legacy.size() + db.pool.size() + 3);
+  for (auto& rec : db.certs) {
+    const std::vector<std::string>& ps = rec.purposes;
     if (opt.purpose && (ps.empty() ? *opt.purpose != kGeneral : std::find(ps.begin(), ps.end(), *opt.purpose) == ps.end()))
       continue;
-    r.certs.push_back({.kind = std::string(to_string(rec.type)), .object = rec.uuid, .subject = rec.subject,
-                       .subject_cn = common_name(rec.subject), .issuer_cn = common_name(rec.issuer), .serial = rec.serial,
-                       .filepath = store_file(ctx, rec), .purposes = rec.purposes, .not_before = rec.not_before,
-                       .not_after = rec.not_after});
+    if (auto d = digest_of(rec.sha256)) by_sha256.emplace(*d, r.certs.size());
+    std::string filepath = store_file(ctx, rec);
+    std::string subject_cn = common_name(rec.subject), issuer_cn = common_name(rec.issuer);
+    r.certs.push_back({.kind = std::string(to_string(rec.type)), .object = std::move(rec.uuid),
+                       .subject = std::move(rec.subject), .subject_cn = std::move(subject_cn),
+                       .issuer_cn = std::move(issuer_cn), .serial = std::move(rec.serial), .filepath = std::move(filepath),
+                       .purposes = std::move(rec.purposes), .not_before = rec.not_before, .not_after = rec.not_after});
+    std::string().swap(rec.pem);  // the largest part of a record: not needed past here
   }
   if (!opt.purpose) {
     std::string legacy_dir = path_in(ctx, std::string(layout::kStunnelDir) + "/" + std::string(layout::kLegacyDir));
@@ -325,10 +364,12 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
     host_identity(ctx, "xapi-pool-tls.pem", "host_internal", r);
     cluster_ca_entry(ctx, r);
   }
+  // Only the CRL records are needed past here: the rest of the database is freed before the
+  // bundles are read (the daemon's peak at 10,000 certificates).
+  std::vector<CrlRecord> crl_records = std::move(db.crls);
+  db = Database{};
 
   // Each purpose as consumers see it.
-  std::map<std::string, const CertRecord*> by_sha256;
-  for (const auto& rec : db.certs) by_sha256.emplace(plain_hex(rec.sha256), &rec);
   std::vector<std::string> names;
   for (const auto& [p, _] : ctx.config.purposes) names.push_back(p);
   names.push_back(std::string(kGeneral));
@@ -365,9 +406,9 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
     for (const auto& c : t->certs) {
       std::optional<std::int64_t> na;
       std::string subject;
-      if (auto it = by_sha256.find(plain_sha256_hex(c.der)); it != by_sha256.end()) {
-        na = it->second->not_after;
-        subject = it->second->subject;
+      if (auto it = by_sha256.find(sha256_of(c.der)); it != by_sha256.end()) {
+        na = r.certs[it->second].not_after;
+        subject = r.certs[it->second].subject;
       } else {
         auto der = reinterpret_cast<const unsigned char*>(c.der.data());
         ossl::X509Ptr x(d2i_X509(nullptr, &der, static_cast<long>(c.der.size())));
@@ -384,7 +425,7 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
     r.purposes.push_back(std::move(e));
   }
   // CRLs installed but applying to no purpose still expire.
-  for (const auto& rec : db.crls) {
+  for (const auto& rec : crl_records) {
     if (crls.count(rec.name)) continue;
     CrlEntry e{.name = rec.name, .issuer = rec.issuer, .issuer_cn = common_name(rec.issuer),
                .filepath = path_in(ctx, std::string(layout::kCrlDir) + "/" + rec.name), .this_update = rec.last_update,
@@ -440,6 +481,88 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
                    [](const Finding& a, const Finding& b) { return a.severity > b.severity; });
   r.health = worst(r.findings);
   return r;
+}
+
+// ---- decode verdicts on disk ------------------------------------------------------------
+
+namespace {
+
+constexpr std::string_view kVerdictMagic = "ptrust-decode-verdicts 1\n";
+constexpr size_t kVerdictCacheMax = 64u << 20;  // 2 million certificates
+
+// Owned by root or by us, writable by nobody else.
+bool trusted_owner(const struct stat& st) noexcept {
+  return (st.st_uid == 0 || st.st_uid == ::geteuid()) && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
+std::vector<Digest> sorted_entries(DecodeVerdicts& v) {
+  std::vector<Digest> out;
+  {
+    std::lock_guard lk(v.mu);
+    out.assign(v.good.begin(), v.good.end());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The file's entries (sorted as written); nullopt when it is not there or not to be trusted.
+std::optional<std::vector<Digest>> read_verdict_cache(const std::string& root) noexcept {
+  try {
+    fs::Fd r = fs::open_root(root);
+    fs::Fd state = fs::open_dir(r.get(), layout::kStateDir, false);
+    if (!state) return std::nullopt;
+    fs::Fd dir = fs::open_dir(state.get(), kVerdictCacheDir, false);
+    if (!dir) return std::nullopt;
+    struct stat st;
+    if (::fstat(state.get(), &st) != 0 || !trusted_owner(st)) return std::nullopt;
+    if (::fstat(dir.get(), &st) != 0 || !trusted_owner(st)) return std::nullopt;
+    fs::Fd f(::openat(dir.get(), std::string(kVerdictCacheFile).c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!f || ::fstat(f.get(), &st) != 0 || !S_ISREG(st.st_mode) || !trusted_owner(st)) return std::nullopt;
+    const auto size = static_cast<size_t>(st.st_size);
+    if (size < kVerdictMagic.size() || size > kVerdictCacheMax || (size - kVerdictMagic.size()) % sizeof(Digest) != 0)
+      return std::nullopt;
+    std::string data(size, '\0');
+    for (size_t off = 0; off < size;) {
+      ssize_t n = ::read(f.get(), data.data() + off, size - off);
+      if (n <= 0) return std::nullopt;  // shrank (being replaced? write_atomic renames: it never is)
+      off += static_cast<size_t>(n);
+    }
+    if (std::string_view(data).substr(0, kVerdictMagic.size()) != kVerdictMagic) return std::nullopt;
+    std::vector<Digest> out((size - kVerdictMagic.size()) / sizeof(Digest));
+    std::memcpy(out.data(), data.data() + kVerdictMagic.size(), size - kVerdictMagic.size());
+    return out;
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+std::size_t load_verdict_cache(const std::string& root, DecodeVerdicts& v) noexcept {
+  auto entries = read_verdict_cache(root);
+  if (!entries) return 0;
+  try {
+    std::lock_guard lk(v.mu);
+    v.good.reserve(v.good.size() + entries->size());
+    v.good.insert(entries->begin(), entries->end());
+  } catch (...) {  // only a cache
+    return 0;
+  }
+  return entries->size();
+}
+
+bool save_verdict_cache(const Context& ctx, DecodeVerdicts& v) {
+  std::vector<Digest> now = sorted_entries(v);
+  auto on_disk = read_verdict_cache(ctx.root);
+  if (on_disk ? *on_disk == now : now.empty()) return false;  // nothing new (an empty root stays empty)
+  std::string data(kVerdictMagic);
+  data.resize(kVerdictMagic.size() + now.size() * sizeof(Digest));
+  if (!now.empty()) std::memcpy(data.data() + kVerdictMagic.size(), now.data(), now.size() * sizeof(Digest));
+  Store(ctx).with_state_lock([&](int state) {
+    fs::Fd dir = fs::open_dir(state, kVerdictCacheDir, true);
+    fs::write_atomic(dir.get(), std::string(kVerdictCacheFile), data, 0644);
+  });
+  return true;
 }
 
 void add_verdicts(Report& r, const Folded* folded) {

@@ -13,6 +13,7 @@
 #include "core/fs.h"
 #include "core/generation.h"
 #include "core/layout.h"
+#include "core/trust.h"
 #include "core/x509.h"
 #include "helper/cli.h"
 #include "helper/host_config.h"
@@ -115,7 +116,8 @@ std::optional<json::object> daemon_report(const Context& ctx, std::string_view m
 void add_at(po::options_description& d) {
   d.add_options()("socket", po::value<std::string>(), "ask a running `ptrust serve` on this Unix socket")(
       "local", "read the stores directly even when `ptrust serve` runs on <root>/run/ptrust/ptrust.sock "
-               "(without --socket, --at or --local, a running daemon answers)")("at", po::value<std::string>(), "evaluate as of TIME (YYYY-MM-DD[THH:MM:SS[Z]], @EPOCH, +30d, -2h) instead of now");
+               "(without --socket, --at or --local, a running daemon answers); certificates the daemon "
+               "recorded as decoding (var/lib/ptrust/cache/decode-verdicts, by SHA-256) are not decoded again")("at", po::value<std::string>(), "evaluate as of TIME (YYYY-MM-DD[THH:MM:SS[Z]], @EPOCH, +30d, -2h) instead of now");
 }
 
 int status_cmd(const Common& c, const po::variables_map& vm) {
@@ -152,6 +154,9 @@ int status_cmd(const Common& c, const po::variables_map& vm) {
       return health == "ok" ? 0 : health == "warning" ? 3 : 1;
     }
   }
+  // Verdicts the daemon kept on disk: only certificates not in it are decoded.
+  opt.verdicts = std::make_shared<DecodeVerdicts>();
+  status::load_verdict_cache(ctx.root, *opt.verdicts);
   status::Report r = status::collect(ctx, parse_host_config(ctx.config), at_time(vm), opt);
   if (c.json) {
     json::object out = status::to_json(r);
@@ -198,7 +203,10 @@ int alerts_cmd(const Common& c, const po::variables_map& vm) {
       }
     }
   }
-  status::Report r = status::collect(ctx, hc, at_time(vm));
+  status::Options opt;
+  opt.verdicts = std::make_shared<DecodeVerdicts>();
+  status::load_verdict_cache(ctx.root, *opt.verdicts);
+  status::Report r = status::collect(ctx, hc, at_time(vm), opt);
   auto list = status::alerts(r, hc.alerts);
   if (c.json) {
     json::array a;

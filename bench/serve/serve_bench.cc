@@ -17,6 +17,12 @@
 //   DaemonMetrics   GET /metrics on 127.0.0.1, read to EOF; counters: the daemon's VmRSS after
 //                   start and after the scrapes (KiB), the exposition's size
 //   DaemonIdle      the daemon's utime+stime ticks over 3 s without requests (expect 0)
+//   CliStatusCached `ptrust status --json --local` once a daemon has run on the root: the
+//                   decode verdicts it keeps on disk (status.h) spare decoding the certificates
+//   DaemonPeak      a fresh `ptrust serve` through start, a store change (`ptrust install` of
+//                   one CA, until its generation shows), a `status` request and a metrics
+//                   scrape: counter rss_hwm_KiB = its VmHWM (peak RSS) at the end. Goal at
+//                   N=10,000: <= 64 MiB; above it the benchmark fails (exit status 1)
 //   DaemonRefresh   `ptrust install` of one more CA, then `status` requests until the new
 //                   generation shows; manual time = from install's exit until seen (includes
 //                   the watch's 200 ms debounce); counter install_ms = the install process;
@@ -130,8 +136,13 @@ class Daemon {
  public:
   // On the root's own socket, where `ptrust status` looks for it.
   Daemon(const std::string& root, const std::string& dir)
-      : sock_(root + "/run/ptrust/ptrust.sock"), err_(dir + "/serve.err") {
-    std::vector<std::string> argv = {PTRUST_BIN, "--root", root, "serve", "--socket", sock_, "--metrics", "127.0.0.1:" + std::to_string(free_port())};
+      : Daemon(root, dir,
+               {PTRUST_BIN, "--root", root, "serve", "--socket", root + "/run/ptrust/ptrust.sock", "--metrics",
+                "127.0.0.1:" + std::to_string(free_port())},
+               root + "/run/ptrust/ptrust.sock") {}
+  Daemon(const std::string& root, const std::string& dir, std::vector<std::string> argv, const std::string& sock)
+      : sock_(sock), err_(dir + "/serve.err") {
+    (void)root;
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
@@ -414,6 +425,53 @@ void DaemonIdle(benchmark::State& state) {
   if (ticks != 0) ++g_failures;
 }
 
+void CliStatusCached(benchmark::State& s) {
+  const int n = static_cast<int>(s.range(0));
+  world().daemon(n);  // it has written the verdicts after its first refresh
+  process(s, {PTRUST_BIN, "--root", world().host(n).root, "status", "--json", "--local"}, {0, 3});
+}
+
+// The memory goal for the daemon at 10,000 certificates.
+constexpr long kPeakGoalKib = 64L * 1024;
+
+void DaemonPeak(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  Host& h = world().host(n);
+  world().daemon(n).pid();  // the shared daemon runs too (as on a host: it refreshes beside)
+  long hwm = 0, rss = 0;
+  double start_ms = 0;
+  for (auto _ : state) {
+    const std::string dir = h.dir + "/peak";
+    std::filesystem::create_directories(dir);
+    std::string sock = dir + "/peak.sock";
+    // A second daemon on its own socket, started now: its VmHWM covers its start.
+    std::vector<std::string> argv = {PTRUST_BIN, "--root", h.root, "serve", "--socket", sock, "--metrics",
+                                     "127.0.0.1:" + std::to_string(free_port())};
+    Daemon d(h.root, dir, argv, sock);
+    start_ms = d.start_ms();
+    std::uint64_t before = generation_of(request(d.sock(), "status"));
+    const int serial = ++h.next_serial;
+    std::string f = h.dir + "/extra" + std::to_string(serial) + ".pem";
+    ptrust::testing::write_file(f, ptrust::testing::ca_with_key_pem(cn(100000 + serial), serial, h.key.get(), 365));
+    RunResult r = ptrust::testing::ptrust(h.root, {"install", f, "--ca", "--purpose", "licensing"});
+    if (r.status != 0) return fail(state, "install: " + r.err);
+    auto t1 = Clock::now();
+    while (generation_of(request(d.sock(), "status")) <= before) {
+      if (Clock::now() - t1 > 60s) return fail(state, "the new generation did not show within 60 s");
+      std::this_thread::sleep_for(5ms);
+    }
+    if (request(d.sock(), "status").find("\"generation\"") == std::string::npos) return fail(state, "status");
+    if (scrape(d.port()).find("x509_cert_not_after{") == std::string::npos) return fail(state, "scrape");
+    hwm = peak_rss_kib(d.pid());
+    rss = rss_kib(d.pid());
+  }
+  state.counters["rss_hwm_KiB"] = static_cast<double>(hwm);
+  state.counters["rss_end_KiB"] = static_cast<double>(rss);
+  state.counters["start_ms"] = start_ms;
+  if (n >= 10000 && hwm > kPeakGoalKib)
+    fail(state, "peak RSS " + std::to_string(hwm / 1024) + " MiB over the goal of " + std::to_string(kPeakGoalKib / 1024) + " MiB");
+}
+
 void DaemonRefresh(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
   Host& h = world().host(n);
@@ -459,6 +517,9 @@ BENCHMARK(DaemonStatus)->SIZES->Unit(benchmark::kMillisecond);
 BENCHMARK(DaemonMetrics)->SIZES->Unit(benchmark::kMillisecond);
 BENCHMARK(DaemonIdle)->SIZES->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(CliStatusDaemon)->SIZES->Unit(benchmark::kMillisecond);
+BENCHMARK(CliStatusCached)->SIZES->Unit(benchmark::kMillisecond);
+// These add certificates.
+BENCHMARK(DaemonPeak)->SIZES->Iterations(1)->Unit(benchmark::kMillisecond);
 // Last: it adds certificates.
 BENCHMARK(DaemonRefresh)->SIZES->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
 
@@ -495,7 +556,11 @@ int main(int argc, char** argv) {
                                                        {"DaemonStatus", "DaemonNop"},
                                                        {"DaemonAlerts", "DaemonNop"},
                                                        {"DaemonMetrics", "DaemonNop"},
-                                                       {"CliStatusJson", "DaemonStatus"}};
+                                                       {"CliStatusJson", "DaemonStatus"},
+                                                       {"CliStatusCached", "Storeutl"},
+                                                       {"CliStatusCached", "CliSyncCheck"},
+                                                       {"CliStatusCached", "CliListJson"},
+                                                       {"CliStatusJson", "CliStatusCached"}};
   for (const char* n : {"100", "1000", "10000"})
     for (const auto& [a, b] : pairs) {
       auto x = reporter.times.find(std::string(a) + "/" + n);

@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include <boost/json.hpp>
+#include <openssl/evp.h>
 
 #include "tests/support/run.h"
 #include "tests/support/testpki.h"
@@ -302,6 +303,88 @@ TEST_F(Status, NothingInstalledIsAWarningThatSaysWhatToDo) {
   EXPECT_NE(r.out.find("ptrust install FILE --ca|--pinned --purpose licensing"), std::string::npos) << r.out;
   // status writes nothing.
   EXPECT_FALSE(std::filesystem::exists(root / "var"));
+}
+
+// Decode verdicts kept on disk (<state>/cache/decode-verdicts, written by `ptrust serve`)
+// spare `status --local` decoding every certificate again. An entry is the SHA-256 of a tag
+// and one certificate's DER: it vouches only for those bytes. The file is believed only when it
+// and its directory are owned by root (or the user) and writable by no one else; anything else
+// is ignored. Even a believed entry never hides a certificate put into a store by hand: the
+// drift check compares the bytes with the database.
+TEST_F(Status, DecodeVerdictCacheIsBelievedOnlyWhenSafeAndNeverHidesDrift) {
+  config("purposes:\n  licensing: {}\n");
+  Issued ca = self_signed({.cn = "Cache CA", .ca = true, .not_after = 400 * kDay});
+  install(ca, {"--ca", "--purpose", "licensing"});
+  // A leaf (CA:FALSE) appended to the CA bundle by hand: the purpose fails closed.
+  Issued leaf = self_signed({.cn = "Not a CA", .ca = false, .not_after = 400 * kDay});
+  const std::string bundle = root / "etc/trusted-certs/ca-bundle-licensing.pem";
+  write_file(bundle, read_file(bundle) + leaf.pem());
+  auto licensing_failure = [&] {
+    auto s = status_json({"--local"});
+    for (const auto& p : s.at("purposes").as_array())
+      if (p.at("purpose") == "licensing")
+        return p.at("failure").is_null() ? std::string("none") : std::string(p.at("failure").as_string());
+    return std::string("?");
+  };
+  ASSERT_EQ(licensing_failure().rfind("STORE_CORRUPT", 0), 0u) << last.out;
+
+  // A cache vouching that both certificates' bytes decode and are CAs (tag 'c').
+  auto entry = [](const std::string& der) {
+    std::string tagged = "c" + der;
+    unsigned char md[32];
+    unsigned int n = 0;
+    EXPECT_EQ(EVP_Digest(tagged.data(), tagged.size(), md, &n, EVP_sha256(), nullptr), 1);
+    return std::string(reinterpret_cast<char*>(md), n);
+  };
+  const std::string cache = "ptrust-decode-verdicts 1\n" + entry(ca.der()) + entry(leaf.der());
+  const std::string dir = root / "var/lib/ptrust/cache";
+  const std::string file = dir + "/decode-verdicts";
+  std::filesystem::create_directories(dir);
+  using std::filesystem::perms;
+  auto plant = [&](const std::string& data, perms file_mode, perms dir_mode) {
+    std::filesystem::remove(file);
+    write_file(file, data);
+    std::filesystem::permissions(file, file_mode);
+    std::filesystem::permissions(dir, dir_mode);
+  };
+  const perms p644 = perms::owner_read | perms::owner_write | perms::group_read | perms::others_read;
+  const perms p755 = perms::owner_all | perms::group_read | perms::group_exec | perms::others_read | perms::others_exec;
+
+  plant(cache, p644 | perms::others_write, p755);  // writable by anyone: ignored
+  EXPECT_EQ(licensing_failure().rfind("STORE_CORRUPT", 0), 0u) << last.out;
+  plant(cache, p644 | perms::group_write, p755);
+  EXPECT_EQ(licensing_failure().rfind("STORE_CORRUPT", 0), 0u) << last.out;
+  plant(cache, p644, perms::all);  // in a directory anyone can write to: ignored
+  EXPECT_EQ(licensing_failure().rfind("STORE_CORRUPT", 0), 0u) << last.out;
+  plant(cache.substr(0, cache.size() - 1), p644, p755);  // not whole entries: ignored
+  EXPECT_EQ(licensing_failure().rfind("STORE_CORRUPT", 0), 0u) << last.out;
+  plant("ptrust-decode-verdicts 2\n" + cache.substr(cache.find('\n') + 1), p644, p755);  // another format
+  EXPECT_EQ(licensing_failure().rfind("STORE_CORRUPT", 0), 0u) << last.out;
+  {  // a symlink to a good file elsewhere: never followed
+    std::filesystem::remove(file);
+    write_file(in / "elsewhere", cache);
+    std::filesystem::permissions(in / "elsewhere", p644);
+    std::filesystem::create_symlink(in / "elsewhere", file);
+    EXPECT_EQ(licensing_failure().rfind("STORE_CORRUPT", 0), 0u) << last.out;
+  }
+  // Safe: believed (the leaf is not decoded: the purpose no longer fails on it), yet the
+  // bundle is still drift, so status is not ok and says so.
+  plant(cache, p644, p755);
+  EXPECT_EQ(licensing_failure(), "none") << last.out;
+  EXPECT_NE(last.status, 0);
+  bool bundle_drift = false;
+  const json::value reported = json::parse(last.out);
+  for (const auto& d : reported.at("drift").as_array())
+    bundle_drift |= d.at("path").as_string().ends_with("ca-bundle-licensing.pem");
+  EXPECT_TRUE(bundle_drift) << last.out;
+  EXPECT_EQ(name_at(now, "stores"), "STORE_DRIFT/2");
+  // An entry vouches only for its own bytes: without the leaf's, it is decoded again.
+  plant("ptrust-decode-verdicts 1\n" + entry(ca.der()), p644, p755);
+  EXPECT_EQ(licensing_failure().rfind("STORE_CORRUPT", 0), 0u) << last.out;
+  // `ptrust sync` repairs the bundle; status is ok with the cache in place.
+  ASSERT_EQ(pt({"sync"}).status, 0);
+  EXPECT_EQ(licensing_failure(), "none") << last.out;
+  EXPECT_EQ(last.status, 0) << last.out;
 }
 
 }  // namespace

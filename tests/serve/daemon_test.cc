@@ -87,6 +87,16 @@ TEST_F(Serve, StoreChangeIsSeenInStatusAlertsAndMetricsWithinOneSecond) {
   EXPECT_TRUE(eventually([&] { return scrape().find("subject_CN=\"Soon CA\"") != std::string::npos; }, 1s));
   auto s = result("status");
   EXPECT_EQ(s.at("health"), "error");  // a priority 1 alert
+  // The daemon keeps its decode verdicts on disk for `status --local` (one entry of 32 bytes
+  // per certificate: both CAs, each as "decodes and is a CA"; the file is rewritten after a
+  // refresh that changes them).
+  const std::string verdicts = root / "var/lib/ptrust/cache/decode-verdicts";
+  EXPECT_TRUE(eventually([&] { return std::filesystem::exists(verdicts) && read_file(verdicts).size() == 25 + 2 * 32; }, 1s))
+      << (std::filesystem::exists(verdicts) ? read_file(verdicts).size() : 0);
+  EXPECT_EQ(read_file(verdicts).rfind("ptrust-decode-verdicts 1\n", 0), 0u);
+  EXPECT_EQ(std::filesystem::status(verdicts).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write | std::filesystem::perms::group_read |
+                std::filesystem::perms::others_read);
   std::cout << "[ measured ] change visible after "
             << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()
             << " ms\n";
