@@ -313,8 +313,8 @@ Report collect(const Context& context, const HostConfig& hc, std::int64_t now, c
   auto wanted = [&](std::string_view p) { return !opt.purpose || *opt.purpose == p; };
 
   // Drift, as `sync --check` reports it, and the database it compared the stores with: what
-  // alerts and metrics name (UUIDs, files). One load of db.json (at 10,000 certificates each
-  // costs about a second and tens of MiB at its peak).
+  // alerts and metrics name (UUIDs, files). One load of the database (each load holds every
+  // record and its certificate: ~10 MB at 10,000 certificates).
   Database db;
   bool have_db = false;
   try {

@@ -109,7 +109,7 @@ struct Options {
 // written by the daemon after a refresh. Each entry is the tagged SHA-256 of one certificate's
 // DER (core/trust.cc check_decodes): it can only ever vouch for those exact bytes, and a verdict
 // is a pure function of them. The file is used only when it and the directories holding it are
-// owned by root or by this user and writable by no one else (the trust db.json has); anything
+// owned by root or by this user and writable by no one else (the trust ptrust.db has); anything
 // else (missing, a symlink, malformed) is ignored: the certificates are decoded as without it.
 // Returns the number of entries taken in.
 std::size_t load_verdict_cache(const std::string& root, DecodeVerdicts& v) noexcept;
