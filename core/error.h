@@ -89,6 +89,12 @@ enum class Code {
   kFleetSourceUnavailable,
   kFleetSourceInvalid,
   kFleetDocumentMissing,
+  // Fleet signatures (`fleet publish --signature`, `serve --follow --require-signature`): the
+  // document's detached CMS signature is missing, malformed, by a key not pinned for purpose
+  // `fleet` (or nothing is pinned for it), or over other bytes; the signature is older than
+  // the signed document this host last applied (a replay) (additive).
+  kFleetSignatureInvalid,
+  kFleetSignatureStale,
 };
 
 // What each code is called and how each consumer reports it (core/error.cc holds the table).
