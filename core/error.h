@@ -95,6 +95,10 @@ enum class Code {
   // the signed document this host last applied (a replay) (additive).
   kFleetSignatureInvalid,
   kFleetSignatureStale,
+  // `serve --follow`: the desired document drops every certificate this host now trusts for a
+  // purpose it needs to keep following (--etcd-purpose; fleet with --require-signature):
+  // applying it would cut the host off (additive).
+  kFleetDocumentCutsOff,
 };
 
 // What each code is called and how each consumer reports it (core/error.cc holds the table).

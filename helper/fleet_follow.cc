@@ -244,23 +244,22 @@ void Follower::consider(const Kv& kv, const std::string* sig) {
   if (kv.mod_revision == rejected_revision_) return;
   Outcome o;
   Signed signed_by;
-  if (verify_) {
-    // Checked before anything of the document is parsed.
-    try {
+  try {
+    if (verify_) {
+      // Checked before anything of the document is parsed.
       signed_by = verify_(kv.value, sig ? *sig : std::string());
       if (signed_by.signed_at < state_.signed_at)
         throw Error(Code::kFleetSignatureStale,
                     "the desired document was signed at " + std::to_string(signed_by.signed_at) +
                         ", before the signed document this host applied last (" + std::to_string(state_.signed_at) +
                         "): an older document published again is not applied");
-      o = apply_(kv.value, kv.mod_revision);
-    } catch (const Error& x) {
-      o.error = one_line(x);
-    } catch (const std::exception& x) {
-      o.error = std::string("INTERNAL_ERROR: ") + x.what();
     }
-  } else {
+    if (check_) check_(kv.value);
     o = apply_(kv.value, kv.mod_revision);
+  } catch (const Error& x) {
+    o.error = one_line(x);
+  } catch (const std::exception& x) {
+    o.error = std::string("INTERNAL_ERROR: ") + x.what();
   }
   if (o.ok && verify_) {
     state_.signed_at = signed_by.signed_at;

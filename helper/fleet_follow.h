@@ -62,6 +62,9 @@ class Follower {
   // signing time is kept in `root`'s state directory across restarts.
   using Verify = std::function<Signed(const std::string& doc, const std::string& sig)>;
   void require_signature(Verify verify, std::string root);
+  // Before start(): run on each document before it is applied; an Error refuses it (reported
+  // rejected with its code).
+  void check_before_apply(std::function<void(const std::string& doc)> check) { check_ = std::move(check); }
   void start();
   const FollowState& state() const noexcept { return state_; }
 
@@ -82,6 +85,7 @@ class Follower {
   Endpoint ep_;
   std::string key_, sig_key_, host_key_;
   Verify verify_;
+  std::function<void(const std::string&)> check_;
   std::string root_;
   Apply apply_;
   std::function<void()> changed_;

@@ -3,9 +3,12 @@
 #include <openssl/cms.h>
 #include <openssl/err.h>
 
+#include <boost/json.hpp>
 #include <charconv>
+#include <set>
 #include <ctime>
 
+#include "core/cert.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/layout.h"
@@ -113,6 +116,51 @@ void record_signed_at(const std::string& root, std::string_view fleet, std::int6
   fs::Fd r = fs::open_root(root);
   fs::Fd state = fs::open_dir(r.get(), layout::kStateDir, true);
   fs::write_atomic(state.get(), state_file(fleet), std::to_string(t) + "\n", 0644);
+}
+
+}  // namespace ptrust::fleet
+
+namespace ptrust::fleet {
+
+void refuse_cut_off(const Context& ctx, const std::vector<std::string>& keep, const std::string& doc) {
+  if (keep.empty()) return;
+  boost::system::error_code ec;
+  boost::json::parse_options opt;
+  opt.max_depth = 16;
+  boost::json::value v = boost::json::parse(doc, ec, {}, opt);
+  const boost::json::array* trusted = nullptr;
+  if (!ec && v.is_object())
+    if (const auto* t = v.as_object().if_contains("trusted"); t && t->is_array()) trusted = &t->as_array();
+  if (!trusted) return;  // malformed: the validation that follows refuses it with its own code
+  for (const std::string& p : keep) {
+    auto now = build_trust(ctx, p, TrustStamp{});
+    if (!now || now->failure || now->certs.empty()) continue;
+    std::set<std::string> ders;
+    for (const auto& c : now->certs) ders.insert(c.der);
+    bool kept = false;
+    for (const auto& o : *trusted) {
+      if (!o.is_object()) continue;
+      const auto* pem = o.as_object().if_contains("pem");
+      const auto* ps = o.as_object().if_contains("purposes");
+      if (!pem || !pem->is_string() || !ps || !ps->is_array()) continue;
+      bool names = ps->as_array().empty() && now->mode == Mode::kGeneral;
+      for (const auto& x : ps->as_array()) names = names || (x.is_string() && x.as_string() == p);
+      if (!names) continue;
+      try {
+        for (const auto& c : scan_bundle(std::string_view(pem->as_string()), "the document"))
+          kept = kept || ders.count(c.der);
+      } catch (const Error&) {
+        continue;  // refused by the validation that follows
+      }
+      if (kept) break;
+    }
+    if (!kept)
+      throw Error(Code::kFleetDocumentCutsOff,
+                  "the desired document trusts none of the certificates purpose " + p +
+                      " trusts on this host now, which it needs to keep following the fleet (" +
+                      (p == kSignaturePurpose ? std::string("to verify the next signed document") : std::string("to reach etcd")) +
+                      "): not applied; publish the new trust beside the old first, and remove the old in a later document");
+  }
 }
 
 }  // namespace ptrust::fleet

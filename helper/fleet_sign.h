@@ -43,4 +43,14 @@ Signed verify_with_pins(const Context& ctx, std::string_view doc, std::string_vi
 std::int64_t last_signed_at(const std::string& root, std::string_view fleet);
 void record_signed_at(const std::string& root, std::string_view fleet, std::int64_t t);
 
+// FLEET_DOCUMENT_CUTS_OFF when `doc` (an export document, already readable JSON or not:
+// anything malformed is left to the full validation that follows) names none of the
+// certificates ctx's root trusts now for one of `keep` (with that purpose, or as a general CA
+// when the purpose is in general mode). Purposes that trust nothing now are not checked.
+// A host following etcd over TLS keeps its --etcd-purpose, one requiring signatures keeps
+// `fleet`: a document that replaced all of either at once would leave it unable to reach etcd
+// or to verify the next document. Rotations add the new trust in one document and remove
+// the old in a later one.
+void refuse_cut_off(const Context& ctx, const std::vector<std::string>& keep, const std::string& doc);
+
 }  // namespace ptrust::fleet

@@ -271,6 +271,11 @@ class Daemon {
     if (require_signature)
       follower_->require_signature(
           [this](const std::string& doc, const std::string& sig) { return fleet::verify_with_pins(ctx_, doc, sig); }, ctx_.root);
+    // The trust it needs to keep following: a document without it is refused (FLEET_DOCUMENT_CUTS_OFF).
+    std::vector<std::string> keep;
+    if (ep.tls) keep.push_back(ep.purpose);
+    if (require_signature) keep.emplace_back(fleet::kSignaturePurpose);
+    follower_->check_before_apply([this, keep](const std::string& doc) { fleet::refuse_cut_off(ctx_, keep, doc); });
     follower_->start();
   }
 

@@ -439,6 +439,25 @@ TEST_F(Fleet, SignedDocumentsAreAppliedOnlyWhenSignedByThePinnedKeyAndNotOlder) 
     for (auto& h : hosts) EXPECT_EQ(store(h->root.path()), good) << h->uuid;
   }
 
+  // Validly signed, but without the fleet pin: applying it would leave the hosts unable to
+  // verify the next document.
+  {
+    TempDir unpinned_src;
+    configure(unpinned_src.path());
+    write_file(unpinned_src / "etc/ptrust/ptrust.yaml", "purposes:\n  licensing: {}\n  ldaps: {}\n  fleet: {}\n");
+    std::string no_pin = ptrust(unpinned_src.path(), {"export", "-"}).out;
+    RunResult pub = publish(no_pin, {"--signature", sign(no_pin, "signer")});
+    ASSERT_EQ(pub.status, 0) << pub.err;
+    std::int64_t rev = json::parse(pub.out).at("revision").as_int64();
+    EXPECT_TRUE(eventually([&] {
+      return all_report([&](const json::object& h) {
+        return h.at("seen_revision") == rev && h.at("applied_revision") == r1 && h.at("health") == "rejected" &&
+               std::string(h.at("error").as_string()).rfind("FLEET_DOCUMENT_CUTS_OFF:", 0) == 0;
+      });
+    })) << json::serialize(status());
+    for (auto& h : hosts) EXPECT_EQ(store(h->root.path()), good) << h->uuid;
+  }
+
   // A newer signed document is applied; the older one published again (by anyone: its
   // signature is valid) is not, also by a host restarted in between.
   std::this_thread::sleep_for(1100ms);  // signingTime counts seconds
@@ -614,6 +633,29 @@ TEST(FleetTls, PublishAndFollowOverTlsVerifiedByAPtrustPurpose) {
                        "--etcd-purpose", "etcd", "--etcd-cert", dir / "client.pem", "--etcd-key", dir / "client.key"});
     return r.out.find("converged: 1 of 1 hosts") != std::string::npos;
   }));
+  // A document without the etcd CA would cut the host off from etcd: refused, reported, and
+  // the host keeps its state (and still reaches etcd: it reports).
+  Tree before = tree_of(host.path());
+  TempDir bare;
+  std::filesystem::create_directories(bare.path() + "/etc/ptrust");
+  write_file(bare.path() + "/etc/ptrust/ptrust.yaml", "purposes:\n  licensing: {}\n  ldaps: {}\n  etcd: {}\n");
+  ASSERT_EQ(ptrust(bare.path(), {"install", dir / "lic.pem", "--ca", "--purpose", "licensing"}).status, 0);
+  doc = ptrust(bare.path(), {"export", "-"}).out;
+  RunResult cut = publish(src.path(), tls);
+  ASSERT_EQ(cut.status, 0) << cut.err;
+  auto host_report = [&] {
+    RunResult r = run({PTRUST_BIN, "--root", host.path(), "fleet", "status", "--etcd", etcd.url(), "--fleet", "f1", "--json",
+                       "--etcd-purpose", "etcd", "--etcd-cert", dir / "client.pem", "--etcd-key", dir / "client.key"});
+    json::object o = r.status == 0 ? json::parse(r.out).as_object() : json::object{};
+    return o.contains("hosts") && !o.at("hosts").as_array().empty() ? o.at("hosts").as_array().at(0).as_object() : json::object{};
+  };
+  EXPECT_TRUE(eventually([&] {
+    json::object h = host_report();
+    return h.contains("health") && h.at("health") == "rejected" &&
+           std::string(h.at("error").as_string()).rfind("FLEET_DOCUMENT_CUTS_OFF:", 0) == 0;
+  })) << json::serialize(host_report()) << d.err();
+  EXPECT_EQ(tree_of(host.path()), before);
+
   // Plain HTTP to the TLS port is no way around it.
   RunResult plain = run({PTRUST_BIN, "fleet", "status", "--etcd", "http://127.0.0.1:" + std::to_string(etcd.port()), "--fleet", "f1"});
   EXPECT_EQ(plain.status, 1);
