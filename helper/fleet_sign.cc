@@ -74,10 +74,10 @@ Signed verify_signature(std::string_view doc, std::string_view sig, const std::v
   constexpr unsigned kFlags = CMS_BINARY | CMS_NOINTERN | CMS_NO_SIGNER_CERT_VERIFY | CMS_NOCRL;
   if (CMS_verify(cms.get(), certs.s, nullptr, content.get(), nullptr, kFlags) != 1) {
     unsigned long e = ERR_peek_last_error();
-    std::string why = ERR_GET_REASON(e) == CMS_R_SIGNER_CERTIFICATE_NOT_FOUND
-                          ? "not made by a key pinned for purpose fleet"
-                          : "does not verify over this document (" + std::string(e ? ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "unknown" : "unknown") + ")";
-    refuse(why);
+    if (ERR_GET_LIB(e) == ERR_LIB_CMS && ERR_GET_REASON(e) == CMS_R_SIGNER_CERTIFICATE_NOT_FOUND)
+      refuse("not made by a key pinned for purpose fleet");
+    const char* reason = e ? ERR_reason_error_string(e) : nullptr;
+    refuse(std::string("does not verify over this document (") + (reason ? reason : "no reason given") + ")");
   }
   STACK_OF(X509)* signers = CMS_get0_signers(cms.get());
   if (signers && sk_X509_num(signers) == 1) out.signer = subject_of(sk_X509_value(signers, 0));

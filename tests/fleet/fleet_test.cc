@@ -406,13 +406,13 @@ TEST_F(Fleet, SignedDocumentsAreAppliedOnlyWhenSignedByThePinnedKeyAndNotOlder) 
   std::string doc2 = exported();
   struct Case {
     std::string name, doc, sig;  // sig: a file ("" = unsigned)
-    std::string code;
+    std::string code, why;  // why: in the message
   };
   std::vector<Case> cases = {
-      {"unsigned", doc2, "", "FLEET_SIGNATURE_INVALID"},
-      {"changed after signing", doc2, sig1, "FLEET_SIGNATURE_INVALID"},
-      {"signed by another key", doc2, sign(doc2, "impostor"), "FLEET_SIGNATURE_INVALID"},
-      {"not a signature", doc2, dir / "signer.pem", "FLEET_SIGNATURE_INVALID"},
+      {"unsigned", doc2, "", "FLEET_SIGNATURE_INVALID", "none (the fleet requires signed documents"},
+      {"changed after signing", doc2, sig1, "FLEET_SIGNATURE_INVALID", "does not verify over this document"},
+      {"signed by another key", doc2, sign(doc2, "impostor"), "FLEET_SIGNATURE_INVALID", "not made by a key pinned for purpose fleet"},
+      {"not a signature", doc2, dir / "signer.pem", "FLEET_SIGNATURE_INVALID", "not one DER CMS structure"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -423,6 +423,7 @@ TEST_F(Fleet, SignedDocumentsAreAppliedOnlyWhenSignedByThePinnedKeyAndNotOlder) 
       RunResult pub = publish(c.doc, {"--signature", c.sig});
       EXPECT_EQ(pub.status, 1);
       EXPECT_EQ(pub.err.rfind("ptrust: " + c.code + ":", 0), 0u) << pub.err;
+      EXPECT_NE(pub.err.find(c.why), std::string::npos) << pub.err;
       EXPECT_EQ(status().at("desired_revision"), desired) << "nothing was written";
       // As a writer to etcd alone could: the signature first, then the document.
       ASSERT_TRUE(etcd.put("/ptrust/fleets/f1/desired.sig", read(c.sig)));
@@ -433,7 +434,8 @@ TEST_F(Fleet, SignedDocumentsAreAppliedOnlyWhenSignedByThePinnedKeyAndNotOlder) 
     EXPECT_TRUE(eventually([&] {
       return all_report([&](const json::object& h) {
         return h.at("seen_revision") == bad && h.at("applied_revision") == r1 && h.at("health") == "rejected" &&
-               std::string(h.at("error").as_string()).rfind(c.code + ":", 0) == 0;
+               std::string(h.at("error").as_string()).rfind(c.code + ":", 0) == 0 &&
+               std::string(h.at("error").as_string()).find(c.why) != std::string::npos;
       });
     })) << json::serialize(status());
     for (auto& h : hosts) EXPECT_EQ(store(h->root.path()), good) << h->uuid;
