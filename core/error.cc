@@ -69,6 +69,9 @@ constexpr CodeInfo kCodes[] = {
     {Code::kFleetSourceUnavailable, "FLEET_SOURCE_UNAVAILABLE", 54, PTRUST_REASON_INTERNAL_ERROR},
     {Code::kFleetSourceInvalid, "FLEET_SOURCE_INVALID", 55, PTRUST_REASON_INTERNAL_ERROR},
     {Code::kFleetDocumentMissing, "FLEET_DOCUMENT_MISSING", 56, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kFleetSignatureInvalid, "FLEET_SIGNATURE_INVALID", 57, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kFleetSignatureStale, "FLEET_SIGNATURE_STALE", 58, PTRUST_REASON_INTERNAL_ERROR},
+    {Code::kFleetDocumentCutsOff, "FLEET_DOCUMENT_CUTS_OFF", 59, PTRUST_REASON_INTERNAL_ERROR},
 };
 
 constexpr bool rows_in_enum_order() {
@@ -77,7 +80,7 @@ constexpr bool rows_in_enum_order() {
   return true;
 }
 static_assert(rows_in_enum_order(), "kCodes rows must follow the order of enum Code");
-static_assert(std::size(kCodes) == static_cast<size_t>(Code::kFleetDocumentMissing) + 1, "a Code lacks its row");
+static_assert(std::size(kCodes) == static_cast<size_t>(Code::kFleetDocumentCutsOff) + 1, "a Code lacks its row");
 
 constexpr bool provider_reasons_unique() {
   for (size_t i = 0; i < std::size(kCodes); ++i)

@@ -89,6 +89,16 @@ enum class Code {
   kFleetSourceUnavailable,
   kFleetSourceInvalid,
   kFleetDocumentMissing,
+  // Fleet signatures (`fleet publish --signature`, `serve --follow --require-signature`): the
+  // document's detached CMS signature is missing, malformed, by a key not pinned for purpose
+  // `fleet` (or nothing is pinned for it), or over other bytes; the signature is older than
+  // the signed document this host last applied (a replay) (additive).
+  kFleetSignatureInvalid,
+  kFleetSignatureStale,
+  // `serve --follow`: the desired document drops every certificate this host now trusts for a
+  // purpose it needs to keep following (--etcd-purpose; fleet with --require-signature):
+  // applying it would cut the host off (additive).
+  kFleetDocumentCutsOff,
 };
 
 // What each code is called and how each consumer reports it (core/error.cc holds the table).

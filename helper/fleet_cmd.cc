@@ -10,6 +10,7 @@
 #include "helper/cli.h"
 #include "helper/fleet_etcd.h"
 #include "helper/fleet_http.h"
+#include "helper/fleet_sign.h"
 
 namespace ptrust::cli {
 
@@ -52,11 +53,19 @@ int publish_cmd(const Common& c, const po::variables_map& vm) {
   apply_etcd_tls_options(ep, vm, c.context());
   std::string name = fleet_opt(vm);
   std::string doc = read_document(vm["file"].as<std::string>());
+  // The signature first (hosts that require one check it before anything else): a document
+  // changed after signing, or a signer not pinned here for purpose fleet, is never published.
+  std::optional<std::string> sig;
+  fleet::Signed signed_by;
+  if (vm.count("signature")) {
+    sig = fs::read_input(vm["signature"].as<std::string>(), fleet::kMaxSignature);
+    signed_by = fleet::verify_with_pins(c.context(), doc, *sig);
+  }
   validate(c.context(), doc);
   std::string key = fleet::desired_key(name);
   std::int64_t expected = vm.count("expect-revision") ? vm["expect-revision"].as<std::int64_t>() : current_revision(ep, key);
   if (expected < 0) throw Error(Code::kUsage, "--expect-revision must be 0 (no document yet) or a revision");
-  auto t = fleet::parse_txn(fleet::post(ep, "/v3/kv/txn", fleet::cas_put_request(key, doc, expected)));
+  auto t = fleet::parse_txn(fleet::post(ep, "/v3/kv/txn", fleet::cas_put_request(key, doc, expected, fleet::signature_key(name), sig ? &*sig : nullptr)));
   if (!t.succeeded) {
     std::int64_t now = current_revision(ep, key);
     throw Error(Code::kFleetConflict, "the desired document of fleet " + name + " is at revision " + std::to_string(now) +
@@ -64,9 +73,15 @@ int publish_cmd(const Common& c, const po::variables_map& vm) {
                                           " (another publisher wrote it): nothing was written; read it again and publish");
   }
   if (c.json) {
-    print_json(json::object{{"fleet", name}, {"revision", t.revision}, {"previous_revision", expected}, {"bytes", doc.size()}});
+    print_json(json::object{{"fleet", name},
+                            {"revision", t.revision},
+                            {"previous_revision", expected},
+                            {"bytes", doc.size()},
+                            {"signed_at", sig ? json::value(signed_by.signed_at) : json::value(nullptr)},
+                            {"signer", sig ? json::value(signed_by.signer) : json::value(nullptr)}});
   } else {
-    std::cout << "published fleet " << name << " revision " << t.revision << " (" << doc.size() << " bytes)\n";
+    std::cout << "published fleet " << name << " revision " << t.revision << " (" << doc.size() << " bytes"
+              << (sig ? ", signed by " + signed_by.signer : std::string(", unsigned")) << ")\n";
   }
   return 0;
 }
@@ -154,7 +169,7 @@ void apply_etcd_tls_options(fleet::Endpoint& ep, const po::variables_map& vm, co
 }
 
 void add_fleet_commands(std::vector<Command>& out) {
-  out.push_back({"fleet publish", "--etcd URL --fleet NAME [FILE|-] [--expect-revision N]",
+  out.push_back({"fleet publish", "--etcd URL --fleet NAME [FILE|-] [--expect-revision N] [--signature FILE]",
                  "validate an export document as import does and make it the fleet's desired trust (compare-and-swap)",
                  true,
                  [](po::options_description& d, po::positional_options_description& p) {
@@ -162,7 +177,12 @@ void add_fleet_commands(std::vector<Command>& out) {
                    d.add_options()("file", po::value<std::string>()->default_value("-"), "export document, or - for standard input")(
                        "expect-revision", po::value<std::int64_t>(),
                        "write only if the desired document is still at this revision (as `fleet status` showed it; 0: "
-                       "there is none yet); default: the revision read just before writing. Else FLEET_CONFLICT");
+                       "there is none yet); default: the revision read just before writing. Else FLEET_CONFLICT")(
+                       "signature", po::value<std::string>(),
+                       "a detached CMS signature (DER) of the document, made offline with `openssl cms -sign -binary "
+                       "-nocerts -outform DER` (detached); checked against this root's pins for purpose fleet "
+                       "(FLEET_SIGNATURE_INVALID) and written with the document in one transaction. Without it the "
+                       "document is published unsigned (any previous signature removed)");
                    p.add("file", 1);
                  },
                  publish_cmd});

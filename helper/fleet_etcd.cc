@@ -6,6 +6,7 @@
 
 #include "core/db.h"
 #include "core/error.h"
+#include "helper/serve_io.h"
 
 namespace ptrust::fleet {
 
@@ -20,24 +21,13 @@ Endpoint parse_authority(std::string_view a, bool tls, std::string_view whole) {
   auto bad = [&](const std::string& why) -> Endpoint {
     throw Error(Code::kUsage, "etcd endpoint '" + printable(whole) + "': " + why);
   };
-  std::string_view host, port;
-  if (!a.empty() && a[0] == '[') {
-    auto close = a.find(']');
-    if (close == std::string_view::npos || close + 1 >= a.size() || a[close + 1] != ':') return bad("expected [V6]:PORT");
-    host = a.substr(1, close - 1);
-    port = a.substr(close + 2);
-  } else {
-    auto colon = a.rfind(':');
-    if (colon == std::string_view::npos) return bad("a port is needed (HOST:PORT)");
-    host = a.substr(0, colon);
-    port = a.substr(colon + 1);
-  }
-  unsigned p = 0;
-  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
-  if (ec != std::errc() || end != port.data() + port.size() || p == 0 || p > 65535) return bad("bad port");
+  std::string why;
+  serve::HostPort hp = serve::split_host_port(a, why);
+  if (!why.empty()) return bad(why);
+  std::string_view host = hp.host;
   Endpoint ep;
   ep.tls = tls;
-  ep.port = static_cast<uint16_t>(p);
+  ep.port = hp.port;
   if (host == "localhost") host = "127.0.0.1";  // never resolved: a name could be pointed elsewhere
   boost::system::error_code err;
   auto addr = boost::asio::ip::make_address(std::string(host), err);
@@ -168,6 +158,7 @@ bool valid_fleet_name(std::string_view n) noexcept {
 
 std::string fleet_prefix(std::string_view fleet) { return "/ptrust/fleets/" + std::string(fleet) + "/"; }
 std::string desired_key(std::string_view fleet) { return fleet_prefix(fleet) + "desired"; }
+std::string signature_key(std::string_view fleet) { return fleet_prefix(fleet) + "desired.sig"; }
 std::string hosts_prefix(std::string_view fleet) { return fleet_prefix(fleet) + "hosts/"; }
 std::string host_key(std::string_view fleet, std::string_view uuid) { return hosts_prefix(fleet) + std::string(uuid); }
 
@@ -239,15 +230,19 @@ std::string range_request(std::string_view key, std::string_view range_end) {
   return json::serialize(o);
 }
 
-std::string cas_put_request(std::string_view key, std::string_view value, std::int64_t mod_revision) {
+std::string cas_put_request(std::string_view key, std::string_view value, std::int64_t mod_revision,
+                            std::string_view sig_key, const std::string* sig) {
   json::object cmp = mod_revision == 0
                          ? json::object{{"target", "CREATE"}, {"result", "EQUAL"}, {"key", b64(key)}, {"create_revision", "0"}}
                          : json::object{{"target", "MOD"},
                                         {"result", "EQUAL"},
                                         {"key", b64(key)},
                                         {"mod_revision", std::to_string(mod_revision)}};
-  json::object put{{"request_put", json::object{{"key", b64(key)}, {"value", b64(value)}}}};
-  return json::serialize(json::object{{"compare", json::array{std::move(cmp)}}, {"success", json::array{std::move(put)}}});
+  json::array ops{json::object{{"request_put", json::object{{"key", b64(key)}, {"value", b64(value)}}}}};
+  if (!sig_key.empty())
+    ops.emplace_back(sig ? json::object{{"request_put", json::object{{"key", b64(sig_key)}, {"value", b64(*sig)}}}}
+                         : json::object{{"request_delete_range", json::object{{"key", b64(sig_key)}}}});
+  return json::serialize(json::object{{"compare", json::array{std::move(cmp)}}, {"success", std::move(ops)}});
 }
 
 std::string put_request(std::string_view key, std::string_view value) {

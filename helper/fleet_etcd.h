@@ -6,6 +6,8 @@
 //
 // Key layout under /ptrust/fleets/<fleet>/:
 //   desired              the export document (core/exchange.h) every host converges to
+//   desired.sig          its detached CMS signature (helper/fleet_sign.h), written in the same
+//                        transaction as desired (absent: the document is unsigned)
 //   hosts/<host-uuid>    one host's report (HostStatus as JSON), written by `serve --follow`
 #pragma once
 
@@ -45,6 +47,7 @@ Endpoint parse_follow_spec(std::string_view spec, std::string& fleet);
 bool valid_fleet_name(std::string_view name) noexcept;
 std::string fleet_prefix(std::string_view fleet);  // /ptrust/fleets/<fleet>/
 std::string desired_key(std::string_view fleet);
+std::string signature_key(std::string_view fleet);  // desired.sig
 std::string hosts_prefix(std::string_view fleet);
 std::string host_key(std::string_view fleet, std::string_view host_uuid);
 // The range_end that makes a range over every key starting with `prefix`.
@@ -82,7 +85,10 @@ struct WatchMessage {
 // Request bodies (JSON) for /v3/kv/range, /v3/kv/txn, /v3/kv/put, /v3/watch.
 std::string range_request(std::string_view key, std::string_view range_end = {});
 // Put `value` at `key` if the key's mod_revision is still `mod_revision` (0: the key must not exist).
-std::string cas_put_request(std::string_view key, std::string_view value, std::int64_t mod_revision);
+// With `sig_key`: in the same transaction, `*sig` is put at sig_key, or (sig null) sig_key is
+// deleted, so that a document and its signature are only ever written together.
+std::string cas_put_request(std::string_view key, std::string_view value, std::int64_t mod_revision,
+                            std::string_view sig_key = {}, const std::string* sig = nullptr);
 std::string put_request(std::string_view key, std::string_view value);
 std::string watch_request(std::string_view key, std::int64_t start_revision);
 

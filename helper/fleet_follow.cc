@@ -34,7 +34,10 @@ json::object to_json(const FollowState& s) {
                       {"generation", s.generation},
                       {"health", s.health},
                       {"error", s.error.empty() ? json::value(nullptr) : json::value(s.error)},
-                      {"reconnects", s.reconnects}};
+                      {"reconnects", s.reconnects},
+                      {"signature_required", s.signature_required},
+                      {"signed_at", s.signed_at},
+                      {"signer", s.signer.empty() ? json::value(nullptr) : json::value(s.signer)}};
 }
 
 std::string text(const FollowState& s) {
@@ -92,6 +95,7 @@ Follower::Follower(boost::asio::io_context& io, Endpoint ep, std::string fleet, 
     : io_(io),
       ep_(std::move(ep)),
       key_(desired_key(fleet)),
+      sig_key_(signature_key(fleet)),
       host_key_(host_key(fleet, host)),
       apply_(std::move(apply)),
       changed_(std::move(changed)),
@@ -107,6 +111,13 @@ Follower::Follower(boost::asio::io_context& io, Endpoint ep, std::string fleet, 
 Follower::~Follower() {
   ++epoch_;
   if (stream_) stream_->close();
+}
+
+void Follower::require_signature(Verify verify, std::string root) {
+  verify_ = std::move(verify);
+  root_ = std::move(root);
+  state_.signature_required = true;
+  state_.signed_at = last_signed_at(root_, state_.fleet);
 }
 
 void Follower::start() { read(); }
@@ -127,18 +138,26 @@ void Follower::read() {
 }
 
 void Follower::start_read(std::uint64_t e) {
-  async_post(io_, ep_, "/v3/kv/range", range_request(key_), kRequestTimeout, [this, e](std::string body, std::string err) {
+  // With signatures: the document and desired.sig read in one range (one revision of the
+  // store), so a document is never checked against another document's signature.
+  std::string req = verify_ ? range_request(key_, sig_key_ + '\0') : range_request(key_);
+  async_post(io_, ep_, "/v3/kv/range", std::move(req), kRequestTimeout, [this, e](std::string body, std::string err) {
     if (e != epoch_) return;
     if (!err.empty()) return lost(err);
     RangeResult r;
+    const Kv *doc = nullptr, *sig = nullptr;
     try {
-      r = parse_range(body, key_, false, 1);
+      r = verify_ ? parse_range(body, key_, true, 16) : parse_range(body, key_, false, 1);
+      for (const Kv& kv : r.kvs) {
+        if (kv.key == key_) doc = &kv;
+        else if (kv.key == sig_key_) sig = &kv;
+      }
     } catch (const Error& x) {
       return lost(one_line(x));
     }
     reached();
-    if (r.kvs.empty()) missing(r.revision);
-    else consider(r.kvs.front());
+    if (!doc) missing(r.revision);
+    else consider(*doc, sig ? &sig->value : nullptr);
     report();
     watch(r.revision + 1);
   });
@@ -181,6 +200,8 @@ void Follower::on_message(std::string_view message) {
     return read();
   }
   if (w.events.empty()) return;
+  // With signatures, the document and its signature are read again together.
+  if (verify_) return read();
   // Only the newest event matters: the document is replaced whole.
   const WatchEvent& last = w.events.back();
   if (last.deleted) missing(last.kv.mod_revision);
@@ -217,11 +238,38 @@ void Follower::reached() {
   changed_();
 }
 
-void Follower::consider(const Kv& kv) {
+void Follower::consider(const Kv& kv, const std::string* sig) {
   state_.seen_revision = std::max(state_.seen_revision, kv.mod_revision);
   if (kv.mod_revision == state_.applied_revision && state_.health == "ok") return;
   if (kv.mod_revision == rejected_revision_) return;
-  Outcome o = apply_(kv.value, kv.mod_revision);
+  Outcome o;
+  Signed signed_by;
+  try {
+    if (verify_) {
+      // Checked before anything of the document is parsed.
+      signed_by = verify_(kv.value, sig ? *sig : std::string());
+      if (signed_by.signed_at < state_.signed_at)
+        throw Error(Code::kFleetSignatureStale,
+                    "the desired document was signed at " + std::to_string(signed_by.signed_at) +
+                        ", before the signed document this host applied last (" + std::to_string(state_.signed_at) +
+                        "): an older document published again is not applied");
+    }
+    if (check_) check_(kv.value);
+    o = apply_(kv.value, kv.mod_revision);
+  } catch (const Error& x) {
+    o.error = one_line(x);
+  } catch (const std::exception& x) {
+    o.error = std::string("INTERNAL_ERROR: ") + x.what();
+  }
+  if (o.ok && verify_) {
+    state_.signed_at = signed_by.signed_at;
+    state_.signer = signed_by.signer;
+    try {
+      record_signed_at(root_, state_.fleet, signed_by.signed_at);
+    } catch (const Error& x) {
+      log(LOG_WARNING, "fleet " + state_.fleet + ": the signing time was not recorded: " + one_line(x), {{"PTRUST_FLEET", state_.fleet}});
+    }
+  }
   if (o.ok) {
     state_.applied_revision = kv.mod_revision;
     state_.applied_at = std::time(nullptr);

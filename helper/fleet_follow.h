@@ -16,6 +16,7 @@
 
 #include "helper/fleet_etcd.h"
 #include "helper/fleet_http.h"
+#include "helper/fleet_sign.h"
 
 namespace ptrust::fleet {
 
@@ -31,6 +32,9 @@ struct FollowState {
   std::string health = "no-document";  // ok | rejected | no-document (HostStatus::health)
   std::string error;                   // the last refused document's CODE: message
   std::int64_t reconnects = 0;
+  bool signature_required = false;
+  std::int64_t signed_at = 0;  // with signature_required: signingTime of the document applied last
+  std::string signer;          // and its signer's subject
 };
 boost::json::object to_json(const FollowState& s);
 std::string text(const FollowState& s);     // one line for `ptrust status`
@@ -53,6 +57,14 @@ class Follower {
   Follower(boost::asio::io_context& io, Endpoint ep, std::string fleet, std::string host_uuid, Apply apply,
            std::function<void()> changed);
   ~Follower();
+  // Before start(): only documents with a valid detached signature (`verify`, which throws
+  // FLEET_SIGNATURE_INVALID) signed no earlier than the last applied one are applied; the
+  // signing time is kept in `root`'s state directory across restarts.
+  using Verify = std::function<Signed(const std::string& doc, const std::string& sig)>;
+  void require_signature(Verify verify, std::string root);
+  // Before start(): run on each document before it is applied; an Error refuses it (reported
+  // rejected with its code).
+  void check_before_apply(std::function<void(const std::string& doc)> check) { check_ = std::move(check); }
   void start();
   const FollowState& state() const noexcept { return state_; }
 
@@ -64,14 +76,17 @@ class Follower {
   void on_message(std::string_view message);
   void lost(const std::string& why);
   void reached();
-  void consider(const Kv& kv);
+  void consider(const Kv& kv, const std::string* sig = nullptr);
   void missing(std::int64_t revision);
   void report();
   void send_report(std::uint64_t epoch, const HostStatus& s);
 
   boost::asio::io_context& io_;
   Endpoint ep_;
-  std::string key_, host_key_;
+  std::string key_, sig_key_, host_key_;
+  Verify verify_;
+  std::function<void(const std::string&)> check_;
+  std::string root_;
   Apply apply_;
   std::function<void()> changed_;
   FollowState state_;

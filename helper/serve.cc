@@ -275,11 +275,20 @@ class Daemon {
   }
 
   // `--follow`: the fleet's desired document, applied as one exact-replace store change.
-  void follow(const fleet::Endpoint& ep, const std::string& name, const std::string& host, bool allow_mode_change) {
+  void follow(const fleet::Endpoint& ep, const std::string& name, const std::string& host, bool allow_mode_change,
+              bool require_signature) {
     follower_ = std::make_unique<fleet::Follower>(
         loop_.context(), ep, name, host,
         [this, allow_mode_change](const std::string& doc, std::int64_t revision) { return apply_desired(doc, revision, allow_mode_change); },
         [] {});
+    if (require_signature)
+      follower_->require_signature(
+          [this](const std::string& doc, const std::string& sig) { return fleet::verify_with_pins(ctx_, doc, sig); }, ctx_.root);
+    // The trust it needs to keep following: a document without it is refused (FLEET_DOCUMENT_CUTS_OFF).
+    std::vector<std::string> keep;
+    if (ep.tls) keep.push_back(ep.purpose);
+    if (require_signature) keep.emplace_back(fleet::kSignaturePurpose);
+    follower_->check_before_apply([this, keep](const std::string& doc) { fleet::refuse_cut_off(ctx_, keep, doc); });
     follower_->start();
   }
 
@@ -472,7 +481,7 @@ int serve_cmd(const Common& c, const po::variables_map& vm) {
     fleet::Endpoint ep = fleet::parse_follow_spec(vm["follow"].as<std::string>(), name);
     apply_etcd_tls_options(ep, vm, d.context());
     std::string host = fleet::host_uuid(vm.count("host-uuid") ? vm["host-uuid"].as<std::string>() : "", d.context().root);
-    d.follow(ep, name, host, vm["allow-mode-change"].as<bool>());
+    d.follow(ep, name, host, vm["allow-mode-change"].as<bool>(), vm["require-signature"].as<bool>());
     where += ", following fleet " + name + " as host " + host;
   }
   log(LOG_INFO, "serving " + where + " (root " + d.context().root + ")");
@@ -500,7 +509,11 @@ void add_serve_commands(std::vector<Command>& out) {
                        "see `ptrust fleet publish`): exactly its objects, validated as import does, one store change "
                        "per revision; report to etcd under /ptrust/fleets/FLEET/hosts/UUID")(
                        "host-uuid", po::value<std::string>(),
-                       "with --follow: this host's UUID (default: INSTALLATION_UUID in etc/xensource-inventory)");
+                       "with --follow: this host's UUID (default: INSTALLATION_UUID in etc/xensource-inventory)")(
+                       "require-signature", po::bool_switch(),
+                       "with --follow: apply only documents with a detached CMS signature (fleet publish --signature) by "
+                       "a certificate pinned here for purpose fleet, signed no earlier than the last one applied; "
+                       "else reported rejected (FLEET_SIGNATURE_INVALID, FLEET_SIGNATURE_STALE)");
                    add_etcd_tls_options(d);
                    add_mode_change_option(d);
                  },

@@ -400,30 +400,51 @@ void accept_http(const std::shared_ptr<MetricsServer>& srv) {
 
 }  // namespace
 
+HostPort split_host_port(std::string_view spec, std::string& why) {
+  why.clear();
+  HostPort hp;
+  std::string_view port;
+  if (spec.starts_with('[')) {
+    size_t close = spec.find(']');
+    if (close == std::string_view::npos || close + 1 >= spec.size() || spec[close + 1] != ':') {
+      why = "expected [IPV6]:PORT";
+      return {};
+    }
+    hp.host = spec.substr(1, close - 1);
+    port = spec.substr(close + 2);
+  } else {
+    size_t colon = spec.rfind(':');
+    if (colon == std::string_view::npos) {
+      why = "expected HOST:PORT";
+      return {};
+    }
+    hp.host = spec.substr(0, colon);
+    port = spec.substr(colon + 1);
+    if (hp.host.find(':') != std::string_view::npos) {
+      why = "an IPv6 address goes in brackets, as [::1]:PORT";
+      return {};
+    }
+  }
+  unsigned p = 0;
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos ||
+      (p = static_cast<unsigned>(std::stoul(std::string(port)))) == 0 || p > 65535) {
+    why = "the port must be a number from 1 to 65535";
+    return {};
+  }
+  hp.port = static_cast<uint16_t>(p);
+  return hp;
+}
+
 Endpoint parse_loopback_endpoint(std::string_view spec) {
   auto bad = [&](const std::string& why) -> Endpoint {
     throw Error(Code::kUsage, "--metrics '" + printable(spec, 100) + "': " + why);
   };
-  std::string_view host, port;
-  if (spec.starts_with('[')) {
-    size_t close = spec.find(']');
-    if (close == std::string_view::npos || close + 1 >= spec.size() || spec[close + 1] != ':')
-      return bad("expected [IPV6]:PORT");
-    host = spec.substr(1, close - 1);
-    port = spec.substr(close + 2);
-  } else {
-    size_t colon = spec.rfind(':');
-    if (colon == std::string_view::npos) return bad("expected HOST:PORT");
-    host = spec.substr(0, colon);
-    port = spec.substr(colon + 1);
-    if (host.find(':') != std::string_view::npos) return bad("an IPv6 address goes in brackets, as [::1]:PORT");
-  }
-  unsigned long p = 0;
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos ||
-      (p = std::stoul(std::string(port))) == 0 || p > 65535)
-    return bad("the port must be a number from 1 to 65535");
+  std::string why;
+  HostPort hp = split_host_port(spec, why);
+  if (!why.empty()) return bad(why);
+  std::string_view host = hp.host;
   Endpoint ep;
-  ep.port = static_cast<uint16_t>(p);
+  ep.port = hp.port;
   if (host == "localhost") {
     ep.address = asio::ip::address_v4::loopback();  // no resolver: a name could be pointed elsewhere
     return ep;

@@ -57,6 +57,17 @@ using SimpleHandler = std::function<boost::json::value(std::string_view method, 
 // The metrics page (Prometheus text format 0.0.4). Throwing gives a 500.
 using MetricsFn = std::function<std::string()>;
 
+// HOST:PORT as users write it (`--metrics`, etcd endpoints): `[IPV6]:PORT` or `HOST:PORT`
+// where HOST has no colon (an unbracketed IPv6 address is refused: in `::1:2379` the port
+// cannot be told from the address), PORT a decimal 1..65535. On success `host` is HOST
+// without brackets (not checked further: callers decide what a host may be) and `why` empty;
+// else `why` says what is wrong.
+struct HostPort {
+  std::string_view host;
+  uint16_t port = 0;
+};
+HostPort split_host_port(std::string_view spec, std::string& why);
+
 struct Endpoint {
   boost::asio::ip::address address;
   uint16_t port = 0;

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "helper/fleet_etcd.h"
+#include "helper/serve_io.h"
 
 namespace ptrust::fleet {
 namespace {
@@ -133,6 +134,35 @@ TEST(FleetCodec, EndpointsNamesAndBase64) {
   EXPECT_FALSE(base64_decode("Zh==", 100)) << "non-zero padding bits: not the one encoding of its value";
   EXPECT_FALSE(base64_decode("Zm9v\nYg==", 100));
   EXPECT_FALSE(base64_decode("Zm9vYmFy", 5)) << "longer than allowed";
+}
+
+// One HOST:PORT splitter for etcd endpoints and --metrics (helper/serve_io.h).
+TEST(FleetCodec, HostPortIsSplitOnceAndUnbracketedIpv6IsRefused) {
+  std::string why;
+  serve::HostPort hp = serve::split_host_port("127.0.0.1:2379", why);
+  EXPECT_EQ(why, "");
+  EXPECT_EQ(hp.host, "127.0.0.1");
+  EXPECT_EQ(hp.port, 2379);
+  hp = serve::split_host_port("[::1]:1", why);
+  EXPECT_EQ(why, "");
+  EXPECT_EQ(hp.host, "::1");
+  EXPECT_EQ(hp.port, 1);
+  hp = serve::split_host_port("localhost:65535", why);
+  EXPECT_EQ(hp.host, "localhost");
+  EXPECT_EQ(hp.port, 65535);
+  for (const char* bad : {"::1:2379", "1:2:2379", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536",
+                          "127.0.0.1:+80", "127.0.0.1:123456", "[::1]", "[::1]2379", "[::1:2379", ":2379x", ""}) {
+    serve::split_host_port(bad, why);
+    EXPECT_NE(why, "") << bad;
+  }
+  serve::split_host_port("::1:2379", why);
+  EXPECT_EQ(why, "an IPv6 address goes in brackets, as [::1]:PORT");
+  // Both users refuse it, with their own prefix.
+  EXPECT_EQ(code_of([] { parse_etcd_url("http://::1:2379"); }), "USAGE");
+  std::string fleet;
+  EXPECT_EQ(code_of([&] { parse_follow_spec("etcd://::1:2379/f1", fleet); }), "USAGE");
+  EXPECT_EQ(code_of([] { serve::parse_loopback_endpoint("::1:9100"); }), "USAGE");
+  EXPECT_EQ(parse_etcd_url("http://[::1]:2379").port, 2379);
 }
 
 }  // namespace

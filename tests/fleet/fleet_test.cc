@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "tests/fleet/etcd.h"
@@ -47,6 +48,7 @@ struct Host {
   std::string uuid;
   std::string sock = root / "run/ptrust/ptrust.sock";
   int port = 0;
+  std::string extra;  // more `serve` options
   std::unique_ptr<DaemonProcess> d;
   bool up = false;
 };
@@ -69,7 +71,7 @@ class Fleet : public ::testing::Test {
     h.d = std::make_unique<DaemonProcess>(
         h.logs, std::string(PTRUST_BIN) + " --root " + h.root.path() + " serve --socket " + h.sock + " --metrics 127.0.0.1:" +
                     std::to_string(h.port) + " --follow etcd://127.0.0.1:" + std::to_string(etcd.port()) + "/" + kFleet +
-                    " --host-uuid " + h.uuid);
+                    " --host-uuid " + h.uuid + h.extra);
     ASSERT_TRUE(eventually([&] { return h.d->err().find("serving ") != std::string::npos; }, 10s)) << h.d->err();
     h.up = true;
   }
@@ -332,6 +334,156 @@ TEST_F(Fleet, HostileDocumentIsAppliedNowhereAndEveryHostReportsIt) {
   }));
 }
 
+// Signed documents: hosts with --require-signature apply only a document signed (offline, with
+// stock `openssl cms`) by the key pinned for purpose `fleet`, never an older one than they
+// applied (a replay); everything else is refused by every host, reported, and changes nothing.
+TEST_F(Fleet, SignedDocumentsAreAppliedOnlyWhenSignedByThePinnedKeyAndNotOlder) {
+  Issued signer = self_signed({.cn = "fleet signer", .not_after = 400 * kDay});
+  Issued impostor = self_signed({.cn = "fleet signer", .not_after = 400 * kDay});  // same name, other key
+  write_file(dir / "signer.pem", signer.pem());
+  write_file(dir / "signer.key", signer.key_pem());
+  write_file(dir / "impostor.pem", impostor.pem());
+  write_file(dir / "impostor.key", impostor.key_pem());
+  auto with_fleet_purpose = [&](const std::string& root, bool pin) {
+    write_file(root + "/etc/ptrust/ptrust.yaml", "purposes:\n  licensing: {}\n  ldaps: {}\n  fleet: {}\n");
+    if (pin) {
+      ASSERT_EQ(ptrust(root, {"install", dir / "signer.pem", "--pinned", "--purpose", "fleet"}).status, 0);
+    }
+  };
+  with_fleet_purpose(src.path(), true);
+  for (int i = 1; i <= 3; ++i) {
+    hosts.push_back(std::make_unique<Host>(i));
+    hosts.back()->extra = " --require-signature";
+    with_fleet_purpose(hosts.back()->root.path(), true);
+    start(*hosts.back());
+  }
+  int n = 0;
+  auto sign = [&](const std::string& doc, const std::string& who) {
+    std::string d = dir / ("doc" + std::to_string(++n)), sig = d + ".sig";
+    write_file(d, doc);
+    RunResult r = run({"openssl", "cms", "-sign", "-binary", "-nocerts", "-outform", "DER", "-signer", dir / (who + ".pem"),
+                       "-inkey", dir / (who + ".key"), "-in", d, "-out", sig});
+    EXPECT_EQ(r.status, 0) << r.err;
+    return sig;
+  };
+  auto read = [](const std::string& f) {
+    std::ifstream in(f, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+
+  // Signed by the pinned key: applied on every host, and the signing time kept.
+  ca("Licensing A", "licensing");
+  std::string doc1 = exported();
+  std::string sig1 = sign(doc1, "signer");
+  RunResult pub1 = publish(doc1, {"--signature", sig1});
+  ASSERT_EQ(pub1.status, 0) << pub1.err;
+  std::int64_t r1 = json::parse(pub1.out).at("revision").as_int64();
+  EXPECT_EQ(json::parse(pub1.out).at("signer"), "/CN=fleet signer");
+  ASSERT_TRUE(eventually([&] { return converged(); }, 10s)) << why_not_converged();
+  EXPECT_TRUE(eventually([&] { return all_report([&](const json::object& h) { return h.at("applied_revision") == r1 && h.at("health") == "ok"; }); }));
+  json::object f = daemon_status(*hosts[0]).at("result").at("fleet").as_object();
+  EXPECT_EQ(f.at("signature_required"), true);
+  EXPECT_EQ(f.at("signer"), "/CN=fleet signer");
+  EXPECT_GT(f.at("signed_at").as_int64(), 0);
+  EXPECT_TRUE(std::filesystem::exists(hosts[0]->root / "var/lib/ptrust/fleet-f1.signed-at"));
+
+  // A host with nothing pinned for purpose fleet applies nothing.
+  auto unpinned = std::make_unique<Host>(4);
+  unpinned->extra = " --require-signature";
+  with_fleet_purpose(unpinned->root.path(), false);
+  Tree empty = store(unpinned->root.path());
+  start(*unpinned);
+  EXPECT_TRUE(eventually([&] {
+    auto r = reports();
+    return r.count(unpinned->uuid) && r[unpinned->uuid].at("health") == "rejected" &&
+           std::string(r[unpinned->uuid].at("error").as_string()).rfind("FLEET_SIGNATURE_INVALID:", 0) == 0;
+  })) << json::serialize(status());
+  EXPECT_EQ(store(unpinned->root.path()), empty);
+  kill(*unpinned);
+
+  Tree good = store(src.path());
+  ca("Ldaps B", "ldaps");
+  std::string doc2 = exported();
+  struct Case {
+    std::string name, doc, sig;  // sig: a file ("" = unsigned)
+    std::string code, why;  // why: in the message
+  };
+  std::vector<Case> cases = {
+      {"unsigned", doc2, "", "FLEET_SIGNATURE_INVALID", "none (the fleet requires signed documents"},
+      {"changed after signing", doc2, sig1, "FLEET_SIGNATURE_INVALID", "does not verify over this document"},
+      {"signed by another key", doc2, sign(doc2, "impostor"), "FLEET_SIGNATURE_INVALID", "not made by a key pinned for purpose fleet"},
+      {"not a signature", doc2, dir / "signer.pem", "FLEET_SIGNATURE_INVALID", "not one DER CMS structure"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::int64_t desired = status().at("desired_revision").as_int64();
+    if (c.sig.empty()) {
+      ASSERT_EQ(publish(c.doc).status, 0) << "a publisher need not sign";
+    } else {
+      RunResult pub = publish(c.doc, {"--signature", c.sig});
+      EXPECT_EQ(pub.status, 1);
+      EXPECT_EQ(pub.err.rfind("ptrust: " + c.code + ":", 0), 0u) << pub.err;
+      EXPECT_NE(pub.err.find(c.why), std::string::npos) << pub.err;
+      EXPECT_EQ(status().at("desired_revision"), desired) << "nothing was written";
+      // As a writer to etcd alone could: the signature first, then the document.
+      ASSERT_TRUE(etcd.put("/ptrust/fleets/f1/desired.sig", read(c.sig)));
+      ASSERT_TRUE(etcd.put("/ptrust/fleets/f1/desired", c.doc));
+    }
+    std::int64_t bad = status().at("desired_revision").as_int64();
+    ASSERT_GT(bad, desired);
+    EXPECT_TRUE(eventually([&] {
+      return all_report([&](const json::object& h) {
+        return h.at("seen_revision") == bad && h.at("applied_revision") == r1 && h.at("health") == "rejected" &&
+               std::string(h.at("error").as_string()).rfind(c.code + ":", 0) == 0 &&
+               std::string(h.at("error").as_string()).find(c.why) != std::string::npos;
+      });
+    })) << json::serialize(status());
+    for (auto& h : hosts) EXPECT_EQ(store(h->root.path()), good) << h->uuid;
+  }
+
+  // Validly signed, but without the fleet pin: applying it would leave the hosts unable to
+  // verify the next document.
+  {
+    TempDir unpinned_src;
+    configure(unpinned_src.path());
+    write_file(unpinned_src / "etc/ptrust/ptrust.yaml", "purposes:\n  licensing: {}\n  ldaps: {}\n  fleet: {}\n");
+    std::string no_pin = ptrust(unpinned_src.path(), {"export", "-"}).out;
+    RunResult pub = publish(no_pin, {"--signature", sign(no_pin, "signer")});
+    ASSERT_EQ(pub.status, 0) << pub.err;
+    std::int64_t rev = json::parse(pub.out).at("revision").as_int64();
+    EXPECT_TRUE(eventually([&] {
+      return all_report([&](const json::object& h) {
+        return h.at("seen_revision") == rev && h.at("applied_revision") == r1 && h.at("health") == "rejected" &&
+               std::string(h.at("error").as_string()).rfind("FLEET_DOCUMENT_CUTS_OFF:", 0) == 0;
+      });
+    })) << json::serialize(status());
+    for (auto& h : hosts) EXPECT_EQ(store(h->root.path()), good) << h->uuid;
+  }
+
+  // A newer signed document is applied; the older one published again (by anyone: its
+  // signature is valid) is not, also by a host restarted in between.
+  std::this_thread::sleep_for(1100ms);  // signingTime counts seconds
+  std::string sig2 = sign(doc2, "signer");
+  RunResult pub2 = publish(doc2, {"--signature", sig2});
+  ASSERT_EQ(pub2.status, 0) << pub2.err;
+  std::int64_t r2 = json::parse(pub2.out).at("revision").as_int64();
+  ASSERT_TRUE(eventually([&] { return converged(); }, 10s)) << why_not_converged();
+  EXPECT_TRUE(eventually([&] { return all_report([&](const json::object& h) { return h.at("applied_revision") == r2; }); }));
+  Tree newer = store(src.path());
+  kill(*hosts[0]);
+  start(*hosts[0]);
+  RunResult replay = publish(doc1, {"--signature", sig1});
+  ASSERT_EQ(replay.status, 0) << replay.err;
+  std::int64_t r3 = json::parse(replay.out).at("revision").as_int64();
+  EXPECT_TRUE(eventually([&] {
+    return all_report([&](const json::object& h) {
+      return h.at("seen_revision") == r3 && h.at("applied_revision") == r2 && h.at("health") == "rejected" &&
+             std::string(h.at("error").as_string()).rfind("FLEET_SIGNATURE_STALE:", 0) == 0;
+    });
+  })) << json::serialize(status());
+  for (auto& h : hosts) EXPECT_EQ(store(h->root.path()), newer) << h->uuid;
+}
+
 TEST_F(Fleet, TwoConcurrentPublishersOneWinsTheOtherGetsTheConflictCode) {
   ca("Licensing A", "licensing");
   std::string doc_a = exported();
@@ -418,10 +570,13 @@ TEST(FleetTls, PublishAndFollowOverTlsVerifiedByAPtrustPurpose) {
            {"client-ca.pem", client_ca.pem()}, {"client.pem", client.pem()}, {"client.key", client.key_pem()}})
     write_file(dir / name, pem);
   ::chmod((dir / "server.key").c_str(), 0600);
-  // Client certificates are presented (--etcd-cert/--etcd-key) but etcd does not ask for them:
-  // with --client-cert-auth, etcd 3.4's embedded gateway failed to dial its own gRPC server
-  // here ("connection closed"), so that case is not covered.
-  Etcd etcd(dir, EtcdTls{dir / "server.pem", dir / "server.key", dir / "ca.pem", "", "", ""});
+  // etcd asks for client certificates (--client-cert-auth). Its 3.4 JSON gateway dials etcd's
+  // own gRPC server presenting the server's certificate as a client certificate, checked
+  // against --trusted-ca-file: that file holds the clients' CA and the server's CA (and the
+  // server certificate has the clientAuth usage; testpki gives every leaf both).
+  write_file(dir / "client-cas.pem", client_ca.pem() + ca.pem());
+  Etcd etcd(dir, EtcdTls{dir / "server.pem", dir / "server.key", dir / "ca.pem", dir / "client-cas.pem", dir / "client.pem",
+                         dir / "client.key"});
   ASSERT_TRUE(etcd.start()) << "etcd (TLS) did not start";
   for (const TempDir* r : {&src, &host, &impostor}) {
     std::filesystem::create_directories(r->path() + "/etc/ptrust");
@@ -453,6 +608,15 @@ TEST(FleetTls, PublishAndFollowOverTlsVerifiedByAPtrustPurpose) {
   EXPECT_EQ(half.status, 2) << half.err;
   RunResult bad_key = publish(src.path(), {"--etcd-purpose", "etcd", "--etcd-cert", dir / "client.pem", "--etcd-key", dir / "ca.pem"});
   EXPECT_EQ(bad_key.status, 1) << bad_key.err;
+  RunResult no_client_cert = publish(src.path(), {"--etcd-purpose", "etcd"});
+  EXPECT_EQ(no_client_cert.status, 1);
+  EXPECT_EQ(no_client_cert.err.rfind("ptrust: FLEET_SOURCE_UNAVAILABLE:", 0), 0u) << no_client_cert.err;
+  Issued stranger = issue({.cn = "host"}, other_ca);  // a client certificate etcd does not trust
+  write_file(dir / "stranger.pem", stranger.pem());
+  write_file(dir / "stranger.key", stranger.key_pem());
+  RunResult wrong_client = publish(src.path(), {"--etcd-purpose", "etcd", "--etcd-cert", dir / "stranger.pem", "--etcd-key", dir / "stranger.key"});
+  EXPECT_EQ(wrong_client.status, 1);
+  EXPECT_EQ(wrong_client.err.rfind("ptrust: FLEET_SOURCE_UNAVAILABLE:", 0), 0u) << wrong_client.err;
   EXPECT_EQ(etcd.ctl({"get", "--print-value-only", "/ptrust/fleets/f1/desired"}).out, "") << "nothing was written";
   RunResult ok = publish(src.path(), tls);
   ASSERT_EQ(ok.status, 0) << ok.err;
@@ -471,6 +635,29 @@ TEST(FleetTls, PublishAndFollowOverTlsVerifiedByAPtrustPurpose) {
                        "--etcd-purpose", "etcd", "--etcd-cert", dir / "client.pem", "--etcd-key", dir / "client.key"});
     return r.out.find("converged: 1 of 1 hosts") != std::string::npos;
   }));
+  // A document without the etcd CA would cut the host off from etcd: refused, reported, and
+  // the host keeps its state (and still reaches etcd: it reports).
+  Tree before = tree_of(host.path());
+  TempDir bare;
+  std::filesystem::create_directories(bare.path() + "/etc/ptrust");
+  write_file(bare.path() + "/etc/ptrust/ptrust.yaml", "purposes:\n  licensing: {}\n  ldaps: {}\n  etcd: {}\n");
+  ASSERT_EQ(ptrust(bare.path(), {"install", dir / "lic.pem", "--ca", "--purpose", "licensing"}).status, 0);
+  doc = ptrust(bare.path(), {"export", "-"}).out;
+  RunResult cut = publish(src.path(), tls);
+  ASSERT_EQ(cut.status, 0) << cut.err;
+  auto host_report = [&] {
+    RunResult r = run({PTRUST_BIN, "--root", host.path(), "fleet", "status", "--etcd", etcd.url(), "--fleet", "f1", "--json",
+                       "--etcd-purpose", "etcd", "--etcd-cert", dir / "client.pem", "--etcd-key", dir / "client.key"});
+    json::object o = r.status == 0 ? json::parse(r.out).as_object() : json::object{};
+    return o.contains("hosts") && !o.at("hosts").as_array().empty() ? o.at("hosts").as_array().at(0).as_object() : json::object{};
+  };
+  EXPECT_TRUE(eventually([&] {
+    json::object h = host_report();
+    return h.contains("health") && h.at("health") == "rejected" &&
+           std::string(h.at("error").as_string()).rfind("FLEET_DOCUMENT_CUTS_OFF:", 0) == 0;
+  })) << json::serialize(host_report()) << d.err();
+  EXPECT_EQ(tree_of(host.path()), before);
+
   // Plain HTTP to the TLS port is no way around it.
   RunResult plain = run({PTRUST_BIN, "fleet", "status", "--etcd", "http://127.0.0.1:" + std::to_string(etcd.port()), "--fleet", "f1"});
   EXPECT_EQ(plain.status, 1);
