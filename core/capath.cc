@@ -15,6 +15,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include "core/cluster_ca.h"
 #include "core/crl.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -323,6 +324,74 @@ bool update_in_place(int capfd, const std::string& purpose, const Wanted& w) {
   return true;
 }
 
+// A write's cheap derivation, when it changed one CA store of `purpose` and the directory
+// holds that purpose in mode ca (its manifest says so, without an error): the certificate
+// entries are the store's own hash entries (both are numbered in bundle order within a hash
+// bucket and hold the same PEM), so the new directory is the manifest's with the moved
+// buckets replaced by what the store's change wrote into them — provided the CRL entries the
+// purpose takes now are exactly the manifest's (a CRL or crl-policy edited since the last write
+// is not derivable: nullopt). The store stays non-empty, so the mode stays ca: a pinned store
+// (which would win) is not part of the change, and with pins the manifest would say pinned.
+// Returns what update_in_place needs (every sum; the moved entries' content and the
+// manifest), or nullopt: the caller then derives the directory from the whole selection.
+std::optional<Wanted> derived(int capfd, const Context& ctx, const std::string& purpose, const StoreChange& c) {
+  if (c.empty || c.key.type != CertType::kCa || c.key.purpose != purpose || purpose == kGeneral) return std::nullopt;
+  const std::string manifest_name(layout::kCapathManifest);
+  const std::string header = "ptrust-capath 1\npurpose " + purpose + "\nmode ca\n";
+  std::optional<std::map<std::string, std::string>> old;
+  std::map<std::string, std::string> crls;  // the CRL entries the purpose takes now
+  try {
+    auto st = fs::stat_at(capfd, purpose);
+    if (!st || !S_ISDIR(st->st_mode)) return std::nullopt;
+    fs::Fd d = fs::open_dir(capfd, purpose, false);
+    auto m = d ? fs::read_at(d.get(), manifest_name, kMaxEntry) : std::nullopt;
+    if (!m || !m->starts_with(header) || m->find("\nerror ") != std::string::npos) return std::nullopt;
+    old = manifest_sums(*m);
+    if (!old) return std::nullopt;
+    // What else fails a ca-mode selection closed (a malformed cluster-CA minimum): the whole
+    // selection reports it.
+    fs::Fd r = fs::open_root(ctx.root);
+    (void)cluster_ca::load_minimum(r.get());
+    if (takes_crls(Mode::kCa, policy_of(ctx.config, purpose))) {
+      std::map<unsigned long, int> seen;
+      char name[32];
+      for (const auto& n : load_crls(ctx, purpose)) {
+        unsigned char* der = nullptr;
+        int len = i2d_X509_CRL(n.crl.get(), &der);
+        if (len <= 0) return std::nullopt;
+        ossl::OsslStr owned(reinterpret_cast<char*>(der));
+        unsigned long h = X509_NAME_hash_ex(X509_CRL_get_issuer(n.crl.get()), nullptr, nullptr, nullptr);
+        std::snprintf(name, sizeof name, "%08lx.r%d", h, seen[h]++);
+        crls.emplace(name, x509::sha256_hex(to_pem("X509 CRL", std::string(owned.get(), static_cast<size_t>(len)))));
+      }
+    }
+  } catch (const Error&) {
+    return std::nullopt;  // the whole selection decides (and reports a failure as it does)
+  }
+  Wanted w;
+  size_t old_crls = 0;
+  for (const auto& [name, sum] : *old) {
+    const bool hash_entry = name.size() > 9 && name[8] == '.';
+    if (hash_entry && name[9] == 'r') {  // a CRL entry: must be one the purpose takes now, unchanged
+      auto it = crls.find(name);
+      if (it == crls.end() || it->second != sum) return std::nullopt;
+      ++old_crls;
+    } else if (hash_entry && c.buckets.count(name.substr(0, 9))) {
+      continue;  // a moved bucket: its entries are the store's, below
+    }
+    w.sums.emplace(name, sum);
+  }
+  if (old_crls != crls.size()) return std::nullopt;
+  for (const auto& [name, pem] : c.entries) {
+    w.sums[name] = x509::sha256_hex(pem);
+    w.files[name] = pem;
+  }
+  std::string manifest = header;
+  for (const auto& [name, sum] : w.sums) manifest += sum + " " + name + "\n";
+  w.files[manifest_name] = std::move(manifest);
+  return w;
+}
+
 // etc/trusted-certs/capath as a directory (mode 0755): something else in its place (a
 // symlink, a file) is removed, never followed.
 fs::Fd open_capath(int trusted) {
@@ -455,7 +524,7 @@ bool inputs_drift(const std::vector<Drift>& drift) {
   return false;
 }
 
-void refresh(int root, const Context& ctx, const std::vector<Area>& areas) {
+void refresh(int root, const Context& ctx, const std::vector<Area>& areas, const std::vector<StoreChange>* changes) {
   std::set<std::string> todo;
   for (auto& p : affected(ctx.config, areas)) todo.insert(std::move(p));
   fs::Fd trusted = fs::open_dir(root, layout::kTrustedDir, true);
@@ -479,6 +548,10 @@ void refresh(int root, const Context& ctx, const std::vector<Area>& areas) {
     fs::write_atomic(cap.get(), no_ca, no_ca_pem(), fs::kFileMode);
   }
   for (const auto& p : todo) {
+    // One CA store changed (install, uninstall of a one-purpose CA): derived from its change.
+    if (changes && changes->size() == 1 && areas.size() == 1)
+      if (auto w = derived(cap.get(), ctx, p, changes->front()))
+        if (current(cap.get(), p, *w) || update_in_place(cap.get(), p, *w)) continue;
     Wanted w = wanted(ctx, p);
     if (!current(cap.get(), p, w) && !update_in_place(cap.get(), p, w)) swap_in(cap.get(), p, w);
   }

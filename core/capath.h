@@ -58,7 +58,11 @@ std::vector<std::string> affected(const Config& cfg, const std::vector<Area>& ar
 // Inside a store change, after the areas were reconciled: brings the directories of the
 // affected purposes (and any declared purpose that has none yet) up to date, skipping those
 // whose manifest already matches; removes temp directories of a killed writer.
-void refresh(int root, const Context& ctx, const std::vector<Area>& areas);
+// `changes` (a writer's, from reconcile): when the change is one CA store of a purpose in ca
+// mode, its directory's change is derived from what the store's change moved (the other
+// entries and the CRLs checked against the manifest) instead of from the whole selection.
+void refresh(int root, const Context& ctx, const std::vector<Area>& areas,
+             const std::vector<StoreChange>* changes = nullptr);
 
 // `sync`: compares every entry of etc/trusted-certs/capath with the selection (content, types,
 // modes, remnants, undeclared purposes, symlinks); with `apply`, repairs each difference

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <tuple>
 #include <unordered_map>
 
 #include <boost/json.hpp>
@@ -480,6 +481,21 @@ std::string key_of(const CrlRecord& r) { return r.name; }
 std::string key_of(const LegacyRecord& r) { return r.name; }
 std::string key_of(const PoolRecord& r) { return r.file(); }
 
+// A record of `before` and one of `after` alike. A certificate record of a `before` made by
+// without_cert_pem has no PEM: it is compared by everything else, its digest included.
+bool same_record(const CertRecord& before, const CertRecord& after) {
+  if (!before.pem.empty()) return before == after;
+  auto fields = [](const CertRecord& r) {
+    return std::tie(r.uuid, r.type, r.purposes, r.sha256, r.sha1, r.subject, r.issuer, r.serial, r.not_before,
+                    r.not_after, r.key_type, r.key_bits, r.installed_at, r.subject_hash);
+  };
+  return fields(before) == fields(after);
+}
+template <typename Rec>
+bool same_record(const Rec& before, const Rec& after) {
+  return before == after;
+}
+
 // Calls put() for each record of `after` that is new or differs from `before`, drop() for
 // each record of `before` that `after` no longer has: O(records) compares, O(change) writes.
 template <typename Rec, typename Put, typename Drop>
@@ -493,7 +509,7 @@ void diff_records(const std::vector<Rec>& before, const std::vector<Rec>& after,
       put(r);
       continue;
     }
-    if (!(*it->second == r)) put(r);
+    if (!same_record(*it->second, r)) put(r);
     old.erase(it);
   }
   for (const auto& [k, r] : old) drop(*r);
@@ -689,6 +705,33 @@ void save_database(int state_dirfd, const Database& db, const Database* before) 
     }
   }
   c.exec("COMMIT", "write");
+}
+
+Database without_cert_pem(const Database& db) {
+  Database out;
+  out.certs.reserve(db.certs.size());
+  for (const auto& r : db.certs) {
+    CertRecord c;
+    c.uuid = r.uuid;
+    c.type = r.type;
+    c.purposes = r.purposes;
+    c.sha256 = r.sha256;
+    c.sha1 = r.sha1;
+    c.subject = r.subject;
+    c.issuer = r.issuer;
+    c.serial = r.serial;
+    c.not_before = r.not_before;
+    c.not_after = r.not_after;
+    c.key_type = r.key_type;
+    c.key_bits = r.key_bits;
+    c.installed_at = r.installed_at;
+    c.subject_hash = r.subject_hash;
+    out.certs.push_back(std::move(c));
+  }
+  out.crls = db.crls;
+  out.legacy = db.legacy;
+  out.pool = db.pool;
+  return out;
 }
 
 bool same_content(const Database& a, const Database& b) {

@@ -109,6 +109,11 @@ Database load_database(int state_dirfd, bool* found = nullptr);
 void save_database(int state_dirfd, const Database& db, const Database* before = nullptr);
 // Same records, whatever their order.
 bool same_content(const Database& a, const Database& b);
+// A copy of `db` whose certificate records hold no PEM: a writer's `before` (what its change
+// is diffed against: records are immutable, and a certificate record's PEM is the canonical
+// encoding of the DER its sha256 names). save_database and reconcile compare certificate
+// records without their PEM when `before` is such a copy.
+Database without_cert_pem(const Database& db);
 
 std::string new_uuid();
 bool valid_uuid(std::string_view u) noexcept;

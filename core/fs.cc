@@ -1,6 +1,7 @@
 #include "core/fs.h"
 
 #include <dirent.h>
+#include <sys/uio.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -165,6 +166,10 @@ std::string temp_name() {
 }
 
 void write_atomic(int dirfd, const std::string& name, std::string_view data, mode_t mode) {
+  write_atomic(dirfd, name, std::span<const std::string_view>(&data, 1), mode);
+}
+
+void write_atomic(int dirfd, const std::string& name, std::span<const std::string_view> parts, mode_t mode) {
   std::string tmp = temp_name();
   int fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0) throw_errno(Code::kIoError, "cannot create temporary file for " + name);
@@ -175,14 +180,37 @@ void write_atomic(int dirfd, const std::string& name, std::string_view data, mod
     errno = e;
     throw_errno(Code::kIoError, what + " " + name);
   };
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+  // writev in batches of 64 parts; a short write resumes inside its part.
+  size_t part = 0, off = 0;  // the first byte not yet written: parts[part], offset off
+  while (part < parts.size()) {
+    if (off == parts[part].size()) {
+      ++part;
+      off = 0;
+      continue;
+    }
+    iovec iov[64];  // 1 KiB of stack: this runs in the daemon's threads too
+    int n_iov = 0;
+    for (size_t i = part; i < parts.size() && n_iov < 64; ++i) {
+      const size_t skip = i == part ? off : 0;
+      if (parts[i].size() == skip) continue;
+      iov[n_iov++] = {const_cast<char*>(parts[i].data() + skip), parts[i].size() - skip};
+    }
+    ssize_t n = ::writev(fd, iov, n_iov);
     if (n < 0) {
       if (errno == EINTR) continue;
       fail("cannot write");
     }
-    off += static_cast<size_t>(n);
+    for (auto left = static_cast<size_t>(n); left > 0 && part < parts.size();) {
+      size_t room = parts[part].size() - off;
+      if (left < room) {
+        off += left;
+        left = 0;
+      } else {
+        left -= room;
+        ++part;
+        off = 0;
+      }
+    }
   }
   if (::fchmod(fd, mode) != 0) fail("cannot chmod");
   if (Batch* b = Batch::active()) {

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -67,6 +68,9 @@ std::optional<std::string> read_at(int dirfd, const std::string& name, size_t ma
 // Replaces `name` atomically: temp file (hidden, not *.pem), write, fchmod, fsync,
 // renameat, fsync(dir). A crash at any instant leaves the old or the new content.
 void write_atomic(int dirfd, const std::string& name, std::string_view data, mode_t mode);
+// The same for the concatenation of `parts` (a bundle of 10,000 records' PEM, never copied
+// into one string), written with writev.
+void write_atomic(int dirfd, const std::string& name, std::span<const std::string_view> parts, mode_t mode);
 
 // A batch of store writes made durable together (a whole-store write such as `import`):
 // while one is active on this thread, write_atomic writes each temp file without fsync and

@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 
 #include <boost/json.hpp>
 #include <openssl/pem.h>
@@ -54,6 +55,9 @@ struct ManagedFile {
   std::string parent;  // relative directory
   std::string name;
   std::optional<std::string> content;  // nullopt: must not exist
+  // With content "": the content is these views of records' PEM, in order (a bundle is never
+  // copied into one string: 10 MB at 10,000 certificates).
+  std::vector<std::string_view> parts;
 };
 
 struct Plan {
@@ -70,6 +74,7 @@ struct Plan {
   // immutable, so an entry the change did not touch is read (and its mode checked) only by
   // `sync`. nullopt: every entry is stat'ed, read and compared.
   std::optional<std::set<std::string>> changed;
+  std::set<std::string> buckets;  // with `changed`: the hash buckets ("<8 hex>.") it moved
 };
 
 // OpenSSL hash-directory entries (<hash>.<n> for certificates, <hash>.r<n> for CRLs), so
@@ -132,19 +137,18 @@ Plan trusted_plan(const Database& db, const StoreKey& k, const Database* before)
   Plan p;
   p.parent = std::string(layout::kTrustedDir);
   p.dir = layout::store_dir(k);
-  std::string bundle;
-  size_t size = 0;
-  for (const auto* r : recs) size += r->pem.size();
-  bundle.reserve(size);
+  std::vector<std::string_view> bundle;
+  bundle.reserve(recs.size());
   std::map<std::string, std::uint32_t> hash_of;
   for (const auto* r : recs) {
     const std::string file = layout::cert_file(r->uuid);
     p.files[file] = r->pem;
     hash_of[file] = subject_hash(*r);
-    bundle += r->pem;
+    bundle.push_back(r->pem);
   }
   add_hash_entries(p.files, ".", [&](const std::string& name, std::string_view) { return hash_of.at(name); });
-  p.managed.push_back({p.parent, layout::bundle_file(k), recs.empty() ? std::nullopt : std::optional(bundle)});
+  p.managed.push_back({p.parent, layout::bundle_file(k), recs.empty() ? std::nullopt : std::optional<std::string>(""),
+                       std::move(bundle)});
   if (before) {
     // The records added or removed in this store, and the hash buckets they number in.
     std::map<std::string, const CertRecord*> was, now;
@@ -157,7 +161,9 @@ Plan trusted_plan(const Database& db, const StoreKey& k, const Database* before)
       buckets.insert(hash_prefix(subject_hash(r)));
     };
     for (const auto& [u, r] : was)
-      if (auto it = now.find(u); it == now.end() || it->second->pem != r->pem) moved(*r);
+      // The digest, not the PEM: a writer's `before` holds no certificate PEM (a copy of every
+      // certificate per write); a record's PEM is the canonical encoding of its DER.
+      if (auto it = now.find(u); it == now.end() || it->second->sha256 != r->sha256) moved(*r);
     for (const auto& [u, r] : now)
       if (!was.count(u)) moved(*r);
     // A hash entry is "<8 hex>.<n>": its bucket is its first 9 characters (one lookup per
@@ -165,6 +171,7 @@ Plan trusted_plan(const Database& db, const StoreKey& k, const Database* before)
     for (const auto& [name, _] : p.files)
       if (name.size() > 9 && name[8] == '.' && buckets.count(name.substr(0, 9))) changed.insert(name);
     p.changed = std::move(changed);
+    p.buckets = std::move(buckets);
   }
   return p;
 }
@@ -290,7 +297,10 @@ class Reconciler {
         mp = fs::open_dir(root_, m.parent, apply_ && m.content.has_value());
       }
       if (!mp) continue;
-      if (m.content) regular(mp.get(), m.name, join(m.parent, m.name), *m.content);
+      const std::string_view whole = m.content ? std::string_view(*m.content) : std::string_view();
+      if (m.content)
+        regular(mp.get(), m.name, join(m.parent, m.name),
+                m.parts.empty() ? std::span<const std::string_view>(&whole, 1) : std::span<const std::string_view>(m.parts));
       else absent(mp.get(), m.name, join(m.parent, m.name));
     }
   }
@@ -337,7 +347,7 @@ class Reconciler {
         if (it != listed.end() && it->second.type == S_IFREG)
           continue;  // untouched by the change and there: `sync` reads it
       }
-      regular(dir.get(), name, join(path, name), content);
+      regular(dir.get(), name, join(path, name), std::span<const std::string_view>(&content, 1));
     }
     if (apply_ && !remnants.empty()) settle();
     for (const auto& name : remnants) {
@@ -364,7 +374,18 @@ class Reconciler {
     }
   }
 
-  void regular(int dirfd, const std::string& name, const std::string& path, std::string_view content) {
+  // `content`: the file's bytes, the concatenation of these parts.
+  void regular(int dirfd, const std::string& name, const std::string& path, std::span<const std::string_view> content) {
+    size_t size = 0;
+    for (auto part : content) size += part.size();
+    auto same = [&](std::string_view have) {
+      if (have.size() != size) return false;
+      for (auto part : content) {
+        if (have.substr(0, part.size()) != part) return false;
+        have.remove_prefix(part.size());
+      }
+      return true;
+    };
     auto st = fs::stat_at(dirfd, component(name));
     if (st && !S_ISREG(st->st_mode)) {
       report(Drift::Kind::kUnsafe, path, "not a regular file");
@@ -378,8 +399,8 @@ class Reconciler {
     }
     // A file of another size differs without being read (a writer's bundle: 10 MB at 10,000).
     std::optional<std::string> have;
-    if (static_cast<size_t>(st->st_size) == content.size()) have = fs::read_at(dirfd, name, kMaxStoreFile);
-    if (!have || *have != content) {
+    if (static_cast<size_t>(st->st_size) == size) have = fs::read_at(dirfd, name, kMaxStoreFile);
+    if (!have || !same(*have)) {
       report(Drift::Kind::kStale, path, "content differs from the database");
       if (apply_) fs::write_atomic(dirfd, name, content, fs::kFileMode);
       return;
@@ -418,7 +439,7 @@ std::vector<Area> all_areas(int root, const Database& db) {
 }
 
 void reconcile(int root, const Database& db, const Area& area, bool apply, std::vector<Drift>& out,
-               const Database* before) {
+               const Database* before, StoreChange* change) {
   std::set<std::string> top_known;
   if (area.kind == Area::Kind::kTrustedTop) {
     // Names at the top of etc/trusted-certs that some store accounts for; the per-purpose
@@ -430,7 +451,16 @@ void reconcile(int root, const Database& db, const Area& area, bool apply, std::
       top_known.insert(layout::bundle_file(a.key));
     }
   }
-  Reconciler(root, apply, out).run(plan_for(db, area, before), top_known);
+  Plan plan = plan_for(db, area, before);
+  if (change && area.kind == Area::Kind::kTrustedStore && plan.changed) {
+    change->key = area.key;
+    change->buckets = plan.buckets;
+    change->empty = plan.files.empty();
+    for (const auto& name : *plan.changed)
+      if (name.size() > 9 && name[8] == '.' && plan.buckets.count(name.substr(0, 9)))
+        change->entries.emplace(name, std::string(plan.files.at(name)));
+  }
+  Reconciler(root, apply, out).run(plan, top_known);
 }
 
 }  // namespace ptrust

@@ -3,6 +3,8 @@
 // Installs reconcile the areas they touch; `sync` reconciles all of them.
 #pragma once
 
+#include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,12 +36,22 @@ std::vector<Area> all_areas(int root, const Database& db);
 // The areas a trusted-certificate record lives in.
 std::vector<Area> areas_of(const CertRecord& r);
 
+// What a writer's change did to one trusted store (reconcile with `before`): the hash buckets
+// ("<8 hex>.") it moved and the entries those buckets hold now (name → PEM). A CA directory
+// (core/capath.h) derives its own change from it instead of re-reading the whole selection.
+struct StoreChange {
+  layout::StoreKey key;
+  std::set<std::string> buckets;
+  std::map<std::string, std::string> entries;
+  bool empty = false;  // the store holds nothing after the change
+};
+
 // Compares one area with the database; with `apply`, repairs each difference. `before` (a
 // writer, applying): the database before its change; in a trusted store only the entries the
 // change moved (added/removed records and their hash buckets) are read and compared, the
-// others are checked from the directory listing (type, mode, size). `sync` passes none and
-// reads everything.
+// others are checked from the directory's names. `sync` passes none and reads everything.
+// `change` (with `before`, a trusted store): filled with what the change moved.
 void reconcile(int root, const Database& db, const Area& area, bool apply, std::vector<Drift>& out,
-               const Database* before = nullptr);
+               const Database* before = nullptr, StoreChange* change = nullptr);
 
 }  // namespace ptrust

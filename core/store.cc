@@ -229,7 +229,7 @@ void Store::write(bool create, Check check, Change change) {
       check_can_finish(l.state.get());
       refuse_missing_database(root_.get(), l.db_found);
       if (!needed(check, l.db)) return;
-      Database before = l.db;
+      Database before = without_cert_pem(l.db);
       std::vector<Area> areas = change(l.db);
       guard_modes(before, l.db);
       commit(l, areas, &before);
@@ -252,7 +252,7 @@ void Store::write(bool create, Check check, Change change) {
   check_can_finish(l.state.get());
   refuse_missing_database(root_.get(), l.db_found);
   if (!needed(check, l.db)) return;
-  Database before = l.db;
+  Database before = without_cert_pem(l.db);
   std::vector<Area> areas = change(l.db);
   guard_modes(before, l.db);
   commit(l, areas, &before);
@@ -279,6 +279,7 @@ void Store::commit(Locked& l, const std::vector<Area>& areas, const Database* be
 void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, const Database* before) {
   begin_change(l.state.get());
   std::vector<Drift> ignored;
+  std::vector<StoreChange> changes;  // a writer's: what each trusted store's change moved
   try {
     for (const auto& e : fs::list_dir(l.state.get()))  // temp files of a killed writer
       if (e.name.rfind(fs::kTempPrefix, 0) == 0) fs::remove_at(l.state.get(), e.name);
@@ -286,12 +287,15 @@ void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, c
       // A whole-store write (import, a sync repair): every file durable with one pass.
       std::optional<fs::Batch> batch;
       if (batch_writes_ || full_capath) batch.emplace();
-      for (const auto& a : areas) reconcile(root_.get(), l.db, a, true, ignored, before);
+      for (const auto& a : areas) {
+        StoreChange* c = before && a.kind == Area::Kind::kTrustedStore ? &changes.emplace_back() : nullptr;
+        reconcile(root_.get(), l.db, a, true, ignored, before, c);
+      }
       if (batch) batch->flush();  // before the CA directories read the bundles just written
     }
     // The per-purpose CA directories follow the bundles just written, in the same change.
     if (full_capath) capath::reconcile(root_.get(), ctx_, true, ignored);
-    else capath::refresh(root_.get(), ctx_, areas);
+    else capath::refresh(root_.get(), ctx_, areas, before ? &changes : nullptr);
   } catch (...) {
     end_change(l.state.get());
     throw;

@@ -234,6 +234,40 @@ TEST_F(Capath, OneStepChangesAreMadeInPlaceAndLeaveOtherEntriesAlone) {
   EXPECT_TRUE(store.sync(false).empty());
 }
 
+// A CA install or uninstall derives its directory's change from the store's change only
+// while the rest of the directory is still what the purpose selects: after crl-policy was
+// edited in ptrust.yaml (the CRL entries no longer match) the writer rebuilds from the whole
+// selection, both ways; a purpose in pinned mode keeps only its pins whatever its CA store
+// does.
+TEST_F(Capath, DerivedChangesFallBackWhenTheRestOfTheDirectoryMoved) {
+  const Config with = parse_config("purposes:\n  licensing: {}\n  peer: {}\n", "test.yaml");
+  const Config off = parse_config("purposes:\n  licensing:\n    crl-policy: off\n  peer: {}\n", "test.yaml");
+  auto add = [&](const Config& cfg, const Issued& x, CertType t, const char* p) {
+    return Store({root, cfg}).install(Certificate::parse(x.pem()), {t, {p}}, std::time(nullptr)).uuid;
+  };
+  add(with, certs().ca1, CertType::kCa, "licensing");
+  auto crl = make_crl(certs().ca1, {});
+  Store({root, with}).crl_install(crl_pem(crl.get()), "l.crl", {}, std::time(nullptr));
+  const std::string h1 = hash_name(certs().ca1.cert.get()), h2 = hash_name(certs().ca2.cert.get());
+  const std::string r = crl_hash_name(crl.get());
+  ASSERT_EQ(names("licensing"), (std::set<std::string>{h1, r}));
+
+  const std::string u2 = add(off, certs().ca2, CertType::kCa, "licensing");  // CRLs off since
+  EXPECT_EQ(names("licensing"), (std::set<std::string>{h1, h2}));
+  EXPECT_TRUE(Store({root, off}).sync(false).empty());
+  Store({root, with}).uninstall(u2, false);  // and on again
+  EXPECT_EQ(names("licensing"), (std::set<std::string>{h1, r}));
+  EXPECT_TRUE(Store({root, with}).sync(false).empty());
+
+  add(with, certs().peer, CertType::kPinned, "peer");
+  const std::string pin = hash_name(certs().peer.cert.get());
+  const std::string u1 = add(with, certs().ca1, CertType::kCa, "peer");
+  EXPECT_EQ(names("peer"), (std::set<std::string>{pin})) << "pinned mode: the pins only";
+  Store({root, with}).uninstall(u1, false);
+  EXPECT_EQ(names("peer"), (std::set<std::string>{pin}));
+  EXPECT_TRUE(Store({root, with}).sync(false).empty());
+}
+
 TEST_F(Capath, ADirectoryThatDiffersFromItsManifestIsRebuiltNotPatched) {
   // What a writer killed between an in-place step and its manifest leaves: an entry the
   // manifest does not list. The next writer must not patch around it (it would keep a CA the
