@@ -451,6 +451,10 @@ int serve_cmd(const Common& c, const po::variables_map& vm) {
   // from the heap, where what they leave behind fragments it and adds to the daemon's peak;
   // a fixed threshold keeps every large buffer mapped and returned to the system when freed.
   mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  // Options of --follow alone: without it they would be silently ignored (a host believing it
+  // requires signed documents when it follows nothing).
+  if (!vm.count("follow") && (vm["require-signature"].as<bool>() || vm.count("host-uuid")))
+    throw Error(Code::kUsage, "--require-signature and --host-uuid need --follow");
   serve::EventLoop loop;
   Daemon d(c, loop);
   std::optional<serve::Endpoint> metrics_at;
