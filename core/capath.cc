@@ -386,6 +386,9 @@ std::optional<Wanted> derived(int capfd, const Context& ctx, const std::string& 
     w.sums[name] = x509::sha256_hex(pem);
     w.files[name] = pem;
   }
+  // As many certificate entries as the store has hash entries: a directory that missed an
+  // earlier change (a writer that failed before it got here) is not patched further.
+  if (w.sums.size() - crls.size() != c.hash_entries) return std::nullopt;
   std::string manifest = header;
   for (const auto& [name, sum] : w.sums) manifest += sum + " " + name + "\n";
   w.files[manifest_name] = std::move(manifest);

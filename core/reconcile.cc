@@ -456,6 +456,7 @@ void reconcile(int root, const Database& db, const Area& area, bool apply, std::
     change->key = area.key;
     change->buckets = plan.buckets;
     change->empty = plan.files.empty();
+    for (const auto& [name, _] : plan.files) change->hash_entries += name.size() > 9 && name[8] == '.';
     for (const auto& name : *plan.changed)
       if (name.size() > 9 && name[8] == '.' && plan.buckets.count(name.substr(0, 9)))
         change->entries.emplace(name, std::string(plan.files.at(name)));

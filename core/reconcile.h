@@ -43,7 +43,8 @@ struct StoreChange {
   layout::StoreKey key;
   std::set<std::string> buckets;
   std::map<std::string, std::string> entries;
-  bool empty = false;  // the store holds nothing after the change
+  size_t hash_entries = 0;  // how many hash entries the store holds after the change
+  bool empty = false;       // the store holds nothing after the change
 };
 
 // Compares one area with the database; with `apply`, repairs each difference. `before` (a

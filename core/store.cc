@@ -277,6 +277,9 @@ void Store::commit(Locked& l, const std::vector<Area>& areas, const Database* be
 // after the last file is written. On an error the change still ends: readers must re-read
 // whatever is on disk now, and `sync` completes the files.
 void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, const Database* before) {
+  // A change a killed writer left unfinished (odd generation): its CA directories are derived
+  // from the whole selection, not from this change.
+  const bool finished = generation_stable(read_generation(l.state.get()));
   begin_change(l.state.get());
   std::vector<Drift> ignored;
   std::vector<StoreChange> changes;  // a writer's: what each trusted store's change moved
@@ -295,7 +298,7 @@ void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, c
     }
     // The per-purpose CA directories follow the bundles just written, in the same change.
     if (full_capath) capath::reconcile(root_.get(), ctx_, true, ignored);
-    else capath::refresh(root_.get(), ctx_, areas, before ? &changes : nullptr);
+    else capath::refresh(root_.get(), ctx_, areas, before && finished ? &changes : nullptr);
   } catch (...) {
     end_change(l.state.get());
     throw;
