@@ -711,22 +711,8 @@ Database without_cert_pem(const Database& db) {
   Database out;
   out.certs.reserve(db.certs.size());
   for (const auto& r : db.certs) {
-    CertRecord c;
-    c.uuid = r.uuid;
-    c.type = r.type;
-    c.purposes = r.purposes;
-    c.sha256 = r.sha256;
-    c.sha1 = r.sha1;
-    c.subject = r.subject;
-    c.issuer = r.issuer;
-    c.serial = r.serial;
-    c.not_before = r.not_before;
-    c.not_after = r.not_after;
-    c.key_type = r.key_type;
-    c.key_bits = r.key_bits;
-    c.installed_at = r.installed_at;
-    c.subject_hash = r.subject_hash;
-    out.certs.push_back(std::move(c));
+    out.certs.push_back(r);
+    std::string().swap(out.certs.back().pem);  // its memory, not only its length
   }
   out.crls = db.crls;
   out.legacy = db.legacy;
