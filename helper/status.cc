@@ -529,7 +529,8 @@ std::optional<std::vector<Digest>> read_verdict_cache(const std::string& root) n
     }
     if (std::string_view(data).substr(0, kVerdictMagic.size()) != kVerdictMagic) return std::nullopt;
     std::vector<Digest> out((size - kVerdictMagic.size()) / sizeof(Digest));
-    std::memcpy(out.data(), data.data() + kVerdictMagic.size(), size - kVerdictMagic.size());
+    if (!out.empty())  // no entry: out.data() may be null, which memcpy must not get (UBSan in CI)
+      std::memcpy(out.data(), data.data() + kVerdictMagic.size(), size - kVerdictMagic.size());
     return out;
   } catch (...) {
     return std::nullopt;
