@@ -16,20 +16,20 @@
 
 namespace {
 
-// One scratch state directory for the whole run (removed at exit).
+// One scratch state directory for the whole run (removed at exit). A plain array, not a
+// static std::string: an exit handler registered while such a string is being initialized
+// runs after its destructor (ASan: heap-use-after-free at exit).
+char g_dir[] = "/tmp/ptrust-dbfuzz-XXXXXX";
+
 int state_dir() {
-  static std::string dir = [] {
-    char tmpl[] = "/tmp/ptrust-dbfuzz-XXXXXX";
-    if (!::mkdtemp(tmpl)) __builtin_trap();
-    std::string d = tmpl;
+  static int fd = [] {
+    if (!::mkdtemp(g_dir)) __builtin_trap();
     std::atexit([] {
-      ::unlink((dir + "/ptrust.db").c_str());
-      ::unlink((dir + "/ptrust.db-journal").c_str());
-      ::rmdir(dir.c_str());
+      for (const char* name : {"ptrust.db", "ptrust.db-journal"}) ::unlinkat(AT_FDCWD, (std::string(g_dir) + "/" + name).c_str(), 0);
+      ::rmdir(g_dir);
     });
-    return d;
+    return ::open(g_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   }();
-  static int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   return fd;
 }
 
