@@ -92,6 +92,18 @@ struct Wanted {
   std::map<std::string, std::string> sums;   // entry name → SHA-256 (hex) of its content, manifest excluded
 };
 
+// Hash entries for `objects` in selection order, numbered within each hash as c_rehash does
+// (<hash><sep><n>), each the PEM of its DER.
+void add_entries(std::map<std::string, std::string>& files, const std::vector<Object>& objects, const char* sep,
+                 const char* pem_type) {
+  std::map<unsigned long, int> seen;
+  char name[32];
+  for (const auto& o : objects) {
+    std::snprintf(name, sizeof name, "%08lx%s%d", o.hash, sep, seen[o.hash]++);
+    files[name] = to_pem(pem_type, o.der);
+  }
+}
+
 // The directory for `purpose`: OpenSSL hash entries (numbered in selection order, as
 // c_rehash does) and the manifest. A selection that fails (corrupt or unsafe chosen
 // bundle) is an empty directory: fail closed, as every other consumer.
@@ -105,16 +117,8 @@ Wanted wanted(const Context& ctx, const std::string& purpose) {
     error = std::string(code_name(e.code()));
   }
   Wanted w;
-  std::map<unsigned long, int> seen_cert, seen_crl;
-  char name[32];
-  for (const auto& c : s.certs) {
-    std::snprintf(name, sizeof name, "%08lx.%d", c.hash, seen_cert[c.hash]++);
-    w.files[name] = to_pem("CERTIFICATE", c.der);
-  }
-  for (const auto& c : s.crls) {
-    std::snprintf(name, sizeof name, "%08lx.r%d", c.hash, seen_crl[c.hash]++);
-    w.files[name] = to_pem("X509 CRL", c.der);
-  }
+  add_entries(w.files, s.certs, ".", "CERTIFICATE");
+  add_entries(w.files, s.crls, ".r", "X509 CRL");
   std::string manifest = "ptrust-capath 1\npurpose " + purpose + "\nmode " +
                          std::string(error.empty() ? to_string(s.mode) : "none") + "\n";
   if (!error.empty()) manifest += "error " + error + "\n";
@@ -353,17 +357,18 @@ std::optional<Wanted> derived(int capfd, const Context& ctx, const std::string& 
     fs::Fd r = fs::open_root(ctx.root);
     (void)cluster_ca::load_minimum(r.get());
     if (takes_crls(Mode::kCa, policy_of(ctx.config, purpose))) {
-      std::map<unsigned long, int> seen;
-      char name[32];
+      std::vector<Object> objects;
       for (const auto& n : load_crls(ctx, purpose)) {
         unsigned char* der = nullptr;
         int len = i2d_X509_CRL(n.crl.get(), &der);
         if (len <= 0) return std::nullopt;
         ossl::OsslStr owned(reinterpret_cast<char*>(der));
-        unsigned long h = X509_NAME_hash_ex(X509_CRL_get_issuer(n.crl.get()), nullptr, nullptr, nullptr);
-        std::snprintf(name, sizeof name, "%08lx.r%d", h, seen[h]++);
-        crls.emplace(name, x509::sha256_hex(to_pem("X509 CRL", std::string(owned.get(), static_cast<size_t>(len)))));
+        objects.push_back({std::string(owned.get(), static_cast<size_t>(len)),
+                           X509_NAME_hash_ex(X509_CRL_get_issuer(n.crl.get()), nullptr, nullptr, nullptr)});
       }
+      std::map<std::string, std::string> files;
+      add_entries(files, objects, ".r", "X509 CRL");  // named as wanted() names them
+      for (const auto& [name, pem] : files) crls.emplace(name, x509::sha256_hex(pem));
     }
   } catch (const Error&) {
     return std::nullopt;  // the whole selection decides (and reports a failure as it does)
