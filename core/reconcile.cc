@@ -11,6 +11,8 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <stdexcept>
+#include <unordered_map>
 #include <span>
 
 #include <boost/json.hpp>
@@ -51,6 +53,44 @@ const std::string& component(const std::string& name) {
 
 // ---- What an area must hold ------------------------------------------------------------
 
+// An owned directory's wanted entries, sorted by name, each a view of its record's PEM (the
+// database outlives every plan). A flat vector, not a map: at 10,000 certificates a store
+// has 20,000 entries, built and searched on every write, and a node per entry cost more than
+// a third of a write's CPU.
+class Files {
+ public:
+  using Entry = std::pair<std::string, std::string_view>;
+  void reserve(size_t n) { v_.reserve(n); }
+  void add(std::string name, std::string_view content) { v_.emplace_back(std::move(name), content); }
+  // Sorts what was added; of two entries with one name, the later added stays (a map's `[]=`).
+  void finish() {
+    std::stable_sort(v_.begin(), v_.end(), [](const Entry& a, const Entry& b) { return a.first < b.first; });
+    auto out = v_.begin();
+    for (auto it = v_.begin(); it != v_.end(); ++it) {
+      if (std::next(it) != v_.end() && std::next(it)->first == it->first) continue;
+      if (out != it) *out = std::move(*it);
+      ++out;
+    }
+    v_.erase(out, v_.end());
+  }
+  const std::string_view* find(std::string_view name) const {
+    auto it = std::lower_bound(v_.begin(), v_.end(), name, [](const Entry& e, std::string_view n) { return e.first < n; });
+    return it != v_.end() && it->first == name ? &it->second : nullptr;
+  }
+  bool count(std::string_view name) const { return find(name) != nullptr; }
+  std::string_view at(std::string_view name) const {
+    if (const auto* c = find(name)) return *c;
+    throw std::out_of_range("no such entry");
+  }
+  bool empty() const { return v_.empty(); }
+  size_t size() const { return v_.size(); }
+  auto begin() const { return v_.begin(); }
+  auto end() const { return v_.end(); }
+
+ private:
+  std::vector<Entry> v_;
+};
+
 struct ManagedFile {
   std::string parent;  // relative directory
   std::string name;
@@ -63,9 +103,9 @@ struct ManagedFile {
 struct Plan {
   std::string parent;  // relative directory holding the owned directory
   std::string dir;     // owned directory name ("" for none): holds exactly `files`
-  // Views of the records' PEM (the database outlives every plan): no copy of 10,000
-  // certificates, twice (file and hash entry), per write.
-  std::map<std::string, std::string_view> files;
+  // Views of the records' PEM: no copy of 10,000 certificates, twice (file and hash entry),
+  // per write.
+  Files files;
   std::vector<ManagedFile> managed;
   std::vector<std::string> top_allowed;  // kTrustedTop: names that belong to some store
   // A writer's plan (reconcile with `before`): the only entries of `dir` whose content the
@@ -80,17 +120,21 @@ struct Plan {
 // OpenSSL hash-directory entries (<hash>.<n> for certificates, <hash>.r<n> for CRLs), so
 // CApath / CRLpath consumers find them. They are copies, not symlinks: nothing in a store
 // is ever a symlink.
+// `files` holds the entries to number (finished), in the order their numbers are given.
 template <typename Hash>
-void add_hash_entries(std::map<std::string, std::string_view>& files, const char* sep, Hash hash) {
-  std::map<unsigned long, int> seen;
+void add_hash_entries(Files& files, const char* sep, Hash hash) {
+  std::unordered_map<unsigned long, int> seen;
   std::vector<std::pair<std::string, std::string_view>> extra;
+  extra.reserve(files.size());
+  size_t i = 0;
   for (const auto& [name, content] : files) {
-    unsigned long h = hash(name, content);
+    unsigned long h = hash(i++, name, content);
     char buf[32];
     std::snprintf(buf, sizeof buf, "%08lx%s%d", h, sep, seen[h]++);
     extra.emplace_back(buf, content);
   }
-  for (auto& e : extra) files.insert(std::move(e));
+  for (auto& e : extra) files.add(std::move(e.first), e.second);
+  files.finish();
 }
 
 std::string hash_prefix(unsigned long h) {
@@ -101,7 +145,7 @@ std::string hash_prefix(unsigned long h) {
 
 // The subject-name hash of a record's certificate, from its subject alone: decoding the whole
 // certificate (its public key above all) costs ~10x more, for every record of every sync.
-unsigned long cert_hash(const std::string&, std::string_view pem) {
+unsigned long cert_hash(size_t, const std::string&, std::string_view pem) {
   std::vector<DerCert> c;
   try {
     c = scan_bundle(pem, "the database");
@@ -111,24 +155,32 @@ unsigned long cert_hash(const std::string&, std::string_view pem) {
   return X509_NAME_hash_ex(c[0].subject.get(), nullptr, nullptr, nullptr);
 }
 
-unsigned long crl_hash(const std::string&, std::string_view pem) {
+unsigned long crl_hash(size_t, const std::string&, std::string_view pem) {
   auto crl = parse_crl(pem);
   if (!crl) throw Error(Code::kDatabaseInvalid, "a CRL in the database does not parse");
   return X509_NAME_hash_ex(X509_CRL_get_issuer(crl.get()), nullptr, nullptr, nullptr);
 }
 
+bool in_store(const CertRecord& r, const StoreKey& k) {
+  if (r.type != k.type) return false;
+  if (r.purposes.empty()) return k.purpose == "general";
+  return std::find(r.purposes.begin(), r.purposes.end(), k.purpose) != r.purposes.end();
+}
+
+// In uuid order. A loaded database is in uuid order already; a writer's change appends.
 std::vector<const CertRecord*> records_in(const Database& db, const StoreKey& k) {
   std::vector<const CertRecord*> recs;
+  recs.reserve(db.certs.size());
   for (const auto& r : db.certs)
-    for (const auto& s : r.stores())
-      if (s == k) recs.push_back(&r);
-  std::sort(recs.begin(), recs.end(), [](auto* a, auto* b) { return a->uuid < b->uuid; });
+    if (in_store(r, k)) recs.push_back(&r);
+  auto by_uuid = [](const CertRecord* a, const CertRecord* b) { return a->uuid < b->uuid; };
+  if (!std::is_sorted(recs.begin(), recs.end(), by_uuid)) std::sort(recs.begin(), recs.end(), by_uuid);
   return recs;
 }
 
 std::uint32_t subject_hash(const CertRecord& r) {
   // 0: a record made without it (kept at install, computed when an older database loads).
-  return r.subject_hash ? r.subject_hash : static_cast<std::uint32_t>(cert_hash("", r.pem));
+  return r.subject_hash ? r.subject_hash : static_cast<std::uint32_t>(cert_hash(0, "", r.pem));
 }
 
 // `before`: the database before a writer's change; the plan then names the entries it moved.
@@ -139,33 +191,42 @@ Plan trusted_plan(const Database& db, const StoreKey& k, const Database* before)
   p.dir = layout::store_dir(k);
   std::vector<std::string_view> bundle;
   bundle.reserve(recs.size());
-  std::map<std::string, std::uint32_t> hash_of;
+  p.files.reserve(2 * recs.size());
   for (const auto* r : recs) {
-    const std::string file = layout::cert_file(r->uuid);
-    p.files[file] = r->pem;
-    hash_of[file] = subject_hash(*r);
+    // "<uuid>.pem" sorts as the uuids do (every uuid has 36 characters): recs' order.
+    p.files.add(layout::cert_file(r->uuid), r->pem);
     bundle.push_back(r->pem);
   }
-  add_hash_entries(p.files, ".", [&](const std::string& name, std::string_view) { return hash_of.at(name); });
+  p.files.finish();
+  if (p.files.size() == recs.size())
+    add_hash_entries(p.files, ".", [&](size_t i, const std::string&, std::string_view) { return subject_hash(*recs[i]); });
+  else  // two records with one uuid: validate() refuses such a database
+    throw Error(Code::kDatabaseInvalid, "two certificates in the database have one uuid");
   p.managed.push_back({p.parent, layout::bundle_file(k), recs.empty() ? std::nullopt : std::optional<std::string>(""),
                        std::move(bundle)});
   if (before) {
-    // The records added or removed in this store, and the hash buckets they number in.
-    std::map<std::string, const CertRecord*> was, now;
-    for (const auto* r : records_in(*before, k)) was[r->uuid] = r;
-    for (const auto* r : recs) now[r->uuid] = r;
+    // The records added or removed in this store, and the hash buckets they number in: a
+    // merge of the two uuid-ordered lists.
+    std::vector<const CertRecord*> was = records_in(*before, k);
     std::set<std::string> changed;
     std::set<std::string> buckets;
     auto moved = [&](const CertRecord& r) {
       changed.insert(layout::cert_file(r.uuid));
       buckets.insert(hash_prefix(subject_hash(r)));
     };
-    for (const auto& [u, r] : was)
-      // The digest, not the PEM: a writer's `before` holds no certificate PEM (a copy of every
-      // certificate per write); a record's PEM is the canonical encoding of its DER.
-      if (auto it = now.find(u); it == now.end() || it->second->sha256 != r->sha256) moved(*r);
-    for (const auto& [u, r] : now)
-      if (!was.count(u)) moved(*r);
+    size_t i = 0, j = 0;
+    while (i < was.size() || j < recs.size()) {
+      if (j == recs.size() || (i < was.size() && was[i]->uuid < recs[j]->uuid)) {
+        moved(*was[i++]);  // removed
+      } else if (i == was.size() || recs[j]->uuid < was[i]->uuid) {
+        moved(*recs[j++]);  // added
+      } else {
+        // The digest, not the PEM: a writer's `before` holds no certificate PEM (a copy of
+        // every certificate per write); a record's PEM is the canonical encoding of its DER.
+        if (was[i]->sha256 != recs[j]->sha256) moved(*was[i]);
+        ++i, ++j;
+      }
+    }
     // A hash entry is "<8 hex>.<n>": its bucket is its first 9 characters (one lookup per
     // entry; a scan of every bucket per entry was quadratic in an import of 10,000).
     for (const auto& [name, _] : p.files)
@@ -187,13 +248,14 @@ Plan crl_plan(const Database& db) {
   boost::json::object scope;
   for (const auto& [_, cp] : by_name) {
     const CrlRecord& c = *cp;
-    p.files[c.name] = c.pem;
+    p.files.add(c.name, c.pem);
     if (!c.purposes.empty()) {
       boost::json::array a;
       for (const auto& x : c.purposes) a.emplace_back(x);
       scope[c.name] = std::move(a);
     }
   }
+  p.files.finish();
   add_hash_entries(p.files, ".r", crl_hash);
   // The scope index is public: consumers that drop privileges read it.
   p.managed.push_back({std::string(layout::kStateDir), std::string(layout::kCrlScopeFile),
@@ -217,12 +279,13 @@ Plan bundle_dir_plan(const std::vector<Rec>& recs, std::string_view dir, std::st
     } else {
       file = r.name;
     }
-    p.files[file] = r.pem;
+    p.files.add(file, r.pem);
     order.emplace_back((first ? "0" : "1") + file, &r.pem);
   }
   std::sort(order.begin(), order.end());
   std::string bundle;
   for (const auto& [key, pem] : order) bundle += *pem;
+  p.files.finish();
   add_hash_entries(p.files, ".", cert_hash);
   p.managed.push_back({p.parent, std::string(bundle_name), recs.empty() ? std::nullopt : std::optional(bundle)});
   return p;
@@ -335,18 +398,23 @@ class Reconciler {
     }
     fs::Fd dir = fs::open_dir(parent, p.dir, apply_);
     std::vector<std::string> remnants;
-    std::map<std::string, fs::Entry> listed;
-    for (auto& e : p.changed ? fs::list_names(dir.get()) : fs::list_dir(dir.get())) {
-      if (!p.files.count(e.name)) remnants.push_back(e.name);
-      else if (p.changed) listed.emplace(e.name, std::move(e));
+    // Both in name order: one merge walk tells remnants, and (for a writer) the wanted
+    // entries that are there as regular files.
+    const std::vector<fs::Entry> listed = p.changed ? fs::list_names(dir.get()) : fs::list_dir(dir.get());
+    std::vector<bool> present(p.files.size());
+    {
+      auto w = p.files.begin();
+      for (const auto& e : listed) {
+        while (w != p.files.end() && w->first < e.name) ++w;
+        if (w != p.files.end() && w->first == e.name) present[w - p.files.begin()] = e.type == S_IFREG;
+        else remnants.push_back(e.name);
+      }
     }
     // Wanted files first, remnants after: a reader never sees a store emptier than either state.
+    size_t i = 0;
     for (const auto& [name, content] : p.files) {
-      if (p.changed && !p.changed->count(name)) {
-        auto it = listed.find(name);
-        if (it != listed.end() && it->second.type == S_IFREG)
-          continue;  // untouched by the change and there: `sync` reads it
-      }
+      if (p.changed && present[i++] && !p.changed->count(name))
+        continue;  // untouched by the change and there: `sync` reads it
       regular(dir.get(), name, join(path, name), std::span<const std::string_view>(&content, 1));
     }
     if (apply_ && !remnants.empty()) settle();
