@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -328,6 +329,58 @@ bool update_in_place(int capfd, const std::string& purpose, const Wanted& w) {
   return true;
 }
 
+// What a write's derivation starts from: the directory's manifest, when it says `mode`
+// without an error, and the CRL entries (name → PEM, named as wanted() names them) the
+// purpose takes now. nullopt: not derivable, the whole selection decides (and reports a
+// failure as it does).
+struct Base {
+  std::string header;
+  std::map<std::string, std::string> old;   // the manifest's entries: name → SHA-256
+  std::map<std::string, std::string> crls;  // the CRL entries the purpose takes now
+};
+
+std::optional<Base> base_of(int capfd, const Context& ctx, const std::string& purpose, Mode mode) {
+  Base b;
+  b.header = "ptrust-capath 1\npurpose " + purpose + "\nmode " + std::string(to_string(mode)) + "\n";
+  try {
+    auto st = fs::stat_at(capfd, purpose);
+    if (!st || !S_ISDIR(st->st_mode)) return std::nullopt;
+    fs::Fd d = fs::open_dir(capfd, purpose, false);
+    auto m = d ? fs::read_at(d.get(), std::string(layout::kCapathManifest), kMaxEntry) : std::nullopt;
+    if (!m || !m->starts_with(b.header) || m->find("\nerror ") != std::string::npos) return std::nullopt;
+    auto old = manifest_sums(*m);
+    if (!old) return std::nullopt;
+    b.old = std::move(*old);
+    // What else fails a ca-mode selection closed (a malformed cluster-CA minimum): the whole
+    // selection reports it.
+    fs::Fd r = fs::open_root(ctx.root);
+    (void)cluster_ca::load_minimum(r.get());
+    if (takes_crls(mode, policy_of(ctx.config, purpose))) {
+      std::vector<Object> objects;
+      for (const auto& n : load_crls(ctx, purpose)) {
+        unsigned char* der = nullptr;
+        int len = i2d_X509_CRL(n.crl.get(), &der);
+        if (len <= 0) return std::nullopt;
+        ossl::OsslStr owned(reinterpret_cast<char*>(der));
+        objects.push_back({std::string(owned.get(), static_cast<size_t>(len)),
+                           X509_NAME_hash_ex(X509_CRL_get_issuer(n.crl.get()), nullptr, nullptr, nullptr)});
+      }
+      add_entries(b.crls, objects, ".r", "X509 CRL");
+    }
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  return b;
+}
+
+bool is_crl_entry(const std::string& name) { return name.size() > 9 && name[8] == '.' && name[9] == 'r'; }
+
+void add_manifest(Wanted& w, const std::string& header) {
+  std::string manifest = header;
+  for (const auto& [name, sum] : w.sums) manifest += sum + " " + name + "\n";
+  w.files[std::string(layout::kCapathManifest)] = std::move(manifest);
+}
+
 // A write's cheap derivation, when it changed one CA store of `purpose` and the directory
 // holds that purpose in mode ca (its manifest says so, without an error): the certificate
 // entries are the store's own hash entries (both are numbered in bundle order within a hash
@@ -340,44 +393,15 @@ bool update_in_place(int capfd, const std::string& purpose, const Wanted& w) {
 // manifest), or nullopt: the caller then derives the directory from the whole selection.
 std::optional<Wanted> derived(int capfd, const Context& ctx, const std::string& purpose, const StoreChange& c) {
   if (c.empty || c.key.type != CertType::kCa || c.key.purpose != purpose || purpose == kGeneral) return std::nullopt;
-  const std::string manifest_name(layout::kCapathManifest);
-  const std::string header = "ptrust-capath 1\npurpose " + purpose + "\nmode ca\n";
-  std::optional<std::map<std::string, std::string>> old;
-  std::map<std::string, std::string> crls;  // the CRL entries the purpose takes now
-  try {
-    auto st = fs::stat_at(capfd, purpose);
-    if (!st || !S_ISDIR(st->st_mode)) return std::nullopt;
-    fs::Fd d = fs::open_dir(capfd, purpose, false);
-    auto m = d ? fs::read_at(d.get(), manifest_name, kMaxEntry) : std::nullopt;
-    if (!m || !m->starts_with(header) || m->find("\nerror ") != std::string::npos) return std::nullopt;
-    old = manifest_sums(*m);
-    if (!old) return std::nullopt;
-    // What else fails a ca-mode selection closed (a malformed cluster-CA minimum): the whole
-    // selection reports it.
-    fs::Fd r = fs::open_root(ctx.root);
-    (void)cluster_ca::load_minimum(r.get());
-    if (takes_crls(Mode::kCa, policy_of(ctx.config, purpose))) {
-      std::vector<Object> objects;
-      for (const auto& n : load_crls(ctx, purpose)) {
-        unsigned char* der = nullptr;
-        int len = i2d_X509_CRL(n.crl.get(), &der);
-        if (len <= 0) return std::nullopt;
-        ossl::OsslStr owned(reinterpret_cast<char*>(der));
-        objects.push_back({std::string(owned.get(), static_cast<size_t>(len)),
-                           X509_NAME_hash_ex(X509_CRL_get_issuer(n.crl.get()), nullptr, nullptr, nullptr)});
-      }
-      std::map<std::string, std::string> files;
-      add_entries(files, objects, ".r", "X509 CRL");  // named as wanted() names them
-      for (const auto& [name, pem] : files) crls.emplace(name, x509::sha256_hex(pem));
-    }
-  } catch (const Error&) {
-    return std::nullopt;  // the whole selection decides (and reports a failure as it does)
-  }
+  std::optional<Base> b = base_of(capfd, ctx, purpose, Mode::kCa);
+  if (!b) return std::nullopt;
+  std::map<std::string, std::string> crls;
+  for (const auto& [name, pem] : b->crls) crls.emplace(name, x509::sha256_hex(pem));
   Wanted w;
   size_t old_crls = 0;
-  for (const auto& [name, sum] : *old) {
+  for (const auto& [name, sum] : b->old) {
     const bool hash_entry = name.size() > 9 && name[8] == '.';
-    if (hash_entry && name[9] == 'r') {  // a CRL entry: must be one the purpose takes now, unchanged
+    if (is_crl_entry(name)) {  // a CRL entry: must be one the purpose takes now, unchanged
       auto it = crls.find(name);
       if (it == crls.end() || it->second != sum) return std::nullopt;
       ++old_crls;
@@ -394,9 +418,48 @@ std::optional<Wanted> derived(int capfd, const Context& ctx, const std::string& 
   // As many certificate entries as the store has hash entries: a directory that missed an
   // earlier change (a writer that failed before it got here) is not patched further.
   if (w.sums.size() - crls.size() != c.hash_entries) return std::nullopt;
-  std::string manifest = header;
-  for (const auto& [name, sum] : w.sums) manifest += sum + " " + name + "\n";
-  w.files[manifest_name] = std::move(manifest);
+  add_manifest(w, b->header);
+  return w;
+}
+
+// The same for a write that changed only CRLs (crl install / uninstall): the purpose's
+// certificates are untouched, so the new directory is the manifest's certificate entries
+// with the CRL entries the purpose takes now — provided the manifest's mode is still the
+// selection's (ca or general: pinned takes no CRL and is small) and its certificate entries
+// are, by name, exactly the chosen store's hash entries (the same names and PEM; a directory
+// that missed an earlier change, or a store edited since, is not patched).
+std::optional<Wanted> derived_crls(int capfd, int trusted, const Context& ctx, const std::string& purpose) {
+  Resolution r;
+  try {
+    r = resolve(ctx, purpose);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  if ((r.mode != Mode::kCa && r.mode != Mode::kGeneral) || r.store_dir.empty()) return std::nullopt;
+  std::optional<Base> b = base_of(capfd, ctx, purpose, r.mode);
+  if (!b) return std::nullopt;
+  Wanted w;
+  std::vector<std::string> certs;  // the manifest's certificate entries, in name order
+  for (const auto& [name, sum] : b->old) {
+    if (is_crl_entry(name)) continue;
+    certs.push_back(name);
+    w.sums.emplace(name, sum);
+  }
+  std::vector<std::string> store;  // the chosen store's hash entries
+  try {
+    fs::Fd d = fs::open_dir(trusted, r.store_dir, false);
+    if (!d) return std::nullopt;
+    for (auto& e : fs::list_names(d.get()))
+      if (layout::is_hash_link_name(e.name)) store.push_back(std::move(e.name));
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  if (store != certs) return std::nullopt;  // both sorted by name
+  for (auto& [name, pem] : b->crls) {
+    w.sums[name] = x509::sha256_hex(pem);
+    w.files[name] = std::move(pem);
+  }
+  add_manifest(w, b->header);
   return w;
 }
 
@@ -555,10 +618,16 @@ void refresh(int root, const Context& ctx, const std::vector<Area>& areas, const
     if (st) remove_tree(cap.get(), no_ca);
     fs::write_atomic(cap.get(), no_ca, no_ca_pem(), fs::kFileMode);
   }
+  const bool only_crls = changes && changes->empty() && !areas.empty() &&
+                         std::all_of(areas.begin(), areas.end(), [](const Area& a) { return a.kind == Area::Kind::kCrl; });
   for (const auto& p : todo) {
     // One CA store changed (install, uninstall of a one-purpose CA): derived from its change.
     if (changes && changes->size() == 1 && areas.size() == 1)
       if (auto w = derived(cap.get(), ctx, p, changes->front()))
+        if (current(cap.get(), p, *w) || update_in_place(cap.get(), p, *w)) continue;
+    // Only CRLs changed (crl install, crl uninstall): the certificate entries stay.
+    if (only_crls)
+      if (auto w = derived_crls(cap.get(), trusted.get(), ctx, p))
         if (current(cap.get(), p, *w) || update_in_place(cap.get(), p, *w)) continue;
     Wanted w = wanted(ctx, p);
     if (!current(cap.get(), p, w) && !update_in_place(cap.get(), p, w)) swap_in(cap.get(), p, w);

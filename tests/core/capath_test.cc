@@ -268,6 +268,41 @@ TEST_F(Capath, DerivedChangesFallBackWhenTheRestOfTheDirectoryMoved) {
   EXPECT_TRUE(Store({root, with}).sync(false).empty());
 }
 
+// A CRL install or uninstall keeps each directory's certificate entries and changes only its
+// CRL entries, in ca and in general mode — while those certificate entries are, by name, the
+// chosen store's. A directory that missed an earlier change (here: its entry for a CA and that
+// entry's manifest line gone, so the directory agrees with its manifest) is rebuilt from the
+// whole selection, not patched: the CA is back.
+TEST_F(Capath, CrlChangesKeepTheCertificateEntriesOnlyWhileTheyAreTheStores) {
+  install(certs().ca1, CertType::kCa, {"licensing"});
+  install(certs().general, CertType::kCa);
+  install(certs().peer, CertType::kPinned, {"ldaps"});
+  const std::string h1 = hash_name(certs().ca1.cert.get()), hg = hash_name(certs().general.cert.get());
+  const std::string pin = hash_name(certs().peer.cert.get());
+  auto crl = make_crl(certs().ca1, {});
+  const std::string r = crl_hash_name(crl.get());
+  const ino_t lic = inode(dir("licensing"));
+  store.crl_install(crl_pem(crl.get()), "l.crl", {}, std::time(nullptr));
+  EXPECT_EQ(names("licensing"), (std::set<std::string>{h1, r}));
+  EXPECT_EQ(names("general"), (std::set<std::string>{hg, r}));
+  EXPECT_EQ(names("ldaps"), (std::set<std::string>{pin})) << "pinned mode takes no CRL";
+  EXPECT_EQ(inode(dir("licensing")), lic) << "one entry added in place";
+  EXPECT_TRUE(store.sync(false).empty());
+
+  const std::string m = path(dir("licensing/.ptrust-capath"));
+  std::string manifest = read_file(m);
+  const size_t at = manifest.find(" " + h1 + "\n");
+  ASSERT_NE(at, std::string::npos);
+  manifest.erase(at - 64, 64 + 1 + h1.size() + 1);
+  write_file(m, manifest);
+  ASSERT_EQ(::chmod(m.c_str(), 0644), 0);
+  ASSERT_EQ(::unlink(path(dir("licensing/") + h1).c_str()), 0);
+  store.crl_uninstall("l.crl");
+  EXPECT_EQ(names("licensing"), (std::set<std::string>{h1}));
+  EXPECT_EQ(names("general"), (std::set<std::string>{hg}));
+  EXPECT_TRUE(store.sync(false).empty());
+}
+
 TEST_F(Capath, ADirectoryThatDiffersFromItsManifestIsRebuiltNotPatched) {
   // What a writer killed between an in-place step and its manifest leaves: an entry the
   // manifest does not list. The next writer must not patch around it (it would keep a CA the
