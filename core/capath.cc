@@ -192,7 +192,21 @@ bool reuse(int from, int to, const std::string& name, const std::string& content
 
 // Builds the complete directory under a temp name and swaps it in: a reader opening
 // capath/<purpose>/... sees the old tree or the new one, never a mix and never nothing.
-void swap_in(int capfd, const std::string& purpose, const Wanted& w) {
+// The store directory the purpose's selection comes from (its hash entries have the names and
+// the PEM of the directory's certificate entries), or none.
+fs::Fd chosen_store(const Context& ctx, const std::string& purpose) {
+  try {
+    Resolution r = resolve(ctx, purpose);
+    if (r.store_dir.empty()) return {};
+    fs::Fd root = fs::open_root(ctx.root);
+    fs::Fd trusted = fs::open_dir(root.get(), layout::kTrustedDir, false);
+    return trusted ? fs::open_dir(trusted.get(), r.store_dir, false) : fs::Fd();
+  } catch (const Error&) {
+    return {};
+  }
+}
+
+void swap_in(int capfd, const std::string& purpose, const Wanted& w, const Context& ctx) {
   const std::string tmp = fs::temp_name();
   if (::mkdirat(capfd, tmp.c_str(), fs::kDirMode) != 0) throw_errno(Code::kIoError, "cannot create " + tmp);
   try {
@@ -206,9 +220,21 @@ void swap_in(int capfd, const std::string& purpose, const Wanted& w) {
     if (auto st = fs::stat_at(capfd, purpose); st && S_ISDIR(st->st_mode)) old = fs::open_dir(capfd, purpose, false);
     // Many new entries (a first build, an import): one syncfs makes them all durable before
     // the swap, instead of an fsync each.
+    // Entries new to the directory are hard links to the chosen store's hash entry of the same
+    // name when it holds the same bytes (checked as above): a first build or an import of
+    // 10,000 CAs allocates no inode here.
+    fs::Fd store;
+    bool store_opened = false;
     std::vector<const std::pair<const std::string, std::string>*> fresh;
-    for (const auto& e : w.files)
-      if (!(old && reuse(old.get(), d.get(), e.first, e.second))) fresh.push_back(&e);
+    for (const auto& e : w.files) {
+      if (old && reuse(old.get(), d.get(), e.first, e.second)) continue;
+      if (!store_opened && layout::is_hash_link_name(e.first)) {
+        store = chosen_store(ctx, purpose);
+        store_opened = true;
+      }
+      if (store && layout::is_hash_link_name(e.first) && reuse(store.get(), d.get(), e.first, e.second)) continue;
+      fresh.push_back(&e);
+    }
     const bool one_sync = fresh.size() > 16;
     for (const auto* e : fresh) write_new(d.get(), e->first, e->second, !one_sync);
     if (one_sync && ::syncfs(d.get()) != 0) throw_errno(Code::kIoError, "cannot sync " + join(layout::kCapathDir, tmp));
@@ -630,7 +656,7 @@ void refresh(int root, const Context& ctx, const std::vector<Area>& areas, const
       if (auto w = derived_crls(cap.get(), trusted.get(), ctx, p))
         if (current(cap.get(), p, *w) || update_in_place(cap.get(), p, *w)) continue;
     Wanted w = wanted(ctx, p);
-    if (!current(cap.get(), p, w) && !update_in_place(cap.get(), p, w)) swap_in(cap.get(), p, w);
+    if (!current(cap.get(), p, w) && !update_in_place(cap.get(), p, w)) swap_in(cap.get(), p, w, ctx);
   }
 }
 
@@ -675,7 +701,7 @@ void reconcile(int root, const Context& ctx, bool apply, std::vector<Drift>& out
   }
   for (const auto& p : ps) {
     Wanted w = wanted(ctx, p);
-    if (!check_dir(cap.get(), p, w, out) && apply) swap_in(cap.get(), p, w);
+    if (!check_dir(cap.get(), p, w, out) && apply) swap_in(cap.get(), p, w, ctx);
   }
 }
 

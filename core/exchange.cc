@@ -8,6 +8,7 @@
 
 #include "core/cert.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/records.h"
 
 namespace ptrust {
@@ -155,6 +156,16 @@ Incoming parse_export(const std::string& text, const Config& cfg) {
     if (o.at("format").as_string() != kFormat) throw std::invalid_argument("not a ptrust export document");
     if (o.at("version").to_number<int>() != kVersion)
       throw std::invalid_argument("unsupported version " + json::serialize(o.at("version")));
+    // The document's shape first, then each certificate's intake checks (a full decode: most
+    // of an import's time) on every core.
+    struct Trusted {
+      std::string uuid;
+      CertType type;
+      std::int64_t installed;
+      std::string_view pem;
+      std::vector<std::string> purposes;
+    };
+    std::vector<Trusted> trusted;
     for (const auto& v : o.at("trusted").as_array()) {
       const json::object& t = v.as_object();
       std::string uuid(t.at("uuid").as_string());
@@ -162,13 +173,16 @@ Incoming parse_export(const std::string& text, const Config& cfg) {
       auto type = cert_type_from(t.at("type").as_string());
       if (!type) throw std::invalid_argument("bad type for " + uuid);
       std::int64_t installed = install_time(t, uuid);
-      CertRecord r = vetted("trusted certificate " + uuid, [&] {
-        return vet_trusted(Certificate::parse(std::string(t.at("pem").as_string())), *type,
-                           strings_from(t.at("purposes")), cfg, installed, std::nullopt);
-      });
-      r.uuid = uuid;
-      in.certs.push_back(std::move(r));
+      trusted.push_back({std::move(uuid), *type, installed, t.at("pem").as_string(), strings_from(t.at("purposes"))});
     }
+    in.certs.resize(trusted.size());
+    parallel_for(trusted.size(), [&](size_t i) {
+      Trusted& t = trusted[i];
+      in.certs[i] = vetted("trusted certificate " + t.uuid, [&] {
+        return vet_trusted(Certificate::parse(t.pem), t.type, std::move(t.purposes), cfg, t.installed, std::nullopt);
+      });
+      in.certs[i].uuid = std::move(t.uuid);
+    });
     for (const auto& v : o.at("legacy").as_array()) {
       const json::object& t = v.as_object();
       std::string name(t.at("name").as_string());

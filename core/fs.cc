@@ -165,11 +165,31 @@ std::string temp_name() {
   return std::string(kTempPrefix) + x509::hex_lower(rnd);
 }
 
-void write_atomic(int dirfd, const std::string& name, std::string_view data, mode_t mode) {
-  write_atomic(dirfd, name, std::span<const std::string_view>(&data, 1), mode);
+std::string write_atomic(int dirfd, const std::string& name, std::string_view data, mode_t mode) {
+  return write_atomic(dirfd, name, std::span<const std::string_view>(&data, 1), mode);
 }
 
-void write_atomic(int dirfd, const std::string& name, std::span<const std::string_view> parts, mode_t mode) {
+bool link_atomic(int dirfd, const std::string& from, const std::string& name) {
+  std::string tmp = temp_name();
+  if (::linkat(dirfd, from.c_str(), dirfd, tmp.c_str(), 0) != 0) {  // flags 0: a symlink is never followed
+    if (errno == ENOENT) return false;
+    throw_errno(Code::kIoError, "cannot link " + name);
+  }
+  if (Batch* b = Batch::active()) {
+    b->queue(dirfd, tmp, name);
+    return true;
+  }
+  if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) {
+    int e = errno;
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    errno = e;
+    throw_errno(Code::kIoError, "cannot rename into place " + name);
+  }
+  if (::fsync(dirfd) != 0) throw_errno(Code::kIoError, "cannot fsync directory of " + name);
+  return true;
+}
+
+std::string write_atomic(int dirfd, const std::string& name, std::span<const std::string_view> parts, mode_t mode) {
   std::string tmp = temp_name();
   int fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0) throw_errno(Code::kIoError, "cannot create temporary file for " + name);
@@ -215,11 +235,12 @@ void write_atomic(int dirfd, const std::string& name, std::span<const std::strin
   if (::fchmod(fd, mode) != 0) fail("cannot chmod");
   if (Batch* b = Batch::active()) {
     b->queue(dirfd, tmp, name);
-    return;
+    return tmp;
   }
   if (::fsync(fd) != 0) fail("cannot fsync");
   if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) fail("cannot rename into place");
   if (::fsync(dirfd) != 0) throw_errno(Code::kIoError, "cannot fsync directory of " + name);
+  return name;
 }
 
 namespace {

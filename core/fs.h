@@ -67,10 +67,18 @@ std::optional<std::string> read_at(int dirfd, const std::string& name, size_t ma
 
 // Replaces `name` atomically: temp file (hidden, not *.pem), write, fchmod, fsync,
 // renameat, fsync(dir). A crash at any instant leaves the old or the new content.
-void write_atomic(int dirfd, const std::string& name, std::string_view data, mode_t mode);
+// Returns the name that holds the new content now: `name`, or while a Batch is active the
+// temp name until the batch is flushed (link_atomic can link to either).
+std::string write_atomic(int dirfd, const std::string& name, std::string_view data, mode_t mode);
 // The same for the concatenation of `parts` (a bundle of 10,000 records' PEM, never copied
 // into one string), written with writev.
-void write_atomic(int dirfd, const std::string& name, std::span<const std::string_view> parts, mode_t mode);
+std::string write_atomic(int dirfd, const std::string& name, std::span<const std::string_view> parts, mode_t mode);
+
+// Replaces `name` atomically with a hard link to `from`, a file in the same directory that
+// holds exactly the wanted content (a hash entry and its record's file): linkat to a temp
+// name (never following a symlink), renameat, fsync(dir); batched as write_atomic. No inode
+// is allocated and no byte written. False (nothing changed) when `from` is gone.
+bool link_atomic(int dirfd, const std::string& from, const std::string& name);
 
 // A batch of store writes made durable together (a whole-store write such as `import`):
 // while one is active on this thread, write_atomic writes each temp file without fsync and

@@ -2,7 +2,14 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+
+#include <openssl/x509.h>
 
 #include "core/error.h"
 #include "core/generation.h"
@@ -190,6 +197,76 @@ TEST_F(StoreTest, SyncFindsAndRepairsEveryKindOfDrift) {
   clean.erase("var/lib/ptrust/generation");
   EXPECT_EQ(testing::diff(clean, after), "") << "sync restores exactly the database's state";
   EXPECT_TRUE(std::filesystem::exists("/etc/passwd")) << "the symlink was removed, not followed";
+}
+
+// A hash entry is a hard link to its record's file, and the purpose's CA directory entry a
+// third name of it (no inode and no copy per entry: what file creation costs most). Each
+// name is still replaced atomically on its own: a stale entry repaired by `sync` becomes a
+// file (or link) of the right bytes without touching the other names' content.
+TEST_F(StoreTest, HashEntriesAndCapathEntriesAreHardLinksOfTheRecordsFile) {
+  auto a = install(certs().ca1, CertType::kCa, {"licensing"});
+  char hash[32];
+  std::snprintf(hash, sizeof hash, "%08lx.0", X509_subject_name_hash(certs().ca1.cert.get()));
+  auto inode = [&](const std::string& rel) {
+    struct stat st;
+    EXPECT_EQ(::lstat(path(rel).c_str(), &st), 0) << rel;
+    return std::pair(st.st_ino, st.st_nlink);
+  };
+  const auto file = inode("etc/trusted-certs/ca-licensing/" + a.uuid + ".pem");
+  EXPECT_EQ(inode(std::string("etc/trusted-certs/ca-licensing/") + hash), file);
+  EXPECT_EQ(inode(std::string("etc/trusted-certs/capath/licensing/") + hash), file);
+  EXPECT_EQ(file.second, 3u);
+
+  // A stale hash entry: replaced by `sync` (a new name for the right bytes), the record's file
+  // untouched.
+  const std::string entry = std::string("etc/trusted-certs/ca-licensing/") + hash;
+  ASSERT_EQ(::unlink(path(entry).c_str()), 0);
+  testing::write_file(path(entry), certs().ca2.pem());
+  ASSERT_EQ(::chmod(path(entry).c_str(), 0644), 0);
+  std::set<std::string> seen;
+  for (const auto& d : store.sync(false)) seen.insert(std::string(to_string(d.kind)) + " " + d.path);
+  EXPECT_EQ(seen, (std::set<std::string>{"stale " + entry}));
+  store.sync(true);
+  EXPECT_EQ(testing::read_file(path(entry)), certs().ca1.pem());
+  EXPECT_EQ(testing::read_file(path("etc/trusted-certs/ca-licensing/" + a.uuid + ".pem")), certs().ca1.pem());
+  EXPECT_TRUE(store.sync(false).empty());
+}
+
+// `import` vets the document's certificates on several threads (a full decode each): a
+// document with two refusable certificates is refused for the first in document order,
+// whichever thread met it, and nothing is written.
+TEST_F(StoreTest, ImportOnSeveralThreadsRefusesForTheFirstBadCertificate) {
+  auto doc = [&](std::vector<size_t> bad) {
+    boost::json::array trusted;
+    for (size_t i = 0; i < 300; ++i) {
+      char uuid[40];
+      std::snprintf(uuid, sizeof uuid, "00000000-0000-4000-8000-%012zx", i);
+      const bool leaf = std::find(bad.begin(), bad.end(), i) != bad.end();
+      trusted.push_back(boost::json::object{{"uuid", uuid},
+                                            {"type", "ca"},
+                                            {"purposes", boost::json::array{"licensing"}},
+                                            {"installed_at", 1700000000},
+                                            {"pem", leaf ? certs().peer.pem() : certs().ca1.pem()}});
+    }
+    return boost::json::serialize(boost::json::object{
+        {"format", "ptrust-export"}, {"version", 1}, {"trusted", trusted}, {"legacy", boost::json::array{}},
+        {"crls", boost::json::array{}}});
+  };
+  for (auto bad : std::vector<std::vector<size_t>>{{40, 250}, {250, 40}, {260, 280}, {5}}) {
+    const auto before = testing::snapshot(root);
+    try {
+      store.import_document(doc(bad), false);
+      ADD_FAILURE() << "not refused";
+    } catch (const Error& e) {
+      char want[64];
+      std::snprintf(want, sizeof want, "00000000-0000-4000-8000-%012zx", *std::min_element(bad.begin(), bad.end()));
+      EXPECT_EQ(code_name(e.code()), "NOT_A_CA_CERTIFICATE") << e.what();
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(testing::diff(before, testing::snapshot(root)), "");
+  }
+  store.import_document(doc({}), false);  // 300 copies of one CA: merged into one record
+  EXPECT_EQ(store.database().certs.size(), 1u);
 }
 
 TEST_F(StoreTest, SyncRestoresFromTheDatabaseAlone) {

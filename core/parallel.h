@@ -1,0 +1,50 @@
+// Runs independent, CPU-bound steps of one helper command on the machine's cores: decoding
+// 10,000 certificates costs ~175 us each in OpenSSL 3.0 (its public-key decoders), and an
+// `import` of that many spends most of its time there. Helper processes only: nothing here
+// runs inside a consumer's process (the provider and the hook never start a thread).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <exception>
+#include <thread>
+#include <vector>
+
+namespace ptrust {
+
+// Calls f(i) for every i in [0, n), in contiguous chunks on up to `max_threads` threads (the
+// calling one included); small n runs inline. A chunk stops at its first exception; after
+// every chunk ended, the exception of the lowest i that threw is rethrown, so a refusal
+// names the object a sequential loop would have named.
+template <typename F>
+void parallel_for(std::size_t n, F f, unsigned max_threads = 4) {
+  constexpr std::size_t kMinPerThread = 64;
+  unsigned threads = std::max(1u, std::min({std::thread::hardware_concurrency(), max_threads,
+                                            static_cast<unsigned>(std::min<std::size_t>(n / kMinPerThread, 64))}));
+  std::vector<std::exception_ptr> error(threads);
+  std::vector<std::size_t> error_at(threads, n);
+  auto run = [&](unsigned t) {
+    const std::size_t begin = n * t / threads, end = n * (t + 1) / threads;
+    for (std::size_t i = begin; i < end; ++i) {
+      try {
+        f(i);
+      } catch (...) {
+        error[t] = std::current_exception();
+        error_at[t] = i;
+        return;  // the lowest failing index of this chunk; later chunks are still searched
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  try {
+    for (unsigned t = 1; t < threads; ++t) pool.emplace_back(run, t);
+  } catch (...) {  // no thread to be had: the rest of the chunks run here
+    for (unsigned t = static_cast<unsigned>(pool.size()) + 1; t < threads; ++t) run(t);
+  }
+  run(0);
+  for (auto& th : pool) th.join();
+  for (unsigned t = 0; t < threads; ++t)
+    if (error[t]) std::rethrow_exception(error[t]);  // chunks are in index order
+}
+
+}  // namespace ptrust
