@@ -161,18 +161,7 @@ void fsync_fd(int fd, const std::string& what) {
 }
 
 void write_new(int dirfd, const std::string& name, const std::string& data, bool sync = true) {
-  int fd = ::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, fs::kFileMode);
-  if (fd < 0) throw_errno(Code::kIoError, "cannot create " + name);
-  fs::Fd g(fd);
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno(Code::kIoError, "cannot write " + name);
-    off += static_cast<size_t>(n);
-  }
-  if (::fchmod(fd, fs::kFileMode) != 0) throw_errno(Code::kIoError, "cannot chmod " + name);
-  if (sync) fsync_fd(fd, name);
+  fs::create_file(dirfd, name, data, fs::kFileMode, sync);
 }
 
 // Links `name` from `from` into `to` when it is a regular 0644 file holding exactly `content`.

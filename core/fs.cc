@@ -169,6 +169,20 @@ std::string write_atomic(int dirfd, const std::string& name, std::string_view da
   return write_atomic(dirfd, name, std::span<const std::string_view>(&data, 1), mode);
 }
 
+void create_file(int dirfd, const std::string& name, std::string_view data, mode_t mode, bool sync) {
+  int fd = ::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0) throw_errno(Code::kIoError, "cannot create " + name);
+  Fd g(fd);
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno(Code::kIoError, "cannot write " + name);
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  if (::fchmod(fd, mode) != 0) throw_errno(Code::kIoError, "cannot chmod " + name);
+  if (sync && ::fsync(fd) != 0) throw_errno(Code::kIoError, "cannot fsync " + name);
+}
+
 bool link_atomic(int dirfd, const std::string& from, const std::string& name) {
   std::string tmp = temp_name();
   if (::linkat(dirfd, from.c_str(), dirfd, tmp.c_str(), 0) != 0) {  // flags 0: a symlink is never followed
@@ -251,8 +265,15 @@ Batch::Batch() : outer_(g_batch) { g_batch = this; }
 
 Batch::~Batch() {
   g_batch = outer_;
-  for (auto& op : ops_)
-    if (!op.tmp.empty()) ::unlinkat(dirs_[op.dir].get(), op.tmp.c_str(), 0);
+  for (auto& op : ops_) {
+    if (op.tmp.empty()) continue;
+    if (::unlinkat(dirs_[op.dir].get(), op.tmp.c_str(), 0) != 0 && errno == EISDIR) {
+      try {  // a directory built whole under a temp name
+        remove_tree(dirs_[op.dir].get(), op.tmp);
+      } catch (...) {  // `sync` removes it
+      }
+    }
+  }
 }
 
 Batch* Batch::active() noexcept { return g_batch; }

@@ -74,6 +74,11 @@ std::string write_atomic(int dirfd, const std::string& name, std::string_view da
 // into one string), written with writev.
 std::string write_atomic(int dirfd, const std::string& name, std::span<const std::string_view> parts, mode_t mode);
 
+// Creates `name` (which must not exist; never through a symlink) holding `data` with `mode`;
+// fsync'ed when `sync`. For a directory no reader can reach by name yet (a tree built under
+// a temp name): nothing is replaced, so no temp name is needed.
+void create_file(int dirfd, const std::string& name, std::string_view data, mode_t mode, bool sync);
+
 // Replaces `name` atomically with a hard link to `from`, a file in the same directory that
 // holds exactly the wanted content (a hash entry and its record's file): linkat to a temp
 // name (never following a symlink), renameat, fsync(dir); batched as write_atomic. No inode

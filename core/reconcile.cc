@@ -392,6 +392,7 @@ class Reconciler {
       if (!needed) return;
       report(Drift::Kind::kMissing, path, "directory");
       if (!apply_) return;
+      if (fs::Batch::active()) return fresh_dir(parent, p, path);
     } else if ((st->st_mode & 07777) != fs::kDirMode) {
       report(Drift::Kind::kMode, path, mode_detail(st->st_mode, fs::kDirMode));
       if (apply_) set_mode(parent, p.dir, fs::kDirMode);
@@ -435,6 +436,43 @@ class Reconciler {
     for (const auto& name : remnants) {
       report(Drift::Kind::kRemnant, join(path, name), "no record owns it");
       if (apply_) remove_tree(dir.get(), name);
+    }
+  }
+
+  // A directory that does not exist yet, in a batch (an import, a sync that rebuilds a store):
+  // built whole under a temp name, its entries under their final names (each hash entry a
+  // hard link to its record's file), and renamed into place by the batch's flush after one
+  // syncfs made every entry durable: no temp name and no rename per file. Readers see no
+  // directory, then the whole one.
+  void fresh_dir(int parent, const Plan& p, const std::string& path) {
+    const std::string tmp = fs::temp_name();
+    if (::mkdirat(parent, tmp.c_str(), fs::kDirMode) != 0) throw_errno(Code::kIoError, "cannot create " + path);
+    try {
+      fs::Fd dir = fs::open_dir(parent, tmp, false);
+      if (!dir) throw Error(Code::kIoError, "the new directory of " + path + " vanished");
+      if (::fchmod(dir.get(), fs::kDirMode) != 0) throw_errno(Code::kIoError, "cannot chmod " + path);
+      std::unordered_map<const char*, const std::string*> holder;  // a record's PEM → its file
+      for (const bool hash_pass : {false, true}) {
+        for (const auto& [name, content] : p.files) {
+          if (layout::is_hash_link_name(name) != hash_pass) continue;
+          report(Drift::Kind::kMissing, join(path, component(name)), "");
+          if (hash_pass)
+            if (auto it = holder.find(content.data()); it != holder.end()) {
+              if (::linkat(dir.get(), it->second->c_str(), dir.get(), name.c_str(), 0) != 0)
+                throw_errno(Code::kIoError, "cannot link " + join(path, name));
+              continue;
+            }
+          fs::create_file(dir.get(), name, content, fs::kFileMode, false);
+          if (!hash_pass) holder.emplace(content.data(), &name);
+        }
+      }
+      fs::Batch::active()->queue(parent, tmp, p.dir);
+    } catch (...) {
+      try {
+        remove_tree(parent, tmp);
+      } catch (...) {  // `sync` removes it
+      }
+      throw;
     }
   }
 

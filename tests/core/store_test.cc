@@ -12,6 +12,7 @@
 #include <openssl/x509.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/generation.h"
 #include "core/selection.h"
 #include "core/x509.h"
@@ -267,6 +268,39 @@ TEST_F(StoreTest, ImportOnSeveralThreadsRefusesForTheFirstBadCertificate) {
   }
   store.import_document(doc({}), false);  // 300 copies of one CA: merged into one record
   EXPECT_EQ(store.database().certs.size(), 1u);
+}
+
+// A batch that ends unflushed (an error after some of a write's files) removes what it made
+// under temp names, a whole directory built under one included: nothing half-written stays
+// beside the stores. A flushed one puts each in place.
+TEST_F(StoreTest, AnUnflushedBatchLeavesNoTempFileOrDirectory) {
+  std::filesystem::create_directories(path("etc/trusted-certs"));
+  fs::Fd top = fs::open_dir(fs::open_root(root).get(), "etc/trusted-certs", false);
+  ASSERT_TRUE(top);
+  auto build = [&](const std::string& name) {
+    const std::string tmp = fs::temp_name();
+    ASSERT_EQ(::mkdirat(top.get(), tmp.c_str(), 0755), 0);
+    fs::Fd d = fs::open_dir(top.get(), tmp, false);
+    fs::create_file(d.get(), "a.pem", "x", fs::kFileMode, false);
+    ASSERT_EQ(::linkat(d.get(), "a.pem", d.get(), "12345678.0", 0), 0);
+    fs::Batch::active()->queue(top.get(), tmp, name);
+    fs::write_atomic(top.get(), name + ".pem", "bundle", fs::kFileMode);
+  };
+  {
+    fs::Batch batch;
+    build("ca-dropped");
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(path("etc/trusted-certs")));
+  {
+    fs::Batch batch;
+    build("ca-kept");
+    batch.flush();
+  }
+  EXPECT_EQ(testing::read_file(path("etc/trusted-certs/ca-kept/12345678.0")), "x");
+  EXPECT_EQ(testing::read_file(path("etc/trusted-certs/ca-kept.pem")), "bundle");
+  size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::recursive_directory_iterator(path("etc/trusted-certs"))) ++entries;
+  EXPECT_EQ(entries, 4u);  // ca-kept, its two names, ca-kept.pem
 }
 
 TEST_F(StoreTest, SyncRestoresFromTheDatabaseAlone) {
