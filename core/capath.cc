@@ -196,12 +196,8 @@ fs::Fd chosen_store(const Context& ctx, const std::string& purpose) {
 }
 
 void swap_in(int capfd, const std::string& purpose, const Wanted& w, const Context& ctx) {
-  const std::string tmp = fs::temp_name();
-  if (::mkdirat(capfd, tmp.c_str(), fs::kDirMode) != 0) throw_errno(Code::kIoError, "cannot create " + tmp);
+  auto [tmp, d] = fs::create_temp_dir(capfd);
   try {
-    fs::Fd d = fs::open_dir(capfd, tmp, false);
-    if (!d) throw Error(Code::kIoError, "temporary directory " + tmp + " vanished");
-    if (::fchmod(d.get(), fs::kDirMode) != 0) throw_errno(Code::kIoError, "cannot chmod " + tmp);
     // Entries that stay are hard links to the old tree's files (checked byte for byte; the
     // files are immutable, and the old names go away below): an install into a purpose of N
     // CAs writes and fsyncs only what changed, not N files.
@@ -299,13 +295,17 @@ bool update_in_place(int capfd, const std::string& purpose, const Wanted& w) {
   size_t listed = 0;
   // Names and types from the directory alone (no stat of 10,000 entries): an entry's mode
   // and content are `sync`'s to check, as for every entry a write does not touch.
-  for (const auto& e : fs::list_names(d.get())) {
-    if (e.type != S_IFREG) return false;
-    if (e.name == manifest_name) continue;
-    if (!old->count(e.name)) return false;  // not the manifest's: a leftover, or drift
+  bool as_manifest = true;
+  std::string key;
+  fs::each_name(d.get(), [&](std::string_view name, mode_t type) {
+    if (!as_manifest) return;
+    if (type != S_IFREG) as_manifest = false;
+    if (name == manifest_name) return;
+    key.assign(name);
+    if (!old->count(key)) as_manifest = false;  // not the manifest's: a leftover, or drift
     ++listed;
-  }
-  if (listed != old->size()) return false;  // an entry of the manifest is missing
+  });
+  if (!as_manifest || listed != old->size()) return false;  // a stray entry, or one missing
 
   std::vector<std::string> changed, removed;  // at most a few kept: more means "swap"
   for (const auto& [name, sum] : w.sums) {
@@ -464,8 +464,10 @@ std::optional<Wanted> derived_crls(int capfd, int trusted, const Context& ctx, c
   try {
     fs::Fd d = fs::open_dir(trusted, r.store_dir, false);
     if (!d) return std::nullopt;
-    for (auto& e : fs::list_names(d.get()))
-      if (layout::is_hash_link_name(e.name)) store.push_back(std::move(e.name));
+    fs::each_name(d.get(), [&](std::string_view name, mode_t) {
+      if (layout::is_hash_link_name(name)) store.emplace_back(name);
+    });
+    std::sort(store.begin(), store.end());
   } catch (const Error&) {
     return std::nullopt;
   }

@@ -14,7 +14,8 @@
 // entries; any other change, or a directory that is not exactly what its manifest says
 // (a killed writer's leftovers, drift), gets a new tree built under a temp name, fsynced and
 // swapped in with renameat2(RENAME_EXCHANGE); then the old tree is removed. Mode none is an
-// empty directory, never a missing one. Copies, never symlinks.
+// empty directory, never a missing one. Entries are new files or hard links (to the previous
+// tree's entry, or to the chosen store's hash entry of the same name and bytes), never symlinks.
 #pragma once
 
 #include <string>

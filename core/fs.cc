@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <cerrno>
 #include <cstring>
 
@@ -104,6 +105,28 @@ std::vector<Entry> list(int dirfd, bool stat_each) {
 
 }  // namespace
 
+void each_name(int dirfd, const std::function<void(std::string_view, mode_t)>& f) {
+  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw_errno(Code::kStoreUnreadable, "cannot open directory");
+  DIR* d = ::fdopendir(fd);
+  if (!d) {
+    ::close(fd);
+    throw_errno(Code::kStoreUnreadable, "cannot read directory");
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> guard(d, ::closedir);
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    if (name == "." || name == "..") continue;
+    if (e->d_type != DT_UNKNOWN) {
+      f(name, static_cast<mode_t>(DTTOIF(e->d_type)));
+      continue;
+    }
+    struct stat st;
+    if (::fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // raced away
+    f(name, static_cast<mode_t>(st.st_mode & S_IFMT));
+  }
+}
+
 std::vector<Entry> list_dir(int dirfd) { return list(dirfd, true); }
 std::vector<Entry> list_names(int dirfd) { return list(dirfd, false); }
 
@@ -167,6 +190,19 @@ std::string temp_name() {
 
 std::string write_atomic(int dirfd, const std::string& name, std::string_view data, mode_t mode) {
   return write_atomic(dirfd, name, std::span<const std::string_view>(&data, 1), mode);
+}
+
+std::pair<std::string, Fd> create_temp_dir(int parent) {
+  std::string tmp = temp_name();
+  if (::mkdirat(parent, tmp.c_str(), kDirMode) != 0) throw_errno(Code::kIoError, "cannot create directory " + tmp);
+  Fd d = open_dir(parent, tmp, false);
+  if (!d || ::fchmod(d.get(), kDirMode) != 0) {
+    int e = d ? errno : ENOENT;
+    ::unlinkat(parent, tmp.c_str(), AT_REMOVEDIR);
+    errno = e;
+    throw_errno(Code::kIoError, "cannot set up directory " + tmp);
+  }
+  return {std::move(tmp), std::move(d)};
 }
 
 void create_file(int dirfd, const std::string& name, std::string_view data, mode_t mode, bool sync) {

@@ -73,9 +73,14 @@ class Files {
     }
     v_.erase(out, v_.end());
   }
-  const std::string_view* find(std::string_view name) const {
+  // Position of `name` in iteration order, or size() when it is not wanted.
+  size_t index_of(std::string_view name) const {
     auto it = std::lower_bound(v_.begin(), v_.end(), name, [](const Entry& e, std::string_view n) { return e.first < n; });
-    return it != v_.end() && it->first == name ? &it->second : nullptr;
+    return it != v_.end() && it->first == name ? static_cast<size_t>(it - v_.begin()) : v_.size();
+  }
+  const std::string_view* find(std::string_view name) const {
+    size_t i = index_of(name);
+    return i < v_.size() ? &v_[i].second : nullptr;
   }
   bool count(std::string_view name) const { return find(name) != nullptr; }
   std::string_view at(std::string_view name) const {
@@ -118,8 +123,8 @@ struct Plan {
 };
 
 // OpenSSL hash-directory entries (<hash>.<n> for certificates, <hash>.r<n> for CRLs), so
-// CApath / CRLpath consumers find them. They are copies, not symlinks: nothing in a store
-// is ever a symlink.
+// CApath / CRLpath consumers find them. A writer makes each a hard link to its record's file
+// (owned_dir), never a symlink: nothing in a store is ever a symlink.
 // `files` holds the entries to number (finished), in the order their numbers are given.
 template <typename Hash>
 void add_hash_entries(Files& files, const char* sep, Hash hash) {
@@ -399,18 +404,18 @@ class Reconciler {
     }
     fs::Fd dir = fs::open_dir(parent, p.dir, apply_);
     std::vector<std::string> remnants;
-    // Both in name order: one merge walk tells remnants, and (for a writer) the wanted
-    // entries that are there as regular files.
-    const std::vector<fs::Entry> listed = p.changed ? fs::list_names(dir.get()) : fs::list_dir(dir.get());
+    // Remnants, and (for a writer) the wanted entries that are there as regular files: a
+    // writer reads names and types as the directory yields them (no copy, no sort, no stat
+    // of 20,000 entries), `sync` lists and stats every entry.
     std::vector<bool> present(p.files.size());
-    {
-      auto w = p.files.begin();
-      for (const auto& e : listed) {
-        while (w != p.files.end() && w->first < e.name) ++w;
-        if (w != p.files.end() && w->first == e.name) present[w - p.files.begin()] = e.type == S_IFREG;
-        else remnants.push_back(e.name);
-      }
-    }
+    auto seen = [&](std::string_view name, mode_t type) {
+      if (size_t i = p.files.index_of(name); i < p.files.size()) present[i] = type == S_IFREG;
+      else remnants.emplace_back(name);
+    };
+    if (p.changed) fs::each_name(dir.get(), seen);
+    else
+      for (const auto& e : fs::list_dir(dir.get())) seen(e.name, e.type);
+    std::sort(remnants.begin(), remnants.end());
     // Wanted files first, remnants after: a reader never sees a store emptier than either state.
     // Each record's own file first, then its hash entries as hard links to that file when this
     // pass wrote it or read it back whole (`holder`): no inode and no copy of the bytes per
@@ -445,12 +450,8 @@ class Reconciler {
   // syncfs made every entry durable: no temp name and no rename per file. Readers see no
   // directory, then the whole one.
   void fresh_dir(int parent, const Plan& p, const std::string& path) {
-    const std::string tmp = fs::temp_name();
-    if (::mkdirat(parent, tmp.c_str(), fs::kDirMode) != 0) throw_errno(Code::kIoError, "cannot create " + path);
+    auto [tmp, dir] = fs::create_temp_dir(parent);
     try {
-      fs::Fd dir = fs::open_dir(parent, tmp, false);
-      if (!dir) throw Error(Code::kIoError, "the new directory of " + path + " vanished");
-      if (::fchmod(dir.get(), fs::kDirMode) != 0) throw_errno(Code::kIoError, "cannot chmod " + path);
       std::unordered_map<const char*, const std::string*> holder;  // a record's PEM → its file
       for (const bool hash_pass : {false, true}) {
         for (const auto& [name, content] : p.files) {
