@@ -388,7 +388,7 @@ std::optional<Base> base_of(int capfd, const Context& ctx, const std::string& pu
   return b;
 }
 
-bool is_crl_entry(const std::string& name) { return name.size() > 9 && name[8] == '.' && name[9] == 'r'; }
+bool is_crl_entry(const std::string& name) { return layout::is_hash_link_name(name) && name[9] == 'r'; }
 
 void add_manifest(Wanted& w, const std::string& header) {
   std::string manifest = header;
@@ -415,7 +415,7 @@ std::optional<Wanted> derived(int capfd, const Context& ctx, const std::string& 
   Wanted w;
   size_t old_crls = 0;
   for (const auto& [name, sum] : b->old) {
-    const bool hash_entry = name.size() > 9 && name[8] == '.';
+    const bool hash_entry = layout::is_hash_link_name(name);
     if (is_crl_entry(name)) {  // a CRL entry: must be one the purpose takes now, unchanged
       auto it = crls.find(name);
       if (it == crls.end() || it->second != sum) return std::nullopt;

@@ -235,7 +235,7 @@ Plan trusted_plan(const Database& db, const StoreKey& k, const Database* before)
     // A hash entry is "<8 hex>.<n>": its bucket is its first 9 characters (one lookup per
     // entry; a scan of every bucket per entry was quadratic in an import of 10,000).
     for (const auto& [name, _] : p.files)
-      if (name.size() > 9 && name[8] == '.' && buckets.count(name.substr(0, 9))) changed.insert(name);
+      if (layout::is_hash_link_name(name) && buckets.count(name.substr(0, 9))) changed.insert(name);
     p.changed = std::move(changed);
     p.buckets = std::move(buckets);
   }
@@ -587,9 +587,9 @@ void reconcile(int root, const Database& db, const Area& area, bool apply, std::
     change->key = area.key;
     change->buckets = plan.buckets;
     change->empty = plan.files.empty();
-    for (const auto& [name, _] : plan.files) change->hash_entries += name.size() > 9 && name[8] == '.';
+    for (const auto& [name, _] : plan.files) change->hash_entries += layout::is_hash_link_name(name);
     for (const auto& name : *plan.changed)
-      if (name.size() > 9 && name[8] == '.' && plan.buckets.count(name.substr(0, 9)))
+      if (layout::is_hash_link_name(name) && plan.buckets.count(name.substr(0, 9)))
         change->entries.emplace(name, std::string(plan.files.at(name)));
   }
   Reconciler(root, apply, out).run(plan, top_known);
