@@ -277,13 +277,22 @@ void Store::commit(Locked& l, const std::vector<Area>& areas, const Database* be
 // after the last file is written. On an error the change still ends: readers must re-read
 // whatever is on disk now, and `sync` completes the files.
 void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, const Database* before) {
-  // A change a killed writer left unfinished (odd generation): its CA directories are derived
-  // from the whole selection, not from this change.
-  const bool finished = generation_stable(read_generation(l.state.get()));
+  // A change a killed writer left unfinished (odd generation), or one whose CA directories did
+  // not all follow it (the marker: an error, a kill): every CA directory is compared with the
+  // whole selection now, not derived from this change (a derivation trusts the directories'
+  // manifests, which such a writer may have left behind the stores).
+  const std::string unfinished(layout::kCapathUnfinished);
+  const bool finished =
+      generation_stable(read_generation(l.state.get())) && !fs::stat_at(l.state.get(), unfinished);
   begin_change(l.state.get());
   std::vector<Drift> ignored;
   std::vector<StoreChange> changes;  // a writer's: what each trusted store's change moved
   try {
+    // The marker, until the CA directories followed this change. No fsync: a kill loses no
+    // page cache, and after a power loss `sync` is the remedy anyway.
+    int fd = ::openat(l.state.get(), unfinished.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, fs::kFileMode);
+    if (fd < 0) throw_errno(Code::kIoError, "cannot create " + std::string(layout::kStateDir) + "/" + unfinished);
+    ::close(fd);
     for (const auto& e : fs::list_dir(l.state.get()))  // temp files of a killed writer
       if (e.name.rfind(fs::kTempPrefix, 0) == 0) fs::remove_at(l.state.get(), e.name);
     {
@@ -297,8 +306,10 @@ void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, c
       if (batch) batch->flush();  // before the CA directories read the bundles just written
     }
     // The per-purpose CA directories follow the bundles just written, in the same change.
-    if (full_capath) capath::reconcile(root_.get(), ctx_, true, ignored);
-    else capath::refresh(root_.get(), ctx_, areas, before && finished ? &changes : nullptr);
+    if (full_capath || !finished) capath::reconcile(root_.get(), ctx_, true, ignored);
+    else capath::refresh(root_.get(), ctx_, areas, before ? &changes : nullptr);
+    if (::unlinkat(l.state.get(), unfinished.c_str(), 0) != 0 && errno != ENOENT)
+      throw_errno(Code::kIoError, "cannot remove " + std::string(layout::kStateDir) + "/" + unfinished);
   } catch (...) {
     end_change(l.state.get());
     throw;
@@ -955,6 +966,9 @@ std::vector<Drift> Store::drift(Locked& l, bool repair) {
     out.push_back({Drift::Kind::kMissing, gen_path, "store generation"});
   if (gen != 0 && !generation_stable(gen))
     out.push_back({Drift::Kind::kStale, gen_path, "a writer did not finish its change; readers must reload"});
+  if (l.state && fs::stat_at(l.state.get(), std::string(layout::kCapathUnfinished)))
+    out.push_back({Drift::Kind::kStale, state_dir + "/" + std::string(layout::kCapathUnfinished),
+                   "a write stopped before the CA directories followed it; sync compares them all"});
   // Temp files a killed writer left in the state directory (never visible as state), and
   // beside the legacy and pool bundles in etc/stunnel (a writer killed in `legacy install`
   // or `pool add`); the store directories and etc/trusted-certs report their own.

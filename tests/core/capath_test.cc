@@ -303,6 +303,62 @@ TEST_F(Capath, CrlChangesKeepTheCertificateEntriesOnlyWhileTheyAreTheStores) {
   EXPECT_TRUE(store.sync(false).empty());
 }
 
+// A write that stopped before the CA directories followed it (an error or a kill after the
+// stores changed) leaves var/lib/ptrust/capath-unfinished. A directory it left behind can
+// agree with its own manifest and still be wrong (here: two CAs of one subject whose entries
+// hold each other's bytes, names unchanged), which no derivation can see: while the marker
+// is there the next write compares every directory with the whole selection, `sync --check`
+// names the marker, and a write that finished removes it.
+TEST_F(Capath, AnUnfinishedWriteMakesTheNextOneCompareEveryDirectory) {
+  const Issued a = self_signed({.cn = "Twin CA", .ca = true}), b = self_signed({.cn = "Twin CA", .ca = true});
+  install(a, CertType::kCa, {"licensing"});
+  install(b, CertType::kCa, {"licensing"});
+  const std::string h0 = hash_name(a.cert.get(), 0), h1 = hash_name(a.cert.get(), 1);
+  const Files good = entries("licensing");
+  ASSERT_EQ(good.size(), 2u);
+  ASSERT_TRUE(good.count(h0) && good.count(h1));
+  ASSERT_NE(good.at(h0), good.at(h1));
+
+  // The entries swapped, the manifest made to agree: what a writer stopped halfway could leave.
+  auto put = [&](const std::string& name, const std::string& content) {
+    const std::string f = path(dir("licensing/") + name);
+    ASSERT_EQ(::unlink(f.c_str()), 0);
+    write_file(f, content);
+    ASSERT_EQ(::chmod(f.c_str(), 0644), 0);
+  };
+  const std::string m = path(dir("licensing/.ptrust-capath"));
+  std::string manifest = read_file(m);
+  auto sum = [](const std::string& s) {
+    unsigned char d[32];
+    EVP_Digest(s.data(), s.size(), d, nullptr, EVP_sha256(), nullptr);
+    std::string hex;
+    char b2[3];
+    for (unsigned char c : d) {
+      std::snprintf(b2, sizeof b2, "%02x", c);
+      hex += b2;
+    }
+    return hex;
+  };
+  const std::string s0 = sum(good.at(h0)), s1 = sum(good.at(h1));
+  ASSERT_NE(manifest.find(s0 + " " + h0), std::string::npos);
+  manifest.replace(manifest.find(s0 + " " + h0), 64, s1);
+  manifest.replace(manifest.find(s1 + " " + h1), 64, s0);
+  put(".ptrust-capath", manifest);
+  put(h0, good.at(h1));
+  put(h1, good.at(h0));
+  write_file(path("var/lib/ptrust/capath-unfinished"), "");
+
+  std::set<std::string> seen = drift(store, false);
+  EXPECT_TRUE(seen.count("stale var/lib/ptrust/capath-unfinished")) << ::testing::PrintToString(seen);
+  auto crl = make_crl(certs().ca1, {});
+  store.crl_install(crl_pem(crl.get()), "other.crl", {}, std::time(nullptr));
+  Files now = entries("licensing");
+  now.erase(crl_hash_name(crl.get()));
+  EXPECT_EQ(now, good) << "compared with the selection, not derived from the CRL change";
+  EXPECT_FALSE(exists("var/lib/ptrust/capath-unfinished"));
+  EXPECT_TRUE(store.sync(false).empty());
+}
+
 TEST_F(Capath, ADirectoryThatDiffersFromItsManifestIsRebuiltNotPatched) {
   // What a writer killed between an in-place step and its manifest leaves: an entry the
   // manifest does not list. The next writer must not patch around it (it would keep a CA the
