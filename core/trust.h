@@ -30,6 +30,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -284,6 +285,28 @@ class TrustSlot {
       const std::shared_ptr<const View>& prev = cur ? cur : seen;
       std::shared_ptr<const TrustState> state = src.build(purpose, now, nullptr, prev ? &prev->state() : nullptr);
       if (!state) return nullptr;  // never keep serving the old view
+      // No settled view of this configuration to serve meanwhile (the first build, a new
+      // configuration): a read made while a writer was half-way is not a state to decide on (a
+      // bundle without its directory reads as STORE_CORRUPT). Read again, a few milliseconds
+      // apart, until a read is whole or the generation has not moved for kRecheck (a dead
+      // writer). These callers wait for the build anyway.
+      if (now.watched && !(prev && generation_stable(prev->state().stamp.generation) && prev->state().stamp.epoch == now.epoch)) {
+        std::uint64_t moved_at_gen = state->stamp.generation;
+        std::int64_t moved_at_ns = now.now_ns;
+        for (TrustStamp again = now; !generation_stable(state->stamp.generation);) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          again = src.stamp();
+          if (again.generation != moved_at_gen) {
+            moved_at_gen = again.generation;
+            moved_at_ns = again.now_ns;
+          } else if (again.now_ns - moved_at_ns >= std::chrono::nanoseconds(TrustSource::kRecheck).count()) {
+            break;
+          }
+          std::shared_ptr<const TrustState> next = src.build(purpose, again, nullptr, prev ? &prev->state() : nullptr);
+          if (!next) return nullptr;
+          state = std::move(next);
+        }
+      }
       // Seqlock retry without blocking: a state read while a writer was half-way (labelled with
       // an odd generation) may mix old and new files, or see a bundle without its directory.
       // While the last settled view is of the same configuration, serve it and retry every
