@@ -77,7 +77,10 @@ Fd open_dir(int base, std::string_view rel, bool create) {
 
 namespace {
 
-std::vector<Entry> list(int dirfd, bool stat_each) {
+using DirStream = std::unique_ptr<DIR, int (*)(DIR*)>;
+
+// A stream over the entries of `dirfd` (its own descriptor: the caller's keeps its offset).
+DirStream open_stream(int dirfd) {
   int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throw_errno(Code::kStoreUnreadable, "cannot open directory");
   DIR* d = ::fdopendir(fd);
@@ -85,8 +88,13 @@ std::vector<Entry> list(int dirfd, bool stat_each) {
     ::close(fd);
     throw_errno(Code::kStoreUnreadable, "cannot read directory");
   }
+  return DirStream(d, ::closedir);
+}
+
+std::vector<Entry> list(int dirfd, bool stat_each) {
+  DirStream d = open_stream(dirfd);
   std::vector<Entry> out;
-  while (dirent* e = ::readdir(d)) {
+  while (dirent* e = ::readdir(d.get())) {
     std::string name = e->d_name;
     if (name == "." || name == "..") continue;
     if (!stat_each && e->d_type != DT_UNKNOWN) {
@@ -98,7 +106,6 @@ std::vector<Entry> list(int dirfd, bool stat_each) {
     out.push_back({name, static_cast<mode_t>(st.st_mode & S_IFMT),
                    static_cast<mode_t>(stat_each ? st.st_mode & 07777 : 0), stat_each ? st.st_size : -1});
   }
-  ::closedir(d);
   std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
   return out;
 }
@@ -106,15 +113,8 @@ std::vector<Entry> list(int dirfd, bool stat_each) {
 }  // namespace
 
 void each_name(int dirfd, const std::function<void(std::string_view, mode_t)>& f) {
-  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw_errno(Code::kStoreUnreadable, "cannot open directory");
-  DIR* d = ::fdopendir(fd);
-  if (!d) {
-    ::close(fd);
-    throw_errno(Code::kStoreUnreadable, "cannot read directory");
-  }
-  std::unique_ptr<DIR, int (*)(DIR*)> guard(d, ::closedir);
-  while (dirent* e = ::readdir(d)) {
+  DirStream d = open_stream(dirfd);
+  while (dirent* e = ::readdir(d.get())) {
     std::string_view name = e->d_name;
     if (name == "." || name == "..") continue;
     if (e->d_type != DT_UNKNOWN) {
