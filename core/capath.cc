@@ -160,9 +160,6 @@ void fsync_fd(int fd, const std::string& what) {
   if (::fsync(fd) != 0) throw_errno(Code::kIoError, "cannot fsync " + what);
 }
 
-void write_new(int dirfd, const std::string& name, const std::string& data, bool sync = true) {
-  fs::create_file(dirfd, name, data, fs::kFileMode, sync);
-}
 
 // Links `name` from `from` into `to` when it is a regular 0644 file holding exactly `content`.
 bool reuse(int from, int to, const std::string& name, const std::string& content) {
@@ -221,7 +218,7 @@ void swap_in(int capfd, const std::string& purpose, const Wanted& w, const Conte
       fresh.push_back(&e);
     }
     const bool one_sync = fresh.size() > 16;
-    for (const auto* e : fresh) write_new(d.get(), e->first, e->second, !one_sync);
+    for (const auto* e : fresh) fs::create_file(d.get(), e->first, e->second, fs::kFileMode, !one_sync);
     if (one_sync && ::syncfs(d.get()) != 0) throw_errno(Code::kIoError, "cannot sync " + join(layout::kCapathDir, tmp));
     fsync_fd(d.get(), join(layout::kCapathDir, tmp));
     if (fs::stat_at(capfd, purpose)) {
@@ -326,7 +323,7 @@ bool update_in_place(int capfd, const std::string& purpose, const Wanted& w) {
   } else if (changed.size() == 1) {
     const std::string tmp = fs::temp_name();
     try {
-      write_new(d.get(), tmp, w.files.at(changed[0]));
+      fs::create_file(d.get(), tmp, w.files.at(changed[0]), fs::kFileMode, true);
       if (::renameat(d.get(), tmp.c_str(), d.get(), changed[0].c_str()) != 0)
         throw_errno(Code::kIoError, "cannot rename into " + join(path, changed[0]));
     } catch (...) {

@@ -91,25 +91,6 @@ DirStream open_stream(int dirfd) {
   return DirStream(d, ::closedir);
 }
 
-std::vector<Entry> list(int dirfd, bool stat_each) {
-  DirStream d = open_stream(dirfd);
-  std::vector<Entry> out;
-  while (dirent* e = ::readdir(d.get())) {
-    std::string name = e->d_name;
-    if (name == "." || name == "..") continue;
-    if (!stat_each && e->d_type != DT_UNKNOWN) {
-      out.push_back({std::move(name), static_cast<mode_t>(DTTOIF(e->d_type)), 0, -1});
-      continue;
-    }
-    struct stat st;
-    if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // raced away
-    out.push_back({name, static_cast<mode_t>(st.st_mode & S_IFMT),
-                   static_cast<mode_t>(stat_each ? st.st_mode & 07777 : 0), stat_each ? st.st_size : -1});
-  }
-  std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
-  return out;
-}
-
 }  // namespace
 
 void each_name(int dirfd, const std::function<void(std::string_view, mode_t)>& f) {
@@ -127,8 +108,20 @@ void each_name(int dirfd, const std::function<void(std::string_view, mode_t)>& f
   }
 }
 
-std::vector<Entry> list_dir(int dirfd) { return list(dirfd, true); }
-std::vector<Entry> list_names(int dirfd) { return list(dirfd, false); }
+std::vector<Entry> list_dir(int dirfd) {
+  DirStream d = open_stream(dirfd);
+  std::vector<Entry> out;
+  while (dirent* e = ::readdir(d.get())) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    struct stat st;
+    if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // raced away
+    out.push_back({std::move(name), static_cast<mode_t>(st.st_mode & S_IFMT), static_cast<mode_t>(st.st_mode & 07777),
+                   st.st_size});
+  }
+  std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
+  return out;
+}
 
 std::optional<struct stat> stat_at(int dirfd, const std::string& name) {
   struct stat st;

@@ -55,12 +55,10 @@ struct Entry {
 
 // Entries of a directory (no "." or ".."), sorted by name. Uses lstat semantics.
 std::vector<Entry> list_dir(int dirfd);
-// The same names and types from the directory alone (d_type; lstat only where the file
-// system does not give it): no stat per entry, so `perm` is 0 and `size` -1. For writers,
-// which check the entries their change touches and leave the others to `sync`.
-std::vector<Entry> list_names(int dirfd);
-// The same, unsorted and without a copy: f(name, type) for each entry as the directory yields
-// it (a writer's pass over a store of 20,000 entries allocates nothing per entry).
+// Names and types from the directory alone (d_type; lstat only where the file system does not
+// give it), unsorted and without a copy: f(name, type) for each entry as the directory yields
+// it. For writers, which check the entries their change touches and leave the others to
+// `sync` (a pass over a store of 20,000 entries stats and allocates nothing per entry).
 void each_name(int dirfd, const std::function<void(std::string_view name, mode_t type)>& f);
 
 // lstat of one entry; nullopt when it does not exist.

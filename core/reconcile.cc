@@ -78,13 +78,8 @@ class Files {
     auto it = std::lower_bound(v_.begin(), v_.end(), name, [](const Entry& e, std::string_view n) { return e.first < n; });
     return it != v_.end() && it->first == name ? static_cast<size_t>(it - v_.begin()) : v_.size();
   }
-  const std::string_view* find(std::string_view name) const {
-    size_t i = index_of(name);
-    return i < v_.size() ? &v_[i].second : nullptr;
-  }
-  bool count(std::string_view name) const { return find(name) != nullptr; }
   std::string_view at(std::string_view name) const {
-    if (const auto* c = find(name)) return *c;
+    if (size_t i = index_of(name); i < v_.size()) return v_[i].second;
     throw std::out_of_range("no such entry");
   }
   bool empty() const { return v_.empty(); }
@@ -140,6 +135,30 @@ void add_hash_entries(Files& files, const char* sep, Hash hash) {
   }
   for (auto& e : extra) files.add(std::move(e.first), e.second);
   files.finish();
+}
+
+// Calls put(i, name, content, from) for each entry of `files` (i: its position): every
+// record's own file first, then the hash entries, each with `from` naming the file that put()
+// said holds the same record's bytes now (nullptr when none did), so that the hash entry
+// becomes a hard link to it: no inode and no copy of the bytes per hash entry (an import of
+// 10,000 CAs allocated 20,000 inodes for them, and inode allocation is what file creation
+// costs most on a busy ext4). put() returns the name that holds its entry's bytes now, or
+// nullopt when it did not write or read them whole.
+template <typename Put>
+void put_linked(const Files& files, Put put) {
+  std::unordered_map<const char*, std::string> holder;  // a record's PEM → the file holding it
+  for (const bool hash_pass : {false, true}) {
+    size_t i = 0;
+    for (const auto& [name, content] : files) {
+      const size_t at = i++;
+      if (layout::is_hash_link_name(name) != hash_pass) continue;
+      const std::string* from = nullptr;
+      if (hash_pass)
+        if (auto it = holder.find(content.data()); it != holder.end()) from = &it->second;
+      std::optional<std::string> held = put(at, name, content, from);
+      if (!hash_pass && held) holder.emplace(content.data(), std::move(*held));
+    }
+  }
 }
 
 std::string hash_prefix(unsigned long h) {
@@ -417,26 +436,11 @@ class Reconciler {
       for (const auto& e : fs::list_dir(dir.get())) seen(e.name, e.type);
     std::sort(remnants.begin(), remnants.end());
     // Wanted files first, remnants after: a reader never sees a store emptier than either state.
-    // Each record's own file first, then its hash entries as hard links to that file when this
-    // pass wrote it or read it back whole (`holder`): no inode and no copy of the bytes per
-    // hash entry (an import of 10,000 CAs allocated 20,000 inodes here, and inode allocation
-    // is what file creation costs most on a busy ext4).
-    std::unordered_map<const char*, std::string> holder;  // a record's PEM → the file holding it now
-    for (const bool hash_pass : {false, true}) {
-      size_t i = 0;
-      for (const auto& [name, content] : p.files) {
-        const bool was_there = present[i++];
-        if (layout::is_hash_link_name(name) != hash_pass) continue;
-        if (p.changed && was_there && !p.changed->count(name))
-          continue;  // untouched by the change and there: `sync` reads it
-        const std::string* from = nullptr;
-        if (hash_pass)
-          if (auto it = holder.find(content.data()); it != holder.end()) from = &it->second;
-        std::optional<std::string> held =
-            regular(dir.get(), name, join(path, name), std::span<const std::string_view>(&content, 1), from);
-        if (!hash_pass && held) holder.emplace(content.data(), std::move(*held));
-      }
-    }
+    put_linked(p.files, [&](size_t i, const std::string& name, std::string_view content,
+                            const std::string* from) -> std::optional<std::string> {
+      if (p.changed && present[i] && !p.changed->count(name)) return std::nullopt;  // untouched and there: `sync` reads it
+      return regular(dir.get(), name, join(path, name), std::span<const std::string_view>(&content, 1), from);
+    });
     if (apply_ && !remnants.empty()) settle();
     for (const auto& name : remnants) {
       report(Drift::Kind::kRemnant, join(path, name), "no record owns it");
@@ -452,21 +456,17 @@ class Reconciler {
   void fresh_dir(int parent, const Plan& p, const std::string& path) {
     auto [tmp, dir] = fs::create_temp_dir(parent);
     try {
-      std::unordered_map<const char*, const std::string*> holder;  // a record's PEM → its file
-      for (const bool hash_pass : {false, true}) {
-        for (const auto& [name, content] : p.files) {
-          if (layout::is_hash_link_name(name) != hash_pass) continue;
-          report(Drift::Kind::kMissing, join(path, component(name)), "");
-          if (hash_pass)
-            if (auto it = holder.find(content.data()); it != holder.end()) {
-              if (::linkat(dir.get(), it->second->c_str(), dir.get(), name.c_str(), 0) != 0)
-                throw_errno(Code::kIoError, "cannot link " + join(path, name));
-              continue;
-            }
-          fs::create_file(dir.get(), name, content, fs::kFileMode, false);
-          if (!hash_pass) holder.emplace(content.data(), &name);
+      put_linked(p.files, [&](size_t, const std::string& name, std::string_view content,
+                              const std::string* from) -> std::optional<std::string> {
+        report(Drift::Kind::kMissing, join(path, component(name)), "");
+        if (from) {
+          if (::linkat(dir.get(), from->c_str(), dir.get(), name.c_str(), 0) != 0)
+            throw_errno(Code::kIoError, "cannot link " + join(path, name));
+          return std::nullopt;
         }
-      }
+        fs::create_file(dir.get(), name, content, fs::kFileMode, false);
+        return name;
+      });
       fs::Batch::active()->queue(parent, tmp, p.dir);
     } catch (...) {
       try {
