@@ -454,17 +454,20 @@ class Reconciler {
   // syncfs made every entry durable: no temp name and no rename per file. Readers see no
   // directory, then the whole one.
   void fresh_dir(int parent, const Plan& p, const std::string& path) {
-    auto [tmp, dir] = fs::create_temp_dir(parent);
+    // Not a structured binding: clang 14 cannot capture one in the lambda below.
+    std::pair<std::string, fs::Fd> created = fs::create_temp_dir(parent);
+    const std::string& tmp = created.first;
+    const int dir = created.second.get();
     try {
       put_linked(p.files, [&](size_t, const std::string& name, std::string_view content,
                               const std::string* from) -> std::optional<std::string> {
         report(Drift::Kind::kMissing, join(path, component(name)), "");
         if (from) {
-          if (::linkat(dir.get(), from->c_str(), dir.get(), name.c_str(), 0) != 0)
+          if (::linkat(dir, from->c_str(), dir, name.c_str(), 0) != 0)
             throw_errno(Code::kIoError, "cannot link " + join(path, name));
           return std::nullopt;
         }
-        fs::create_file(dir.get(), name, content, fs::kFileMode, false);
+        fs::create_file(dir, name, content, fs::kFileMode, false);
         return name;
       });
       fs::Batch::active()->queue(parent, tmp, p.dir);
