@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string_view>
@@ -239,17 +240,47 @@ void swap_in(int capfd, const std::string& purpose, const Wanted& w, const Conte
   remove_tree(capfd, tmp);  // the old tree, unreachable by name now
 }
 
-// The entry lines of a manifest ("<64 hex> <name>"): name → SHA-256. nullopt when a line is
-// neither a header line nor an entry line (the manifest is then not trusted for a diff).
-std::optional<std::map<std::string, std::string>> manifest_sums(std::string_view m) {
-  std::map<std::string, std::string> out;
-  size_t pos = 0;
+// A purpose directory as its manifest describes it: the directory (mode 0755, opened without
+// following a symlink), the manifest's text, and its entry lines ("<64 hex> <name>") as views
+// into that text, in name order: a write at 10,000 CAs parses 10,000 lines once, with no
+// allocation per line.
+struct Manifest {
+  fs::Fd dir;
+  std::unique_ptr<const std::string> text;  // owned apart: `entries` view into it
+  std::vector<std::pair<std::string_view, std::string_view>> entries;  // name, SHA-256 (hex)
+
+  // The SHA-256 the manifest gives `name`, or nullptr.
+  const std::string_view* sum_of(std::string_view name) const {
+    auto it = std::lower_bound(entries.begin(), entries.end(), name,
+                               [](const auto& e, std::string_view n) { return e.first < n; });
+    return it != entries.end() && it->first == name ? &it->second : nullptr;
+  }
+};
+
+// nullopt when the directory is not a 0755 directory with a manifest, when a line is neither a
+// header line nor an entry line, or when the entries are not in strict name order (every
+// writer writes them so): the manifest is then not trusted for a diff.
+std::optional<Manifest> read_manifest(int capfd, const std::string& purpose) {
+  Manifest m;
+  try {
+    auto st = fs::stat_at(capfd, purpose);
+    if (!st || !S_ISDIR(st->st_mode) || (st->st_mode & 07777) != fs::kDirMode) return std::nullopt;
+    m.dir = fs::open_dir(capfd, purpose, false);
+    if (!m.dir) return std::nullopt;
+    auto text = fs::read_at(m.dir.get(), std::string(layout::kCapathManifest), kMaxEntry);
+    if (!text) return std::nullopt;
+    m.text = std::make_unique<const std::string>(std::move(*text));
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  std::string_view t = *m.text;
+  m.entries.reserve(std::count(t.begin(), t.end(), '\n'));
   bool first = true;
-  while (pos < m.size()) {
-    size_t nl = m.find('\n', pos);
+  while (!t.empty()) {
+    size_t nl = t.find('\n');
     if (nl == std::string_view::npos) return std::nullopt;  // always newline-terminated
-    std::string_view line = m.substr(pos, nl - pos);
-    pos = nl + 1;
+    std::string_view line = t.substr(0, nl);
+    t.remove_prefix(nl + 1);
     if (first) {
       if (line != "ptrust-capath 1") return std::nullopt;
       first = false;
@@ -257,112 +288,132 @@ std::optional<std::map<std::string, std::string>> manifest_sums(std::string_view
       continue;
     } else if (line.size() > 65 && line[64] == ' ' &&
                line.substr(0, 64).find_first_not_of("0123456789abcdef") == std::string_view::npos) {
-      if (!out.emplace(std::string(line.substr(65)), std::string(line.substr(0, 64))).second) return std::nullopt;
+      std::string_view name = line.substr(65);
+      if (!m.entries.empty() && !(m.entries.back().first < name)) return std::nullopt;
+      m.entries.emplace_back(name, line.substr(0, 64));
     } else {
       return std::nullopt;
     }
   }
   if (first) return std::nullopt;
+  return m;
+}
+
+using Entries = std::vector<std::pair<std::string_view, std::string_view>>;  // name, SHA-256
+
+std::string manifest_text(std::string_view header, const Entries& entries) {
+  std::string out(header);
+  out.reserve(header.size() + entries.size() * 80);
+  for (const auto& [name, sum] : entries) {
+    out += sum;
+    out += ' ';
+    out += name;
+    out += '\n';
+  }
   return out;
 }
 
-// The cheap path of a write: when the directory on disk is exactly what its manifest
-// describes (same names, only regular 0644 files, mode 0755) and the selection differs from
-// it by ONE step a reader can only see whole — one entry created or replaced (temp file,
-// fsync, rename), one entry removed (unlink), or one entry renamed onto another (the
-// renumbering of a same-subject bucket after a removal) — does that step in place, then
-// replaces the manifest. A reader of the directory sees the old or the new selection, as
-// with a swap, for a cost that does not grow with the directory. Returns false (nothing
-// done) when the change needs more than one step or the directory is not as its manifest
-// says (a killed writer's leftovers, drift): the caller swaps in a whole new tree.
-bool update_in_place(int capfd, const std::string& purpose, const Wanted& w) {
-  auto st = fs::stat_at(capfd, purpose);
-  if (!st || !S_ISDIR(st->st_mode) || (st->st_mode & 07777) != fs::kDirMode) return false;
-  fs::Fd d = fs::open_dir(capfd, purpose, false);
-  if (!d) return false;
-  const std::string manifest_name(layout::kCapathManifest);
-  std::optional<std::map<std::string, std::string>> old;
-  try {
-    auto m = fs::read_at(d.get(), manifest_name, kMaxEntry);
-    if (m) old = manifest_sums(*m);
-  } catch (const Error&) {
-    return false;
+// What one write does to a purpose directory, against its manifest: entries created or
+// replaced (name, content, SHA-256 of the content), entries removed, the new manifest.
+struct Step {
+  struct Put {
+    std::string name, content, sum;
+  };
+  std::vector<Put> put;
+  std::vector<std::string> removed;
+  std::string manifest;
+  bool many = false;  // more than apply_step can do in place (put and removed then incomplete)
+};
+
+// The step from what `m` describes to `w` (a whole selection): a merge of two name-ordered
+// lists.
+Step step_to(const Manifest& m, const Wanted& w) {
+  Step s;
+  auto old = m.entries.begin();
+  for (const auto& [name, sum] : w.sums) {
+    for (; old != m.entries.end() && old->first < name; ++old) s.removed.emplace_back(old->first);
+    const bool same = old != m.entries.end() && old->first == name && old->second == sum;
+    if (old != m.entries.end() && old->first == name) ++old;
+    if (!same) s.put.push_back({name, w.files.at(name), sum});
+    if (s.put.size() > 1 || s.removed.size() > 1) {  // a new tree: no copy of the rest
+      s.many = true;
+      return s;
+    }
   }
-  if (!old) return false;
+  for (; old != m.entries.end(); ++old) s.removed.emplace_back(old->first);
+  s.manifest = w.files.at(std::string(layout::kCapathManifest));
+  return s;
+}
+
+// The cheap path of a write: when the directory on disk is exactly what its manifest
+// describes (same names, only regular files; mode 0755, checked when read) and the step is
+// ONE change a reader can only see whole — one entry created or replaced (temp file, fsync,
+// rename), one entry removed (unlink), or one entry renamed onto another (the renumbering of a
+// same-subject bucket after a removal) — does it in place, then replaces the manifest. A
+// reader of the directory sees the old or the new selection, as with a swap, for a cost that
+// does not grow with the directory. Returns false (nothing done) when the step is more than
+// one change or the directory is not as its manifest says (a killed writer's leftovers,
+// drift): the caller swaps in a whole new tree. A step that changes nothing and keeps the
+// manifest's bytes is done without a look at the directory.
+bool apply_step(const std::string& purpose, const Manifest& m, const Step& s) {
+  if (s.many || s.put.size() > 1 || s.removed.size() > 1) return false;
+  if (s.put.empty() && s.removed.empty() && s.manifest == *m.text) return true;
+  const int d = m.dir.get();
+  const std::string manifest_name(layout::kCapathManifest);
   size_t listed = 0;
   // Names and types from the directory alone (no stat of 10,000 entries): an entry's mode
   // and content are `sync`'s to check, as for every entry a write does not touch.
   bool as_manifest = true;
-  std::string key;
-  fs::each_name(d.get(), [&](std::string_view name, mode_t type) {
+  fs::each_name(d, [&](std::string_view name, mode_t type) {
     if (!as_manifest) return;
     if (type != S_IFREG) as_manifest = false;
     if (name == manifest_name) return;
-    key.assign(name);
-    if (!old->count(key)) as_manifest = false;  // not the manifest's: a leftover, or drift
+    if (!m.sum_of(name)) as_manifest = false;  // not the manifest's: a leftover, or drift
     ++listed;
   });
-  if (!as_manifest || listed != old->size()) return false;  // a stray entry, or one missing
+  if (!as_manifest || listed != m.entries.size()) return false;  // a stray entry, or one missing
 
-  std::vector<std::string> changed, removed;  // at most a few kept: more means "swap"
-  for (const auto& [name, sum] : w.sums) {
-    auto it = old->find(name);
-    if (it == old->end() || it->second != sum) changed.push_back(name);
-    if (changed.size() > 1) return false;
-  }
-  for (const auto& [name, sum] : *old) {
-    if (!w.sums.count(name)) removed.push_back(name);
-    if (removed.size() > 1) return false;
-  }
   const std::string path = join(layout::kCapathDir, purpose);
-  if (changed.size() == 1 && removed.size() == 1) {
+  if (s.put.size() == 1 && s.removed.size() == 1) {
     // Only a rename moves one entry's content to another name in one step.
-    if (old->at(removed[0]) != w.sums.at(changed[0])) return false;
-    if (::renameat(d.get(), removed[0].c_str(), d.get(), changed[0].c_str()) != 0)
-      throw_errno(Code::kIoError, "cannot rename " + join(path, removed[0]));
-  } else if (changed.size() == 1) {
+    if (*m.sum_of(s.removed[0]) != s.put[0].sum) return false;
+    if (::renameat(d, s.removed[0].c_str(), d, s.put[0].name.c_str()) != 0)
+      throw_errno(Code::kIoError, "cannot rename " + join(path, s.removed[0]));
+  } else if (s.put.size() == 1) {
     const std::string tmp = fs::temp_name();
     try {
-      fs::create_file(d.get(), tmp, w.files.at(changed[0]), fs::kFileMode, true);
-      if (::renameat(d.get(), tmp.c_str(), d.get(), changed[0].c_str()) != 0)
-        throw_errno(Code::kIoError, "cannot rename into " + join(path, changed[0]));
+      fs::create_file(d, tmp, s.put[0].content, fs::kFileMode, true);
+      if (::renameat(d, tmp.c_str(), d, s.put[0].name.c_str()) != 0)
+        throw_errno(Code::kIoError, "cannot rename into " + join(path, s.put[0].name));
     } catch (...) {
-      ::unlinkat(d.get(), tmp.c_str(), 0);
+      ::unlinkat(d, tmp.c_str(), 0);
       throw;
     }
-  } else if (removed.size() == 1) {
-    if (::unlinkat(d.get(), removed[0].c_str(), 0) != 0 && errno != ENOENT)
-      throw_errno(Code::kIoError, "cannot remove " + join(path, removed[0]));
+  } else if (s.removed.size() == 1) {
+    if (::unlinkat(d, s.removed[0].c_str(), 0) != 0 && errno != ENOENT)
+      throw_errno(Code::kIoError, "cannot remove " + join(path, s.removed[0]));
   }
-  if (!changed.empty() || !removed.empty()) fsync_fd(d.get(), path);
+  if (!s.put.empty() || !s.removed.empty()) fsync_fd(d, path);
   // Last, so that a killed writer leaves a directory that differs from its manifest: the next
   // writer sees that and swaps in a whole tree, and `sync` reports it.
-  fs::write_atomic(d.get(), manifest_name, w.files.at(manifest_name), fs::kFileMode);
+  fs::write_atomic(d, manifest_name, s.manifest, fs::kFileMode);
   return true;
 }
 
-// What a write's derivation starts from: the directory's manifest, when it says `mode`
-// without an error, and the CRL entries (name → PEM, named as wanted() names them) the
+// What a write's derivation starts from besides the manifest: the header the manifest must
+// have (`mode`, no error) and the CRL entries (name → PEM, named as wanted() names them) the
 // purpose takes now. nullopt: not derivable, the whole selection decides (and reports a
 // failure as it does).
 struct Base {
   std::string header;
-  std::map<std::string, std::string> old;   // the manifest's entries: name → SHA-256
   std::map<std::string, std::string> crls;  // the CRL entries the purpose takes now
 };
 
-std::optional<Base> base_of(int capfd, const Context& ctx, const std::string& purpose, Mode mode) {
+std::optional<Base> base_of(const Manifest& m, const Context& ctx, const std::string& purpose, Mode mode) {
   Base b;
   b.header = "ptrust-capath 1\npurpose " + purpose + "\nmode " + std::string(to_string(mode)) + "\n";
+  if (!m.text->starts_with(b.header) || m.text->find("\nerror ") != std::string::npos) return std::nullopt;
   try {
-    auto st = fs::stat_at(capfd, purpose);
-    if (!st || !S_ISDIR(st->st_mode)) return std::nullopt;
-    fs::Fd d = fs::open_dir(capfd, purpose, false);
-    auto m = d ? fs::read_at(d.get(), std::string(layout::kCapathManifest), kMaxEntry) : std::nullopt;
-    if (!m || !m->starts_with(b.header) || m->find("\nerror ") != std::string::npos) return std::nullopt;
-    auto old = manifest_sums(*m);
-    if (!old) return std::nullopt;
-    b.old = std::move(*old);
     // What else fails a ca-mode selection closed (a malformed cluster-CA minimum): the whole
     // selection reports it.
     fs::Fd r = fs::open_root(ctx.root);
@@ -385,12 +436,37 @@ std::optional<Base> base_of(int capfd, const Context& ctx, const std::string& pu
   return b;
 }
 
-bool is_crl_entry(const std::string& name) { return layout::is_hash_link_name(name) && name[9] == 'r'; }
+bool is_crl_entry(std::string_view name) { return layout::is_hash_link_name(name) && name[9] == 'r'; }
 
-void add_manifest(Wanted& w, const std::string& header) {
-  std::string manifest = header;
-  for (const auto& [name, sum] : w.sums) manifest += sum + " " + name + "\n";
-  w.files[std::string(layout::kCapathManifest)] = std::move(manifest);
+// `kept` (name-ordered views of the manifest's entries that stay) with `fresh` (name → PEM,
+// name-ordered, names kept has not) as the directory's new entries: the step against `m`.
+// nullopt when two entries would have one name.
+std::optional<Step> step_with(const Manifest& m, const std::string& header, Entries kept,
+                              const std::map<std::string, std::string>& fresh) {
+  Step s;
+  std::vector<std::string> sums;
+  sums.reserve(fresh.size());
+  for (const auto& [name, pem] : fresh) sums.push_back(x509::sha256_hex(pem));
+  const size_t mid = kept.size();
+  size_t i = 0;
+  for (const auto& [name, pem] : fresh) {
+    const std::string_view* old = m.sum_of(name);
+    if (!old || *old != sums[i]) s.put.push_back({name, pem, sums[i]});
+    kept.emplace_back(name, sums[i++]);
+  }
+  auto by_name = [](const auto& a, const auto& b) { return a.first < b.first; };
+  std::inplace_merge(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(mid), kept.end(), by_name);
+  if (std::adjacent_find(kept.begin(), kept.end(), [](const auto& a, const auto& b) { return a.first == b.first; }) !=
+      kept.end())
+    return std::nullopt;
+  // Removed: the manifest's entries the new list has not (both name-ordered).
+  auto now = kept.begin();
+  for (const auto& [name, sum] : m.entries) {
+    while (now != kept.end() && now->first < name) ++now;
+    if (now == kept.end() || now->first != name) s.removed.emplace_back(name);
+  }
+  s.manifest = manifest_text(header, kept);
+  return s;
 }
 
 // A write's cheap derivation, when it changed one CA store of `purpose` and the directory
@@ -401,37 +477,31 @@ void add_manifest(Wanted& w, const std::string& header) {
 // purpose takes now are exactly the manifest's (a CRL or crl-policy edited since the last write
 // is not derivable: nullopt). The store stays non-empty, so the mode stays ca: a pinned store
 // (which would win) is not part of the change, and with pins the manifest would say pinned.
-// Returns what update_in_place needs (every sum; the moved entries' content and the
-// manifest), or nullopt: the caller then derives the directory from the whole selection.
-std::optional<Wanted> derived(int capfd, const Context& ctx, const std::string& purpose, const StoreChange& c) {
+// nullopt: the caller then derives the directory from the whole selection.
+std::optional<Step> derived(const Manifest& m, const Context& ctx, const std::string& purpose, const StoreChange& c) {
   if (c.empty || c.key.type != CertType::kCa || c.key.purpose != purpose || purpose == kGeneral) return std::nullopt;
-  std::optional<Base> b = base_of(capfd, ctx, purpose, Mode::kCa);
+  std::optional<Base> b = base_of(m, ctx, purpose, Mode::kCa);
   if (!b) return std::nullopt;
-  std::map<std::string, std::string> crls;
+  std::map<std::string, std::string, std::less<>> crls;
   for (const auto& [name, pem] : b->crls) crls.emplace(name, x509::sha256_hex(pem));
-  Wanted w;
+  Entries kept;
+  kept.reserve(m.entries.size() + c.entries.size());
   size_t old_crls = 0;
-  for (const auto& [name, sum] : b->old) {
-    const bool hash_entry = layout::is_hash_link_name(name);
+  for (const auto& [name, sum] : m.entries) {
     if (is_crl_entry(name)) {  // a CRL entry: must be one the purpose takes now, unchanged
       auto it = crls.find(name);
       if (it == crls.end() || it->second != sum) return std::nullopt;
       ++old_crls;
-    } else if (hash_entry && c.buckets.count(name.substr(0, 9))) {
+    } else if (layout::is_hash_link_name(name) && c.buckets.count(std::string(name.substr(0, 9)))) {
       continue;  // a moved bucket: its entries are the store's, below
     }
-    w.sums.emplace(name, sum);
+    kept.emplace_back(name, sum);
   }
   if (old_crls != crls.size()) return std::nullopt;
-  for (const auto& [name, pem] : c.entries) {
-    w.sums[name] = x509::sha256_hex(pem);
-    w.files[name] = pem;
-  }
   // As many certificate entries as the store has hash entries: a directory that missed an
   // earlier change (a writer that failed before it got here) is not patched further.
-  if (w.sums.size() - crls.size() != c.hash_entries) return std::nullopt;
-  add_manifest(w, b->header);
-  return w;
+  if (kept.size() - crls.size() + c.entries.size() != c.hash_entries) return std::nullopt;
+  return step_with(m, b->header, std::move(kept), c.entries);
 }
 
 // The same for a write that changed only CRLs (crl install / uninstall): the purpose's
@@ -440,7 +510,7 @@ std::optional<Wanted> derived(int capfd, const Context& ctx, const std::string& 
 // selection's (ca or general: pinned takes no CRL and is small) and its certificate entries
 // are, by name, exactly the chosen store's hash entries (the same names and PEM; a directory
 // that missed an earlier change, or a store edited since, is not patched).
-std::optional<Wanted> derived_crls(int capfd, int trusted, const Context& ctx, const std::string& purpose) {
+std::optional<Step> derived_crls(const Manifest& m, int trusted, const Context& ctx, const std::string& purpose) {
   Resolution r;
   try {
     r = resolve(ctx, purpose);
@@ -448,15 +518,12 @@ std::optional<Wanted> derived_crls(int capfd, int trusted, const Context& ctx, c
     return std::nullopt;
   }
   if ((r.mode != Mode::kCa && r.mode != Mode::kGeneral) || r.store_dir.empty()) return std::nullopt;
-  std::optional<Base> b = base_of(capfd, ctx, purpose, r.mode);
+  std::optional<Base> b = base_of(m, ctx, purpose, r.mode);
   if (!b) return std::nullopt;
-  Wanted w;
-  std::vector<std::string> certs;  // the manifest's certificate entries, in name order
-  for (const auto& [name, sum] : b->old) {
-    if (is_crl_entry(name)) continue;
-    certs.push_back(name);
-    w.sums.emplace(name, sum);
-  }
+  Entries certs;  // the manifest's certificate entries, in name order
+  certs.reserve(m.entries.size());
+  for (const auto& e : m.entries)
+    if (!is_crl_entry(e.first)) certs.push_back(e);
   std::vector<std::string> store;  // the chosen store's hash entries
   try {
     fs::Fd d = fs::open_dir(trusted, r.store_dir, false);
@@ -468,13 +535,10 @@ std::optional<Wanted> derived_crls(int capfd, int trusted, const Context& ctx, c
   } catch (const Error&) {
     return std::nullopt;
   }
-  if (store != certs) return std::nullopt;  // both sorted by name
-  for (auto& [name, pem] : b->crls) {
-    w.sums[name] = x509::sha256_hex(pem);
-    w.files[name] = std::move(pem);
-  }
-  add_manifest(w, b->header);
-  return w;
+  if (store.size() != certs.size() ||
+      !std::equal(store.begin(), store.end(), certs.begin(), [](const std::string& a, const auto& e) { return a == e.first; }))
+    return std::nullopt;  // both sorted by name
+  return step_with(m, b->header, std::move(certs), b->crls);
 }
 
 // etc/trusted-certs/capath as a directory (mode 0755): something else in its place (a
@@ -489,20 +553,6 @@ fs::Fd open_capath(int trusted) {
   if ((cs.st_mode & 07777) != fs::kDirMode && ::fchmod(cap.get(), fs::kDirMode) != 0)
     throw_errno(Code::kIoError, "cannot chmod " + std::string(layout::kCapathDir));
   return cap;
-}
-
-// The manifest says the directory already holds `w` (the writer's cheap check; sync reads
-// every entry).
-bool current(int capfd, const std::string& purpose, const Wanted& w) {
-  auto st = fs::stat_at(capfd, purpose);
-  if (!st || !S_ISDIR(st->st_mode) || (st->st_mode & 07777) != fs::kDirMode) return false;
-  try {
-    fs::Fd d = fs::open_dir(capfd, purpose, false);
-    auto m = d ? fs::read_at(d.get(), std::string(layout::kCapathManifest), kMaxEntry) : std::nullopt;
-    return m && *m == w.files.at(std::string(layout::kCapathManifest));
-  } catch (const Error&) {
-    return false;
-  }
 }
 
 std::string mode_detail(mode_t have, mode_t want) {
@@ -635,16 +685,18 @@ void refresh(int root, const Context& ctx, const std::vector<Area>& areas, const
   const bool only_crls = changes && changes->empty() && !areas.empty() &&
                          std::all_of(areas.begin(), areas.end(), [](const Area& a) { return a.kind == Area::Kind::kCrl; });
   for (const auto& p : todo) {
-    // One CA store changed (install, uninstall of a one-purpose CA): derived from its change.
-    if (changes && changes->size() == 1 && areas.size() == 1)
-      if (auto w = derived(cap.get(), ctx, p, changes->front()))
-        if (current(cap.get(), p, *w) || update_in_place(cap.get(), p, *w)) continue;
-    // Only CRLs changed (crl install, crl uninstall): the certificate entries stay.
-    if (only_crls)
-      if (auto w = derived_crls(cap.get(), trusted.get(), ctx, p))
-        if (current(cap.get(), p, *w) || update_in_place(cap.get(), p, *w)) continue;
+    // The directory's manifest, read once: what every cheaper path starts from.
+    std::optional<Manifest> m = read_manifest(cap.get(), p);
+    if (m) {
+      std::optional<Step> s;
+      // One CA store changed (install, uninstall of a one-purpose CA): derived from its change.
+      if (changes && changes->size() == 1 && areas.size() == 1) s = derived(*m, ctx, p, changes->front());
+      // Only CRLs changed (crl install, crl uninstall): the certificate entries stay.
+      if (!s && only_crls) s = derived_crls(*m, trusted.get(), ctx, p);
+      if (s && apply_step(p, *m, *s)) continue;
+    }
     Wanted w = wanted(ctx, p);
-    if (!current(cap.get(), p, w) && !update_in_place(cap.get(), p, w)) swap_in(cap.get(), p, w, ctx);
+    if (!m || !apply_step(p, *m, step_to(*m, w))) swap_in(cap.get(), p, w, ctx);
   }
 }
 
