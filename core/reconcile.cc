@@ -423,22 +423,29 @@ class Reconciler {
     }
     fs::Fd dir = fs::open_dir(parent, p.dir, apply_);
     std::vector<std::string> remnants;
-    // Remnants, and (for a writer) the wanted entries that are there as regular files: a
-    // writer reads names and types as the directory yields them (no copy, no sort, no stat
-    // of 20,000 entries), `sync` lists and stats every entry.
-    std::vector<bool> present(p.files.size());
-    auto seen = [&](std::string_view name, mode_t type) {
-      if (size_t i = p.files.index_of(name); i < p.files.size()) present[i] = type == S_IFREG;
-      else remnants.emplace_back(name);
-    };
-    if (p.changed) fs::each_name(dir.get(), seen);
-    else
-      for (const auto& e : fs::list_dir(dir.get())) seen(e.name, e.type);
+    if (p.changed) {
+      // A writer whose previous change finished (Store::apply) looks at the names its change
+      // moved and nothing else: no listing of 20,000 entries. Its remnants are the moved names
+      // no longer wanted (a removed record's file) and the entries past the end of a moved
+      // hash bucket (a renumbering). What the change did not move is `sync`'s to check.
+      for (const auto& name : *p.changed)
+        if (p.files.index_of(name) == p.files.size() && fs::stat_at(dir.get(), component(name))) remnants.push_back(name);
+      for (const auto& bucket : p.buckets)
+        for (int n = 0;; ++n) {
+          std::string name = bucket + std::to_string(n);
+          if (p.files.index_of(name) < p.files.size()) continue;
+          if (!fs::stat_at(dir.get(), name)) break;
+          if (!p.changed->count(name)) remnants.push_back(std::move(name));
+        }
+    } else {
+      for (const auto& e : fs::list_dir(dir.get()))
+        if (p.files.index_of(e.name) == p.files.size()) remnants.push_back(e.name);
+    }
     std::sort(remnants.begin(), remnants.end());
     // Wanted files first, remnants after: a reader never sees a store emptier than either state.
-    put_linked(p.files, [&](size_t i, const std::string& name, std::string_view content,
+    put_linked(p.files, [&](size_t, const std::string& name, std::string_view content,
                             const std::string* from) -> std::optional<std::string> {
-      if (p.changed && present[i] && !p.changed->count(name)) return std::nullopt;  // untouched and there: `sync` reads it
+      if (p.changed && !p.changed->count(name)) return std::nullopt;  // untouched: `sync` reads it
       return regular(dir.get(), name, join(path, name), std::span<const std::string_view>(&content, 1), from);
     });
     if (apply_ && !remnants.empty()) settle();

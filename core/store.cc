@@ -277,10 +277,11 @@ void Store::commit(Locked& l, const std::vector<Area>& areas, const Database* be
 // after the last file is written. On an error the change still ends: readers must re-read
 // whatever is on disk now, and `sync` completes the files.
 void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, const Database* before) {
-  // A change a killed writer left unfinished (odd generation), or one whose CA directories did
-  // not all follow it (the marker: an error, a kill): every CA directory is compared with the
-  // whole selection now, not derived from this change (a derivation trusts the directories'
-  // manifests, which such a writer may have left behind the stores).
+  // A change a killed writer left unfinished (odd generation), or one that did not get to its
+  // end (the marker: an error, a kill): this write's stores are compared entry by entry with
+  // the database (a writer otherwise looks only at the names its own change moved), and every
+  // CA directory with the whole selection, not derived from this change (a derivation trusts
+  // the directories' manifests, which such a writer may have left behind the stores).
   const std::string unfinished(layout::kCapathUnfinished);
   const bool finished =
       generation_stable(read_generation(l.state.get())) && !fs::stat_at(l.state.get(), unfinished);
@@ -288,7 +289,7 @@ void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, c
   std::vector<Drift> ignored;
   std::vector<StoreChange> changes;  // a writer's: what each trusted store's change moved
   try {
-    // The marker, until the CA directories followed this change. No fsync: a kill loses no
+    // The marker, until the stores and the CA directories followed this change. No fsync: a kill loses no
     // page cache, and after a power loss `sync` is the remedy anyway.
     int fd = ::openat(l.state.get(), unfinished.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, fs::kFileMode);
     if (fd < 0) throw_errno(Code::kIoError, "cannot create " + std::string(layout::kStateDir) + "/" + unfinished);
@@ -300,8 +301,9 @@ void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, c
       std::optional<fs::Batch> batch;
       if (batch_writes_ || full_capath) batch.emplace();
       for (const auto& a : areas) {
-        StoreChange* c = before && a.kind == Area::Kind::kTrustedStore ? &changes.emplace_back() : nullptr;
-        reconcile(root_.get(), l.db, a, true, ignored, before, c);
+        const Database* moved = finished ? before : nullptr;
+        StoreChange* c = moved && a.kind == Area::Kind::kTrustedStore ? &changes.emplace_back() : nullptr;
+        reconcile(root_.get(), l.db, a, true, ignored, moved, c);
       }
       if (batch) batch->flush();  // before the CA directories read the bundles just written
     }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <set>
 
 #include <openssl/x509.h>
@@ -230,6 +231,50 @@ TEST_F(StoreTest, HashEntriesAndCapathEntriesAreHardLinksOfTheRecordsFile) {
   store.sync(true);
   EXPECT_EQ(testing::read_file(path(entry)), certs().ca1.pem());
   EXPECT_EQ(testing::read_file(path("etc/trusted-certs/ca-licensing/" + a.uuid + ".pem")), certs().ca1.pem());
+  EXPECT_TRUE(store.sync(false).empty());
+}
+
+// A writer looks at the names its change moved and nothing else (no listing of 20,000
+// entries): an entry deleted by hand in the same store stays missing (`sync` reports and
+// repairs it), while the change's own remnants go — a removed record's file, and the end of a
+// hash bucket that a removal renumbered. After a change that did not finish (the marker), the
+// next write compares its store entry by entry and puts the deleted entry back.
+TEST_F(StoreTest, AWriterLooksOnlyAtWhatItMovedUnlessTheLastChangeDidNotFinish) {
+  const std::string dir = "etc/trusted-certs/ca-licensing/";
+  auto twin1 = testing::self_signed({.cn = "Twin CA", .ca = true});
+  auto twin2 = testing::self_signed({.cn = "Twin CA", .ca = true});
+  auto a = install(twin1, CertType::kCa, {"licensing"});
+  auto b = install(twin2, CertType::kCa, {"licensing"});
+  auto other = install(certs().ca1, CertType::kCa, {"licensing"});
+  char h0[32], h1[32];
+  std::snprintf(h0, sizeof h0, "%08lx.0", X509_subject_name_hash(twin1.cert.get()));
+  std::snprintf(h1, sizeof h1, "%08lx.1", X509_subject_name_hash(twin1.cert.get()));
+  auto names = [&] {
+    std::set<std::string> out;
+    for (const auto& e : fs::list_dir(fs::open_dir(fs::open_root(root).get(), dir, false).get())) out.insert(e.name);
+    return out;
+  };
+  ASSERT_TRUE(names().count(h1));
+
+  store.uninstall(a.uuid, false);  // the bucket renumbered: .1 is gone, .0 is the other twin
+  std::set<std::string> now = names();
+  EXPECT_FALSE(now.count(a.uuid + ".pem"));
+  EXPECT_FALSE(now.count(h1));
+  EXPECT_EQ(testing::read_file(path(dir + h0)), twin2.pem());
+  EXPECT_TRUE(store.sync(false).empty());
+
+  const std::string lost = dir + other.uuid + ".pem";
+  ASSERT_EQ(::unlink(path(lost).c_str()), 0);
+  install(certs().ca2, CertType::kCa, {"licensing"});
+  EXPECT_FALSE(names().count(other.uuid + ".pem")) << "a write does not look at what it did not move";
+  std::set<std::string> seen;
+  for (const auto& d : store.sync(false)) seen.insert(std::string(to_string(d.kind)) + " " + d.path);
+  EXPECT_EQ(seen, (std::set<std::string>{"missing " + lost}));
+
+  testing::write_file(path("var/lib/ptrust/capath-unfinished"), "");
+  store.uninstall(b.uuid, false);
+  EXPECT_EQ(testing::read_file(path(lost)), certs().ca1.pem()) << "compared entry by entry after an unfinished change";
+  EXPECT_FALSE(std::filesystem::exists(path("var/lib/ptrust/capath-unfinished")));
   EXPECT_TRUE(store.sync(false).empty());
 }
 
