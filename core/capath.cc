@@ -244,10 +244,12 @@ void swap_in(int capfd, const std::string& purpose, const Wanted& w, const Conte
 // following a symlink), the manifest's text, and its entry lines ("<64 hex> <name>") as views
 // into that text, in name order: a write at 10,000 CAs parses 10,000 lines once, with no
 // allocation per line.
+using Entries = std::vector<std::pair<std::string_view, std::string_view>>;  // name, SHA-256 (hex)
+
 struct Manifest {
   fs::Fd dir;
   std::unique_ptr<const std::string> text;  // owned apart: `entries` view into it
-  std::vector<std::pair<std::string_view, std::string_view>> entries;  // name, SHA-256 (hex)
+  Entries entries;
 
   // The SHA-256 the manifest gives `name`, or nullptr.
   const std::string_view* sum_of(std::string_view name) const {
@@ -298,8 +300,6 @@ std::optional<Manifest> read_manifest(int capfd, const std::string& purpose) {
   if (first) return std::nullopt;
   return m;
 }
-
-using Entries = std::vector<std::pair<std::string_view, std::string_view>>;  // name, SHA-256
 
 std::string manifest_text(std::string_view header, const Entries& entries) {
   std::string out(header);

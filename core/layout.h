@@ -28,9 +28,10 @@ inline constexpr std::string_view kGenerationFile = "generation";
 // JSON object {"<crl name>": ["purpose", ...]} for CRLs installed with --purpose; 0644.
 inline constexpr std::string_view kCrlScopeFile = "crl-scope.json";  // in kStateDir
 inline constexpr std::string_view kStunnelStateDir = "stunnel";      // in kStateDir: stunnel sync's records
-// Present while a change brings the CA directories up to date, and left behind when it stopped
-// before they were (an error, a kill): the next writer then compares every directory with the
-// whole selection instead of deriving from its own change. In kStateDir; empty, 0644.
+// Present while a change brings the stores and CA directories up to date, and left behind when
+// it stopped before they were (an error, a kill): the next writer then compares its stores entry
+// by entry and every directory with the whole selection, instead of looking only at what its
+// own change moved. In kStateDir; empty, 0644.
 inline constexpr std::string_view kCapathUnfinished = "capath-unfinished";
 // Host-wide verdict counters (core/counters.h): one file per process running the verify hook;
 // made 01777 by the daemon, never created by a hook.

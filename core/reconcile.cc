@@ -427,7 +427,8 @@ class Reconciler {
       // A writer whose previous change finished (Store::apply) looks at the names its change
       // moved and nothing else: no listing of 20,000 entries. Its remnants are the moved names
       // no longer wanted (a removed record's file) and the entries past the end of a moved
-      // hash bucket (a renumbering). What the change did not move is `sync`'s to check.
+      // hash bucket (a renumbering; `changed` holds wanted hash entries only). What the change
+      // did not move is `sync`'s to check.
       for (const auto& name : *p.changed)
         if (p.files.index_of(name) == p.files.size() && fs::stat_at(dir.get(), component(name))) remnants.push_back(name);
       for (const auto& bucket : p.buckets)
@@ -435,7 +436,7 @@ class Reconciler {
           std::string name = bucket + std::to_string(n);
           if (p.files.index_of(name) < p.files.size()) continue;
           if (!fs::stat_at(dir.get(), name)) break;
-          if (!p.changed->count(name)) remnants.push_back(std::move(name));
+          remnants.push_back(std::move(name));
         }
     } else {
       for (const auto& e : fs::list_dir(dir.get()))

@@ -288,9 +288,10 @@ void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, c
   begin_change(l.state.get());
   std::vector<Drift> ignored;
   std::vector<StoreChange> changes;  // a writer's: what each trusted store's change moved
+  const Database* moved = finished ? before : nullptr;  // what the stores are compared against
   try {
-    // The marker, until the stores and the CA directories followed this change. No fsync: a kill loses no
-    // page cache, and after a power loss `sync` is the remedy anyway.
+    // The marker, until the stores and the CA directories followed this change. No fsync: a
+    // kill loses no page cache, and after a power loss `sync` is the remedy anyway.
     int fd = ::openat(l.state.get(), unfinished.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, fs::kFileMode);
     if (fd < 0) throw_errno(Code::kIoError, "cannot create " + std::string(layout::kStateDir) + "/" + unfinished);
     ::close(fd);
@@ -301,7 +302,6 @@ void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, c
       std::optional<fs::Batch> batch;
       if (batch_writes_ || full_capath) batch.emplace();
       for (const auto& a : areas) {
-        const Database* moved = finished ? before : nullptr;
         StoreChange* c = moved && a.kind == Area::Kind::kTrustedStore ? &changes.emplace_back() : nullptr;
         reconcile(root_.get(), l.db, a, true, ignored, moved, c);
       }
@@ -970,7 +970,7 @@ std::vector<Drift> Store::drift(Locked& l, bool repair) {
     out.push_back({Drift::Kind::kStale, gen_path, "a writer did not finish its change; readers must reload"});
   if (l.state && fs::stat_at(l.state.get(), std::string(layout::kCapathUnfinished)))
     out.push_back({Drift::Kind::kStale, state_dir + "/" + std::string(layout::kCapathUnfinished),
-                   "a write stopped before the CA directories followed it; sync compares them all"});
+                   "a write stopped before the stores and CA directories followed it; sync compares them all"});
   // Temp files a killed writer left in the state directory (never visible as state), and
   // beside the legacy and pool bundles in etc/stunnel (a writer killed in `legacy install`
   // or `pool add`); the store directories and etc/trusted-certs report their own.
