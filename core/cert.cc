@@ -39,9 +39,11 @@ bool is_cert_block(std::string_view name) {
   return name == "CERTIFICATE" || name == "X509 CERTIFICATE";
 }
 
-ossl::X509Ptr der_to_x509(const unsigned char* p, long len) {
+ossl::X509Ptr der_to_x509(const unsigned char* p, long len, OSSL_LIB_CTX* libctx = nullptr) {
   const unsigned char* q = p;
-  ossl::X509Ptr x(d2i_X509(nullptr, &q, len));
+  X509* made = libctx ? X509_new_ex(libctx, nullptr) : nullptr;
+  if (libctx && !made) return nullptr;
+  ossl::X509Ptr x(d2i_X509(libctx ? &made : nullptr, &q, len));  // frees `made` when it fails
   if (!x || q != p + len) return nullptr;  // trailing bytes are not one certificate
   return x;
 }
@@ -130,12 +132,12 @@ void refuse_private_keys(std::string_view in) {
   ERR_clear_error();
 }
 
-Certificate Certificate::parse(std::string_view in) {
+Certificate Certificate::parse(std::string_view in, OSSL_LIB_CTX* libctx) {
   if (in.empty()) invalid("input is empty; expected one PEM or DER certificate");
   refuse_private_keys(in);
   auto names = pem_block_names(in);
   if (names.empty()) {
-    auto x = der_to_x509(reinterpret_cast<const unsigned char*>(in.data()), static_cast<long>(in.size()));
+    auto x = der_to_x509(reinterpret_cast<const unsigned char*>(in.data()), static_cast<long>(in.size()), libctx);
     if (!x) invalid("input is neither a PEM certificate nor exactly one DER certificate");
     return Certificate(std::move(x));
   }
@@ -157,7 +159,7 @@ Certificate Certificate::parse(std::string_view in) {
   if (!PEM_read_bio(bio.get(), &name, &header, &data, &len)) invalid("truncated or malformed PEM certificate");
   ossl::OsslStr n(name), h(header), d(reinterpret_cast<char*>(data));
   if (header && *header) invalid("PEM certificate has encryption headers");
-  auto x = der_to_x509(data, len);
+  auto x = der_to_x509(data, len, libctx);
   if (!x) invalid("PEM block does not hold a valid DER certificate");
   return Certificate(std::move(x));
 }

@@ -30,7 +30,9 @@ class Certificate {
   // Parses input that must hold exactly one certificate (PEM or DER) and nothing secret.
   // Refusals: TRUSTED_CERTIFICATE_INVALID (empty, garbage, truncated, none, several, other
   // PEM blocks such as CSRs or CRLs), PRIVATE_KEY_NOT_ALLOWED (any key, PEM or DER).
-  static Certificate parse(std::string_view input);
+  // `libctx`: the library context whose decoders decode it (its public key); null is the
+  // default one. The certificate must be freed before that context.
+  static Certificate parse(std::string_view input, OSSL_LIB_CTX* libctx = nullptr);
 
   // Wraps an already-parsed certificate (takes a reference).
   static Certificate from_x509(X509* x);

@@ -36,6 +36,7 @@ using X509StoreCtxPtr = Ptr<X509_STORE_CTX, X509_STORE_CTX_free>;
 using PkeyPtr = Ptr<EVP_PKEY, EVP_PKEY_free>;
 using SslCtxPtr = Ptr<SSL_CTX, SSL_CTX_free>;
 using SslPtr = Ptr<SSL, SSL_free>;
+using LibCtxPtr = Ptr<OSSL_LIB_CTX, OSSL_LIB_CTX_free>;
 
 // OPENSSL_free is a macro; wrap it so it can be a template argument.
 inline void openssl_free(void* p) noexcept { OPENSSL_free(p); }

@@ -12,12 +12,15 @@
 
 namespace ptrust {
 
-// Calls f(i) for every i in [0, n), in contiguous chunks on up to `max_threads` threads (the
-// calling one included); small n runs inline. A chunk stops at its first exception; after
-// every chunk ended, the exception of the lowest i that threw is rethrown, so a refusal
-// names the object a sequential loop would have named.
-template <typename F>
-void parallel_for(std::size_t n, F f, unsigned max_threads = 4) {
+// Calls f(state, i) for every i in [0, n), in contiguous chunks on up to `max_threads`
+// threads (the calling one included); small n runs inline. Each thread makes its own `State`
+// (default-constructed) before its chunk and destroys it after: what must not be shared
+// between threads (an OpenSSL library context, whose shared decoder lookups make 3.0's
+// threads wait on each other). A chunk stops at its first exception; after every chunk
+// ended, the exception of the lowest i that threw is rethrown, so a refusal names the object
+// a sequential loop would have named.
+template <typename State, typename F>
+void parallel_for_with(std::size_t n, F f, unsigned max_threads = 4) {
   constexpr std::size_t kMinPerThread = 64;
   unsigned threads = std::max(1u, std::min({std::thread::hardware_concurrency(), max_threads,
                                             static_cast<unsigned>(std::min<std::size_t>(n / kMinPerThread, 64))}));
@@ -25,14 +28,13 @@ void parallel_for(std::size_t n, F f, unsigned max_threads = 4) {
   std::vector<std::size_t> error_at(threads, n);
   auto run = [&](unsigned t) {
     const std::size_t begin = n * t / threads, end = n * (t + 1) / threads;
-    for (std::size_t i = begin; i < end; ++i) {
-      try {
-        f(i);
-      } catch (...) {
-        error[t] = std::current_exception();
-        error_at[t] = i;
-        return;  // the lowest failing index of this chunk; later chunks are still searched
-      }
+    std::size_t i = begin;
+    try {
+      State state;
+      for (; i < end; ++i) f(state, i);
+    } catch (...) {
+      error[t] = std::current_exception();
+      error_at[t] = i;  // the lowest failing index of this chunk; later chunks are still searched
     }
   };
   std::vector<std::thread> pool;
@@ -45,6 +47,13 @@ void parallel_for(std::size_t n, F f, unsigned max_threads = 4) {
   for (auto& th : pool) th.join();
   for (unsigned t = 0; t < threads; ++t)
     if (error[t]) std::rethrow_exception(error[t]);  // chunks are in index order
+}
+
+// parallel_for_with without per-thread state: f(i).
+template <typename F>
+void parallel_for(std::size_t n, F f, unsigned max_threads = 4) {
+  struct None {};
+  parallel_for_with<None>(n, [&f](None&, std::size_t i) { f(i); }, max_threads);
 }
 
 }  // namespace ptrust

@@ -1,11 +1,19 @@
 // Certificate intake: every accepted shape and every refusal, as a table.
 #include <gtest/gtest.h>
+#include <openssl/provider.h>
 
+#include <atomic>
 #include <ctime>
 #include <functional>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
 
 #include "core/cert.h"
 #include "core/error.h"
+#include "core/ossl.h"
+#include "core/parallel.h"
 #include "core/x509.h"
 #include "tests/support/testpki.h"
 
@@ -127,6 +135,80 @@ TEST(Intake, DescribesTheCertificate) {
   EXPECT_FALSE(i.is_ca);
   EXPECT_LT(i.not_before, i.not_after);
   EXPECT_TRUE(Certificate::parse(pki().ca.pem()).info().is_ca);
+}
+
+// `import` decodes on several threads, each in a library context of its own (parse's
+// `libctx`): the certificate is the same, decoded by that context's providers.
+TEST(Intake, DecodesInTheLibraryContextItIsGiven) {
+  auto same = [](const CertInfo& a, const CertInfo& b) {
+    return a.sha256 == b.sha256 && a.sha1 == b.sha1 && a.subject == b.subject && a.issuer == b.issuer &&
+           a.serial == b.serial && a.not_before == b.not_before && a.not_after == b.not_after &&
+           a.key_type == b.key_type && a.key_bits == b.key_bits && a.is_ca == b.is_ca;
+  };
+  ossl::LibCtxPtr own(OSSL_LIB_CTX_new());
+  ASSERT_TRUE(own);
+  for (const auto* pem : {&pki().leaf, &pki().ca}) {
+    Certificate c = Certificate::parse(pem->pem(), own.get());
+    EXPECT_TRUE(same(c.info(), Certificate::parse(pem->pem()).info())) << c.info().subject;
+    EXPECT_EQ(c.der(), pem->der());
+  }
+  EXPECT_EQ(Certificate::parse(pki().leaf.der(), own.get()).pem(), pki().leaf.pem());
+  // A context that holds no decoders cannot decode the key: the context given is the one used.
+  ossl::LibCtxPtr bare(OSSL_LIB_CTX_new());
+  OSSL_PROVIDER* null = OSSL_PROVIDER_load(bare.get(), "null");
+  ASSERT_NE(null, nullptr);
+  {
+    Certificate c = Certificate::parse(pki().leaf.pem(), bare.get());
+    EXPECT_EQ(c.info().key_type, "");
+    EXPECT_EQ(c.info().subject, "CN=leaf.example");
+  }
+  OSSL_PROVIDER_unload(null);
+  // Intake refusals are the same in any context.
+  try {
+    Certificate::parse(pki().leaf.pem() + pki().leaf.key_pem(), own.get());
+    ADD_FAILURE() << "a private key was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kPrivateKeyNotAllowed);
+  }
+}
+
+struct State {
+  static inline std::atomic<int> made{0}, alive{0};
+  std::thread::id owner = std::this_thread::get_id();
+  State() { ++made, ++alive; }
+  ~State() { --alive; }
+};
+
+// parallel_for_with: every index once, one State per thread (made before and destroyed after
+// its chunk, never shared), and the refusal of the lowest index that threw.
+TEST(ParallelFor, EachThreadHasItsOwnStateAndTheLowestFailureIsRethrown) {
+  constexpr size_t kN = 1000;
+  std::vector<std::atomic<int>> seen(kN);
+  std::atomic<bool> shared{false};
+  std::mutex m;
+  std::set<const State*> states;
+  parallel_for_with<State>(kN, [&](State& s, size_t i) {
+    if (s.owner != std::this_thread::get_id()) shared = true;
+    ++seen[i];
+    std::lock_guard<std::mutex> g(m);
+    states.insert(&s);
+  });
+  for (size_t i = 0; i < kN; ++i) EXPECT_EQ(seen[i].load(), 1) << i;
+  EXPECT_FALSE(shared.load());
+  EXPECT_EQ(State::alive.load(), 0);
+  const unsigned want = std::min(4u, std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_EQ(State::made.load(), static_cast<int>(want));
+  EXPECT_EQ(states.size(), want);
+  for (size_t first : {size_t{10}, size_t{600}, size_t{999}}) {
+    try {
+      parallel_for_with<State>(kN, [&](State&, size_t i) {
+        if (i == first || i == (first + kN) / 2 || i == kN - 1) throw std::runtime_error(std::to_string(i));
+      });
+      ADD_FAILURE() << "nothing thrown";
+    } catch (const std::runtime_error& e) {
+      EXPECT_EQ(e.what(), std::to_string(first));
+    }
+  }
 }
 
 struct ValidityCase {
