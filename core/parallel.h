@@ -19,11 +19,17 @@ namespace ptrust {
 // threads wait on each other). A chunk stops at its first exception; after every chunk
 // ended, the exception of the lowest i that threw is rethrown, so a refusal names the object
 // a sequential loop would have named.
+// How many threads parallel_for(_with) runs n steps on: at least 64 steps each, at most one
+// per core and `max_threads`; 1 runs them inline.
+inline unsigned parallel_threads(std::size_t n, unsigned max_threads = 4) {
+  constexpr std::size_t kMinPerThread = 64;
+  return std::max(1u, std::min({std::thread::hardware_concurrency(), max_threads,
+                                static_cast<unsigned>(std::min<std::size_t>(n / kMinPerThread, 64))}));
+}
+
 template <typename State, typename F>
 void parallel_for_with(std::size_t n, F f, unsigned max_threads = 4) {
-  constexpr std::size_t kMinPerThread = 64;
-  unsigned threads = std::max(1u, std::min({std::thread::hardware_concurrency(), max_threads,
-                                            static_cast<unsigned>(std::min<std::size_t>(n / kMinPerThread, 64))}));
+  const unsigned threads = parallel_threads(n, max_threads);
   std::vector<std::exception_ptr> error(threads);
   std::vector<std::size_t> error_at(threads, n);
   auto run = [&](unsigned t) {
