@@ -813,7 +813,7 @@ ImportPlan Store::import_document(const std::string& doc, bool dry_run) {
   };
   BatchWrites batch(batch_writes_, true);
   write(true, check, [&](Database& db) {
-    db = merged;  // a copy: the mode check previews the change first
+    db = std::move(merged);  // every change follows its own check, which merges again
     return all_areas(root_.get(), db);
   });
   return plan;
@@ -830,7 +830,7 @@ ImportPlan Store::replace_document(const std::string& doc) {
   };
   BatchWrites batch(batch_writes_, true);
   write(true, check, [&](Database& db) {
-    db = replaced;
+    db = std::move(replaced);  // as in import_document
     return all_areas(root_.get(), db);
   });
   return plan;

@@ -163,8 +163,10 @@ class Store {
   void apply(Locked& l, const std::vector<Area>& areas, bool full_capath = false, const Database* before = nullptr);
   // Every writer: `check` (throws the refusal) runs on a read view first, so a refusal
   // creates nothing, then again under the writer lock; `change` edits the database and
-  // returns the areas to rewrite; then commit. A `check` that returns bool may say "nothing
-  // to do" (false): then nothing is locked, written or bumped (no-op import and eject).
+  // returns the areas to rewrite; then commit. Every `change` runs right after a `check` of
+  // the same database, so a check may hand its change what it computed (import's merge). A
+  // `check` that returns bool may say "nothing to do" (false): then nothing is locked,
+  // written or bumped (no-op import and eject).
   template <typename Check, typename Change>
   void write(bool create, Check check, Change change);
   void guard_modes(const Database& before, const Database& after);
