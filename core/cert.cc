@@ -41,10 +41,16 @@ bool is_cert_block(std::string_view name) {
 
 ossl::X509Ptr der_to_x509(const unsigned char* p, long len, OSSL_LIB_CTX* libctx = nullptr) {
   const unsigned char* q = p;
-  X509* made = libctx ? X509_new_ex(libctx, nullptr) : nullptr;
-  if (libctx && !made) return nullptr;
-  ossl::X509Ptr x(d2i_X509(libctx ? &made : nullptr, &q, len));  // frees `made` when it fails
-  if (!x || q != p + len) return nullptr;  // trailing bytes are not one certificate
+  if (!libctx) {
+    ossl::X509Ptr x(d2i_X509(nullptr, &q, len));
+    if (!x || q != p + len) return nullptr;  // trailing bytes are not one certificate
+    return x;
+  }
+  X509* made = X509_new_ex(libctx, nullptr);  // d2i into it: decoded by libctx's providers
+  if (!made) return nullptr;
+  const bool decoded = d2i_X509(&made, &q, len) != nullptr;
+  ossl::X509Ptr x(made);  // a failed decode has freed and cleared it
+  if (!decoded || q != p + len) return nullptr;
   return x;
 }
 

@@ -12,13 +12,6 @@
 
 namespace ptrust {
 
-// Calls f(state, i) for every i in [0, n), in contiguous chunks on up to `max_threads`
-// threads (the calling one included); small n runs inline. Each thread makes its own `State`
-// (default-constructed) before its chunk and destroys it after: what must not be shared
-// between threads (an OpenSSL library context, whose shared decoder lookups make 3.0's
-// threads wait on each other). A chunk stops at its first exception; after every chunk
-// ended, the exception of the lowest i that threw is rethrown, so a refusal names the object
-// a sequential loop would have named.
 // How many threads parallel_for(_with) runs n steps on: at least 64 steps each, at most one
 // per core and `max_threads`; 1 runs them inline.
 inline unsigned parallel_threads(std::size_t n, unsigned max_threads = 4) {
@@ -27,20 +20,24 @@ inline unsigned parallel_threads(std::size_t n, unsigned max_threads = 4) {
                                 static_cast<unsigned>(std::min<std::size_t>(n / kMinPerThread, 64))}));
 }
 
+// Calls f(state, i) for every i in [0, n), in contiguous chunks on up to `max_threads`
+// threads (the calling one included); small n runs inline. Each thread makes its own `State`
+// (default-constructed) before its chunk and destroys it after: what must not be shared
+// between threads (an OpenSSL library context, whose shared decoder lookups make 3.0's
+// threads wait on each other). A chunk stops at its first exception; after every chunk
+// ended, the exception of the lowest i that threw is rethrown, so a refusal names the object
+// a sequential loop would have named.
 template <typename State, typename F>
 void parallel_for_with(std::size_t n, F f, unsigned max_threads = 4) {
   const unsigned threads = parallel_threads(n, max_threads);
   std::vector<std::exception_ptr> error(threads);
-  std::vector<std::size_t> error_at(threads, n);
   auto run = [&](unsigned t) {
     const std::size_t begin = n * t / threads, end = n * (t + 1) / threads;
-    std::size_t i = begin;
     try {
       State state;
-      for (; i < end; ++i) f(state, i);
-    } catch (...) {
+      for (std::size_t i = begin; i < end; ++i) f(state, i);
+    } catch (...) {  // the lowest failing index of this chunk; later chunks are still searched
       error[t] = std::current_exception();
-      error_at[t] = i;  // the lowest failing index of this chunk; later chunks are still searched
     }
   };
   std::vector<std::thread> pool;

@@ -153,6 +153,16 @@ TEST(Intake, DecodesInTheLibraryContextItIsGiven) {
     EXPECT_EQ(c.der(), pem->der());
   }
   EXPECT_EQ(Certificate::parse(pki().leaf.der(), own.get()).pem(), pki().leaf.pem());
+  // A certificate with invalid extensions (basicConstraints twice) is taken or refused alike.
+  ossl::X509Ptr twice(X509_dup(pki().ca.cert.get()));
+  ossl::X509ExtensionPtr bc(X509V3_EXT_conf_nid(nullptr, nullptr, NID_basic_constraints, "critical,CA:TRUE"));
+  ASSERT_TRUE(twice && bc && X509_add_ext(twice.get(), bc.get(), -1) == 1);
+  ASSERT_GT(X509_sign(twice.get(), pki().ca.key.get(), EVP_sha256()), 0);
+  const std::string twice_pem = x509::pem(twice.get());
+  Certificate in_own = Certificate::parse(twice_pem, own.get()), in_default = Certificate::parse(twice_pem);
+  EXPECT_TRUE(same(in_own.info(), in_default.info()));
+  EXPECT_EQ(X509_get_extension_flags(in_own.get()), X509_get_extension_flags(in_default.get()));
+  EXPECT_NE(X509_get_extension_flags(in_own.get()) & EXFLAG_INVALID, 0u);
   // A context that holds no decoders cannot decode the key: the context given is the one used.
   ossl::LibCtxPtr bare(OSSL_LIB_CTX_new());
   OSSL_PROVIDER* null = OSSL_PROVIDER_load(bare.get(), "null");
