@@ -1,7 +1,10 @@
 #include "core/cert.h"
 
+#include <openssl/conf.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+
+#include <unistd.h>
 
 #include <cstdio>
 
@@ -168,6 +171,20 @@ Certificate Certificate::parse(std::string_view in, OSSL_LIB_CTX* libctx) {
   auto x = der_to_x509(data, len, libctx);
   if (!x) invalid("PEM block does not hold a valid DER certificate");
   return Certificate(std::move(x));
+}
+
+ossl::LibCtxPtr Certificate::decoding_context() {
+  ossl::LibCtxPtr ctx(OSSL_LIB_CTX_new());
+  if (!ctx) return nullptr;
+  // The file the default context loaded at initialisation (OPENSSL_CONF, else the built-in
+  // path); a missing one is no configuration, as it is for the default context.
+  ossl::OsslStr file(CONF_get1_default_config_file());
+  if (!file) return nullptr;
+  if (::access(file.get(), F_OK) == 0 && OSSL_LIB_CTX_load_config(ctx.get(), file.get()) != 1) {
+    ERR_clear_error();
+    return nullptr;
+  }
+  return ctx;
 }
 
 Certificate Certificate::from_x509(X509* x) {

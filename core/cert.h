@@ -33,6 +33,11 @@ class Certificate {
   // `libctx`: the library context whose decoders decode it (its public key); null is the
   // default one. The certificate must be freed before that context.
   static Certificate parse(std::string_view input, OSSL_LIB_CTX* libctx = nullptr);
+  // A library context for parse() on a thread of its own, configured as the default one is
+  // (the OpenSSL configuration file: the providers and properties an administrator chose), so
+  // that a certificate decodes to the same key there. Null (use the default context) when it
+  // cannot be made or configured.
+  static ossl::LibCtxPtr decoding_context();
 
   // Wraps an already-parsed certificate (takes a reference).
   static Certificate from_x509(X509* x);

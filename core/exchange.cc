@@ -180,15 +180,18 @@ Incoming parse_export(const std::string& text, const Config& cfg) {
     // On several threads, each decodes in a library context of its own: in 3.0 the threads
     // of one context wait on each other for its decoder lookups (2 threads at 10,000 CAs: 0.7x
     // the decode time of a shared context). A context costs ~1 ms to make: one thread uses the
-    // default one. A context without configuration: its default provider decodes and
-    // digests; nothing is signed or verified there. Every certificate (and its key) is freed
-    // before its context.
+    // default one. Each is configured as the default one (decoding_context), so a key decodes
+    // as `install` decodes it. Every certificate (and its key) is freed before its context.
     struct Decoder {
-      ossl::LibCtxPtr ctx;  // made on first use; null when it cannot be: the default context
+      ossl::LibCtxPtr ctx;
+      bool tried = false;  // made on first use; null when it cannot be: the default context
     };
     const bool own_contexts = parallel_threads(trusted.size()) > 1;
     parallel_for_with<Decoder>(trusted.size(), [&](Decoder& d, size_t i) {
-      if (own_contexts && !d.ctx) d.ctx.reset(OSSL_LIB_CTX_new());
+      if (own_contexts && !d.tried) {
+        d.ctx = Certificate::decoding_context();
+        d.tried = true;
+      }
       Trusted& t = trusted[i];
       in.certs[i] = vetted("trusted certificate " + t.uuid, [&] {
         return vet_trusted(Certificate::parse(t.pem, d.ctx.get()), t.type, std::move(t.purposes), cfg, t.installed,

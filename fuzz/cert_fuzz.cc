@@ -1,8 +1,10 @@
 // Certificate intake (`install`, import, adopt): Certificate::parse on PEM or DER, and what
 // is done with an accepted certificate; and the consumers' reading of a bundle file
 // (parse_bundle, scan_bundle), whose bytes a damaged or hostile disk may hold. `import`
-// decodes in a library context of its own per thread: what is taken must be taken there too,
-// as the same certificate.
+// decodes in a library context of its own per thread: every input must be taken or refused
+// there as it is in the default one, and described the same.
+#include <optional>
+
 #include "core/cert.h"
 #include "core/ossl.h"
 #include "fuzz/fuzz.h"
@@ -10,21 +12,28 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace ptrust;
   std::string_view in = fuzz::bytes(data, size);
+  std::optional<CertInfo> theirs;  // the default context's
   fuzz::refused([&] {
     Certificate c = Certificate::parse(in);
     CertInfo info = c.info();
+    theirs = info;
     std::string pem = c.pem();
     // What is stored is the re-encoding: it must parse again to the same certificate.
     if (Certificate::parse(pem).der() != c.der() || Certificate::parse(c.der()).info().sha256 != info.sha256)
       __builtin_trap();
     fuzz::refused([&] { c.check_validity(0); });
-    // Taken in a context of its own too, as the same certificate (checked only for what the
-    // default context takes: a second parse of every input would halve this slow target).
-    static const ossl::LibCtxPtr own(OSSL_LIB_CTX_new());  // outlives every certificate of it
-    std::string own_der;
-    if (fuzz::refused([&] { own_der = Certificate::parse(in, own.get()).der(); }) || own_der != c.der())
-      __builtin_trap();
   });
+  // In a context of its own (import's vetting threads): taken or refused alike, and what is
+  // taken is the same certificate with the same description, its key included.
+  static const ossl::LibCtxPtr own = Certificate::decoding_context();  // outlives its certificates
+  std::optional<CertInfo> mine;
+  fuzz::refused([&] { mine = Certificate::parse(in, own.get()).info(); });
+  if (mine.has_value() != theirs.has_value()) __builtin_trap();
+  if (mine && (mine->sha256 != theirs->sha256 || mine->subject != theirs->subject || mine->issuer != theirs->issuer ||
+               mine->serial != theirs->serial || mine->not_before != theirs->not_before ||
+               mine->not_after != theirs->not_after || mine->key_type != theirs->key_type ||
+               mine->key_bits != theirs->key_bits || mine->is_ca != theirs->is_ca))
+    __builtin_trap();
   fuzz::refused([&] { refuse_private_keys(in); });
   fuzz::refused([&] { parse_bundle(in, "fuzz bundle"); });
   fuzz::refused([&] { scan_bundle(in, "fuzz bundle"); });

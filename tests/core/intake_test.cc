@@ -1,9 +1,13 @@
 // Certificate intake: every accepted shape and every refusal, as a table.
 #include <gtest/gtest.h>
 #include <openssl/provider.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <mutex>
 #include <set>
@@ -180,6 +184,49 @@ TEST(Intake, DecodesInTheLibraryContextItIsGiven) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Code::kPrivateKeyNotAllowed);
   }
+}
+
+// The vetting threads' contexts are configured as the default one is: a configuration that
+// activates only the null provider leaves a key undecoded there; a missing file is no
+// configuration (the default providers); a malformed one gives no context (the default one).
+TEST(Intake, DecodingContextsFollowTheOpenSslConfiguration) {
+  const CertInfo reference = Certificate::parse(pki().leaf.pem()).info();  // the default context is set up first
+  const char* was = std::getenv("OPENSSL_CONF");
+  const std::string saved = was ? was : "";
+  const auto dir = std::filesystem::temp_directory_path() / ("ptrust-conf-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto with_conf = [&](const std::string& file) {
+    ::setenv("OPENSSL_CONF", file.c_str(), 1);
+    ossl::LibCtxPtr ctx = Certificate::decoding_context();
+    was ? ::setenv("OPENSSL_CONF", saved.c_str(), 1) : ::unsetenv("OPENSSL_CONF");
+    return ctx;
+  };
+  auto write = [&](const char* name, const char* text) {
+    std::ofstream(dir / name) << text;
+    return (dir / name).string();
+  };
+  {
+    ossl::LibCtxPtr ctx = with_conf(write("null.cnf",
+                                          "openssl_conf = init\n[init]\nproviders = provs\n"
+                                          "[provs]\nnull = null_sect\n[null_sect]\nactivate = 1\n"));
+    ASSERT_TRUE(ctx);
+    EXPECT_EQ(Certificate::parse(pki().leaf.pem(), ctx.get()).info().key_type, "");
+  }
+  {
+    ossl::LibCtxPtr ctx = with_conf((dir / "missing.cnf").string());
+    ASSERT_TRUE(ctx);
+    EXPECT_EQ(Certificate::parse(pki().leaf.pem(), ctx.get()).info().key_type, reference.key_type);
+  }
+  EXPECT_FALSE(with_conf(write("bad.cnf", "openssl_conf = init\n[init\nproviders = provs\n")));
+  {
+    ossl::LibCtxPtr ctx = Certificate::decoding_context();  // this process's own configuration
+    ASSERT_TRUE(ctx);
+    CertInfo i = Certificate::parse(pki().leaf.pem(), ctx.get()).info();
+    EXPECT_EQ(i.key_type, reference.key_type);
+    EXPECT_EQ(i.key_bits, reference.key_bits);
+    EXPECT_EQ(i.sha256, reference.sha256);
+  }
+  std::filesystem::remove_all(dir);
 }
 
 struct State {
