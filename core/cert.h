@@ -23,6 +23,7 @@ struct CertInfo {
   std::string key_type;  // RSA, EC, ED25519, ...
   int key_bits = 0;
   bool is_ca = false;  // basicConstraints CA:TRUE and, if keyUsage is present, keyCertSign
+  bool operator==(const CertInfo&) const = default;
 };
 
 class Certificate {
