@@ -317,6 +317,14 @@ constexpr const char* kSchema =
     "CREATE TABLE crls(name TEXT PRIMARY KEY NOT NULL, record TEXT NOT NULL);"
     "CREATE TABLE legacy(name TEXT PRIMARY KEY NOT NULL, record TEXT NOT NULL);"
     "CREATE TABLE pool(file TEXT PRIMARY KEY NOT NULL, record TEXT NOT NULL);";
+// What narrow writes (DatabaseSession) query by, and the marks of the bundles they wrote. A
+// database made before them gets these with its first narrow commit; no reader needs them.
+constexpr const char* kNarrowSchema =
+    "CREATE INDEX IF NOT EXISTS certs_sha256 ON certs(sha256);"
+    "CREATE INDEX IF NOT EXISTS certs_subject_hash ON certs(subject_hash);"
+    "CREATE INDEX IF NOT EXISTS certs_shape ON certs(type, purposes);"
+    "CREATE TABLE IF NOT EXISTS bundles(store TEXT PRIMARY KEY NOT NULL, sha256 TEXT NOT NULL,"
+    " generation INTEGER NOT NULL);";
 
 std::string db_what() { return std::string(layout::kStateDir) + "/" + std::string(layout::kDatabase); }
 
@@ -438,6 +446,61 @@ std::vector<std::string> split_purposes(const std::string& s) {
   return out;
 }
 
+constexpr const char* kCertColumns =
+    "SELECT uuid,type,purposes,sha256,sha1,subject,issuer,serial,not_before,not_after,key_type,key_bits,"
+    "installed_at,subject_hash,pem FROM certs";
+
+CertType type_from(const std::string& text) {
+  auto t = cert_type_from(text);
+  if (!t) throw std::invalid_argument("bad type");
+  return *t;
+}
+
+// A row of kCertColumns.
+CertRecord cert_from_row(const Stmt& s) {
+  CertRecord r;
+  r.uuid = s.col_text(0);
+  r.type = type_from(s.col_text(1));
+  r.purposes = split_purposes(s.col_text(2));
+  r.sha256 = s.col_text(3);
+  r.sha1 = s.col_text(4);
+  r.subject = s.col_text(5);
+  r.issuer = s.col_text(6);
+  r.serial = s.col_text(7);
+  r.not_before = s.col_int(8);
+  r.not_after = s.col_int(9);
+  r.key_type = s.col_text(10);
+  std::int64_t bits = s.col_int(11), hash = s.col_int(13);
+  if (bits < 0 || bits > 1 << 20 || hash < 0 || hash > 0xffffffffLL) throw std::invalid_argument("bad number");
+  r.key_bits = static_cast<int>(bits);
+  r.installed_at = s.col_int(12);
+  r.subject_hash = static_cast<std::uint32_t>(hash);
+  r.pem = s.col_text(14);
+  return r;
+}
+
+// The CRL, legacy and pool tables (a JSON record per row), in name order.
+void read_other_tables(Conn& c, Database& db) {
+  auto each_json = [&](const char* sql, auto add) {
+    Stmt s(c.db, sql);
+    while (s.step("read")) add(json::parse(s.col_text(0)).as_object());
+  };
+  each_json("SELECT record FROM crls ORDER BY name", [&](const json::object& o) { db.crls.push_back(crl_from_json(o)); });
+  each_json("SELECT record FROM legacy ORDER BY name",
+            [&](const json::object& o) { db.legacy.push_back(legacy_from_json(o)); });
+  each_json("SELECT record FROM pool ORDER BY file", [&](const json::object& o) { db.pool.push_back(pool_from_json(o)); });
+}
+
+// The application id and schema version of a ptrust database.
+void check_identity(Conn& c) {
+  {
+    Stmt s(c.db, "PRAGMA application_id");
+    if (!s.step("read") || s.col_int(0) != kApplicationId) throw std::invalid_argument("not a ptrust database");
+  }
+  Stmt s(c.db, "PRAGMA user_version");
+  if (!s.step("read") || s.col_int(0) != Database::kVersion) throw std::invalid_argument("unsupported version");
+}
+
 constexpr const char* kInsertCert =
     "INSERT OR REPLACE INTO certs(uuid,type,purposes,sha256,sha1,subject,issuer,serial,not_before,not_after,"
     "key_type,key_bits,installed_at,subject_hash,pem) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
@@ -528,50 +591,12 @@ Database read_sqlite(int dirfd, bool write) {
   Database db;
   try {
     c.exec("BEGIN", "read");  // one snapshot of every table
+    check_identity(c);
     {
-      Stmt s(c.db, "PRAGMA application_id");
-      if (!s.step("read") || s.col_int(0) != kApplicationId) throw std::invalid_argument("not a ptrust database");
+      Stmt s(c.db, (std::string(kCertColumns) + " ORDER BY uuid").c_str());
+      while (s.step("read")) db.certs.push_back(cert_from_row(s));
     }
-    {
-      Stmt s(c.db, "PRAGMA user_version");
-      if (!s.step("read") || s.col_int(0) != Database::kVersion) throw std::invalid_argument("unsupported version");
-    }
-    {
-      Stmt s(c.db,
-             "SELECT uuid,type,purposes,sha256,sha1,subject,issuer,serial,not_before,not_after,key_type,key_bits,"
-             "installed_at,subject_hash,pem FROM certs ORDER BY uuid");
-      while (s.step("read")) {
-        CertRecord r;
-        r.uuid = s.col_text(0);
-        auto t = cert_type_from(s.col_text(1));
-        if (!t) throw std::invalid_argument("bad type");
-        r.type = *t;
-        r.purposes = split_purposes(s.col_text(2));
-        r.sha256 = s.col_text(3);
-        r.sha1 = s.col_text(4);
-        r.subject = s.col_text(5);
-        r.issuer = s.col_text(6);
-        r.serial = s.col_text(7);
-        r.not_before = s.col_int(8);
-        r.not_after = s.col_int(9);
-        r.key_type = s.col_text(10);
-        std::int64_t bits = s.col_int(11), hash = s.col_int(13);
-        if (bits < 0 || bits > 1 << 20 || hash < 0 || hash > 0xffffffffLL) throw std::invalid_argument("bad number");
-        r.key_bits = static_cast<int>(bits);
-        r.installed_at = s.col_int(12);
-        r.subject_hash = static_cast<std::uint32_t>(hash);
-        r.pem = s.col_text(14);
-        db.certs.push_back(std::move(r));
-      }
-    }
-    auto each_json = [&](const char* sql, auto add) {
-      Stmt s(c.db, sql);
-      while (s.step("read")) add(json::parse(s.col_text(0)).as_object());
-    };
-    each_json("SELECT record FROM crls ORDER BY name", [&](const json::object& o) { db.crls.push_back(crl_from_json(o)); });
-    each_json("SELECT record FROM legacy ORDER BY name",
-              [&](const json::object& o) { db.legacy.push_back(legacy_from_json(o)); });
-    each_json("SELECT record FROM pool ORDER BY file", [&](const json::object& o) { db.pool.push_back(pool_from_json(o)); });
+    read_other_tables(c, db);
     c.exec("COMMIT", "read");
     db.validate();
   } catch (const Error&) {
@@ -621,6 +646,7 @@ void create_sqlite(int dirfd, const Database& db) {
         for (const auto& r : db.legacy) w.put(r);
         for (const auto& r : db.pool) w.put(r);
       }
+      c.exec(kNarrowSchema, "create");  // after the rows: one sort per index, not a insert each
       c.exec("COMMIT", "create");
     }
     int fd = ::openat(dirfd, tmp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -670,7 +696,7 @@ Database load_database(int state_dirfd, bool* found) {
   }
 }
 
-void save_database(int state_dirfd, const Database& db, const Database* before) {
+void save_database(int state_dirfd, const Database& db, const Database* before, const BundleMarks* marks) {
   // Never commit what could not be loaded again (names that are not file names, ...).
   try {
     db.validate();
@@ -704,6 +730,14 @@ void save_database(int state_dirfd, const Database& db, const Database* before) 
       for (const auto& r : db.pool) w.put(r);
     }
   }
+  if (marks) {
+    c.exec(kNarrowSchema, "write");
+    Stmt moved(c.db, "UPDATE bundles SET generation=?");
+    moved.int64(1, static_cast<std::int64_t>(marks->generation)).run("write");
+    Stmt put(c.db, "INSERT OR REPLACE INTO bundles(store,sha256,generation) VALUES(?,?,?)");
+    for (const auto& [store, sum] : marks->sha256)
+      put.text(1, store).text(2, sum).int64(3, static_cast<std::int64_t>(marks->generation)).run("write");
+  }
   c.exec("COMMIT", "write");
 }
 
@@ -728,6 +762,136 @@ bool same_content(const Database& a, const Database& b) {
   diff_records(a.legacy, b.legacy, mark, mark);
   diff_records(a.pool, b.pool, mark, mark);
   return !differ;
+}
+
+void count_shapes(Shapes& s, const std::vector<CertRecord>& certs, int sign) {
+  for (const auto& r : certs) {
+    Shape k{r.type, r.purposes};
+    if (sign > 0) {
+      ++s[k];
+    } else if (auto it = s.find(k); it != s.end() && --it->second == 0) {
+      s.erase(it);
+    }
+  }
+}
+
+// ---- Narrow reads ---------------------------------------------------------------------------
+
+struct DatabaseSession::Impl {
+  Conn c;
+  bool marks = false;  // the bundles table exists
+};
+
+DatabaseSession::DatabaseSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DatabaseSession::~DatabaseSession() = default;
+
+namespace {
+
+// Runs `body` turning what a hostile file can make SQLite or the parsers throw into
+// DATABASE_INVALID (I/O errors stay IO_ERROR).
+template <typename Body>
+auto guarded(Body body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Error&) {
+    throw;
+  } catch (const HotJournal&) {
+    throw Error(Code::kIoError, db_what() + " has the journal of an interrupted write to roll back; run `ptrust sync`");
+  } catch (const std::exception& e) {
+    throw Error(Code::kDatabaseInvalid, db_what() + " is not a valid ptrust database (" + e.what() + ")");
+  }
+}
+
+bool in_store(CertType type, const std::vector<std::string>& purposes, const layout::StoreKey& k) {
+  if (type != k.type) return false;
+  if (purposes.empty()) return k.purpose == "general";
+  return std::find(purposes.begin(), purposes.end(), k.purpose) != purposes.end();
+}
+
+}  // namespace
+
+std::unique_ptr<DatabaseSession> DatabaseSession::open(int state_dirfd) {
+  if (!has_database_file(state_dirfd)) return nullptr;
+  auto impl = std::make_unique<Impl>();
+  try {
+    open_db(impl->c, state_path(state_dirfd) + "/" + std::string(layout::kDatabase), false);
+    check_identity(impl->c);
+    Stmt s(impl->c.db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='bundles'");
+    impl->marks = s.step("read") && s.col_int(0) == 1;
+  } catch (const HotJournal&) {
+    return nullptr;  // a killed writer's journal: the whole path rolls it back (load_database)
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(Code::kDatabaseInvalid, db_what() + " is not a valid ptrust database (" + e.what() + ")");
+  }
+  return std::unique_ptr<DatabaseSession>(new DatabaseSession(std::move(impl)));
+}
+
+Database DatabaseSession::load(const CertSelector& sel) {
+  return guarded([&] {
+    Database db;
+    Conn& c = impl_->c;
+    c.exec("BEGIN", "read");  // one snapshot of every table
+    {
+      // Each arm on its own index (OR of indexed terms: one lookup each, no scan).
+      Stmt s(c.db, (std::string(kCertColumns) +
+                    " WHERE uuid=?1 OR sha256=?2 OR subject_hash=?3"
+                    " OR subject_hash IN (SELECT subject_hash FROM certs WHERE uuid=?1) ORDER BY uuid")
+                       .c_str());
+      s.text(1, sel.uuid).text(2, sel.sha256).int64(3, sel.subject_hash ? std::int64_t{*sel.subject_hash} : -1);
+      while (s.step("read")) db.certs.push_back(cert_from_row(s));
+    }
+    read_other_tables(c, db);
+    c.exec("COMMIT", "read");
+    db.validate();
+    return db;
+  });
+}
+
+Shapes DatabaseSession::shapes() {
+  return guarded([&] {
+    Shapes out;
+    Stmt s(impl_->c.db, "SELECT type,purposes,count(*) FROM certs GROUP BY type,purposes");
+    while (s.step("read")) {
+      Shape k{type_from(s.col_text(0)), split_purposes(s.col_text(1))};
+      for (const auto& p : k.purposes)
+        if (!valid_purpose_name(p)) throw std::invalid_argument("invalid purpose '" + p + "'");
+      out[std::move(k)] += static_cast<std::size_t>(s.col_int(2));
+    }
+    return out;
+  });
+}
+
+std::string DatabaseSession::bundle(const layout::StoreKey& k) {
+  return guarded([&] {
+    std::string out;
+    Stmt s(impl_->c.db, "SELECT type,purposes,pem FROM certs ORDER BY uuid");
+    while (s.step("read"))
+      if (in_store(type_from(s.col_text(0)), split_purposes(s.col_text(1)), k)) out += s.col_text(2);
+    return out;
+  });
+}
+
+std::optional<std::string> DatabaseSession::next_in_store(const layout::StoreKey& k, const std::string& uuid) {
+  return guarded([&]() -> std::optional<std::string> {
+    Stmt s(impl_->c.db, "SELECT type,purposes,pem FROM certs WHERE uuid>? ORDER BY uuid");
+    s.text(1, uuid);
+    while (s.step("read"))
+      if (in_store(type_from(s.col_text(0)), split_purposes(s.col_text(1)), k)) return s.col_text(2);
+    return std::nullopt;
+  });
+}
+
+std::optional<BundleMark> DatabaseSession::mark(const layout::StoreKey& k) {
+  if (!impl_->marks) return std::nullopt;
+  return guarded([&]() -> std::optional<BundleMark> {
+    Stmt s(impl_->c.db, "SELECT sha256,generation FROM bundles WHERE store=?");
+    const std::string store = layout::store_dir(k);
+    s.text(1, store);
+    if (!s.step("read")) return std::nullopt;
+    return BundleMark{s.col_text(0), static_cast<std::uint64_t>(s.col_int(1))};
+  });
 }
 
 std::string new_uuid() {

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <string>
@@ -102,11 +104,14 @@ struct Database {
 // database", which a writer must not mistake for "nothing installed" while the stores hold
 // material. SQLite opens by path: no symlink anywhere on it (SQLITE_OPEN_NOFOLLOW).
 Database load_database(int state_dirfd, bool* found = nullptr);
+struct BundleMarks;
 // Commits `db`: one SQLite transaction writing only the rows that differ from `before` (the
 // database as loaded under the same writer lock), or every row without it. Without ptrust.db
 // (a new root, or one with db.json) the file is built beside and renamed into place, and
 // db.json is removed after it.
-void save_database(int state_dirfd, const Database& db, const Database* before = nullptr);
+// `marks` (a narrow write, with `before`): committed in the same transaction.
+void save_database(int state_dirfd, const Database& db, const Database* before = nullptr,
+                   const BundleMarks* marks = nullptr);
 // Same records, whatever their order.
 bool same_content(const Database& a, const Database& b);
 // A copy of `db` whose certificate records hold no PEM: a writer's `before` (what its change
@@ -114,6 +119,70 @@ bool same_content(const Database& a, const Database& b);
 // encoding of the DER its sha256 names). save_database and reconcile compare certificate
 // records without their PEM when `before` is such a copy.
 Database without_cert_pem(const Database& db);
+
+// What the selection rule (selection.h) reads from the certificate records: how many there
+// are of each type and purpose set. Every purpose's mode is a function of it.
+struct Shape {
+  CertType type = CertType::kCa;
+  std::vector<std::string> purposes;
+  auto operator<=>(const Shape&) const = default;
+};
+using Shapes = std::map<Shape, std::size_t>;
+// Adds (sign +1) or takes away (-1) the shapes of `certs`; a shape counted 0 is dropped.
+void count_shapes(Shapes& s, const std::vector<CertRecord>& certs, int sign = 1);
+
+// A trusted store's bundle as the last narrow write (Store) made it: its SHA-256, and the
+// generation that write ended its change at. The next narrow write may edit that bundle in
+// place of re-reading every record only while both still hold (any other change moves the
+// generation).
+struct BundleMark {
+  std::string sha256;
+  std::uint64_t generation = 0;
+};
+// What a narrow write commits beside its rows: the marks of the bundles it wrote (by store
+// directory name), and every other mark moved to `generation` (their bundles did not change).
+struct BundleMarks {
+  std::map<std::string, std::string> sha256;
+  std::uint64_t generation = 0;
+};
+
+// Which certificate records a narrow write reads: by uuid (and the subject-hash bucket of
+// that record), by digest, by subject-hash bucket. Empty fields select nothing.
+struct CertSelector {
+  std::string uuid, sha256;
+  std::optional<std::uint32_t> subject_hash;
+};
+
+// A read-only view of ptrust.db for a writer that reads only what its change touches
+// (install, uninstall, crl install: core/store.h), so that its cost grows with the change and
+// not with the store. Queries go through indexes the first narrow commit creates (a database
+// without them is scanned, and answers the same).
+class DatabaseSession {
+ public:
+  // nullptr when the whole database must be read instead: no ptrust.db (a new root, or one
+  // with db.json), or the journal of an interrupted write to roll back. DATABASE_INVALID for
+  // a file that is not a ptrust database.
+  static std::unique_ptr<DatabaseSession> open(int state_dirfd);
+  ~DatabaseSession();
+  DatabaseSession(const DatabaseSession&) = delete;
+  DatabaseSession& operator=(const DatabaseSession&) = delete;
+
+  // The certificate records `sel` selects, in uuid order, and every CRL, legacy and pool
+  // record (few; a CRL's checks read them all). Validated as load_database validates.
+  Database load(const CertSelector& sel);
+  // Every certificate record's shape.
+  Shapes shapes();
+  // Store `k`'s bundle as its records make it (their PEM in uuid order).
+  std::string bundle(const layout::StoreKey& k);
+  // The PEM of the first record of store `k` whose uuid sorts after `uuid`; nullopt: none.
+  std::optional<std::string> next_in_store(const layout::StoreKey& k, const std::string& uuid);
+  std::optional<BundleMark> mark(const layout::StoreKey& k);
+
+ private:
+  struct Impl;
+  explicit DatabaseSession(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 std::string new_uuid();
 bool valid_uuid(std::string_view u) noexcept;

@@ -185,11 +185,6 @@ unsigned long crl_hash(size_t, const std::string&, std::string_view pem) {
   return X509_NAME_hash_ex(X509_CRL_get_issuer(crl.get()), nullptr, nullptr, nullptr);
 }
 
-bool in_store(const CertRecord& r, const StoreKey& k) {
-  if (r.type != k.type) return false;
-  if (r.purposes.empty()) return k.purpose == "general";
-  return std::find(r.purposes.begin(), r.purposes.end(), k.purpose) != r.purposes.end();
-}
 
 // In uuid order. A loaded database is in uuid order already; a writer's change appends.
 std::vector<const CertRecord*> records_in(const Database& db, const StoreKey& k) {
@@ -208,7 +203,8 @@ std::uint32_t subject_hash(const CertRecord& r) {
 }
 
 // `before`: the database before a writer's change; the plan then names the entries it moved.
-Plan trusted_plan(const Database& db, const StoreKey& k, const Database* before) {
+// `narrow`: the bundle and record count of a narrow writer (reconcile.h).
+Plan trusted_plan(const Database& db, const StoreKey& k, const Database* before, const StoreBundle* narrow) {
   std::vector<const CertRecord*> recs = records_in(db, k);
   Plan p;
   p.parent = std::string(layout::kTrustedDir);
@@ -226,8 +222,10 @@ Plan trusted_plan(const Database& db, const StoreKey& k, const Database* before)
     add_hash_entries(p.files, ".", [&](size_t i, const std::string&, std::string_view) { return subject_hash(*recs[i]); });
   else  // two records with one uuid: validate() refuses such a database
     throw Error(Code::kDatabaseInvalid, "two certificates in the database have one uuid");
-  p.managed.push_back({p.parent, layout::bundle_file(k), recs.empty() ? std::nullopt : std::optional<std::string>(""),
-                       std::move(bundle)});
+  if (narrow) bundle = narrow->parts;
+  const bool holds = narrow ? narrow->records > 0 : !recs.empty();
+  p.managed.push_back(
+      {p.parent, layout::bundle_file(k), holds ? std::optional<std::string>("") : std::nullopt, std::move(bundle)});
   if (before) {
     // The records added or removed in this store, and the hash buckets they number in: a
     // merge of the two uuid-ordered lists.
@@ -321,9 +319,9 @@ Plan top_plan() {
   return p;
 }
 
-Plan plan_for(const Database& db, const Area& a, const Database* before) {
+Plan plan_for(const Database& db, const Area& a, const Database* before, const StoreBundle* narrow) {
   switch (a.kind) {
-    case Area::Kind::kTrustedStore: return trusted_plan(db, a.key, before);
+    case Area::Kind::kTrustedStore: return trusted_plan(db, a.key, before, narrow);
     case Area::Kind::kTrustedTop: return top_plan();
     case Area::Kind::kCrl: return crl_plan(db);
     case Area::Kind::kLegacy: return bundle_dir_plan(db.legacy, layout::kLegacyDir, layout::kLegacyBundle, false);
@@ -560,6 +558,40 @@ class Reconciler {
 
 }  // namespace
 
+bool in_store(const CertRecord& r, const layout::StoreKey& k) {
+  if (r.type != k.type) return false;
+  if (r.purposes.empty()) return k.purpose == "general";
+  return std::find(r.purposes.begin(), r.purposes.end(), k.purpose) != r.purposes.end();
+}
+
+std::optional<std::vector<std::string_view>> splice_bundle(std::string_view old, std::string_view pem, bool add,
+                                                           const std::optional<std::string>& next) {
+  // A block starts with "-----BEGIN", which base64 lines never hold: a match of a whole block
+  // starts at a block and ends at one.
+  auto only = [&](std::string_view block) -> std::optional<size_t> {
+    size_t at = old.find(block);
+    if (block.empty() || at == std::string_view::npos || old.find(block, at + 1) != std::string_view::npos)
+      return std::nullopt;
+    return at;
+  };
+  std::vector<std::string_view> parts;
+  if (!add) {
+    auto at = only(pem);
+    if (!at) return std::nullopt;
+    parts = {old.substr(0, *at), old.substr(*at + pem.size())};
+  } else {
+    size_t at = old.size();
+    if (next) {
+      auto n = only(*next);
+      if (!n) return std::nullopt;
+      at = *n;
+    }
+    parts = {old.substr(0, at), pem, old.substr(at)};
+  }
+  std::erase_if(parts, [](std::string_view v) { return v.empty(); });
+  return parts;
+}
+
 std::vector<Area> areas_of(const CertRecord& r) {
   std::vector<Area> out;
   for (const auto& k : r.stores()) out.push_back(Area::trusted(k));
@@ -581,7 +613,9 @@ std::vector<Area> all_areas(int root, const Database& db) {
 }
 
 void reconcile(int root, const Database& db, const Area& area, bool apply, std::vector<Drift>& out,
-               const Database* before, StoreChange* change) {
+               const Database* before, StoreChange* change, const StoreBundle* narrow) {
+  if (narrow && (!before || area.kind != Area::Kind::kTrustedStore))
+    throw std::logic_error("a narrow plan is a writer's plan of a trusted store");
   std::set<std::string> top_known;
   if (area.kind == Area::Kind::kTrustedTop) {
     // Names at the top of etc/trusted-certs that some store accounts for; the per-purpose
@@ -593,12 +627,14 @@ void reconcile(int root, const Database& db, const Area& area, bool apply, std::
       top_known.insert(layout::bundle_file(a.key));
     }
   }
-  Plan plan = plan_for(db, area, before);
+  Plan plan = plan_for(db, area, before, narrow);
   if (change && area.kind == Area::Kind::kTrustedStore && plan.changed) {
     change->key = area.key;
     change->buckets = plan.buckets;
-    change->empty = plan.files.empty();
-    for (const auto& [name, _] : plan.files) change->hash_entries += layout::is_hash_link_name(name);
+    change->empty = narrow ? narrow->records == 0 : plan.files.empty();
+    if (narrow) change->hash_entries = narrow->records;  // one hash entry per record
+    else
+      for (const auto& [name, _] : plan.files) change->hash_entries += layout::is_hash_link_name(name);
     for (const auto& name : *plan.changed)
       if (layout::is_hash_link_name(name) && plan.buckets.count(name.substr(0, 9)))
         change->entries.emplace(name, std::string(plan.files.at(name)));

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -33,6 +34,9 @@ struct Area {
 // Every area: the database's, and every store-shaped name found on disk.
 std::vector<Area> all_areas(int root, const Database& db);
 
+// Whether record `r` belongs in trusted store `k`.
+bool in_store(const CertRecord& r, const layout::StoreKey& k);
+
 // The areas a trusted-certificate record lives in.
 std::vector<Area> areas_of(const CertRecord& r);
 
@@ -47,12 +51,29 @@ struct StoreChange {
   bool empty = false;       // the store holds nothing after the change
 };
 
+// A narrow writer's trusted store (Store's install and uninstall load only the records their
+// change touches): what its plan cannot take from those records. The store's record count
+// after the change, and its bundle's new bytes as parts (views the caller keeps alive).
+struct StoreBundle {
+  std::size_t records = 0;
+  std::vector<std::string_view> parts;
+};
+
+// A trusted store's bundle is its records' PEM blocks in uuid order. The bundle `old` with
+// one record's block `pem` added (before the block `next`, the store's record after it in
+// uuid order; nullopt: at the end) or removed, as parts of `old` and `pem`. nullopt when a
+// block it must find (`next`, or `pem` to remove) is not in `old` exactly once.
+std::optional<std::vector<std::string_view>> splice_bundle(std::string_view old, std::string_view pem, bool add,
+                                                           const std::optional<std::string>& next);
+
 // Compares one area with the database; with `apply`, repairs each difference. `before` (a
 // writer, applying): the database before its change; in a trusted store only the entries the
 // change moved (added/removed records and their hash buckets) are read and compared, the
 // others are checked from the directory's names. `sync` passes none and reads everything.
-// `change` (with `before`, a trusted store): filled with what the change moved.
+// `change` (with `before`, a trusted store): filled with what the change moved. `narrow`
+// (with `before`): `db` holds only the records the change touched and their hash buckets'.
 void reconcile(int root, const Database& db, const Area& area, bool apply, std::vector<Drift>& out,
-               const Database* before = nullptr, StoreChange* change = nullptr);
+               const Database* before = nullptr, StoreChange* change = nullptr,
+               const StoreBundle* narrow = nullptr);
 
 }  // namespace ptrust

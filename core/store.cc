@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <chrono>
+#include <deque>
+#include <map>
 #include <set>
 #include <thread>
 #include <type_traits>
@@ -17,6 +19,7 @@
 #include "core/error.h"
 #include "core/exchange.h"
 #include "core/generation.h"
+#include "core/ossl.h"
 #include "core/records.h"
 #include "core/trust.h"
 #include "core/x509.h"
@@ -54,8 +57,10 @@ struct Store::Locked {
   bool db_found = false;    // db.json exists (and is not empty)
   std::vector<Drift> drift;  // kRead / kRepair: a lock that is not a regular file
   std::optional<std::string> bad_lock;  // kRead: what the lock is instead of a regular file
+  bool load_db_ = true;
 
-  Locked(int root, Mode mode) {
+  // `load` false: the database is not read (a narrow write reads what it needs itself).
+  Locked(int root, Mode mode, bool load_db = true) : load_db_(load_db) {
     const bool create = mode != Mode::kRead && mode != Mode::kWrite && mode != Mode::kExisting;
     state = fs::open_dir(root, layout::kStateDir, create);
     if (!state) return;
@@ -121,7 +126,7 @@ struct Store::Locked {
 };
 
 void Store::Locked::load(Mode mode) {
-  if (mode != Mode::kState) db = load_database(state.get(), &db_found);
+  if (mode != Mode::kState && load_db_) db = load_database(state.get(), &db_found);
 }
 
 Store::Store(Context ctx) : ctx_(std::move(ctx)), root_(fs::open_root(ctx_.root)) {}
@@ -176,22 +181,42 @@ bool ModeChange::widens() const noexcept {
   return before != Mode::kNone && after != Mode::kNone && rank(after) > rank(before);
 }
 
-Mode mode_in(const Database& db, std::string_view purpose) {
+namespace {
+
+template <typename Each>
+Mode mode_of(std::string_view purpose, Each each) {
   bool pinned = false, ca = false, general = false;
-  for (const auto& r : db.certs) {
-    if (r.purposes.empty()) {
-      general |= r.type == CertType::kCa;
-    } else if (std::find(r.purposes.begin(), r.purposes.end(), purpose) != r.purposes.end()) {
-      pinned |= r.type == CertType::kPinned;
-      ca |= r.type == CertType::kCa;
+  each([&](CertType type, const std::vector<std::string>& purposes) {
+    if (purposes.empty()) {
+      general |= type == CertType::kCa;
+    } else if (std::find(purposes.begin(), purposes.end(), purpose) != purposes.end()) {
+      pinned |= type == CertType::kPinned;
+      ca |= type == CertType::kCa;
     }
-  }
+  });
   return pinned ? Mode::kPinned : ca ? Mode::kCa : general ? Mode::kGeneral : Mode::kNone;
+}
+
+}  // namespace
+
+Mode mode_in(const Database& db, std::string_view purpose) {
+  return mode_of(purpose, [&](auto f) {
+    for (const auto& r : db.certs) f(r.type, r.purposes);
+  });
+}
+
+Mode mode_in(const Shapes& shapes, std::string_view purpose) {
+  return mode_of(purpose, [&](auto f) {
+    for (const auto& [s, n] : shapes)
+      if (n > 0) f(s.type, s.purposes);
+  });
 }
 
 namespace {
 
-std::vector<ModeChange> changes_between(const Config& cfg, const Database& before, const Database& after) {
+// `Records`: a Database, or the Shapes of one.
+template <typename Records>
+std::vector<ModeChange> changes_between(const Config& cfg, const Records& before, const Records& after) {
   std::vector<ModeChange> out;
   for (const auto& [p, _] : cfg.purposes) {
     ModeChange c{p, mode_in(before, p), mode_in(after, p)};
@@ -203,8 +228,8 @@ std::vector<ModeChange> changes_between(const Config& cfg, const Database& befor
 }  // namespace
 
 // Refuses a change that widens a purpose's trust unless allowed; records every mode change.
-void Store::guard_modes(const Database& before, const Database& after) {
-  mode_changes_ = changes_between(ctx_.config, before, after);
+void Store::guard_modes(std::vector<ModeChange> changes) {
+  mode_changes_ = std::move(changes);
   if (allow_mode_change_) return;
   std::string widened;
   for (const auto& c : mode_changes_)
@@ -218,9 +243,111 @@ void Store::guard_modes(const Database& before, const Database& after) {
                     "--allow-mode-change to accept");
 }
 
+// A narrow write's plan for its commit: the bundle marks it records and each trusted store's
+// bundle (parts of `held` and of the records).
+struct Store::Narrow {
+  BundleMarks marks;
+  std::map<layout::StoreKey, StoreBundle> bundles;
+  std::deque<std::string> held;
+};
+
+namespace {
+
+constexpr size_t kMaxBundle = 256u << 20;
+
+std::string sha256_of(const std::vector<std::string_view>& parts) {
+  ossl::Ptr<EVP_MD_CTX, EVP_MD_CTX_free> ctx(EVP_MD_CTX_new());
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  bool ok = ctx && EVP_DigestInit_ex(ctx.get(), x509::sha256(), nullptr) == 1;
+  for (auto p : parts) ok = ok && EVP_DigestUpdate(ctx.get(), p.data(), p.size()) == 1;
+  if (!ok || EVP_DigestFinal_ex(ctx.get(), md, &n) != 1) throw Error(Code::kIoError, "cannot compute a SHA-256");
+  return x509::hex_lower({md, n});
+}
+
+size_t records_in(const Shapes& shapes, const layout::StoreKey& k) {
+  size_t n = 0;
+  for (const auto& [shape, count] : shapes)
+    if (in_store(CertRecord{.type = shape.type, .purposes = shape.purposes}, k)) n += count;
+  return n;
+}
+
+}  // namespace
+
+// Under the writer lock, reads the records `sel` selects (and every shape), not the whole
+// database; plans each trusted store's bundle as an edit of the one on disk (when its mark
+// holds: the last narrow write made it and nothing changed since) or else of the bundle the
+// records make; commits the rows it changed with the new marks; reconciles what moved. False,
+// with nothing changed, when it cannot: no lock file yet, no ptrust.db (a new root, db.json),
+// an unfinished change to repair, a store that does not gain or lose exactly one record, a
+// bundle it cannot edit. Then the whole path runs.
 template <typename Check, typename Change>
-void Store::write(bool create, Check check, Change change) {
+bool Store::write_narrow(const CertSelector& sel, Check& check, Change& change) {
+  Locked l(root_.get(), Locked::Mode::kExisting, false);
+  if (!l.lock) return false;
+  check_can_finish(l.state.get());
+  const std::uint64_t generation = read_generation(l.state.get());
+  if (!generation_stable(generation) || fs::stat_at(l.state.get(), std::string(layout::kCapathUnfinished)))
+    return false;
+  std::unique_ptr<DatabaseSession> session = DatabaseSession::open(l.state.get());
+  if (!session) return false;
+  l.db = session->load(sel);
+  l.db_found = true;
+  if (!needed(check, l.db)) return true;
+  const Shapes shapes = session->shapes();
+  struct Reset {
+    std::optional<Shapes>& s;
+    ~Reset() { s.reset(); }
+  } reset{narrow_shapes_};
+  narrow_shapes_ = shapes;
+  const Database loaded = l.db;
+  Database before = without_cert_pem(l.db);
+  std::vector<Area> areas = change(l.db);
+  Shapes after = shapes;
+  count_shapes(after, loaded.certs, -1);
+  count_shapes(after, l.db.certs, +1);
+  guard_modes(changes_between(ctx_.config, shapes, after));
+
+  Narrow n;
+  n.marks.generation = generation + 2;  // where this change ends (begin_change, end_change)
+  for (const auto& a : areas) {
+    if (a.kind != Area::Kind::kTrustedStore) continue;
+    std::vector<const CertRecord*> gone, added;
+    for (const auto& r : loaded.certs)
+      if (in_store(r, a.key) && !l.db.find(r.uuid)) gone.push_back(&r);
+    for (const auto& r : l.db.certs)
+      if (in_store(r, a.key) && !loaded.find(r.uuid)) added.push_back(&r);
+    if (gone.size() + added.size() != 1) return false;
+    const CertRecord& moved = added.empty() ? *gone.front() : *added.front();
+    std::string& old = n.held.emplace_back();
+    bool marked = false;
+    if (auto mark = session->mark(a.key); mark && mark->generation == generation) {
+      try {
+        fs::Fd top = fs::open_dir(root_.get(), layout::kTrustedDir, false);
+        auto text = top ? fs::read_at(top.get(), layout::bundle_file(a.key), kMaxBundle) : std::nullopt;
+        if (text && x509::sha256_hex(*text) == mark->sha256) {
+          old = std::move(*text);
+          marked = true;
+        }
+      } catch (const Error&) {  // not a regular file: the records' bundle, and the reconcile replaces it
+      }
+    }
+    if (!marked) old = session->bundle(a.key);
+    std::optional<std::string> next;
+    if (!added.empty()) next = session->next_in_store(a.key, moved.uuid);
+    auto parts = splice_bundle(old, moved.pem, !added.empty(), next);
+    if (!parts) return false;
+    n.marks.sha256[layout::store_dir(a.key)] = sha256_of(*parts);
+    n.bundles.emplace(a.key, StoreBundle{records_in(after, a.key), std::move(*parts)});
+  }
+  commit(l, areas, &before, &n);
+  return true;
+}
+
+template <typename Check, typename Change>
+void Store::write(bool create, Check check, Change change, const CertSelector* narrow) {
   mode_changes_.clear();
+  if (narrow && write_narrow(*narrow, check, change)) return;
   {
     // The common case, a root with its lock file: one database read, under the lock.
     // Refusals there change nothing (nothing is created before the commit point).
@@ -231,7 +358,7 @@ void Store::write(bool create, Check check, Change change) {
       if (!needed(check, l.db)) return;
       Database before = without_cert_pem(l.db);
       std::vector<Area> areas = change(l.db);
-      guard_modes(before, l.db);
+      guard_modes(changes_between(ctx_.config, before, l.db));
       commit(l, areas, &before);
       return;
     }
@@ -245,7 +372,7 @@ void Store::write(bool create, Check check, Change change) {
     if (!needed(check, r.db)) return;
     Database preview = r.db;
     change(preview);
-    guard_modes(r.db, preview);
+    guard_modes(changes_between(ctx_.config, r.db, preview));
   }
   Locked l(root_.get(), create ? Locked::Mode::kCreate : Locked::Mode::kWrite);
   // Again under the lock: another writer may have raced us.
@@ -254,7 +381,7 @@ void Store::write(bool create, Check check, Change change) {
   if (!needed(check, l.db)) return;
   Database before = without_cert_pem(l.db);
   std::vector<Area> areas = change(l.db);
-  guard_modes(before, l.db);
+  guard_modes(changes_between(ctx_.config, before, l.db));
   commit(l, areas, &before);
 }
 
@@ -263,10 +390,10 @@ void Store::with_state_lock(const std::function<void(int state_dir)>& fn) {
   fn(l.state.get());
 }
 
-void Store::commit(Locked& l, const std::vector<Area>& areas, const Database* before) {
-  save_database(l.state.get(), l.db, before);  // the commit point
+void Store::commit(Locked& l, const std::vector<Area>& areas, const Database* before, const Narrow* narrow) {
+  save_database(l.state.get(), l.db, before, narrow ? &narrow->marks : nullptr);  // the commit point
   try {
-    apply(l, areas, false, before);
+    apply(l, areas, false, before, narrow ? &narrow->bundles : nullptr);
   } catch (const Error& e) {  // a full disk, say: the change stands, and the refusal says so
     throw Error(e.code(), std::string(e.what()) +
                               " (the change is recorded in the database: `ptrust sync` finishes writing the stores)");
@@ -276,7 +403,8 @@ void Store::commit(Locked& l, const std::vector<Area>& areas, const Database* be
 // Makes `areas` match the database inside one change (odd generation), so readers rebuild
 // after the last file is written. On an error the change still ends: readers must re-read
 // whatever is on disk now, and `sync` completes the files.
-void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, const Database* before) {
+void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, const Database* before,
+                  const std::map<layout::StoreKey, StoreBundle>* narrow) {
   // A change a killed writer left unfinished (odd generation), or one that did not get to its
   // end (the marker: an error, a kill): this write's stores are compared entry by entry with
   // the database (a writer otherwise looks only at the names its own change moved), and every
@@ -289,6 +417,9 @@ void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, c
   std::vector<Drift> ignored;
   std::vector<StoreChange> changes;  // a writer's: what each trusted store's change moved
   const Database* moved = finished ? before : nullptr;  // what the stores are compared against
+  // A narrow write checked, under this lock, that the last change finished: its database
+  // holds only the records it touched, which a whole comparison would take for the store.
+  if (narrow && !moved) throw std::logic_error("a narrow write after an unfinished change");
   try {
     // The marker, until the stores and the CA directories followed this change. No fsync: a
     // kill loses no page cache, and after a power loss `sync` is the remedy anyway.
@@ -303,7 +434,8 @@ void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, c
       if (batch_writes_ || full_capath) batch.emplace();
       for (const auto& a : areas) {
         StoreChange* c = moved && a.kind == Area::Kind::kTrustedStore ? &changes.emplace_back() : nullptr;
-        reconcile(root_.get(), l.db, a, true, ignored, moved, c);
+        const StoreBundle* nb = narrow && a.kind == Area::Kind::kTrustedStore ? &narrow->at(a.key) : nullptr;
+        reconcile(root_.get(), l.db, a, true, ignored, moved, c, nb);
       }
       if (batch) batch->flush();  // before the CA directories read the bundles just written
     }
@@ -412,11 +544,16 @@ CertRecord Store::install(const Certificate& cert, const InstallRequest& req, st
   auto check = [&](const Database& db) {
     if (const auto* o = duplicate_of(db, r)) already_exists(*o);
   };
-  write(true, check, [&](Database& db) {
-    r.uuid = new_uuid();
-    db.certs.push_back(r);
-    return areas_of(r);
-  });
+  // Its duplicates (same digest) and its hash bucket's records.
+  const CertSelector narrow{.sha256 = r.sha256, .subject_hash = r.subject_hash};
+  write(
+      true, check,
+      [&](Database& db) {
+        r.uuid = new_uuid();
+        db.certs.push_back(r);
+        return areas_of(r);
+      },
+      &narrow);
   return r;
 }
 
@@ -436,12 +573,16 @@ CertRecord Store::uninstall(const std::string& uuid, bool force) {
     }
   };
   CertRecord r;
-  write(false, check, [&](Database& db) {
-    auto it = std::find_if(db.certs.begin(), db.certs.end(), [&](const CertRecord& o) { return o.uuid == uuid; });
-    r = *it;
-    db.certs.erase(it);
-    return areas_of(r);
-  });
+  const CertSelector narrow{.uuid = uuid};  // the record and its hash bucket's records
+  write(
+      false, check,
+      [&](Database& db) {
+        auto it = std::find_if(db.certs.begin(), db.certs.end(), [&](const CertRecord& o) { return o.uuid == uuid; });
+        r = *it;
+        db.certs.erase(it);
+        return areas_of(r);
+      },
+      &narrow);
   return r;
 }
 
@@ -590,10 +731,6 @@ CrlPlan plan_crl_install(const Database& db, const CrlRecord& r, const CrlFacts&
   return plan;
 }
 
-bool has_general_cas(const Database& db) {
-  return std::any_of(db.certs.begin(), db.certs.end(),
-                     [](const CertRecord& r) { return r.type == CertType::kCa && r.purposes.empty(); });
-}
 
 }  // namespace
 
@@ -607,6 +744,12 @@ std::string_view to_string(CrlStatus::State s) noexcept {
 }
 
 CrlStatus crl_status(const Config& cfg, const Database& db, const CrlRecord& crl, std::time_t now) {
+  Shapes shapes;
+  count_shapes(shapes, db.certs);
+  return crl_status(cfg, shapes, crl, now);
+}
+
+CrlStatus crl_status(const Config& cfg, const Shapes& shapes, const CrlRecord& crl, std::time_t now) {
   CrlStatus st;
   if (crl.last_update > now) st.state = CrlStatus::State::kNotYetValid;
   else if (crl.next_update != 0 && crl.next_update < now) st.state = CrlStatus::State::kExpired;
@@ -615,9 +758,9 @@ CrlStatus crl_status(const Config& cfg, const Database& db, const CrlRecord& crl
   std::vector<std::string> names;
   for (const auto& [p, _] : cfg.purposes) names.push_back(p);
   names.push_back(std::string(kGeneral));
-  const bool general = has_general_cas(db);
+  const bool general = shapes.count(Shape{CertType::kCa, {}}) > 0;
   for (const auto& p : names) {
-    Mode mode = p == kGeneral ? (general ? Mode::kGeneral : Mode::kNone) : mode_in(db, p);
+    Mode mode = p == kGeneral ? (general ? Mode::kGeneral : Mode::kNone) : mode_in(shapes, p);
     PurposePolicy policy = policy_of(cfg, p);
     if (!takes_crls(mode, policy) || !crl_in_scope(crl.purposes, p)) continue;
     st.checking.push_back(p);
@@ -640,6 +783,9 @@ CrlInstallResult Store::crl_install(std::string_view data, const std::string& na
   // The plan is decided by each check (the read view, then under the lock) and applied by the
   // change that follows it on the same database.
   auto check = [&](const Database& db) { plan = plan_crl_install(db, r, rf, !name_in.empty(), issuers); };
+  // The CAs that may have signed it: the records of its issuer name's hash bucket.
+  const CertSelector narrow{.subject_hash = static_cast<std::uint32_t>(
+                                X509_NAME_hash_ex(X509_CRL_get_issuer(rf.crl.get()), nullptr, nullptr, nullptr))};
   write(true, check, [&](Database& db) {
     CrlRecord rec = r;
     rec.name = plan.name;
@@ -659,12 +805,13 @@ CrlInstallResult Store::crl_install(std::string_view data, const std::string& na
     res.record = std::move(rec);
     // Its status on the database this change commits (no second load of it afterwards).
     try {
-      status = crl_status(ctx_.config, db, res.record, now);
+      status = narrow_shapes_ ? crl_status(ctx_.config, *narrow_shapes_, res.record, now)
+                              : crl_status(ctx_.config, db, res.record, now);
     } catch (const std::exception&) {
       status.reset();
     }
     return std::vector<Area>{{Area::Kind::kCrl}};
-  });
+  }, &narrow);
   res.replaced_number = plan.replaced_number;
   res.number = plan.number;
   res.signer = plan.signer.how;
@@ -704,6 +851,7 @@ CrlRemoval Store::crl_uninstall(const std::string& name) {
       throw Error(Code::kCrlDoesNotExist, "no CRL named '" + name + "'");
   };
   CrlRemoval res;
+  const CertSelector narrow;  // no certificate record
   write(false, check, [&](Database& db) {
     auto it = std::find_if(db.crls.begin(), db.crls.end(), [&](const CrlRecord& o) { return o.name == name; });
     res.record = *it;
@@ -732,7 +880,7 @@ CrlRemoval Store::crl_uninstall(const std::string& name) {
     }
     std::erase_if(db.crls, [&](const CrlRecord& o) { return o.name == name; });
     return std::vector<Area>{{Area::Kind::kCrl}};
-  });
+  }, &narrow);
   return res;
 }
 

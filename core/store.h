@@ -55,6 +55,7 @@ struct CrlStatus {
 };
 std::string_view to_string(CrlStatus::State s) noexcept;  // ok / expired / not-yet-valid
 CrlStatus crl_status(const Config& cfg, const Database& db, const CrlRecord& crl, std::time_t now);
+CrlStatus crl_status(const Config& cfg, const Shapes& shapes, const CrlRecord& crl, std::time_t now);
 
 // A purpose whose mode a change moves (selection.h: pinned > ca > general > none).
 struct ModeChange {
@@ -67,6 +68,7 @@ struct ModeChange {
 
 // Each declared purpose's mode as `db` selects it (the selection rule on records, not disk).
 Mode mode_in(const Database& db, std::string_view purpose);
+Mode mode_in(const Shapes& shapes, std::string_view purpose);
 
 // `sync --adopt`: the records adopted from disk, then what the sync that followed repaired.
 struct AdoptResult {
@@ -155,21 +157,31 @@ class Store {
 
  private:
   struct Locked;
+  struct Narrow;
   // Commits `db` (already validated) and reconciles `areas`, under the held lock.
   // `before`: the database before the change (only what it moved is read back from disk).
-  void commit(Locked& l, const std::vector<Area>& areas, const Database* before);
+  // `narrow`: a narrow write's marks and bundles (write_narrow).
+  void commit(Locked& l, const std::vector<Area>& areas, const Database* before, const Narrow* narrow = nullptr);
   // `full_capath` (sync): every capath entry is compared and repaired, not only the
-  // directories `areas` can affect.
-  void apply(Locked& l, const std::vector<Area>& areas, bool full_capath = false, const Database* before = nullptr);
+  // directories `areas` can affect. `narrow`: each trusted store's bundle (write_narrow).
+  void apply(Locked& l, const std::vector<Area>& areas, bool full_capath = false, const Database* before = nullptr,
+             const std::map<layout::StoreKey, StoreBundle>* narrow = nullptr);
   // Every writer: `check` (throws the refusal) runs on a read view first, so a refusal
   // creates nothing, then again under the writer lock; `change` edits the database and
   // returns the areas to rewrite; then commit. Every `change` runs right after a `check` of
   // the same database, so a check may hand its change what it computed (import's merge). A
   // `check` that returns bool may say "nothing to do" (false): then nothing is locked,
   // written or bumped (no-op import and eject).
+  //
+  // `narrow` (install, uninstall, crl install and uninstall): the writer's check and change
+  // need only the certificate records it selects (with every CRL, legacy and pool record):
+  // the write reads those and the shapes of all, so that it costs what its change does, not
+  // what the store holds (write_narrow), whenever it can.
   template <typename Check, typename Change>
-  void write(bool create, Check check, Change change);
-  void guard_modes(const Database& before, const Database& after);
+  void write(bool create, Check check, Change change, const CertSelector* narrow = nullptr);
+  template <typename Check, typename Change>
+  bool write_narrow(const CertSelector& sel, Check& check, Change& change);
+  void guard_modes(std::vector<ModeChange> changes);
   // sync's body under the held lock: state files and directories, every area, capath.
   std::vector<Drift> drift(Locked& l, bool repair);
 
@@ -178,6 +190,9 @@ class Store {
   bool allow_mode_change_ = false;
   bool batch_writes_ = false;  // import: apply() makes its files durable in one pass (fs::Batch)
   std::vector<ModeChange> mode_changes_;
+  // During a narrow write's change: the shapes of every certificate record (its database
+  // holds only the records it selected). crl_install reads it for the CRL's status.
+  std::optional<Shapes> narrow_shapes_;
 };
 
 }  // namespace ptrust

@@ -11,10 +11,12 @@
 #include <set>
 
 #include <openssl/x509.h>
+#include <sqlite3.h>
 
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/generation.h"
+#include "core/reconcile.h"
 #include "core/selection.h"
 #include "core/x509.h"
 #include "tests/core/fixture.h"
@@ -444,6 +446,134 @@ TEST_F(StoreTest, ReplaceDocumentLeavesExactlyTheDocumentsObjects) {
   expect_refused(Code::kPoolJoiningHostTrustedCertificatesConflict,
                  [&] { store.replace_document(boost::json::serialize(twice)); });
   (void)ldaps;
+}
+
+}  // namespace
+}  // namespace ptrust
+
+// ---- Narrow writes: install, uninstall, crl install / uninstall read what they touch ----------
+
+namespace ptrust {
+namespace {
+
+using testing::Issued;
+
+std::string joined(const std::optional<std::vector<std::string_view>>& parts) {
+  std::string s;
+  for (auto p : parts.value()) s += p;
+  return s;
+}
+
+TEST(SpliceBundle, AddsBeforeTheSuccessorAndRemovesExactlyOneBlock) {
+  auto block = [](const char* body) { return "-----BEGIN CERTIFICATE-----\n" + std::string(body) + "\n-----END CERTIFICATE-----\n"; };
+  const std::string a = block("AAAA"), b = block("BBBB"), c = block("CCCC");
+  EXPECT_EQ(joined(splice_bundle(a + c, b, true, c)), a + b + c);
+  EXPECT_EQ(joined(splice_bundle(b + c, a, true, b)), a + b + c);
+  EXPECT_EQ(joined(splice_bundle(a + b, c, true, std::nullopt)), a + b + c);
+  EXPECT_EQ(joined(splice_bundle("", a, true, std::nullopt)), a);
+  EXPECT_EQ(joined(splice_bundle(a + b + c, b, false, std::nullopt)), a + c);
+  EXPECT_EQ(joined(splice_bundle(a, a, false, std::nullopt)), "");
+  EXPECT_FALSE(splice_bundle(a + c, b, false, std::nullopt)) << "removing a block that is not there";
+  EXPECT_FALSE(splice_bundle(a + b + b, b, false, std::nullopt)) << "removing a block that is there twice";
+  EXPECT_FALSE(splice_bundle(a + c, b, true, b)) << "adding before a successor that is not there";
+  EXPECT_FALSE(splice_bundle(a + c + c, b, true, c)) << "adding before a successor that is there twice";
+}
+
+class NarrowTest : public StoreTest {
+ protected:
+  void sql(const std::string& q) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path("var/lib/ptrust/ptrust.db").c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, q.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db) << ": " << q;
+    sqlite3_close(db);
+  }
+  std::vector<std::string> drift() {
+    std::vector<std::string> out;
+    for (const auto& d : store.sync(false)) out.push_back(std::string(to_string(d.kind)) + " " + d.path);
+    return out;
+  }
+  static Issued ca(const std::string& cn) { return testing::self_signed({.cn = cn, .ca = true}); }
+  const std::string bundle = "etc/trusted-certs/ca-bundle-licensing.pem";
+};
+
+// The whole path refuses a database with a bad record anywhere (it reads them all); a narrow
+// write reads the records its change touches, and the shapes of the others.
+TEST_F(NarrowTest, ReadsOnlyTheRecordsItsChangeTouches) {
+  CertRecord a = install(certs().ca1, CertType::kCa, {"licensing"});  // a new root: the whole path
+  install(certs().ca2, CertType::kCa, {"ldaps"});
+  sql("UPDATE certs SET installed_at='garbled' WHERE uuid='" + a.uuid + "'");
+  EXPECT_THROW(store.database(), Error);
+  CertRecord pin = install(certs().peer, CertType::kPinned, {"ldaps"});
+  store.allow_mode_change(true);  // pinned -> ca
+  store.uninstall(pin.uuid, false);
+  sql("UPDATE certs SET installed_at=" + std::to_string(a.installed_at) + " WHERE uuid='" + a.uuid + "'");
+  EXPECT_EQ(drift(), std::vector<std::string>{});
+}
+
+// Every narrow write leaves disk as `sync` derives it from the database: bundles spliced in
+// uuid order, hash buckets renumbered, CA directories, modes (twins share a hash bucket).
+TEST_F(NarrowTest, LeavesTheStoresAsTheDatabaseDerivesThem) {
+  std::vector<Issued> cas;
+  for (int i = 0; i < 6; ++i) cas.push_back(ca(i % 2 ? "Twin" : "Narrow " + std::to_string(i)));
+  std::vector<CertRecord> in;
+  in.push_back(install(cas[0], CertType::kCa, {"licensing"}));
+  for (int i = 1; i < 6; ++i) {
+    in.push_back(install(cas[i], CertType::kCa, i % 3 ? std::vector<std::string>{"licensing"}
+                                                      : std::vector<std::string>{"licensing", "ldaps"}));
+    ASSERT_EQ(drift(), std::vector<std::string>{}) << "after install " << i;
+  }
+  CertRecord pin = install(certs().peer, CertType::kPinned, {"ldaps"});
+  EXPECT_EQ(mode_in(store.database(), "ldaps"), Mode::kPinned);
+  for (int i : {3, 0, 5, 1}) {
+    store.uninstall(in[static_cast<size_t>(i)].uuid, false);
+    ASSERT_EQ(drift(), std::vector<std::string>{}) << "after uninstall " << i;
+  }
+  store.uninstall(pin.uuid, false);
+  store.uninstall(in[2].uuid, false);
+  store.uninstall(in[4].uuid, false);
+  EXPECT_FALSE(exists(bundle));
+  EXPECT_EQ(drift(), std::vector<std::string>{});
+}
+
+// A narrow write edits the bundle on disk only when it is byte for byte what the last narrow
+// write made: one edited since is rebuilt from the records.
+TEST_F(NarrowTest, AnEditedBundleIsRebuiltFromTheRecords) {
+  Issued x1 = ca("Edited 1"), x2 = ca("Edited 2"), x3 = ca("Edited 3");
+  install(x1, CertType::kCa, {"licensing"});
+  install(x2, CertType::kCa, {"licensing"});
+  std::string text = testing::read_file(path(bundle));
+  text.erase(text.find(x1.pem()), x1.pem().size());  // still a bundle a splice could work on
+  testing::write_file(path(bundle), text);
+  install(x3, CertType::kCa, {"licensing"});
+  EXPECT_EQ(drift(), std::vector<std::string>{});
+}
+
+// ... and only while no other change came between: a bundle put back as the last narrow write
+// made it, after a whole-path write changed the store, is rebuilt too.
+TEST_F(NarrowTest, AMarkDoesNotOutliveAnotherWritersChange) {
+  Issued x1 = ca("Mark 1"), x2 = ca("Mark 2"), x3 = ca("Mark 3"), x4 = ca("Mark 4");
+  install(x1, CertType::kCa, {"licensing"});
+  install(x2, CertType::kCa, {"licensing"});
+  const std::string marked = testing::read_file(path(bundle));
+  std::vector<Certificate> more;
+  more.push_back(Certificate::parse(x3.pem()));
+  store.install_each(more, {CertType::kCa, {"licensing"}}, std::time(nullptr));  // the whole path
+  testing::write_file(path(bundle), marked);  // restored from a copy, say
+  install(x4, CertType::kCa, {"licensing"});
+  EXPECT_EQ(drift(), std::vector<std::string>{});
+}
+
+// The mode guard reads the shapes of every record, not only the loaded ones.
+TEST_F(NarrowTest, ModeChangesAreGuardedFromEveryRecord) {
+  install(certs().general, CertType::kCa);
+  install(certs().ca1, CertType::kCa, {"licensing"});  // general -> ca narrows
+  EXPECT_EQ(store.mode_changes().size(), 1u);
+  CertRecord pin = install(certs().peer, CertType::kPinned, {"licensing"});  // ca -> pinned narrows
+  expect_refused(Code::kModeChangeWidensTrust, [&] { store.uninstall(pin.uuid, false); });
+  store.allow_mode_change(true);
+  store.uninstall(pin.uuid, false);
+  EXPECT_EQ(mode_in(store.database(), "licensing"), Mode::kCa);
+  EXPECT_EQ(drift(), std::vector<std::string>{});
 }
 
 }  // namespace
