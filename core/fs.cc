@@ -137,13 +137,18 @@ namespace {
 // Reads straight into the returned string, a chunk at a time: this runs on consumer paths
 // (the provider inside stunnel's 64 KiB worker threads, the verify hook in its host's
 // threads), so no buffer may live on the stack.
-std::string read_fd(int fd, size_t max, Code too_big, const std::string& what) {
+// `hint`: the file's size when it was opened (fstat). The whole file is then read with one
+// allocation, not grown 64 KiB at a time (a 5 MB bundle: ~80 reallocations and copies).
+std::string read_fd(int fd, size_t max, Code too_big, const std::string& what, size_t hint = 0) {
   constexpr size_t kChunk = 64 * 1024;
   std::string data;
+  hint = std::min(hint, max);
+  if (hint > 0) data.reserve(hint + kChunk + 1);  // room for the read that finds the end
   for (;;) {
     const size_t have = data.size();
+    const size_t step = have == 0 && hint > 0 ? hint + 1 : kChunk;
     // Up to one byte past `max`, so a file of exactly `max` bytes is accepted.
-    const size_t want = max - have < kChunk ? max - have + 1 : kChunk;
+    const size_t want = max - have < step ? max - have + 1 : step;
     data.resize(have + want);
     ssize_t n = ::read(fd, data.data() + have, want);
     if (n < 0) {
@@ -172,7 +177,7 @@ std::optional<std::string> read_at(int dirfd, const std::string& name, size_t ma
   struct stat st;
   if (::fstat(fd, &st) != 0) throw_errno(Code::kStoreUnreadable, "cannot stat " + name);
   if (!S_ISREG(st.st_mode)) throw Error(Code::kStoreUnsafe, name + " is not a regular file");
-  return read_fd(fd, max, Code::kStoreCorrupt, name);
+  return read_fd(fd, max, Code::kStoreCorrupt, name, static_cast<size_t>(st.st_size));
 }
 
 std::string temp_name() {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <set>
@@ -568,11 +569,18 @@ std::optional<std::vector<std::string_view>> splice_bundle(std::string_view old,
                                                            const std::optional<std::string>& next) {
   // A block starts with "-----BEGIN", which base64 lines never hold: a match of a whole block
   // starts at a block and ends at one.
+  // memmem, not string_view::find: every block starts with the same ~30 bytes, which find's
+  // first-byte scan meets at every dash (a 5 MB bundle: ~3 ms per search, against ~0.3 ms).
+  auto find = [&](std::string_view block, size_t from) -> const char* {
+    return static_cast<const char*>(::memmem(old.data() + from, old.size() - from, block.data(), block.size()));
+  };
   auto only = [&](std::string_view block) -> std::optional<size_t> {
-    size_t at = old.find(block);
-    if (block.empty() || at == std::string_view::npos || old.find(block, at + 1) != std::string_view::npos)
-      return std::nullopt;
-    return at;
+    if (block.empty()) return std::nullopt;
+    const char* at = find(block, 0);
+    if (!at) return std::nullopt;
+    const size_t pos = static_cast<size_t>(at - old.data());
+    if (find(block, pos + 1)) return std::nullopt;
+    return pos;
   };
   std::vector<std::string_view> parts;
   if (!add) {
