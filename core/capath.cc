@@ -378,22 +378,27 @@ Step step_to(const Manifest& m, const Wanted& w) {
 // an ext4 hash tree, mostly) takes as long as those two together.
 class Listing {
  public:
+  // The directory is opened here, so the listing does not depend on `capfd` staying open.
   Listing(int capfd, const std::string& purpose) {
-    auto list = [capfd, purpose] {
+    std::shared_ptr<fs::Fd> dir;
+    try {
+      dir = std::make_shared<fs::Fd>(fs::open_dir(capfd, purpose, false));
+    } catch (const Error&) {  // not a directory: no step is applied to it
+    }
+    auto list = [dir] {
       Names n;
-      fs::Fd d = fs::open_dir(capfd, purpose, false);
-      if (!d) {
+      if (!dir || !*dir) {
         n.regular = false;
         return n;
       }
-      fs::each_name(d.get(), [&](std::string_view name, mode_t type) {
+      fs::each_name(dir->get(), [&](std::string_view name, mode_t type) {
         n.regular &= type == S_IFREG;
         n.names.emplace_back(name);
       });
       return n;
     };
-    auto st = fs::stat_at(capfd, purpose);
-    if (st && st->st_size > 64 * 1024) {
+    struct stat st;
+    if (dir && *dir && ::fstat(dir->get(), &st) == 0 && st.st_size > 64 * 1024) {
       try {
         later_ = std::async(std::launch::async, list);
         return;
@@ -723,7 +728,40 @@ bool inputs_drift(const std::vector<Drift>& drift) {
   return false;
 }
 
-void refresh(int root, const Context& ctx, const std::vector<Area>& areas, const std::vector<StoreChange>* changes) {
+struct Prepared::Impl {
+  std::string purpose;
+  struct Ready {
+    std::optional<Manifest> m;
+    std::optional<Step> s;
+    Listing listing;
+  };
+  std::future<Ready> ready;
+};
+
+Prepared::Prepared(int root, const Context& ctx, const StoreChange& change) : impl_(std::make_unique<Impl>()) {
+  // derived() takes only such a change; anything else is refresh's to do.
+  if (change.empty || change.key.type != CertType::kCa || change.key.purpose == kGeneral) return;
+  impl_->purpose = change.key.purpose;
+  try {
+    impl_->ready = std::async(std::launch::async, [root, &ctx, change, purpose = impl_->purpose] {
+      // Read-only: refresh itself makes etc/trusted-certs/capath what it must be.
+      fs::Fd trusted = fs::open_dir(root, layout::kTrustedDir, false);
+      fs::Fd cap = trusted ? fs::open_dir(trusted.get(), layout::kCapathName, false) : fs::Fd();
+      if (!cap) throw Error(Code::kIoError, "no CA directories yet");
+      Impl::Ready r{std::nullopt, std::nullopt, Listing(cap.get(), purpose)};
+      r.m = read_manifest(cap.get(), purpose);
+      if (r.m) r.s = derived(*r.m, ctx, purpose, change);
+      return r;
+    });
+  } catch (const std::system_error&) {  // no thread: refresh does it
+    impl_->purpose.clear();
+  }
+}
+
+Prepared::~Prepared() = default;  // waits for the thread (a std::async future)
+
+void refresh(int root, const Context& ctx, const std::vector<Area>& areas, const std::vector<StoreChange>* changes,
+             Prepared* prepared) {
   std::set<std::string> todo;
   for (auto& p : affected(ctx.config, areas)) todo.insert(std::move(p));
   fs::Fd trusted = fs::open_dir(root, layout::kTrustedDir, true);
@@ -749,13 +787,21 @@ void refresh(int root, const Context& ctx, const std::vector<Area>& areas, const
   const bool only_crls = changes && changes->empty() && !areas.empty() &&
                          std::all_of(areas.begin(), areas.end(), [](const Area& a) { return a.kind == Area::Kind::kCrl; });
   for (const auto& p : todo) {
+    std::optional<Prepared::Impl::Ready> ready;
+    if (prepared && prepared->impl_->purpose == p && prepared->impl_->ready.valid()) {
+      try {
+        ready = prepared->impl_->ready.get();
+      } catch (const std::exception&) {  // done here instead
+      }
+    }
     // The directory's manifest, read once: what every cheaper path starts from.
-    Listing listing(cap.get(), p);
-    std::optional<Manifest> m = read_manifest(cap.get(), p);
+    Listing listing = ready ? std::move(ready->listing) : Listing(cap.get(), p);
+    std::optional<Manifest> m = ready ? std::move(ready->m) : read_manifest(cap.get(), p);
     if (m) {
       std::optional<Step> s;
       // One CA store changed (install, uninstall of a one-purpose CA): derived from its change.
-      if (changes && changes->size() == 1 && areas.size() == 1) s = derived(*m, ctx, p, changes->front());
+      if (ready) s = std::move(ready->s);
+      else if (changes && changes->size() == 1 && areas.size() == 1) s = derived(*m, ctx, p, changes->front());
       // Only CRLs changed (crl install, crl uninstall): the certificate entries stay.
       if (!s && only_crls) s = derived_crls(*m, trusted.get(), ctx, p);
       if (s && apply_step(p, *m, *s, listing)) continue;

@@ -18,6 +18,7 @@
 // tree's entry, or to the chosen store's hash entry of the same name and bytes), never symlinks.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,8 +63,30 @@ std::vector<std::string> affected(const Config& cfg, const std::vector<Area>& ar
 // `changes` (a writer's, from reconcile): when the change is one CA store of a purpose in ca
 // mode, its directory's change is derived from what the store's change moved (the other
 // entries and the CRLs checked against the manifest) instead of from the whole selection.
+// `prepared`: the step of the one CA store's purpose, prepared while the stores were written.
+class Prepared;
 void refresh(int root, const Context& ctx, const std::vector<Area>& areas,
-             const std::vector<StoreChange>* changes = nullptr);
+             const std::vector<StoreChange>* changes = nullptr, Prepared* prepared = nullptr);
+
+// A writer's CA-directory step, prepared on another thread while its stores are written
+// (Store::apply): for a change of one CA store of a declared purpose (refresh's derived case,
+// install and uninstall) the purpose directory's manifest is read, the step derived from the
+// change, and the directory listed. None of that reads what the stores' writing changes (the
+// manifest, the CRLs, the cluster-CA minimum, the change itself), and at 10,000 CAs it is as
+// long as writing the bundle. refresh() takes it for that purpose; any failure there means
+// refresh does the work itself, as it would have.
+class Prepared {
+ public:
+  Prepared(int root, const Context& ctx, const StoreChange& change);
+  ~Prepared();
+  Prepared(const Prepared&) = delete;
+  Prepared& operator=(const Prepared&) = delete;
+  struct Impl;
+
+ private:
+  friend void refresh(int, const Context&, const std::vector<Area>&, const std::vector<StoreChange>*, Prepared*);
+  std::unique_ptr<Impl> impl_;
+};
 
 // `sync`: compares every entry of etc/trusted-certs/capath with the selection (content, types,
 // modes, remnants, undeclared purposes, symlinks); with `apply`, repairs each difference

@@ -621,7 +621,8 @@ std::vector<Area> all_areas(int root, const Database& db) {
 }
 
 void reconcile(int root, const Database& db, const Area& area, bool apply, std::vector<Drift>& out,
-               const Database* before, StoreChange* change, const StoreBundle* narrow) {
+               const Database* before, StoreChange* change, const StoreBundle* narrow,
+               const std::function<void()>& planned) {
   if (narrow && (!before || area.kind != Area::Kind::kTrustedStore))
     throw std::logic_error("a narrow plan is a writer's plan of a trusted store");
   std::set<std::string> top_known;
@@ -647,6 +648,7 @@ void reconcile(int root, const Database& db, const Area& area, bool apply, std::
       if (layout::is_hash_link_name(name) && plan.buckets.count(name.substr(0, 9)))
         change->entries.emplace(name, std::string(plan.files.at(name)));
   }
+  if (planned) planned();
   Reconciler(root, apply, out).run(plan, top_known);
 }
 

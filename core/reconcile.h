@@ -3,6 +3,7 @@
 // Installs reconcile the areas they touch; `sync` reconciles all of them.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -72,8 +73,9 @@ std::optional<std::vector<std::string_view>> splice_bundle(std::string_view old,
 // others are checked from the directory's names. `sync` passes none and reads everything.
 // `change` (with `before`, a trusted store): filled with what the change moved. `narrow`
 // (with `before`): `db` holds only the records the change touched and their hash buckets'.
+// `planned`: called once `change` is filled, before anything is written.
 void reconcile(int root, const Database& db, const Area& area, bool apply, std::vector<Drift>& out,
                const Database* before = nullptr, StoreChange* change = nullptr,
-               const StoreBundle* narrow = nullptr);
+               const StoreBundle* narrow = nullptr, const std::function<void()>& planned = {});
 
 }  // namespace ptrust

@@ -447,6 +447,9 @@ void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, c
     ::close(fd);
     for (const auto& e : fs::list_dir(l.state.get()))  // temp files of a killed writer
       if (e.name.rfind(fs::kTempPrefix, 0) == 0) fs::remove_at(l.state.get(), e.name);
+    // One CA store changed (install, uninstall): its CA directory's step is prepared on
+    // another thread while the store is written (capath::Prepared).
+    std::unique_ptr<capath::Prepared> prepared;
     {
       // A whole-store write (import, a sync repair): every file durable with one pass.
       std::optional<fs::Batch> batch;
@@ -454,13 +457,16 @@ void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, c
       for (const auto& a : areas) {
         StoreChange* c = moved && a.kind == Area::Kind::kTrustedStore ? &changes.emplace_back() : nullptr;
         const StoreBundle* nb = narrow && a.kind == Area::Kind::kTrustedStore ? &narrow->at(a.key) : nullptr;
-        reconcile(root_.get(), l.db, a, true, ignored, moved, c, nb);
+        auto prepare = [&] {
+          if (c && areas.size() == 1 && !full_capath) prepared = std::make_unique<capath::Prepared>(root_.get(), ctx_, *c);
+        };
+        reconcile(root_.get(), l.db, a, true, ignored, moved, c, nb, prepare);
       }
       if (batch) batch->flush();  // before the CA directories read the bundles just written
     }
     // The per-purpose CA directories follow the bundles just written, in the same change.
     if (full_capath || !finished) capath::reconcile(root_.get(), ctx_, true, ignored);
-    else capath::refresh(root_.get(), ctx_, areas, before ? &changes : nullptr);
+    else capath::refresh(root_.get(), ctx_, areas, before ? &changes : nullptr, prepared.get());
     if (::unlinkat(l.state.get(), unfinished.c_str(), 0) != 0 && errno != ENOENT)
       throw_errno(Code::kIoError, "cannot remove " + std::string(layout::kStateDir) + "/" + unfinished);
   } catch (...) {

@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/generation.h"
+#include "core/ossl.h"
 #include "core/reconcile.h"
 #include "core/selection.h"
 #include "core/x509.h"
@@ -573,6 +574,36 @@ TEST_F(NarrowTest, ModeChangesAreGuardedFromEveryRecord) {
   store.allow_mode_change(true);
   store.uninstall(pin.uuid, false);
   EXPECT_EQ(mode_in(store.database(), "licensing"), Mode::kCa);
+  EXPECT_EQ(drift(), std::vector<std::string>{});
+}
+
+// A store large enough for the narrow write's threads (the bundle's digests over 1 MiB, the CA
+// directory listed beside its manifest, the CA directory's step prepared while the store is
+// written): they leave what the database derives. Run under TSan too (scripts/tsan.sh).
+TEST_F(NarrowTest, ALargeStoreTakesTheThreadedPaths) {
+  constexpr int kCas = 4000;  // a 2 MB bundle, a CA directory of ~100 KB
+  ossl::PkeyPtr key(EVP_EC_gen("P-256"));
+  Database db;
+  for (int i = 0; i < kCas; ++i) {
+    CertRecord r = make_cert_record(
+        Certificate::parse(testing::ca_with_key_pem("Large " + std::to_string(i), i + 1, key.get(), 30)), CertType::kCa,
+        {"licensing"}, std::time(nullptr));
+    r.uuid = new_uuid();
+    db.certs.push_back(std::move(r));
+  }
+  db.canonicalize();
+  {
+    fs::Fd r = fs::open_root(root);
+    save_database(fs::open_dir(r.get(), layout::kStateDir, true).get(), db);
+  }
+  store.sync(true);
+  ASSERT_GE(std::filesystem::file_size(path(bundle)), 1u << 20);
+  Issued x = ca("Large extra"), y = ca("Large extra 2");
+  CertRecord a = install(x, CertType::kCa, {"licensing"});  // rebuilt from the records: no mark yet
+  CertRecord b = install(y, CertType::kCa, {"licensing"});  // the bundle on disk, edited
+  ASSERT_EQ(drift(), std::vector<std::string>{});
+  store.uninstall(a.uuid, false);
+  store.uninstall(b.uuid, false);
   EXPECT_EQ(drift(), std::vector<std::string>{});
 }
 
