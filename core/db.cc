@@ -382,8 +382,12 @@ class Stmt {
     sqlite3_clear_bindings(s_);
   }
   std::string col_text(int i) const {
+    // The type first: sqlite3_column_text converts a BLOB (or a number) to text, after which
+    // sqlite3_column_type is undefined (SQLite says so; here it answered TEXT for a BLOB, and
+    // a row's PEM of bytes x'01' was read as text).
+    if (sqlite3_column_type(s_, i) != SQLITE_TEXT) throw std::invalid_argument("a text column is not text");
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, i));
-    if (!p || sqlite3_column_type(s_, i) != SQLITE_TEXT) throw std::invalid_argument("a text column is not text");
+    if (!p) throw std::invalid_argument("a text column is not text");
     return std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, i)));
   }
   std::int64_t col_int(int i) const {
@@ -704,6 +708,9 @@ void save_database(int state_dirfd, const Database& db, const Database* before, 
     throw Error(Code::kDatabaseInvalid, std::string("the database about to be written is not valid (") + e.what() + ")");
   }
   if (!has_database_file(state_dirfd)) {
+    // A narrow write's database is the records it read: never the whole of a new file.
+    if (marks)
+      throw Error(Code::kIoError, db_what() + " disappeared during this write; nothing was changed: restore it, or run `ptrust sync --adopt`");
     create_sqlite(state_dirfd, db);
     return;
   }
@@ -730,13 +737,18 @@ void save_database(int state_dirfd, const Database& db, const Database* before, 
       for (const auto& r : db.pool) w.put(r);
     }
   }
+  // The indexes and the marks table, in the first commit of a database made before them.
+  c.exec(kNarrowSchema, "write");
   if (marks) {
-    c.exec(kNarrowSchema, "write");
+    Stmt stale(c.db, "DELETE FROM bundles WHERE generation IS NOT ?");
+    stale.int64(1, static_cast<std::int64_t>(marks->start)).run("write");
     Stmt moved(c.db, "UPDATE bundles SET generation=?");
     moved.int64(1, static_cast<std::int64_t>(marks->generation)).run("write");
     Stmt put(c.db, "INSERT OR REPLACE INTO bundles(store,sha256,generation) VALUES(?,?,?)");
     for (const auto& [store, sum] : marks->sha256)
       put.text(1, store).text(2, sum).int64(3, static_cast<std::int64_t>(marks->generation)).run("write");
+  } else {
+    c.exec("DELETE FROM bundles", "write");  // a whole write: no bundle is the last narrow write's any more
   }
   c.exec("COMMIT", "write");
 }
@@ -890,7 +902,11 @@ std::optional<BundleMark> DatabaseSession::mark(const layout::StoreKey& k) {
     const std::string store = layout::store_dir(k);
     s.text(1, store);
     if (!s.step("read")) return std::nullopt;
-    return BundleMark{s.col_text(0), static_cast<std::uint64_t>(s.col_int(1))};
+    try {
+      return BundleMark{s.col_text(0), static_cast<std::uint64_t>(s.col_int(1))};
+    } catch (const std::invalid_argument&) {  // a malformed mark is none: the records' bundle is read
+      return std::nullopt;
+    }
   });
 }
 

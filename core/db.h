@@ -109,7 +109,9 @@ struct BundleMarks;
 // database as loaded under the same writer lock), or every row without it. Without ptrust.db
 // (a new root, or one with db.json) the file is built beside and renamed into place, and
 // db.json is removed after it.
-// `marks` (a narrow write, with `before`): committed in the same transaction.
+// `marks` (a narrow write, with `before`; `db` then holds only the records it read): committed
+// in the same transaction; IO_ERROR, nothing written, when ptrust.db is gone. Without them,
+// every bundle mark is dropped in the same transaction.
 void save_database(int state_dirfd, const Database& db, const Database* before = nullptr,
                    const BundleMarks* marks = nullptr);
 // Same records, whatever their order.
@@ -133,17 +135,20 @@ void count_shapes(Shapes& s, const std::vector<CertRecord>& certs, int sign = 1)
 
 // A trusted store's bundle as the last narrow write (Store) made it: its SHA-256, and the
 // generation that write ended its change at. The next narrow write may edit that bundle in
-// place of re-reading every record only while both still hold (any other change moves the
-// generation).
+// place of re-reading every record only while both still hold. Every other commit drops every
+// mark in its own transaction (save_database without marks), so a write killed after its
+// commit, before it moved the generation, leaves none behind; the generation also catches a
+// commit by a version that did not know them.
 struct BundleMark {
   std::string sha256;
   std::uint64_t generation = 0;
 };
 // What a narrow write commits beside its rows: the marks of the bundles it wrote (by store
-// directory name), and every other mark moved to `generation` (their bundles did not change).
+// directory name), ending at `generation`. The marks that held when it began (at `start`)
+// move with it to `generation` (their bundles did not change); any other is dropped.
 struct BundleMarks {
   std::map<std::string, std::string> sha256;
-  std::uint64_t generation = 0;
+  std::uint64_t start = 0, generation = 0;
 };
 
 // Which certificate records a narrow write reads: by uuid (and the subject-hash bucket of

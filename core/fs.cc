@@ -140,12 +140,13 @@ namespace {
 // threads), so no buffer may live on the stack.
 // `hint`: the file's size when it was opened (fstat). The whole file is then read with one
 // allocation, not grown 64 KiB at a time (a 5 MB bundle: ~80 reallocations and copies).
-std::string read_fd(int fd, size_t max, Code too_big, const std::string& what, size_t hint = 0) {
+std::string read_fd(int fd, size_t max, Code too_big, const std::string& what, size_t hint = 0,
+                    bool huge_pages = false) {
   constexpr size_t kChunk = 64 * 1024;
   std::string data;
   hint = std::min(hint, max);
   if (hint > 0) data.reserve(hint + kChunk + 1);  // room for the read that finds the end
-  if (hint >= (4u << 20)) {
+  if (huge_pages && hint >= (4u << 20)) {
     // A large file (a bundle of 10,000 CAs): transparent huge pages for its buffer where the
     // kernel allows them, a page fault per 2 MiB instead of per 4 KiB (measured: ~1.5 ms of
     // reading 5 MB). Advice only; the buffer is the same either way.
@@ -176,7 +177,7 @@ std::string read_fd(int fd, size_t max, Code too_big, const std::string& what, s
 
 }  // namespace
 
-std::optional<std::string> read_at(int dirfd, const std::string& name, size_t max) {
+std::optional<std::string> read_at(int dirfd, const std::string& name, size_t max, bool huge_pages) {
   int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return std::nullopt;
@@ -187,7 +188,7 @@ std::optional<std::string> read_at(int dirfd, const std::string& name, size_t ma
   struct stat st;
   if (::fstat(fd, &st) != 0) throw_errno(Code::kStoreUnreadable, "cannot stat " + name);
   if (!S_ISREG(st.st_mode)) throw Error(Code::kStoreUnsafe, name + " is not a regular file");
-  return read_fd(fd, max, Code::kStoreCorrupt, name, static_cast<size_t>(st.st_size));
+  return read_fd(fd, max, Code::kStoreCorrupt, name, static_cast<size_t>(st.st_size), huge_pages);
 }
 
 std::string temp_name() {

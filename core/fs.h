@@ -66,7 +66,9 @@ std::optional<struct stat> stat_at(int dirfd, const std::string& name);
 
 // Reads a regular file inside a store. nullopt when missing. A symlink or any
 // non-regular file is STORE_UNSAFE; a file over `max` bytes is STORE_CORRUPT.
-std::optional<std::string> read_at(int dirfd, const std::string& name, size_t max);
+// `huge_pages`: advise transparent huge pages for the buffer of a file of 4 MiB or more (a
+// writer's bundle; never in a consumer's process, whose memory it would reshape).
+std::optional<std::string> read_at(int dirfd, const std::string& name, size_t max, bool huge_pages = false);
 
 // Replaces `name` atomically: temp file (hidden, not *.pem), write, fchmod, fsync,
 // renameat, fsync(dir). A crash at any instant leaves the old or the new content.

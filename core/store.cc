@@ -292,8 +292,13 @@ bool Store::write_narrow(const CertSelector& sel, Check& check, Change& change) 
     return false;
   std::unique_ptr<DatabaseSession> session = DatabaseSession::open(l.state.get());
   if (!session) return false;
+  // A subject hash of 0 is a name X509_NAME_hash_ex could not hash: its bucket is not one
+  // the index can find (the plan recomputes it from the PEM).
+  if (sel.subject_hash == 0u) return false;
   l.db = session->load(sel);
   l.db_found = true;
+  for (const auto& r : l.db.certs)
+    if (r.subject_hash == 0) return false;
   if (!needed(check, l.db)) return true;
   const Shapes shapes = session->shapes();
   struct Reset {
@@ -310,6 +315,7 @@ bool Store::write_narrow(const CertSelector& sel, Check& check, Change& change) 
   guard_modes(changes_between(ctx_.config, shapes, after));
 
   Narrow n;
+  n.marks.start = generation;
   n.marks.generation = generation + 2;  // where this change ends (begin_change, end_change)
   for (const auto& a : areas) {
     if (a.kind != Area::Kind::kTrustedStore) continue;
@@ -329,7 +335,7 @@ bool Store::write_narrow(const CertSelector& sel, Check& check, Change& change) 
     if (auto mark = session->mark(a.key); mark && mark->generation == generation) {
       try {
         fs::Fd top = fs::open_dir(root_.get(), layout::kTrustedDir, false);
-        if (auto text = top ? fs::read_at(top.get(), layout::bundle_file(a.key), kMaxBundle) : std::nullopt)
+        if (auto text = top ? fs::read_at(top.get(), layout::bundle_file(a.key), kMaxBundle, true) : std::nullopt)
           old = std::move(*text);
       } catch (const Error&) {  // not a regular file: the records' bundle, and the reconcile replaces it
       }
@@ -432,13 +438,15 @@ void Store::apply(Locked& l, const std::vector<Area>& areas, bool full_capath, c
   const std::string unfinished(layout::kCapathUnfinished);
   const bool finished =
       generation_stable(read_generation(l.state.get())) && !fs::stat_at(l.state.get(), unfinished);
+  // A narrow write checked, under this lock, that the last change finished: its database
+  // holds only the records it touched, which a whole comparison would take for the store.
+  // (Its commit stands; commit() says `sync` finishes it.)
+  if (narrow && (!finished || !before))
+    throw Error(Code::kIoError, "the stores changed under the writer lock during this write");
   begin_change(l.state.get());
   std::vector<Drift> ignored;
   std::vector<StoreChange> changes;  // a writer's: what each trusted store's change moved
   const Database* moved = finished ? before : nullptr;  // what the stores are compared against
-  // A narrow write checked, under this lock, that the last change finished: its database
-  // holds only the records it touched, which a whole comparison would take for the store.
-  if (narrow && !moved) throw std::logic_error("a narrow write after an unfinished change");
   try {
     // The marker, until the stores and the CA directories followed this change. No fsync: a
     // kill loses no page cache, and after a power loss `sync` is the remedy anyway.

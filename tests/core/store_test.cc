@@ -550,7 +550,8 @@ TEST_F(NarrowTest, AnEditedBundleIsRebuiltFromTheRecords) {
 }
 
 // ... and only while no other change came between: a bundle put back as the last narrow write
-// made it, after a whole-path write changed the store, is rebuilt too.
+// made it, after a whole-path write changed the store, is rebuilt too, even when the mark
+// outlived that write (a version before marks) and a narrow write to another store came after.
 TEST_F(NarrowTest, AMarkDoesNotOutliveAnotherWritersChange) {
   Issued x1 = ca("Mark 1"), x2 = ca("Mark 2"), x3 = ca("Mark 3"), x4 = ca("Mark 4");
   install(x1, CertType::kCa, {"licensing"});
@@ -558,17 +559,79 @@ TEST_F(NarrowTest, AMarkDoesNotOutliveAnotherWritersChange) {
   const std::string marked = testing::read_file(path(bundle));
   std::vector<Certificate> more;
   more.push_back(Certificate::parse(x3.pem()));
+  sql("CREATE TABLE kept AS SELECT * FROM bundles");
   store.install_each(more, {CertType::kCa, {"licensing"}}, std::time(nullptr));  // the whole path
-  testing::write_file(path(bundle), marked);  // restored from a copy, say
+  // Its commit dropped the marks; a version before marks would have left them, as here.
+  sql("INSERT INTO bundles SELECT * FROM kept; DROP TABLE kept");
+  install(certs().ca1, CertType::kCa, {"ldaps"});  // a narrow write elsewhere does not revive the mark
+  testing::write_file(path(bundle), marked);       // restored from a copy, say
   install(x4, CertType::kCa, {"licensing"});
   EXPECT_EQ(drift(), std::vector<std::string>{});
+}
+
+// A mark left by a version before marks' drop (its whole-path commit kept them) is of an
+// earlier generation: not trusted, even when the bundle on disk is put back to match it.
+TEST_F(NarrowTest, AMarkOfAnEarlierGenerationIsNotTrusted) {
+  Issued x1 = ca("Earlier 1"), x2 = ca("Earlier 2"), x3 = ca("Earlier 3"), x4 = ca("Earlier 4");
+  install(x1, CertType::kCa, {"licensing"});
+  install(x2, CertType::kCa, {"licensing"});
+  const std::string marked = testing::read_file(path(bundle));
+  std::vector<Certificate> more;
+  more.push_back(Certificate::parse(x3.pem()));
+  sql("CREATE TABLE kept AS SELECT * FROM bundles");
+  store.install_each(more, {CertType::kCa, {"licensing"}}, std::time(nullptr));
+  sql("INSERT INTO bundles SELECT * FROM kept; DROP TABLE kept");
+  testing::write_file(path(bundle), marked);
+  install(x4, CertType::kCa, {"licensing"});
+  EXPECT_EQ(drift(), std::vector<std::string>{});
+}
+
+// A whole-path write killed after its commit, before it moved the generation: what it leaves
+// (the generation and the bundle as they were, the database changed) must not pass for the
+// last narrow write's bundle. Its commit dropped every mark.
+TEST_F(NarrowTest, AWriteKilledAfterItsCommitLeavesNoMark) {
+  Issued x1 = ca("Killed 1"), x2 = ca("Killed 2"), x3 = ca("Killed 3"), x4 = ca("Killed 4");
+  install(x1, CertType::kCa, {"licensing"});
+  install(x2, CertType::kCa, {"licensing"});
+  const std::string gen = testing::read_file(path("var/lib/ptrust/generation"));
+  const std::string marked = testing::read_file(path(bundle));
+  std::vector<Certificate> more;
+  more.push_back(Certificate::parse(x3.pem()));
+  store.install_each(more, {CertType::kCa, {"licensing"}}, std::time(nullptr));
+  testing::write_file(path("var/lib/ptrust/generation"), gen);  // as if killed right after the commit
+  testing::write_file(path(bundle), marked);
+  install(x4, CertType::kCa, {"licensing"});
+  EXPECT_NE(testing::read_file(path(bundle)).find(x3.pem()), std::string::npos);
+  EXPECT_EQ(drift(), std::vector<std::string>{});
+}
+
+// While its mark holds, the bundle on disk is edited, not rebuilt from the records. Shown with
+// a row whose PEM cannot be read, at the smallest UUID (never the next record of a new one):
+// rebuilding the bundle from the records would meet it and refuse.
+TEST_F(NarrowTest, TheBundleOnDiskIsEditedWhileItsMarkHolds) {
+  Issued x1 = ca("Edit 1"), x2 = ca("Edit 2"), x3 = ca("Edit 3");
+  install(x1, CertType::kCa, {"licensing"});
+  install(x2, CertType::kCa, {"licensing"});
+  sql("INSERT INTO certs SELECT '00000000-0000-4000-8000-000000000000',type,purposes,'x','x',subject,issuer,serial,"
+      "not_before,not_after,key_type,key_bits,installed_at,12345,x'01' FROM certs LIMIT 1");
+  CertRecord c = install(x3, CertType::kCa, {"licensing"});
+  EXPECT_NE(testing::read_file(path(bundle)).find(x3.pem()), std::string::npos);
+  sql("DELETE FROM certs WHERE uuid='00000000-0000-4000-8000-000000000000'");
+  EXPECT_EQ(drift(), std::vector<std::string>{});
+  // The same row makes a write without a mark (the bundle edited by hand) refuse.
+  sql("INSERT INTO certs SELECT '00000000-0000-4000-8000-000000000000',type,purposes,'x','x',subject,issuer,serial,"
+      "not_before,not_after,key_type,key_bits,installed_at,12345,x'01' FROM certs LIMIT 1");
+  testing::write_file(path(bundle), testing::read_file(path(bundle)) + "\n");
+  expect_refused(Code::kDatabaseInvalid, [&] { store.uninstall(c.uuid, false); });
 }
 
 // The mode guard reads the shapes of every record, not only the loaded ones.
 TEST_F(NarrowTest, ModeChangesAreGuardedFromEveryRecord) {
   install(certs().general, CertType::kCa);
   install(certs().ca1, CertType::kCa, {"licensing"});  // general -> ca narrows
-  EXPECT_EQ(store.mode_changes().size(), 1u);
+  ASSERT_EQ(store.mode_changes().size(), 1u);
+  EXPECT_EQ(store.mode_changes()[0].before, Mode::kGeneral) << "the general CA is not among the loaded records";
+  EXPECT_EQ(store.mode_changes()[0].after, Mode::kCa);
   CertRecord pin = install(certs().peer, CertType::kPinned, {"licensing"});  // ca -> pinned narrows
   expect_refused(Code::kModeChangeWidensTrust, [&] { store.uninstall(pin.uuid, false); });
   store.allow_mode_change(true);
