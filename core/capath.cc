@@ -263,9 +263,6 @@ struct Manifest {
   }
 };
 
-// nullopt when the directory is not a 0755 directory with a manifest, when a line is neither a
-// header line nor an entry line, or when the entries are not in strict name order (every
-// writer writes them so): the manifest is then not trusted for a diff.
 // A character test, not find_first_not_of: that scans the 16-character set once per
 // character (10,000 lines of 64: a third of reading a manifest).
 bool lower_hex(std::string_view s) {
@@ -279,6 +276,9 @@ bool lower_hex(std::string_view s) {
   return ok;
 }
 
+// nullopt when the directory is not a 0755 directory with a manifest, when a line is neither a
+// header line nor an entry line, or when the entries are not in strict name order (every
+// writer writes them so): the manifest is then not trusted for a diff.
 std::optional<Manifest> read_manifest(int capfd, const std::string& purpose) {
   Manifest m;
   try {
@@ -361,16 +361,6 @@ Step step_to(const Manifest& m, const Wanted& w) {
   return s;
 }
 
-// The cheap path of a write: when the directory on disk is exactly what its manifest
-// describes (same names, only regular files; mode 0755, checked when read) and the step is
-// ONE change a reader can only see whole — one entry created or replaced (temp file, fsync,
-// rename), one entry removed (unlink), or one entry renamed onto another (the renumbering of a
-// same-subject bucket after a removal) — does it in place, then replaces the manifest. A
-// reader of the directory sees the old or the new selection, as with a swap, for a cost that
-// does not grow with the directory. Returns false (nothing done) when the step is more than
-// one change or the directory is not as its manifest says (a killed writer's leftovers,
-// drift): the caller swaps in a whole new tree. A step that changes nothing and keeps the
-// manifest's bytes is done without a look at the directory.
 // A purpose directory's names, and whether every entry is a regular file: from the directory
 // alone (no stat of 10,000 entries; an entry's mode and content are `sync`'s to check, as for
 // every entry a write does not touch). A large directory is listed on another thread while the
@@ -422,6 +412,16 @@ class Listing {
   std::optional<Names> names_;
 };
 
+// The cheap path of a write: when the directory on disk is exactly what its manifest
+// describes (same names, only regular files; mode 0755, checked when read) and the step is
+// ONE change a reader can only see whole — one entry created or replaced (temp file, fsync,
+// rename), one entry removed (unlink), or one entry renamed onto another (the renumbering of a
+// same-subject bucket after a removal) — does it in place, then replaces the manifest. A
+// reader of the directory sees the old or the new selection, as with a swap, for a cost that
+// does not grow with the directory. Returns false (nothing done) when the step is more than
+// one change or the directory is not as its manifest says (a killed writer's leftovers,
+// drift): the caller swaps in a whole new tree. A step that changes nothing and keeps the
+// manifest's bytes is done without a look at the directory.
 bool apply_step(const std::string& purpose, const Manifest& m, const Step& s, Listing& listing) {
   if (s.many || s.put.size() > 1 || s.removed.size() > 1) return false;
   if (s.put.empty() && s.removed.empty() && s.manifest == *m.text) return true;

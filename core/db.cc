@@ -35,6 +35,12 @@ std::vector<layout::StoreKey> CertRecord::stores() const {
   return out;
 }
 
+bool in_store(CertType type, const std::vector<std::string>& purposes, const layout::StoreKey& k) {
+  if (type != k.type) return false;
+  if (purposes.empty()) return k.purpose == "general";
+  return std::find(purposes.begin(), purposes.end(), k.purpose) != purposes.end();
+}
+
 const CertRecord* Database::find(const std::string& uuid) const {
   for (const auto& r : certs)
     if (r.uuid == uuid) return &r;
@@ -812,12 +818,6 @@ auto guarded(Body body) -> decltype(body()) {
   } catch (const std::exception& e) {
     throw Error(Code::kDatabaseInvalid, db_what() + " is not a valid ptrust database (" + e.what() + ")");
   }
-}
-
-bool in_store(CertType type, const std::vector<std::string>& purposes, const layout::StoreKey& k) {
-  if (type != k.type) return false;
-  if (purposes.empty()) return k.purpose == "general";
-  return std::find(purposes.begin(), purposes.end(), k.purpose) != purposes.end();
 }
 
 }  // namespace

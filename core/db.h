@@ -38,6 +38,10 @@ struct CertRecord {
   bool operator==(const CertRecord&) const = default;
 };
 
+// Whether a record of `type` and `purposes` belongs in trusted store `k` (the stores() rule).
+bool in_store(CertType type, const std::vector<std::string>& purposes, const layout::StoreKey& k);
+inline bool in_store(const CertRecord& r, const layout::StoreKey& k) { return in_store(r.type, r.purposes, k); }
+
 // A CRL installed with `ptrust crl install`, served from etc/stunnel/crls/<name>.
 struct CrlRecord {
   std::string name;

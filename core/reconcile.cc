@@ -186,7 +186,6 @@ unsigned long crl_hash(size_t, const std::string&, std::string_view pem) {
   return X509_NAME_hash_ex(X509_CRL_get_issuer(crl.get()), nullptr, nullptr, nullptr);
 }
 
-
 // In uuid order. A loaded database is in uuid order already; a writer's change appends.
 std::vector<const CertRecord*> records_in(const Database& db, const StoreKey& k) {
   std::vector<const CertRecord*> recs;
@@ -558,12 +557,6 @@ class Reconciler {
 };
 
 }  // namespace
-
-bool in_store(const CertRecord& r, const layout::StoreKey& k) {
-  if (r.type != k.type) return false;
-  if (r.purposes.empty()) return k.purpose == "general";
-  return std::find(r.purposes.begin(), r.purposes.end(), k.purpose) != r.purposes.end();
-}
 
 std::optional<std::vector<std::string_view>> splice_bundle(std::string_view old, std::string_view pem, bool add,
                                                            const std::optional<std::string>& next) {

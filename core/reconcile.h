@@ -35,9 +35,6 @@ struct Area {
 // Every area: the database's, and every store-shaped name found on disk.
 std::vector<Area> all_areas(int root, const Database& db);
 
-// Whether record `r` belongs in trusted store `k`.
-bool in_store(const CertRecord& r, const layout::StoreKey& k);
-
 // The areas a trusted-certificate record lives in.
 std::vector<Area> areas_of(const CertRecord& r);
 

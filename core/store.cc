@@ -184,40 +184,33 @@ bool ModeChange::widens() const noexcept {
 
 namespace {
 
-template <typename Each>
-Mode mode_of(std::string_view purpose, Each each) {
-  bool pinned = false, ca = false, general = false;
-  each([&](CertType type, const std::vector<std::string>& purposes) {
-    if (purposes.empty()) {
-      general |= type == CertType::kCa;
-    } else if (std::find(purposes.begin(), purposes.end(), purpose) != purposes.end()) {
-      pinned |= type == CertType::kPinned;
-      ca |= type == CertType::kCa;
-    }
-  });
-  return pinned ? Mode::kPinned : ca ? Mode::kCa : general ? Mode::kGeneral : Mode::kNone;
+Shapes shapes_of(const Database& db) {
+  Shapes s;
+  count_shapes(s, db.certs);
+  return s;
 }
 
 }  // namespace
 
-Mode mode_in(const Database& db, std::string_view purpose) {
-  return mode_of(purpose, [&](auto f) {
-    for (const auto& r : db.certs) f(r.type, r.purposes);
-  });
+Mode mode_in(const Shapes& shapes, std::string_view purpose) {
+  bool pinned = false, ca = false, general = false;
+  for (const auto& [s, n] : shapes) {
+    if (n == 0) continue;
+    if (s.purposes.empty()) {
+      general |= s.type == CertType::kCa;
+    } else if (std::find(s.purposes.begin(), s.purposes.end(), purpose) != s.purposes.end()) {
+      pinned |= s.type == CertType::kPinned;
+      ca |= s.type == CertType::kCa;
+    }
+  }
+  return pinned ? Mode::kPinned : ca ? Mode::kCa : general ? Mode::kGeneral : Mode::kNone;
 }
 
-Mode mode_in(const Shapes& shapes, std::string_view purpose) {
-  return mode_of(purpose, [&](auto f) {
-    for (const auto& [s, n] : shapes)
-      if (n > 0) f(s.type, s.purposes);
-  });
-}
+Mode mode_in(const Database& db, std::string_view purpose) { return mode_in(shapes_of(db), purpose); }
 
 namespace {
 
-// `Records`: a Database, or the Shapes of one.
-template <typename Records>
-std::vector<ModeChange> changes_between(const Config& cfg, const Records& before, const Records& after) {
+std::vector<ModeChange> changes_between(const Config& cfg, const Shapes& before, const Shapes& after) {
   std::vector<ModeChange> out;
   for (const auto& [p, _] : cfg.purposes) {
     ModeChange c{p, mode_in(before, p), mode_in(after, p)};
@@ -269,7 +262,7 @@ std::string sha256_of(const std::vector<std::string_view>& parts) {
 size_t records_in(const Shapes& shapes, const layout::StoreKey& k) {
   size_t n = 0;
   for (const auto& [shape, count] : shapes)
-    if (in_store(CertRecord{.type = shape.type, .purposes = shape.purposes}, k)) n += count;
+    if (in_store(shape.type, shape.purposes, k)) n += count;
   return n;
 }
 
@@ -383,7 +376,7 @@ void Store::write(bool create, Check check, Change change, const CertSelector* n
       if (!needed(check, l.db)) return;
       Database before = without_cert_pem(l.db);
       std::vector<Area> areas = change(l.db);
-      guard_modes(changes_between(ctx_.config, before, l.db));
+      guard_modes(changes_between(ctx_.config, shapes_of(before), shapes_of(l.db)));
       commit(l, areas, &before);
       return;
     }
@@ -397,7 +390,7 @@ void Store::write(bool create, Check check, Change change, const CertSelector* n
     if (!needed(check, r.db)) return;
     Database preview = r.db;
     change(preview);
-    guard_modes(changes_between(ctx_.config, r.db, preview));
+    guard_modes(changes_between(ctx_.config, shapes_of(r.db), shapes_of(preview)));
   }
   Locked l(root_.get(), create ? Locked::Mode::kCreate : Locked::Mode::kWrite);
   // Again under the lock: another writer may have raced us.
@@ -406,7 +399,7 @@ void Store::write(bool create, Check check, Change change, const CertSelector* n
   if (!needed(check, l.db)) return;
   Database before = without_cert_pem(l.db);
   std::vector<Area> areas = change(l.db);
-  guard_modes(changes_between(ctx_.config, before, l.db));
+  guard_modes(changes_between(ctx_.config, shapes_of(before), shapes_of(l.db)));
   commit(l, areas, &before);
 }
 
@@ -777,9 +770,7 @@ std::string_view to_string(CrlStatus::State s) noexcept {
 }
 
 CrlStatus crl_status(const Config& cfg, const Database& db, const CrlRecord& crl, std::time_t now) {
-  Shapes shapes;
-  count_shapes(shapes, db.certs);
-  return crl_status(cfg, shapes, crl, now);
+  return crl_status(cfg, shapes_of(db), crl, now);
 }
 
 CrlStatus crl_status(const Config& cfg, const Shapes& shapes, const CrlRecord& crl, std::time_t now) {
